@@ -1,0 +1,208 @@
+"""Capture files: classic pcap (either byte order, micro/nanosecond), pcapng (any number of sections and
+interfaces, EPB/SPB), either of them gzip-compressed, and directories of them.
+
+Files are streamed in fixed-size chunks (memory stays flat whatever the file size); the C fast path walks
+complete records in each chunk and the unread tail is carried into the next one.
+
+pcap  : 24-byte global header (magic a1b2c3d4 / a1b23c4d in either byte order, version, snaplen, linktype)
+pcapng: blocks of (type u32, total length u32, body, total length u32); SHB 0x0A0D0D0A carries the byte
+        order magic 1A2B3C4D, IDB (1) the link type and options (if_tsresol = 9 sets tick size).
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from medsentry.capture import _fastpath
+from medsentry.capture.records import PACKET_DTYPE, Batch
+
+CHUNK = 8 << 20  # bytes read per step
+BATCH = 1 << 16  # records decoded per step
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".cap.gz")
+
+_NEED_DATA, _OUT_FULL, _CORRUPT, _NEED_BLOCK = 0, 1, 2, 3
+
+
+class CaptureError(Exception):
+    """A capture that cannot be read further: names the file and the byte offset (of the uncompressed
+    stream for gzip files) where reading stopped. Everything before it has been delivered."""
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(f"{path}: offset {offset}: {reason}")
+        self.path, self.offset, self.reason = path, offset, reason
+
+
+@dataclass(slots=True)
+class _Interface:
+    linktype: int
+    seconds_per_tick: float = 1e-6
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Files as given, directories replaced by their capture files (recursively, sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(CAPTURE_SUFFIXES)))
+        else:
+            out.append(p)
+    return out
+
+
+def _open(path: Path) -> BinaryIO:
+    fh = open(path, "rb")  # noqa: SIM115 - returned to the caller, closed there
+    if fh.read(2) == b"\x1f\x8b":
+        fh.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    fh.seek(0)
+    return fh
+
+
+class CaptureFile:
+    """Iterate `Batch`es of one capture file. `bytes_read` tracks progress for progress bars."""
+
+    def __init__(self, path: Path, batch_size: int = BATCH) -> None:
+        self.path = path
+        self.name = str(path)
+        self.bytes_read = 0
+        self._out = bytearray(batch_size * PACKET_DTYPE.itemsize)
+        self._batch_size = batch_size
+
+    def __iter__(self) -> Iterator[Batch]:
+        with _open(self.path) as fh:
+            head = fh.read(24)
+            if len(head) < 4:
+                raise CaptureError(self.name, 0, "empty or too short to be a capture")
+            if head[:4] == b"\x0a\x0d\x0d\x0a":
+                yield from self._pcapng(fh, head)
+            else:
+                yield from self._pcap(fh, head)
+
+    def _chunks(self, fh: BinaryIO, first: bytes) -> Iterator[tuple[memoryview, int]]:
+        """Yields (view, base): a fresh buffer holding the unread tail of the previous one plus the next
+        CHUNK bytes, and the stream offset of view[0]. The consumer sets `self._keep` to the offset of
+        its first unread byte. Batches keep views of these buffers, so nothing is copied twice."""
+        tail, base = first, 0
+        while True:
+            buf = bytearray(len(tail) + CHUNK)
+            buf[: len(tail)] = tail
+            filled, eof = len(tail), False
+            view = memoryview(buf)
+            try:
+                while filled < len(buf):
+                    got = fh.readinto(view[filled:])
+                    if not got:
+                        eof = True
+                        break
+                    filled += got
+            except (EOFError, OSError, zlib.error) as exc:
+                raise CaptureError(self.name, base + filled, f"compressed stream broken: {exc}") from exc
+            self.bytes_read += filled - len(tail)
+            self._keep = 0
+            yield view[:filled], base
+            if eof:
+                return
+            tail = bytes(view[self._keep : filled])
+            base += self._keep
+
+    _keep = 0
+
+    def _batch(self, view: memoryview, n: int) -> Batch:
+        return Batch(view, np.frombuffer(self._out, dtype=PACKET_DTYPE, count=n).copy(), self.name)
+
+    def _pcap(self, fh: BinaryIO, head: bytes) -> Iterator[Batch]:
+        if len(head) < 24:
+            raise CaptureError(self.name, 0, "truncated pcap global header")
+        magic = head[:4]
+        forms = {
+            b"\xd4\xc3\xb2\xa1": (False, False),
+            b"\xa1\xb2\xc3\xd4": (True, False),
+            b"\x4d\x3c\xb2\xa1": (False, True),
+            b"\xa1\xb2\x3c\x4d": (True, True),
+        }
+        if magic not in forms:
+            raise CaptureError(self.name, 0, f"not a pcap or pcapng file (magic {magic.hex()})")
+        swapped, nsec = forms[magic]
+        linktype = struct.unpack(">I" if swapped else "<I", head[20:24])[0] & 0x0FFFFFF
+        off = 0
+        for buf, base in self._chunks(fh, b""):
+            off = 0
+            while True:
+                off, n, ret = _fastpath.scan_pcap(buf, off, swapped, nsec, linktype, self._out, self._batch_size)
+                if n:
+                    yield self._batch(buf, n)
+                if ret == _CORRUPT:
+                    raise CaptureError(self.name, 24 + base + off, "corrupt pcap record header")
+                if ret == _NEED_DATA:
+                    break
+            self._keep = off
+        if off < len(buf):
+            raise CaptureError(self.name, 24 + base + off, "truncated record at end of file")
+
+    def _pcapng(self, fh: BinaryIO, head: bytes) -> Iterator[Batch]:
+        swapped = False
+        ifaces: list[_Interface] = []
+        packed = b""
+        off = 0
+        for buf, base in self._chunks(fh, head):
+            off = 0
+            while True:
+                off, n, ret = _fastpath.scan_pcapng(buf, off, swapped, packed, self._out, self._batch_size)
+                if n:
+                    yield self._batch(buf, n)
+                if ret == _CORRUPT:
+                    raise CaptureError(self.name, base + off, "corrupt pcapng block")
+                if ret == _NEED_BLOCK:
+                    if len(buf) - off < 12:
+                        break
+                    endian = ">" if swapped else "<"
+                    btype = struct.unpack_from(endian + "I", buf, off)[0]
+                    if btype == 0x0A0D0D0A:
+                        bom = bytes(buf[off + 8 : off + 12])
+                        if bom == b"\x4d\x3c\x2b\x1a":
+                            swapped = False
+                        elif bom == b"\x1a\x2b\x3c\x4d":
+                            swapped = True
+                        else:
+                            raise CaptureError(self.name, base + off, "pcapng section header: bad byte-order magic")
+                        endian = ">" if swapped else "<"
+                        ifaces = []
+                    blen = struct.unpack_from(endian + "I", buf, off + 4)[0]
+                    if blen < 12 or blen % 4 or blen > (16 << 20):
+                        raise CaptureError(self.name, base + off, f"pcapng block length {blen} is invalid")
+                    if len(buf) - off < blen:
+                        break
+                    if btype == 1:
+                        ifaces.append(_parse_idb(bytes(buf[off + 8 : off + blen - 4]), endian))
+                        packed = b"".join(struct.pack("<I4xd", i.linktype, i.seconds_per_tick) for i in ifaces)
+                    off += blen
+                    continue
+                if ret == _NEED_DATA:
+                    break
+            self._keep = off
+        if off < len(buf):
+            raise CaptureError(self.name, base + off, "truncated block at end of file")
+
+
+def _parse_idb(body: bytes, endian: str) -> _Interface:
+    if len(body) < 8:
+        return _Interface(linktype=-1)
+    iface = _Interface(linktype=struct.unpack_from(endian + "H", body, 0)[0])
+    pos = 8
+    while pos + 4 <= len(body):
+        code, length = struct.unpack_from(endian + "HH", body, pos)
+        if code == 0:
+            break
+        if code == 9 and length >= 1:  # if_tsresol: 2^-n if the top bit is set, else 10^-n
+            v = body[pos + 4]
+            iface.seconds_per_tick = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+        pos += 4 + ((length + 3) & ~3)
+    return iface

@@ -1,0 +1,64 @@
+"""The packet record: one row per frame, filled by the C fast path (`_fastpath.c`, struct packet_rec).
+
+A `Batch` is a numpy array of these records plus the buffer their `frame_off` fields point into, so
+downstream code slices payloads out of the buffer only for the packets it chooses to dissect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from medsentry.capture import _fastpath
+
+PACKET_DTYPE = np.dtype(
+    [
+        ("ts", "<f8"),
+        ("flow_hash", "<u8"),
+        ("frame_off", "<u8"),
+        ("caplen", "<u4"),
+        ("wirelen", "<u4"),
+        ("payload_off", "<u4"),
+        ("payload_len", "<u4"),
+        ("tcp_seq", "<u4"),
+        ("ethertype", "<u2"),
+        ("vlan", "<u2"),
+        ("sport", "<u2"),
+        ("dport", "<u2"),
+        ("tcp_win", "<u2"),
+        ("ipver", "u1"),
+        ("proto", "u1"),
+        ("tcp_flags", "u1"),
+        ("ttl", "u1"),
+        ("dir", "u1"),
+        ("status", "u1"),
+        ("iface", "u1"),
+        ("linktype_ok", "u1"),
+        ("src_mac", "V6"),
+        ("dst_mac", "V6"),
+        ("src_ip", "V16"),
+        ("dst_ip", "V16"),
+    ]
+)
+assert PACKET_DTYPE.itemsize == _fastpath.RECORD_SIZE, "PACKET_DTYPE out of step with _fastpath.c"
+
+# Values of the `status` field.
+ST_OK, ST_MALFORMED, ST_FRAGMENT, ST_UNSUPPORTED = 0, 1, 2, 3
+
+
+@dataclass(slots=True)
+class Batch:
+    buf: bytes | bytearray | memoryview  # frames live here, at rec["frame_off"]
+    recs: np.ndarray  # PACKET_DTYPE
+    source: str  # file name or interface, for evidence and error messages
+
+    def payload(self, i: int) -> bytes:
+        r = self.recs[i]
+        start = int(r["frame_off"]) + int(r["payload_off"])
+        return bytes(self.buf[start : start + int(r["payload_len"])])
+
+    def frame(self, i: int) -> bytes:
+        r = self.recs[i]
+        start = int(r["frame_off"])
+        return bytes(self.buf[start : start + int(r["caplen"])])

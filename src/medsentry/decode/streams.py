@@ -1,0 +1,42 @@
+"""In-order delivery of one TCP direction's bytes, bounded.
+
+Retransmitted bytes are dropped, small reorderings are repaired from a bounded out-of-order store, and a
+gap that does not fill is reported so the caller can stop inspecting the flow (a parser fed bytes with a
+hole in them would only produce garbage).
+"""
+
+from __future__ import annotations
+
+MAX_PENDING_SEGMENTS = 16
+_SEQ_MOD = 1 << 32
+
+
+class Direction:
+    __slots__ = ("next_seq", "pending")
+
+    def __init__(self) -> None:
+        self.next_seq: int | None = None
+        self.pending: dict[int, bytes] = {}
+
+    def accept(self, seq: int, data: bytes) -> bytes | None:
+        """Bytes that are now in order (possibly b""), or None when a gap could not be repaired."""
+        if self.next_seq is None:
+            self.next_seq = seq
+        delta = (seq - self.next_seq) % _SEQ_MOD
+        if delta >= _SEQ_MOD // 2:  # starts before next_seq: retransmission, maybe with new bytes
+            overlap = _SEQ_MOD - delta
+            if overlap >= len(data):
+                return b""
+            data, delta = data[overlap:], 0
+        if delta:
+            if len(self.pending) >= MAX_PENDING_SEGMENTS:
+                return None
+            self.pending[seq] = data
+            return b""
+        out = [data]
+        self.next_seq = (self.next_seq + len(data)) % _SEQ_MOD
+        while self.next_seq in self.pending:
+            chunk = self.pending.pop(self.next_seq)
+            out.append(chunk)
+            self.next_seq = (self.next_seq + len(chunk)) % _SEQ_MOD
+        return b"".join(out) if len(out) > 1 else data

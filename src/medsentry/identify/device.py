@@ -1,0 +1,51 @@
+"""The device record: what medsentry believes about one device, with the evidence for each claim."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why one attribute has its value: which observation, over which protocol, when."""
+
+    attribute: str  # "vendor", "model", "device_class", ...
+    value: Any
+    protocol: str  # "oui", "dhcp", "dicom", "fingerprint", ...
+    detail: str  # human-readable: 'DHCP option 60 "Philips-IntelliVue"'
+    ts: float | None
+    weight: float  # 0..1: how strongly this observation supports the value
+
+
+@dataclass(slots=True)
+class Service:
+    transport: str
+    port: int
+    app: str | None
+    role: str  # "offers" | "uses"
+    peers: int = 0
+
+
+@dataclass(slots=True)
+class Device:
+    mac: str | None  # the anchor; None for routed-only devices, then the first IP is the anchor
+    ips: list[str] = field(default_factory=list)
+    device_class: str = "unknown"
+    vendor: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    os: str | None = None
+    hostname: str | None = None
+    label: str | None = None  # learned fingerprint type that matched, else None
+    confidence: float = 0.0
+    first_seen: float | None = None
+    last_seen: float | None = None
+    mac_randomized: bool = False
+    services: list[Service] = field(default_factory=list)
+    identities: dict[str, Any] = field(default_factory=dict)  # AE titles, HL7 apps, MQTT client ids...
+    evidence: list[Evidence] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.mac or (self.ips[0] if self.ips else "?")

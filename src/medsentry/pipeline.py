@@ -1,0 +1,325 @@
+"""capture -> decode -> protocols -> observations: the packet pipeline, identical for files and live input.
+
+Per batch: the flow table groups packets by flow (numpy); payloads go to protocol modules only where it
+pays: every datagram of a dissected UDP/link-layer protocol, and the head of each TCP connection up to the
+module's byte budget (`INSPECT_BYTES`, per direction) or until its parser says it is `done`. A TCP
+connection no module claims after the first payload of each side is not looked at again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from medsentry import protocols
+from medsentry.capture.files import CaptureError, CaptureFile, expand_paths
+from medsentry.capture.records import ST_FRAGMENT, ST_MALFORMED, ST_UNSUPPORTED, Batch
+from medsentry.decode.flows import SYN, TCP, UDP, Flow, FlowTable, Timeouts, ip_str, mac_str
+from medsentry.decode.streams import Direction
+from medsentry.observe import Observation
+from medsentry.protocols.base import Malformed, Message
+
+DEFAULT_INSPECT_BYTES = 64 * 1024
+
+
+@dataclass
+class Stats:
+    packets: int = 0
+    bytes: int = 0
+    malformed: int = 0  # frames the decoder could not parse (bad headers, truncated)
+    fragments: int = 0
+    unsupported_link: int = 0
+    flows: int = 0
+    flows_evicted: int = 0
+    observations: int = 0
+    malformed_by_protocol: Counter[str] = field(default_factory=Counter)
+    reassembly_gaps: int = 0
+    files: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    first_ts: float | None = None
+    last_ts: float | None = None
+
+    def merge(self, other: Stats) -> None:
+        for name in ("packets", "bytes", "malformed", "fragments", "unsupported_link", "flows", "flows_evicted",
+                     "observations", "reassembly_gaps"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.malformed_by_protocol.update(other.malformed_by_protocol)
+        self.errors.extend(e for e in other.errors if e not in self.errors)
+        self.files.extend(f for f in other.files if f not in self.files)
+        ts = [t for t in (self.first_ts, other.first_ts) if t is not None]
+        self.first_ts = min(ts) if ts else None
+        ts = [t for t in (self.last_ts, other.last_ts) if t is not None]
+        self.last_ts = max(ts) if ts else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "malformed": self.malformed + sum(self.malformed_by_protocol.values()),
+            "malformed_frames": self.malformed,
+            "malformed_by_protocol": dict(self.malformed_by_protocol),
+            "fragments": self.fragments,
+            "unsupported_link": self.unsupported_link,
+            "flows": self.flows,
+            "flows_evicted": self.flows_evicted,
+            "reassembly_gaps": self.reassembly_gaps,
+            "observations": self.observations,
+            "files": self.files,
+            "errors": self.errors,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+        }
+
+
+class _Stream:
+    """Inspection state of one TCP connection."""
+
+    __slots__ = ("budget", "dirs", "module", "parser", "tries")
+
+    def __init__(self) -> None:
+        self.module: ModuleType | None = None
+        self.parser: protocols.base.StreamParser | None = None
+        self.dirs = (Direction(), Direction())  # index: 0 = client to server, 1 = server to client
+        self.budget = [0, 0]
+        self.tries = 0
+
+
+class Analyzer:
+    """Feeds batches through flows and protocol modules; hands each Observation to `emit`."""
+
+    def __init__(
+        self,
+        emit: Callable[[Observation], None],
+        timeouts: Timeouts | None = None,
+        shard: tuple[int, int] | None = None,
+        source: str = "pcap",
+    ) -> None:
+        self.emit = emit
+        self.flows = FlowTable(timeouts)
+        self.stats = Stats()
+        self.shard = shard
+        self.source = source
+        self._ttl_seen: set[str] = set()
+
+    # -- batches -------------------------------------------------------------------------------------
+    def feed(self, batch: Batch) -> None:
+        recs = batch.recs
+        if self.shard is not None:
+            k, n = self.shard
+            mine = (recs["flow_hash"] % np.uint64(n)) == np.uint64(k)
+            if k == 0:
+                mine |= recs["ipver"] == 0
+            recs = recs[mine]
+            batch = Batch(batch.buf, recs, batch.source)
+        st = self.stats
+        if not len(recs):
+            return
+        st.packets += len(recs)
+        st.bytes += int(recs["wirelen"].sum(dtype=np.int64))
+        status = np.bincount(recs["status"], minlength=4)
+        st.malformed += int(status[ST_MALFORMED])
+        st.fragments += int(status[ST_FRAGMENT])
+        st.unsupported_link += int(status[ST_UNSUPPORTED])
+        ts = recs["ts"]
+        st.first_ts = float(ts[0]) if st.first_ts is None else st.first_ts
+        st.last_ts = float(ts[-1])
+
+        self._link_layer(batch)
+        udp_ports = protocols.BY_UDP_PORT
+        for flow, rows, new in self.flows.update(recs):
+            r = flow.record
+            if new and r.client_ip not in self._ttl_seen:
+                self._first_packet_facts(batch, flow, rows)
+            if not flow.inspect:
+                continue
+            if r.transport == "udp":
+                mod = udp_ports.get(r.server_port) or udp_ports.get(r.client_port)
+                if mod is None:
+                    flow.inspect = False
+                    continue
+                r.app = mod.NAME
+                self._datagrams(batch, rows, mod)
+            elif r.transport == "tcp":
+                self._stream(batch, flow, rows)
+            else:
+                flow.inspect = False
+        for flow in self.flows.expire(st.last_ts):
+            self._flow_ended(flow)
+
+    def finish(self) -> Stats:
+        for flow in self.flows.expire(self.stats.last_ts or 0.0, force=True):
+            self._flow_ended(flow)
+        self.stats.flows = self.flows.total
+        self.stats.flows_evicted = self.flows.evicted
+        return self.stats
+
+    # -- per protocol family -------------------------------------------------------------------------
+    def _link_layer(self, batch: Batch) -> None:
+        recs = batch.recs
+        rows = np.flatnonzero((recs["ipver"] == 0) & (recs["status"] == 0))
+        if not len(rows):
+            return
+        by_type = protocols.BY_ETHERTYPE
+        for i in rows[np.isin(recs["ethertype"][rows], list(by_type))].tolist():
+            rec = recs[i]
+            mod = by_type[int(rec["ethertype"])]
+            for msg in self._parse(mod, batch.payload(i)):
+                self._out(msg, mod, float(rec["ts"]), mac_str(rec["src_mac"].tobytes()), None,
+                          mac_str(rec["dst_mac"].tobytes()), None, None, None, None)  # fmt: skip
+
+    def _datagrams(self, batch: Batch, rows: np.ndarray, mod: ModuleType) -> None:
+        recs = batch.recs
+        for i in rows.tolist():
+            rec = recs[i]
+            msgs = self._parse(mod, batch.payload(i))
+            if not msgs:
+                continue
+            v = int(rec["ipver"])
+            where = (
+                float(rec["ts"]),
+                mac_str(rec["src_mac"].tobytes()), ip_str(rec["src_ip"].tobytes(), v),
+                mac_str(rec["dst_mac"].tobytes()), ip_str(rec["dst_ip"].tobytes(), v),
+                int(rec["sport"]), int(rec["dport"]),
+            )  # fmt: skip
+            for msg in msgs:
+                self._out(msg, mod, *where, "udp")
+
+    def _parse(self, mod: ModuleType, payload: bytes) -> list[Message]:
+        try:
+            return mod.parse_datagram(payload)
+        except Malformed:
+            self.stats.malformed_by_protocol[mod.NAME] += 1
+            return []
+
+    def _stream(self, batch: Batch, flow: Flow, rows: np.ndarray) -> None:
+        recs = batch.recs
+        rows = rows[recs["payload_len"][rows] > 0]
+        if not len(rows):
+            return
+        sub = recs[rows]
+        starts = (sub["frame_off"] + sub["payload_off"]).tolist()
+        lens, seqs = sub["payload_len"].tolist(), sub["tcp_seq"].tolist()
+        dirs, tss = sub["dir"].tolist(), sub["ts"].tolist()
+        st = flow.state
+        if st is None:
+            st = flow.state = _Stream()
+        r = flow.record
+        buf = batch.buf
+        for start, length, seq, d, ts in zip(starts, lens, seqs, dirs, tss, strict=True):
+            side = 0 if d == flow.client_dir else 1
+            data = bytes(buf[start : start + length])
+            if st.module is None:
+                mod = protocols.for_stream(r.server_port, r.client_port, data)
+                st.tries += 1
+                if mod is None:
+                    if st.tries >= 2:
+                        flow.inspect, flow.state = False, None
+                        return
+                    continue
+                st.module, st.parser, r.app = mod, mod.StreamParser(), mod.NAME
+                budget = getattr(mod, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES)
+                st.budget = [budget, budget]
+            in_order = st.dirs[side].accept(seq, data)
+            if in_order is None:
+                self.stats.reassembly_gaps += 1
+                flow.inspect, flow.state = False, None
+                return
+            if not in_order:
+                continue
+            in_order = in_order[: st.budget[side]]
+            st.budget[side] -= len(in_order)
+            try:
+                msgs = st.parser.feed(in_order, side == 0)  # type: ignore[union-attr]
+            except Malformed:
+                self.stats.malformed_by_protocol[r.app or "?"] += 1
+                flow.inspect, flow.state = False, None
+                return
+            for msg in msgs:
+                c = msg.from_client if msg.from_client is not None else side == 0
+                if c:
+                    where = (r.client_mac, r.client_ip, r.server_mac, r.server_ip, r.client_port, r.server_port)
+                else:
+                    where = (r.server_mac, r.server_ip, r.client_mac, r.client_ip, r.server_port, r.client_port)
+                self._out(msg, st.module, ts, *where, "tcp")
+            if getattr(st.parser, "done", False) or (st.budget[0] <= 0 and st.budget[1] <= 0):
+                flow.inspect, flow.state = False, None
+                return
+
+    def _first_packet_facts(self, batch: Batch, flow: Flow, rows: np.ndarray) -> None:
+        """TTL (and the SYN's window) of a client IP's first packet: the basis of OS guesses."""
+        rec = batch.recs[rows[0]]
+        r = flow.record
+        if int(rec["dir"]) != flow.client_dir:
+            return
+        self._ttl_seen.add(r.client_ip)
+        fields: dict[str, object] = {"ttl": int(rec["ttl"])}
+        if int(rec["proto"]) == TCP and int(rec["tcp_flags"]) & SYN:
+            fields["tcp_window"] = int(rec["tcp_win"])
+        self.emit(Observation(float(rec["ts"]), "ip", "ip.ttl", r.client_mac, r.client_ip, fields=fields,
+                              source=self.source))  # fmt: skip
+        self.stats.observations += 1
+
+    def _flow_ended(self, flow: Flow) -> None:
+        r = flow.record
+        fields = {
+            "transport": r.transport, "app": r.app, "tcp_state": r.tcp_state, "vlan": r.vlan,
+            "client_ip": r.client_ip, "client_port": r.client_port,
+            "server_ip": r.server_ip, "server_port": r.server_port,
+            "packets_c2s": r.packets_c2s, "packets_s2c": r.packets_s2c,
+            "bytes_c2s": r.bytes_c2s, "bytes_s2c": r.bytes_s2c,
+            "first_seen": r.first_seen, "last_seen": r.last_seen,
+        }  # fmt: skip
+        self.emit(Observation(r.last_seen, "flow", "flow", r.client_mac, r.client_ip, r.server_mac, r.server_ip,
+                              r.client_port, r.server_port, r.transport, fields, self.source))  # fmt: skip
+        self.stats.observations += 1
+
+    def _out(
+        self, msg: Message, mod: ModuleType, ts: float, src_mac: str | None, src_ip: str | None,
+        dst_mac: str | None, dst_ip: str | None, sport: int | None, dport: int | None, transport: str | None,
+    ) -> None:  # fmt: skip
+        self.emit(Observation(ts, mod.NAME, msg.kind, src_mac, src_ip, dst_mac, dst_ip, sport, dport, transport,
+                              msg.fields, self.source))  # fmt: skip
+        self.stats.observations += 1
+
+
+def analyze_files(
+    paths: Iterable[Path],
+    emit: Callable[[Observation], None],
+    shard: tuple[int, int] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Stats:
+    """Run every capture through one Analyzer. A broken file is recorded in stats.errors (with its offset)
+    after everything readable before the break was analysed; the other files go on."""
+    analyzer = Analyzer(emit, shard=shard)
+    for path in expand_paths(list(paths)):
+        cap = CaptureFile(path)
+        analyzer.stats.files.append(str(path))
+        seen = 0
+        try:
+            for batch in cap:
+                analyzer.feed(batch)
+                if progress is not None:
+                    progress(cap.bytes_read - seen)
+                    seen = cap.bytes_read
+        except CaptureError as exc:
+            analyzer.stats.errors.append(str(exc))
+        except OSError as exc:
+            analyzer.stats.errors.append(f"{path}: {exc.strerror or exc}")
+    return analyzer.finish()
+
+
+def observe_files(paths: Iterable[Path]) -> tuple[list[Observation], Stats]:
+    """All observations of some captures, in memory: for evaluation scripts and tests."""
+    out: list[Observation] = []
+    stats = analyze_files(paths, out.append)
+    return out, stats
+
+
+def iter_observations(paths: Iterable[Path]) -> Iterator[Observation]:
+    obs, _ = observe_files(paths)
+    yield from obs

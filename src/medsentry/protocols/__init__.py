@@ -1,0 +1,60 @@
+"""Protocol modules and how the pipeline picks one for a datagram, a frame or a TCP connection.
+
+Each module follows `medsentry.protocols.base`. Selection is by well-known port first, confirmed by the
+module's `looks_like` where it has one, then by content alone, so services on unusual ports are found.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_MODULES = [
+    "arp", "lldp", "cdp",
+    "dhcp", "dns", "nbns", "ssdp", "snmp", "syslog",
+    "tls", "http", "rtsp", "ftp", "telnet",
+    "dicom", "hl7", "mqtt",
+]  # fmt: skip
+
+
+def _load() -> list[ModuleType]:
+    mods = []
+    for name in _MODULES:
+        try:
+            mods.append(importlib.import_module(f"medsentry.protocols.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"medsentry.protocols.{name}":
+                raise
+    return mods
+
+
+MODULES: list[ModuleType] = _load()
+BY_ETHERTYPE: dict[int, ModuleType] = {t: m for m in MODULES for t in getattr(m, "ETHERTYPES", ())}
+if (cdp := next((m for m in MODULES if m.NAME == "cdp"), None)) is not None:
+    BY_ETHERTYPE[cdp.SNAP_PID] = cdp
+BY_UDP_PORT: dict[int, ModuleType] = {
+    p: m for m in MODULES if hasattr(m, "parse_datagram") for p in getattr(m, "UDP_PORTS", ())
+}
+BY_TCP_PORT: dict[int, ModuleType] = {
+    p: m for m in MODULES if hasattr(m, "StreamParser") for p in getattr(m, "TCP_PORTS", ())
+}
+CONTENT_TESTS: list[ModuleType] = [m for m in MODULES if hasattr(m, "StreamParser") and hasattr(m, "looks_like")]
+
+
+def for_stream(server_port: int, client_port: int, head: bytes) -> ModuleType | None:
+    """The module for a TCP connection whose first payload is `head`."""
+    for port in (server_port, client_port):
+        mod = BY_TCP_PORT.get(port)
+        if mod is not None and (not hasattr(mod, "looks_like") or _safe_looks_like(mod, head)):
+            return mod
+    for mod in CONTENT_TESTS:
+        if _safe_looks_like(mod, head):
+            return mod
+    return None
+
+
+def _safe_looks_like(mod: ModuleType, head: bytes) -> bool:
+    try:
+        return bool(mod.looks_like(head))
+    except Exception:  # a content test must never take the pipeline down
+        return False

@@ -1,0 +1,47 @@
+"""The contract every protocol module follows: bytes in, messages out.
+
+A protocol module knows nothing about packets, flows, MAC or IP addresses: the pipeline hands it a
+payload (one datagram, or the bytes of one TCP direction in order) and gets back `Message`s. The pipeline
+adds who sent it and when (see `medsentry.observe`).
+
+Module-level names a protocol module exposes (all optional except NAME):
+
+    NAME: str                       short protocol label, e.g. "dhcp" (also the flow's app label)
+    UDP_PORTS / TCP_PORTS: frozenset[int]   well-known ports that select this module
+    ETHERTYPES: frozenset[int]      for link-layer protocols (ARP, LLDP, CDP via SNAP)
+    def looks_like(head: bytes) -> bool        content test on the first client payload of a flow
+    def parse_datagram(payload: bytes) -> list[Message]          UDP / link-layer protocols
+    class StreamParser: feed(data: bytes, from_client: bool) -> list[Message]   TCP protocols
+
+Parsers raise `Malformed` (never anything else) on bytes that do not follow the wire format; the
+pipeline counts it per protocol and moves on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Malformed(ValueError):
+    """The payload does not follow the protocol's wire format."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One protocol message, reduced to the fields medsentry uses.
+
+    `fields` holds JSON-serialisable values only. It never holds a secret (password, token) or
+    patient data: those become `"<name>_present": True` flags or salted hashes (`medsentry.privacy`).
+    `from_client` is None for datagrams, else which side of the TCP connection sent it.
+    """
+
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    from_client: bool | None = None
+
+
+class StreamParser(Protocol):
+    """Per-connection state for a TCP protocol; gets each direction's bytes in order."""
+
+    def feed(self, data: bytes, from_client: bool) -> list[Message]: ...
