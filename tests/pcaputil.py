@@ -77,7 +77,7 @@ def _ip(b: bytes) -> str:
 
 
 def segments(path: Path) -> Iterator[Segment]:
-    """UDP and TCP payload-carrying segments (IPv4/IPv6, no fragment reassembly)."""
+    """UDP and TCP segments, empty ones included (IPv4/IPv6, no fragment reassembly)."""
     for ts, linktype, f in frames(path):
         mac = None
         if linktype == 1:

@@ -19,7 +19,7 @@ import numpy as np
 from medsentry import protocols
 from medsentry.capture.files import CaptureError, CaptureFile, expand_paths
 from medsentry.capture.records import ST_FRAGMENT, ST_MALFORMED, ST_UNSUPPORTED, Batch
-from medsentry.decode.flows import SYN, TCP, UDP, Flow, FlowTable, Timeouts, ip_str, mac_str
+from medsentry.decode.flows import SYN, TCP, Flow, FlowTable, Timeouts, ip_str, mac_str
 from medsentry.decode.streams import Direction
 from medsentry.observe import Observation
 from medsentry.protocols.base import Malformed, Message
@@ -45,8 +45,17 @@ class Stats:
     last_ts: float | None = None
 
     def merge(self, other: Stats) -> None:
-        for name in ("packets", "bytes", "malformed", "fragments", "unsupported_link", "flows", "flows_evicted",
-                     "observations", "reassembly_gaps"):  # fmt: skip
+        for name in (
+            "packets",
+            "bytes",
+            "malformed",
+            "fragments",
+            "unsupported_link",
+            "flows",
+            "flows_evicted",
+            "observations",
+            "reassembly_gaps",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.malformed_by_protocol.update(other.malformed_by_protocol)
         self.errors.extend(e for e in other.errors if e not in self.errors)
@@ -169,8 +178,18 @@ class Analyzer:
             rec = recs[i]
             mod = by_type[int(rec["ethertype"])]
             for msg in self._parse(mod, batch.payload(i)):
-                self._out(msg, mod, float(rec["ts"]), mac_str(rec["src_mac"].tobytes()), None,
-                          mac_str(rec["dst_mac"].tobytes()), None, None, None, None)  # fmt: skip
+                self._out(
+                    msg,
+                    mod,
+                    float(rec["ts"]),
+                    mac_str(rec["src_mac"].tobytes()),
+                    None,
+                    mac_str(rec["dst_mac"].tobytes()),
+                    None,
+                    None,
+                    None,
+                    None,
+                )
 
     def _datagrams(self, batch: Batch, rows: np.ndarray, mod: ModuleType) -> None:
         recs = batch.recs
@@ -182,10 +201,13 @@ class Analyzer:
             v = int(rec["ipver"])
             where = (
                 float(rec["ts"]),
-                mac_str(rec["src_mac"].tobytes()), ip_str(rec["src_ip"].tobytes(), v),
-                mac_str(rec["dst_mac"].tobytes()), ip_str(rec["dst_ip"].tobytes(), v),
-                int(rec["sport"]), int(rec["dport"]),
-            )  # fmt: skip
+                mac_str(rec["src_mac"].tobytes()),
+                ip_str(rec["src_ip"].tobytes(), v),
+                mac_str(rec["dst_mac"].tobytes()),
+                ip_str(rec["dst_ip"].tobytes(), v),
+                int(rec["sport"]),
+                int(rec["dport"]),
+            )
             for msg in msgs:
                 self._out(msg, mod, *where, "udp")
 
@@ -242,9 +264,23 @@ class Analyzer:
             for msg in msgs:
                 c = msg.from_client if msg.from_client is not None else side == 0
                 if c:
-                    where = (r.client_mac, r.client_ip, r.server_mac, r.server_ip, r.client_port, r.server_port)
+                    where = (
+                        r.client_mac,
+                        r.client_ip,
+                        r.server_mac,
+                        r.server_ip,
+                        r.client_port,
+                        r.server_port,
+                    )
                 else:
-                    where = (r.server_mac, r.server_ip, r.client_mac, r.client_ip, r.server_port, r.client_port)
+                    where = (
+                        r.server_mac,
+                        r.server_ip,
+                        r.client_mac,
+                        r.client_ip,
+                        r.server_port,
+                        r.client_port,
+                    )
                 self._out(msg, st.module, ts, *where, "tcp")
             if getattr(st.parser, "done", False) or (st.budget[0] <= 0 and st.budget[1] <= 0):
                 flow.inspect, flow.state = False, None
@@ -260,30 +296,78 @@ class Analyzer:
         fields: dict[str, object] = {"ttl": int(rec["ttl"])}
         if int(rec["proto"]) == TCP and int(rec["tcp_flags"]) & SYN:
             fields["tcp_window"] = int(rec["tcp_win"])
-        self.emit(Observation(float(rec["ts"]), "ip", "ip.ttl", r.client_mac, r.client_ip, fields=fields,
-                              source=self.source))  # fmt: skip
+        self.emit(
+            Observation(
+                float(rec["ts"]), "ip", "ip.ttl", r.client_mac, r.client_ip, fields=fields, source=self.source
+            )
+        )
         self.stats.observations += 1
 
     def _flow_ended(self, flow: Flow) -> None:
         r = flow.record
         fields = {
-            "transport": r.transport, "app": r.app, "tcp_state": r.tcp_state, "vlan": r.vlan,
-            "client_ip": r.client_ip, "client_port": r.client_port,
-            "server_ip": r.server_ip, "server_port": r.server_port,
-            "packets_c2s": r.packets_c2s, "packets_s2c": r.packets_s2c,
-            "bytes_c2s": r.bytes_c2s, "bytes_s2c": r.bytes_s2c,
-            "first_seen": r.first_seen, "last_seen": r.last_seen,
-        }  # fmt: skip
-        self.emit(Observation(r.last_seen, "flow", "flow", r.client_mac, r.client_ip, r.server_mac, r.server_ip,
-                              r.client_port, r.server_port, r.transport, fields, self.source))  # fmt: skip
+            "transport": r.transport,
+            "app": r.app,
+            "tcp_state": r.tcp_state,
+            "vlan": r.vlan,
+            "client_ip": r.client_ip,
+            "client_port": r.client_port,
+            "server_ip": r.server_ip,
+            "server_port": r.server_port,
+            "packets_c2s": r.packets_c2s,
+            "packets_s2c": r.packets_s2c,
+            "bytes_c2s": r.bytes_c2s,
+            "bytes_s2c": r.bytes_s2c,
+            "first_seen": r.first_seen,
+            "last_seen": r.last_seen,
+        }
+        self.emit(
+            Observation(
+                r.last_seen,
+                "flow",
+                "flow",
+                r.client_mac,
+                r.client_ip,
+                r.server_mac,
+                r.server_ip,
+                r.client_port,
+                r.server_port,
+                r.transport,
+                fields,
+                self.source,
+            )
+        )
         self.stats.observations += 1
 
     def _out(
-        self, msg: Message, mod: ModuleType, ts: float, src_mac: str | None, src_ip: str | None,
-        dst_mac: str | None, dst_ip: str | None, sport: int | None, dport: int | None, transport: str | None,
-    ) -> None:  # fmt: skip
-        self.emit(Observation(ts, mod.NAME, msg.kind, src_mac, src_ip, dst_mac, dst_ip, sport, dport, transport,
-                              msg.fields, self.source))  # fmt: skip
+        self,
+        msg: Message,
+        mod: ModuleType,
+        ts: float,
+        src_mac: str | None,
+        src_ip: str | None,
+        dst_mac: str | None,
+        dst_ip: str | None,
+        sport: int | None,
+        dport: int | None,
+        transport: str | None,
+    ) -> None:
+        self.emit(
+            Observation(
+                ts,
+                mod.NAME,
+                msg.kind,
+                src_mac,
+                src_ip,
+                dst_mac,
+                dst_ip,
+                sport,
+                dport,
+                transport,
+                msg.fields,
+                self.source,
+            )
+        )
         self.stats.observations += 1
 
 

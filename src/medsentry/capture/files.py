@@ -51,7 +51,9 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(CAPTURE_SUFFIXES)))
+            out.extend(
+                sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(CAPTURE_SUFFIXES))
+            )
         else:
             out.append(p)
     return out
@@ -136,7 +138,9 @@ class CaptureFile:
         for buf, base in self._chunks(fh, b""):
             off = 0
             while True:
-                off, n, ret = _fastpath.scan_pcap(buf, off, swapped, nsec, linktype, self._out, self._batch_size)
+                off, n, ret = _fastpath.scan_pcap(
+                    buf, off, swapped, nsec, linktype, self._out, self._batch_size
+                )
                 if n:
                     yield self._batch(buf, n)
                 if ret == _CORRUPT:
@@ -172,7 +176,9 @@ class CaptureFile:
                         elif bom == b"\x1a\x2b\x3c\x4d":
                             swapped = True
                         else:
-                            raise CaptureError(self.name, base + off, "pcapng section header: bad byte-order magic")
+                            raise CaptureError(
+                                self.name, base + off, "pcapng section header: bad byte-order magic"
+                            )
                         endian = ">" if swapped else "<"
                         ifaces = []
                     blen = struct.unpack_from(endian + "I", buf, off + 4)[0]
@@ -182,7 +188,9 @@ class CaptureFile:
                         break
                     if btype == 1:
                         ifaces.append(_parse_idb(bytes(buf[off + 8 : off + blen - 4]), endian))
-                        packed = b"".join(struct.pack("<I4xd", i.linktype, i.seconds_per_tick) for i in ifaces)
+                        packed = b"".join(
+                            struct.pack("<I4xd", i.linktype, i.seconds_per_tick) for i in ifaces
+                        )
                     off += blen
                     continue
                 if ret == _NEED_DATA:
@@ -203,6 +211,6 @@ def _parse_idb(body: bytes, endian: str) -> _Interface:
             break
         if code == 9 and length >= 1:  # if_tsresol: 2^-n if the top bit is set, else 10^-n
             v = body[pos + 4]
-            iface.seconds_per_tick = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+            iface.seconds_per_tick = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v
         pos += 4 + ((length + 3) & ~3)
     return iface

@@ -53,9 +53,48 @@ def ip_str(raw: bytes, ipver: int) -> str:
 
 
 # Ports that identify the server side when the first packet seen is not the client's.
-_SERVICE_PORTS = frozenset({20, 21, 22, 23, 25, 53, 67, 69, 80, 104, 110, 123, 137, 138, 143, 161, 162, 389, 443,
-                            445, 514, 554, 631, 636, 993, 995, 1883, 1900, 2575, 2762, 3306, 3389, 5353, 5355,
-                            8080, 8443, 8883, 11112})  # fmt: skip
+_SERVICE_PORTS = frozenset(
+    {
+        20,
+        21,
+        22,
+        23,
+        25,
+        53,
+        67,
+        69,
+        80,
+        104,
+        110,
+        123,
+        137,
+        138,
+        143,
+        161,
+        162,
+        389,
+        443,
+        445,
+        514,
+        554,
+        631,
+        636,
+        993,
+        995,
+        1883,
+        1900,
+        2575,
+        2762,
+        3306,
+        3389,
+        5353,
+        5355,
+        8080,
+        8443,
+        8883,
+        11112,
+    }
+)
 
 
 class FlowTable:
@@ -100,9 +139,15 @@ class FlowTable:
             n1, b1 = int(pk1[i]), int(by1[i])
             n0, b0 = int(pk[i]) - n1, int(by[i]) - b1
             if flow.client_dir == 0:
-                r.packets_c2s += n0; r.bytes_c2s += b0; r.packets_s2c += n1; r.bytes_s2c += b1  # noqa: E702
+                r.packets_c2s += n0
+                r.bytes_c2s += b0
+                r.packets_s2c += n1
+                r.bytes_s2c += b1
             else:
-                r.packets_c2s += n1; r.bytes_c2s += b1; r.packets_s2c += n0; r.bytes_s2c += b0  # noqa: E702
+                r.packets_c2s += n1
+                r.bytes_c2s += b1
+                r.packets_s2c += n0
+                r.bytes_s2c += b0
             r.first_seen = min(r.first_seen, float(first_ts[i]))
             r.last_seen = max(r.last_seen, float(last_ts[i]))
             f = int(flags[i])
@@ -134,12 +179,17 @@ class FlowTable:
         ts = float(first["ts"])
         rec = FlowRecord(
             transport=TRANSPORT.get(proto, str(proto)),
-            client_mac=client[0], client_ip=client[1], client_port=client[2],
-            server_mac=server[0], server_ip=server[1], server_port=server[2],
-            first_seen=ts, last_seen=ts,
+            client_mac=client[0],
+            client_ip=client[1],
+            client_port=client[2],
+            server_mac=server[0],
+            server_ip=server[1],
+            server_port=server[2],
+            first_seen=ts,
+            last_seen=ts,
             tcp_state="syn" if proto == TCP and flags & SYN else None,
             vlan=int(first["vlan"]) or None,
-        )  # fmt: skip
+        )
         d = int(first["dir"])
         flow = Flow(rec, d if sender_is_client else 1 - d)
         if len(self.flows) >= self.timeouts.max_flows:

@@ -10,11 +10,24 @@ import importlib
 from types import ModuleType
 
 _MODULES = [
-    "arp", "lldp", "cdp",
-    "dhcp", "dns", "nbns", "ssdp", "snmp", "syslog",
-    "tls", "http", "rtsp", "ftp", "telnet",
-    "dicom", "hl7", "mqtt",
-]  # fmt: skip
+    "arp",
+    "lldp",
+    "cdp",
+    "dhcp",
+    "dns",
+    "nbns",
+    "ssdp",
+    "snmp",
+    "syslog",
+    "tls",
+    "http",
+    "rtsp",
+    "ftp",
+    "telnet",
+    "dicom",
+    "hl7",
+    "mqtt",
+]
 
 
 def _load() -> list[ModuleType]:
@@ -38,7 +51,9 @@ BY_UDP_PORT: dict[int, ModuleType] = {
 BY_TCP_PORT: dict[int, ModuleType] = {
     p: m for m in MODULES if hasattr(m, "StreamParser") for p in getattr(m, "TCP_PORTS", ())
 }
-CONTENT_TESTS: list[ModuleType] = [m for m in MODULES if hasattr(m, "StreamParser") and hasattr(m, "looks_like")]
+CONTENT_TESTS: list[ModuleType] = [
+    m for m in MODULES if hasattr(m, "StreamParser") and hasattr(m, "looks_like")
+]
 
 
 def for_stream(server_port: int, client_port: int, head: bytes) -> ModuleType | None:

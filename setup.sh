@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One command to set medsentry up on a fresh Debian machine with Python >= 3.11:
+# system libraries (libpcap for live capture), a virtualenv in .venv, the package with its test tools.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+
+if ! { [ -e /usr/include/pcap.h ] || [ -e /usr/include/pcap/pcap.h ]; }; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends libpcap-dev gcc python3-dev python3-venv >/dev/null
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev,live]'
+echo "medsentry is set up: .venv/bin/medsentry --help"

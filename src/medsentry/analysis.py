@@ -1,0 +1,167 @@
+"""One analysis run: inputs -> observations -> identified devices, with statistics.
+
+Used by the CLI (and later the API); file, Zeek and live input all end in the same `Identifier`.
+With `workers > 1` each process reads every capture and keeps only its share of flows (by flow hash), so
+the expensive work splits near-linearly while reading stays cheap; observations come back to this process
+for identification.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+from medsentry.capture.files import CAPTURE_SUFFIXES, CaptureError, expand_paths
+from medsentry.identify.device import Device
+from medsentry.observe import Observation
+from medsentry.pipeline import Analyzer, Stats, analyze_files
+
+ZEEK_SUFFIXES = (".log", ".log.gz", ".json", ".json.gz")
+
+
+@dataclass
+class Result:
+    devices: list[Device]
+    stats_dict: dict[str, object]
+    inputs: list[str]
+    stats: Stats = field(default_factory=Stats)
+
+
+def split_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(captures, zeek logs); directories may hold either."""
+    captures, zeek = [], []
+    for p in paths:
+        if p.is_dir():
+            captures.extend(expand_paths([p]))
+            zeek.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(ZEEK_SUFFIXES)))
+        elif p.name.endswith(ZEEK_SUFFIXES) and not p.name.endswith(CAPTURE_SUFFIXES):
+            zeek.append(p)
+        else:
+            captures.append(p)
+    return captures, zeek
+
+
+def _identifier(fingerprints: Path | None):  # -> Identifier; imported late so `--help` stays fast
+    from medsentry.identify.inventory import Identifier
+
+    return Identifier(learned=fingerprints)
+
+
+def _shard(args: tuple[list[Path], int, int]) -> tuple[list[Observation], Stats]:
+    paths, k, n = args
+    out: list[Observation] = []
+    stats = analyze_files(paths, out.append, shard=(k, n))
+    return out, stats
+
+
+def run_inputs(
+    paths: list[Path], fingerprints: Path | None = None, workers: int = 1, console: Console | None = None
+) -> Result:
+    captures, zeek = split_inputs(paths)
+    ident = _identifier(fingerprints)
+    stats = Stats()
+    if captures:
+        total = sum(p.stat().st_size for p in captures)
+        with _progress(console, total) as advance:
+            if workers == 1:
+                stats = analyze_files(captures, ident.add, progress=advance)
+            else:
+                ctx = multiprocessing.get_context("fork")
+                with ctx.Pool(workers) as pool:
+                    for obs, part in pool.imap_unordered(
+                        _shard, [(captures, k, workers) for k in range(workers)]
+                    ):
+                        for o in obs:
+                            ident.add(o)
+                        stats.merge(part)
+                        advance(total // workers)
+    zeek_stats: dict[str, object] = {}
+    if zeek:
+        from medsentry.capture.zeek import read_zeek
+
+        reader = read_zeek(zeek)
+        for o in reader:
+            ident.add(o)
+        zeek_stats = reader.stats.to_dict() if hasattr(reader, "stats") else {}
+    devices = ident.devices()
+    d = stats.to_dict()
+    if zeek_stats:
+        d["zeek"] = zeek_stats
+    d["devices"] = len(devices)
+    return Result(devices, d, [str(p) for p in paths], stats)
+
+
+def run_live(
+    interface: str,
+    bpf: str | None,
+    duration: float | None,
+    fingerprints: Path | None = None,
+    console: Console | None = None,
+) -> Result:
+    from medsentry.capture.live import capture
+
+    ident = _identifier(fingerprints)
+    analyzer = Analyzer(ident.add, source="live")
+    try:
+        for batch in capture(interface, bpf, duration):
+            analyzer.feed(batch)
+    except CaptureError as exc:
+        analyzer.stats.errors.append(str(exc))
+    except KeyboardInterrupt:
+        pass
+    stats = analyzer.finish()
+    devices = ident.devices()
+    d = stats.to_dict() | {"devices": len(devices)}
+    return Result(devices, d, [f"live:{interface}"], stats)
+
+
+def run_stats(result: Result, started: float):  # -> store.base.RunStats
+    from medsentry.store.base import RunStats
+
+    s = result.stats
+    return RunStats(
+        started=started,
+        ended=time.time(),
+        packets=s.packets,
+        bytes=s.bytes,
+        flows=s.flows,
+        observations=s.observations,
+        malformed=dict(s.malformed_by_protocol),
+    )
+
+
+class _progress:
+    """A byte-based progress bar on stderr, or nothing without a console."""
+
+    def __init__(self, console: Console | None, total: int) -> None:
+        self.bar = (
+            Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+            if console is not None and console.is_terminal
+            else None
+        )
+        self.total = total
+
+    def __enter__(self) -> Callable[[int], None]:
+        if self.bar is None:
+            return lambda n: None
+        self.bar.start()
+        task = self.bar.add_task("analysing", total=self.total)
+        return lambda n: self.bar.advance(task, n)  # type: ignore[union-attr]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,184 @@
+"""The `medsentry` command: thin wiring of capture -> identify -> store -> report, no logic of its own.
+
+Exit codes: 0 success; 1 some input could not be read completely (everything readable was analysed and
+the errors are printed and listed in the JSON stats); 2 usage error (bad option, missing file).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from medsentry import __version__
+
+err = Console(stderr=True)
+EXIT_INPUT_ERRORS = 1
+
+DB_OPTION = click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="MEDSENTRY_DB",
+    help="Inventory database (default ~/.local/share/medsentry/medsentry.db; env MEDSENTRY_DB).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="medsentry")
+def main() -> None:
+    """Passive discovery and security monitoring of connected medical devices."""
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("-i", "--interface", help="Capture live from this interface (needs CAP_NET_RAW or root).")
+@click.option("--bpf", "bpf", help="BPF filter for live capture, e.g. 'not port 22'.")
+@click.option("--duration", type=float, help="Stop live capture after this many seconds.")
+@click.option(
+    "--fingerprints",
+    type=click.Path(exists=True, path_type=Path),
+    help="Learned fingerprint file from `medsentry learn` (classification falls back to it).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write devices and run statistics as JSON ('-' for stdout).",
+)
+@click.option(
+    "--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), help="Write devices as CSV."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes; packets are sharded by flow.",
+)
+@click.option("--no-store", is_flag=True, help="Do not merge the result into the inventory database.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, no tables.")
+@DB_OPTION
+def analyze(
+    inputs: tuple[Path, ...],
+    interface: str | None,
+    bpf: str | None,
+    duration: float | None,
+    fingerprints: Path | None,
+    json_out: Path | None,
+    csv_out: Path | None,
+    workers: int,
+    no_store: bool,
+    quiet: bool,
+    db: Path | None,
+) -> None:
+    """Identify the devices in capture files (pcap, pcapng, .gz, directories), Zeek logs or live traffic."""
+    from medsentry import analysis, report
+
+    if not inputs and not interface:
+        raise click.UsageError("give capture files / Zeek logs, or --interface for live capture")
+    started = time.time()
+    show = not quiet and json_out != Path("-")
+    if interface:
+        result = analysis.run_live(interface, bpf, duration, fingerprints, console=err if show else None)
+    else:
+        result = analysis.run_inputs(list(inputs), fingerprints, workers, console=err if show else None)
+    result.stats_dict["elapsed_s"] = round(time.time() - started, 3)
+    if not no_store:
+        from medsentry.store import open_store
+
+        with open_store(db) as store:
+            run_id = store.record_run(analysis.run_stats(result, started), result.inputs)
+            store.upsert_devices(result.devices, run_id)
+    if json_out is not None:
+        _write(json_out, json.dumps(report.devices_document(result.devices, result.stats_dict), indent=2))
+    if csv_out is not None:
+        _write(csv_out, report.devices_csv(result.devices))
+    if show:
+        console = Console()
+        console.print(report.devices_table(result.devices))
+        console.print(report.run_summary(result.stats_dict, result.devices))
+    for e in result.stats_dict.get("errors", []):
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+    if result.stats_dict.get("errors"):
+        sys.exit(EXIT_INPUT_ERRORS)
+
+
+@main.group(invoke_without_command=True)
+@click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON ('-' stdout)."
+)
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), help="CSV ('-' stdout).")
+@click.option("--class", "device_class", help="Only this device class.")
+@click.option("--vendor", help="Only vendors containing this text.")
+@DB_OPTION
+@click.pass_context
+def devices(
+    ctx: click.Context,
+    json_out: Path | None,
+    csv_out: Path | None,
+    device_class: str | None,
+    vendor: str | None,
+    db: Path | None,
+) -> None:
+    """List the inventory (or `devices show KEY` for one device with evidence and history)."""
+    ctx.obj = db
+    if ctx.invoked_subcommand is not None:
+        return
+    from medsentry import report
+    from medsentry.store import open_store
+    from medsentry.store.base import DeviceFilter
+
+    with open_store(db) as store:
+        found = store.list_devices(DeviceFilter(device_class=device_class, vendor=vendor))
+    if json_out is not None:
+        _write(json_out, json.dumps(report.devices_document(found, {}), indent=2))
+    if csv_out is not None:
+        _write(csv_out, report.devices_csv(found))
+    if json_out is None and csv_out is None:
+        Console().print(report.devices_table(found))
+
+
+@devices.command("show")
+@click.argument("key")
+@click.pass_obj
+def devices_show(db: Path | None, key: str) -> None:
+    """One device: every attribute with its evidence, services and change history."""
+    from medsentry import report
+    from medsentry.store import open_store
+
+    with open_store(db) as store:
+        device = store.get_device(key)
+        if device is None:
+            raise click.ClickException(f"no device {key!r} in the inventory")
+        Console().print(report.device_detail(device, store.device_history(device.key)))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Fingerprint file to write (JSON, human-editable).",
+)
+def learn(directory: Path, out: Path) -> None:
+    """Learn one device type per sub-folder of DIRECTORY (folder name = label, captures inside; the device is
+    the MAC most often seen as a source, or the one in an optional mac.txt)."""
+    from medsentry.identify import learn as learning
+
+    fingerprints = learning.learn_directory(directory)
+    out.write_text(json.dumps(fingerprints, indent=2, sort_keys=True) + "\n")
+    err.print(f"learned {len(fingerprints.get('types', {}))} device types -> {out}")
+
+
+def _write(path: Path, text: str) -> None:
+    if path == Path("-"):
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        path.write_text(text if text.endswith("\n") else text + "\n")
