@@ -130,19 +130,17 @@ def read_stream(stream: BinaryIO, name: str, stats: ZeekStats | None = None) -> 
                 continue
             log = header.path if header is not None else default_log
             try:
-                row: Row | None = None
-                if header is None:  # no TSV header: JSON lines, whose `_path` names the log
-                    row = _JsonRow.parse(line)
-                    log = row.log or log
-                stats.rows[log] += 1
+                row = header.row(line) if header is not None else _JsonRow.parse(line)
+                log = row.log or log
                 mapper = _MAPPERS.get(log)
-                if mapper is None:
-                    stats.skipped[log] += 1
-                    continue
-                observations = mapper(row or header.row(line))
+                observations = None if mapper is None else mapper(row)
             except ValueError as e:
-                stats.rows[log] += row is None and header is None  # a bad JSON line was not counted yet
+                stats.rows[log] += 1
                 stats.error(name, lineno, str(e))
+                continue
+            stats.rows[log] += 1
+            if observations is None:
+                stats.skipped[log] += 1
                 continue
             stats.observations += len(observations)
             yield from observations
@@ -191,7 +189,11 @@ def _text(raw: bytes) -> str:
     return _ESCAPE.sub(_unescape_one, raw).decode("utf-8", "backslashreplace").translate(_CONTROLS)
 
 
-def _finite(value: float, name: str) -> float:
+def _real(raw: bytes, name: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
     if not math.isfinite(value):
         raise ValueError(f"{name}: not a finite number")
     return value
@@ -237,10 +239,10 @@ class _Header:
 class _TsvRow:
     """Typed access to one TSV row; values are converted only when a mapper asks for them."""
 
-    __slots__ = ("_header", "_values")
+    __slots__ = ("_header", "_values", "log")
 
     def __init__(self, values: dict[str, bytes], header: _Header) -> None:
-        self._values, self._header = values, header
+        self._values, self._header, self.log = values, header, header.path
 
     def _raw(self, name: str) -> bytes | None:
         value = self._values.get(name)
@@ -254,11 +256,16 @@ class _TsvRow:
 
     def count(self, name: str) -> int | None:
         raw = self._raw(name)
-        return None if raw is None else int(raw)
+        if raw is None:
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{name}: not an integer") from None
 
     def real(self, name: str) -> float | None:
         raw = self._raw(name)
-        return None if raw is None else _finite(float(raw), name)
+        return None if raw is None else _real(raw, name)
 
     time = real  # TSV writes times as epoch seconds
 
@@ -272,15 +279,16 @@ class _TsvRow:
 
     def items(self, name: str) -> list[str]:
         raw = self._raw(name)
-        if raw is None or raw == self._header.empty:
+        if raw is None:
             return []
-        return [_text(item) for item in raw.split(self._header.set_separator)]
+        empty = self._header.empty  # TSV writes both an empty set and a set holding "" as (empty)
+        return [_text(item) for item in raw.split(self._header.set_separator) if item and item != empty]
 
     def reals(self, name: str) -> list[float]:
         raw = self._raw(name)
         if raw is None or raw == self._header.empty:
             return []
-        return [_finite(float(item), name) for item in raw.split(self._header.set_separator)]
+        return [_real(item, name) for item in raw.split(self._header.set_separator)]
 
 
 class _JsonRow:
@@ -295,6 +303,8 @@ class _JsonRow:
 
     @classmethod
     def parse(cls, line: bytes) -> _JsonRow:
+        if line[:1] != b"{":
+            raise ValueError("neither a JSON object nor a TSV row after a #fields header")
         try:
             values = json.loads(line)
         except RecursionError:
@@ -315,7 +325,7 @@ class _JsonRow:
         value = self._values.get(name)
         if value is None or type(value) is int:
             return value
-        raise ValueError(f"{name}: not a count")
+        raise ValueError(f"{name}: not an integer")
 
     def real(self, name: str) -> float | None:
         value = self._values.get(name)
@@ -342,7 +352,7 @@ class _JsonRow:
         if value is None:
             return []
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
+            return [v for v in value if v]  # as TSV, which cannot tell [""] from []
         raise ValueError(f"{name}: not a list of strings")
 
     def reals(self, name: str) -> list[float]:
@@ -355,9 +365,9 @@ class _JsonRow:
 
     @staticmethod
     def _real(value: Any, name: str) -> float:
-        if type(value) not in (int, float):
-            raise ValueError(f"{name}: not a number")
-        return _finite(float(value), name)
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise ValueError(f"{name}: not a finite number")
+        return float(value)
 
 
 Row = _TsvRow | _JsonRow

@@ -1,0 +1,19 @@
+"""Rendering devices and runs: rich tables for people, JSON and CSV for machines."""
+
+from __future__ import annotations
+
+from medsentry.report.console import device_detail, device_table, run_summary
+from medsentry.report.export import evidence_summary, render_csv, render_json
+from medsentry.report.serialize import device_from_dict, device_to_dict, stats_to_dict
+
+__all__ = [
+    "device_detail",
+    "device_from_dict",
+    "device_table",
+    "device_to_dict",
+    "evidence_summary",
+    "render_csv",
+    "render_json",
+    "run_summary",
+    "stats_to_dict",
+]

@@ -1,0 +1,118 @@
+"""MAC address facts: the IEEE registry owner of its prefix, and what its flag bits say.
+
+The first octet's two low bits are flags (IEEE 802-2014 §8.2): I/G (0x01) marks a group (multicast or
+broadcast) address, U/L (0x02) a locally administered one. Phones and laptops that randomise their
+Wi-Fi MAC set U/L, so such a MAC names no manufacturer and says nothing about the device type.
+
+Registry blocks come in three sizes: MA-L (24-bit prefix), MA-M (28-bit) and MA-S/IAB (36-bit); the
+longest registered prefix wins (an MA-S block sits inside an MA-L owned by the "IEEE Registration
+Authority"). The table is packaged as `data/oui.tsv.xz` (built by scripts/build_oui.py) and vendor
+names are normalised through `data/vendors.yaml`.
+"""
+
+from __future__ import annotations
+
+import lzma
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+
+import yaml
+
+_DATA = files("medsentry") / "data"
+_HEX = frozenset("0123456789abcdef")
+# Legal forms and filler words that distinguish registrations of one company, not companies.
+_LEGAL = re.compile(
+    r"[\s,.]*\b(inc|incorporated|corp|corporation|corporate|co|company|ltd|limited|llc|gmbh|ag|ab|"
+    r"b\.?v|n\.?v|s\.?a|s\.?p\.?a|a/s|as|oy|kg|plc|pty|srl|s\.?r\.?o)\b\.?",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MacInfo:
+    mac: str  # "aa:bb:cc:dd:ee:ff"
+    multicast: bool  # I/G bit: a group address, never a device's own
+    locally_administered: bool  # U/L bit: randomised or assigned by software, no manufacturer
+    prefix: str | None  # the registered prefix that matched, e.g. "00:09:FB" or "70:B3:D5:F2:F"
+    prefix_bits: int  # 24, 28, 36, or 0 when nothing matched
+    organization: str | None  # IEEE organisation name as registered
+    vendor: str | None  # normalised vendor name ("Philips"), None for placeholders
+
+
+def normalize_mac(mac: str) -> str | None:
+    """"00-09-FB-72-00-FF", "0009.fb72.00ff", "0009fb7200ff" -> "00:09:fb:72:00:ff"; None if not a MAC."""
+    digits = "".join(c for c in mac.lower() if c not in ":-. ")
+    if len(digits) != 12 or not _HEX.issuperset(digits):
+        return None
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+@cache
+def _registry() -> dict[str, str]:
+    table: dict[str, str] = {}
+    text = lzma.decompress(_DATA.joinpath("oui.tsv.xz").read_bytes()).decode("utf-8")
+    for line in text.splitlines():
+        org, _, prefixes = line.partition("\t")
+        for prefix in prefixes.split():
+            table[prefix.lower()] = org
+    return table
+
+
+@dataclass(frozen=True, slots=True)
+class _Vendor:
+    name: str
+    family: str
+    pattern: re.Pattern[str]
+
+
+@cache
+def _vendors() -> tuple[tuple[_Vendor, ...], re.Pattern[str]]:
+    doc = yaml.safe_load(_DATA.joinpath("vendors.yaml").read_text("utf-8"))
+    entries = tuple(
+        _Vendor(v["name"], v.get("family", v["name"]), re.compile("|".join(v["match"]), re.IGNORECASE))
+        for v in doc["vendors"]
+    )
+    return entries, re.compile("|".join(doc["none"]), re.IGNORECASE)
+
+
+def normalize_vendor(name: str | None) -> str | None:
+    """An IEEE organisation or on-the-wire vendor string -> the vendor name medsentry reports."""
+    if not name or not name.strip():
+        return None
+    name = " ".join(name.split())
+    entries, placeholder = _vendors()
+    if placeholder.match(name):
+        return None
+    for v in entries:
+        if v.pattern.match(name):
+            return v.name
+    cleaned = _LEGAL.sub("", name).strip(" ,.-")
+    return cleaned or name
+
+
+def vendor_family(name: str) -> str:
+    """The corporate family of a normalised vendor name ("Siemens Healthineers" -> "Siemens")."""
+    for v in _vendors()[0]:
+        if v.name == name:
+            return v.family
+    return name
+
+
+def lookup(mac: str) -> MacInfo | None:
+    """Registry facts for one MAC address; None if `mac` is not a MAC address."""
+    norm = normalize_mac(mac)
+    if norm is None:
+        return None
+    first = int(norm[:2], 16)
+    multicast, local = bool(first & 0x01), bool(first & 0x02)
+    digits = norm.replace(":", "")
+    if not (multicast or local):
+        table = _registry()
+        for n in (9, 7, 6):
+            org = table.get(digits[:n])
+            if org is not None:
+                prefix = ":".join(digits[i : i + 2] for i in range(0, n, 2)).upper()
+                return MacInfo(norm, multicast, local, prefix, n * 4, org, normalize_vendor(org))
+    return MacInfo(norm, multicast, local, None, 0, None, None)

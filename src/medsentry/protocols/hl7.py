@@ -1,0 +1,209 @@
+"""HL7 version 2 messages over MLLP (HL7 v2.x Minimal Lower Layer Protocol, Appendix C of 2.5+).
+
+MLLP block: 0x0B (VT), the message bytes, 0x1C (FS), 0x0D (CR). One block usually holds one message;
+a batch (BHS ... BTS) or file (FHS ... FTS) holds several, each starting at its MSH segment.
+
+A message is segments separated by CR (LF and CRLF are tolerated). A segment is a 3-character id then
+fields separated by the field separator that MSH declares as the character right after "MSH" (MSH-1);
+MSH-2 declares the component, repetition, escape and subcomponent separators (usually ^~\\&). Because
+MSH-1 is the separator itself, MSH-n is the (n-1)th item of the split MSH; in other segments, field n
+is the nth. Text is decoded as Latin-1 so every byte maps to one character (MSH-18 is not interpreted).
+
+Patient data never leaves: only which PHI segments and which identifying fields are non-empty, and a
+salted hash of the patient identifier (PID-3, first component of the first repetition).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from medsentry.privacy import phi_hash
+from medsentry.protocols.base import Malformed, Message
+
+NAME = "hl7"
+TCP_PORTS = frozenset({2575, 2100, 6661})
+
+START_BLOCK, END_BLOCK = b"\x0b", b"\x1c\x0d"
+_MAX_MESSAGE = 1024 * 1024  # a block longer than this is dropped up to the next start byte
+
+_MAX_MSH_FIELD = 227  # the longest MSH field (HD, v2.5); longer ones are cut when reported
+
+_ENVELOPES = frozenset({"FHS", "BHS", "BTS", "FTS"})  # file and batch header / trailer segments
+# Segments about the patient, their visit, next of kin, guarantor and insurance (HL7 v2 chapters 3, 6).
+PHI_SEGMENTS = frozenset({"PID", "PD1", "NK1", "PV1", "PV2", "MRG", "GT1", "IN1", "IN2", "IN3", "AL1", "DG1"})
+# Fields of those segments that identify a person: identifiers, names, dates of birth, addresses, phones.
+_PHI_FIELDS = {
+    "PID": (2, 3, 4, 5, 6, 7, 9, 11, 13, 14, 18, 19, 20, 21),
+    "NK1": (2, 4, 5, 6, 16, 33, 37),
+    "GT1": (2, 3, 5, 6, 7, 8, 12),
+    "IN1": (16, 18, 19, 36, 49),
+    "MRG": (1, 2, 3, 4, 5, 6, 7),
+    "PV1": (19, 50),
+}
+_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
+# Injection attempts seen in interface-engine attacks; only the reason is reported, never the text.
+_SUSPICIOUS = re.compile(
+    r"(?P<script_tag><\s*/?\s*script|javascript:)"
+    r"|(?P<sql_injection>'\s*or\s+'?\d+'?\s*=\s*'?\d|\bunion\s+(?:all\s+)?select\b|\bdrop\s+table\b"
+    r"|;\s*(?:delete\s+from|insert\s+into|update\s+\w+\s+set)\b|\bexec(?:ute)?\s+xp_\w+)"
+    r"|(?P<shell_metacharacters>\$\(|`|;\s*(?:rm\s+-|wget\s|curl\s|bash\s|chmod\s|/bin/)|\|\s*(?:sh|bash)\b)"
+    r"|(?P<path_traversal>\.\./\.\./|\.\.\\\.\.\\)"
+    r"|(?P<nul_byte>\x00)",
+    re.IGNORECASE,
+)
+
+
+def looks_like(head: bytes) -> bool:
+    return head[:4] == b"\x0bMSH"
+
+
+def parse_message(data: bytes) -> list[Message]:
+    """The HL7 messages of one block (without MLLP framing): one per MSH, batch and file envelopes dropped.
+
+    Segments before the first MSH (a missing or damaged header) make one message flagged malformed.
+    """
+    return _messages(data, None)
+
+
+def _messages(data: bytes, from_client: bool | None) -> list[Message]:
+    text = bytes(data).decode("latin-1")
+    groups: list[list[str]] = []
+    interrupted: set[int] = set()  # messages a batch or file header cut into (python-hl7 rejects them)
+    after_header = False
+    separators = "|^~\\&"
+    for segment in re.split(r"\r\n?|\n", text):
+        if not segment.strip():
+            continue
+        sid = segment[:3]
+        if sid in _ENVELOPES:
+            if sid in ("FHS", "BHS"):
+                after_header = True
+                if len(segment) >= 8:
+                    separators = segment[3:8]  # a headless message after the envelope uses its separators
+            continue
+        if sid == "MSH" or not groups:
+            groups.append([])
+        elif after_header:
+            interrupted.add(len(groups) - 1)
+        after_header = False
+        groups[-1].append(segment)
+    return [Message(*_message(g, separators, i in interrupted), from_client) for i, g in enumerate(groups)]
+
+
+def _message(segments: list[str], separators: str, interrupted: bool) -> tuple[str, dict[str, Any]]:
+    """(kind, fields) of one message: segments from its MSH (if any) to the next."""
+    f: dict[str, Any] = {"malformed": False}
+    if interrupted:
+        f["malformed"], f["malformed_reason"] = True, "batch or file header inside the message"
+    msh = segments[0] if segments[0].startswith("MSH") else None
+    if msh is None:
+        f["malformed"], f["malformed_reason"] = True, "no MSH segment"
+    elif len(msh) >= 8:
+        separators = msh[3:8]
+    fs, cs, rs = separators[0], separators[1], separators[2]
+    if fs.isalnum() or fs.isspace() or len(set(separators[:4])) < 4 or cs.isalnum() or rs.isalnum():
+        f["malformed"], f["malformed_reason"] = True, "invalid separators in MSH-1 / MSH-2"
+        fs, cs, rs = "|", "^", "~"
+
+    def first(field: str) -> str:
+        """The first component of the first repetition."""
+        return field.split(rs, 1)[0].split(cs, 1)[0]
+
+    ids: list[str] = []
+    phi_fields: list[str] = []
+    pid3 = None
+    for segment in segments:
+        fields = segment.split(fs)
+        sid = fields[0]
+        ids.append(sid)
+        if not _SEGMENT_ID.match(sid):
+            f["malformed"], f["malformed_reason"] = True, "invalid segment id"
+        for n in _PHI_FIELDS.get(sid, ()):
+            if n < len(fields) and fields[n].strip(separators[1:] + ' "'):
+                phi_fields.append(f"{sid}-{n}")
+        if sid == "PID" and pid3 is None and len(fields) > 3:
+            pid3 = first(fields[3]).strip()
+    f["segments"] = list(dict.fromkeys(ids))
+    f["segment_count"] = len(ids)
+    f["phi_segments"] = [s for s in f["segments"] if s in PHI_SEGMENTS]
+    f["phi_fields_present"] = list(dict.fromkeys(phi_fields))
+    if pid3:
+        f["patient_id_hash"] = phi_hash(pid3)
+    f["suspicious"] = sorted({m.lastgroup for m in _SUSPICIOUS.finditer("\r".join(segments)) if m.lastgroup})
+
+    if msh is not None:
+        m = ["", *msh.split(fs)]  # m[n] is MSH-n: MSH-1 is the field separator itself
+
+        def field(n: int) -> str:
+            return m[n][:_MAX_MSH_FIELD] if n < len(m) else ""
+
+        if any(len(value) > _MAX_MSH_FIELD for value in m):
+            f["suspicious"].append("oversized_msh_field")  # a header overflow attempt; values are cut
+
+        f["sending_application"], f["sending_facility"] = first(field(3)), first(field(4))
+        f["receiving_application"], f["receiving_facility"] = first(field(5)), first(field(6))
+        message_type = field(9).split(rs, 1)[0].split(cs)
+        f["message_type"] = message_type[0]
+        f["trigger_event"] = message_type[1] if len(message_type) > 1 else ""
+        f["control_id"], f["processing_id"], f["version"] = field(10), first(field(11)), first(field(12))
+        if not f["message_type"]:
+            f["malformed"], f["malformed_reason"] = True, "MSH-9 message type is empty"
+    msa = next((s.split(fs) for s in segments if s.startswith("MSA")), None)
+    if msa is None:
+        return "hl7.message", f
+    f["ack_code"] = msa[1] if len(msa) > 1 else ""
+    if f.get("message_type") not in ("ACK", "MCF"):
+        return "hl7.message", f
+    f["control_id"] = msa[2] if len(msa) > 2 else ""  # the control id of the message acknowledged
+    return "hl7.ack", f
+
+
+class _Direction:
+    __slots__ = ("buf", "scanned", "skipping")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.scanned = 0  # bytes of buf already searched for the end of the block
+        self.skipping = False  # dropping an oversized block until the next start byte
+
+
+class StreamParser:
+    """MLLP blocks of both directions of one connection, reassembled and bounded."""
+
+    def __init__(self) -> None:
+        self._dirs = (_Direction(), _Direction())
+
+    def feed(self, data: bytes, from_client: bool) -> list[Message]:
+        d = self._dirs[from_client]
+        d.buf += data
+        out: list[Message] = []
+        garbage = False
+        while True:
+            buf = d.buf
+            start = buf.find(START_BLOCK)
+            if start != 0:
+                # Bytes outside a block: allowed whitespace, or the tail of a block being dropped.
+                prefix = buf if start < 0 else buf[:start]
+                garbage |= not d.skipping and bool(bytes(prefix).strip())
+                del buf[: len(prefix)]
+                d.scanned = 0
+                if start < 0:
+                    break
+            d.skipping = False
+            end = buf.find(END_BLOCK, max(1, d.scanned))
+            if end < 0:
+                if len(buf) <= _MAX_MESSAGE:
+                    d.scanned = max(1, len(buf) - 1)  # FS may be the last byte, CR still to come
+                    break
+                del buf[:1]  # resynchronise on the next start byte
+                d.skipping, garbage = True, True
+                continue
+            # A start byte inside the block means the one before was cut short: keep the last one.
+            begin = buf.rfind(START_BLOCK, 0, end) + 1
+            out.extend(_messages(buf[begin:end], from_client))
+            del buf[: end + 2]
+            d.scanned = 0
+        if garbage and not out:
+            raise Malformed("bytes outside MLLP blocks or a block over the size bound")
+        return out

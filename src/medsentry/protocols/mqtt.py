@@ -1,0 +1,350 @@
+"""MQTT 3.1 ("MQIsdp"), 3.1.1 and 5.0 over TCP (OASIS MQTT v3.1.1 and v5.0).
+
+Every control packet is a fixed header, then `remaining length` bytes of variable header and payload:
+
+    byte 0      packet type (high nibble), flags (low nibble; PUBLISH: DUP 0x08, QoS 0x06, RETAIN 0x01)
+    1..4 bytes  remaining length: base-128 varint, least significant group first, at most 4 bytes
+
+Strings are a 2-byte big-endian length then UTF-8; binary data the same without the decoding. CONNECT
+carries the protocol level (3 = 3.1, 4 = 3.1.1, 5 = 5.0); from level 5 most packets of both directions
+add a properties block (varint length, then identifier/value pairs) after their variable header. A v5
+CONNACK is the only CONNACK longer than 2 bytes, which tells the version of a connection picked up
+after its CONNECT.
+
+Secrets never leave the parser: the password and v5 authentication / correlation data become
+`*_present` flags, the user name a salted hash. PUBLISH payloads are skipped by length, never buffered.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from medsentry.privacy import phi_hash
+from medsentry.protocols.base import Malformed, Message
+
+NAME = "mqtt"
+TCP_PORTS = frozenset({1883})
+
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
+SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT, AUTH = 8, 9, 10, 11, 12, 13, 14, 15
+_KINDS = {
+    CONNECT: "mqtt.connect",
+    CONNACK: "mqtt.connack",
+    PUBLISH: "mqtt.publish",
+    PUBACK: "mqtt.puback",
+    PUBREC: "mqtt.pubrec",
+    PUBREL: "mqtt.pubrel",
+    PUBCOMP: "mqtt.pubcomp",
+    SUBSCRIBE: "mqtt.subscribe",
+    SUBACK: "mqtt.suback",
+    UNSUBSCRIBE: "mqtt.unsubscribe",
+    UNSUBACK: "mqtt.unsuback",
+    PINGREQ: "mqtt.pingreq",
+    PINGRESP: "mqtt.pingresp",
+    DISCONNECT: "mqtt.disconnect",
+    AUTH: "mqtt.auth",
+}
+
+_MAX_PACKET = 256 * 1024  # control packets are small; a bigger one is skipped as Malformed
+_MAX_PUBLISH_HEAD = 70 * 1024  # topic (<= 64 KiB) + packet id + properties, before the payload
+_MAX_ALIASES = 1024  # v5 topic aliases remembered per direction
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+
+# v5 property identifier -> (name, type); "secret" values are reported as <name>_present only.
+_PROPERTIES: dict[int, tuple[str, str]] = {
+    0x01: ("payload_format_indicator", "u8"),
+    0x02: ("message_expiry_interval", "u32"),
+    0x03: ("content_type", "str"),
+    0x08: ("response_topic", "str"),
+    0x09: ("correlation_data", "secret"),
+    0x0B: ("subscription_identifier", "varint"),
+    0x11: ("session_expiry_interval", "u32"),
+    0x12: ("assigned_client_identifier", "str"),
+    0x13: ("server_keep_alive", "u16"),
+    0x15: ("authentication_method", "str"),
+    0x16: ("authentication_data", "secret"),
+    0x17: ("request_problem_information", "u8"),
+    0x18: ("will_delay_interval", "u32"),
+    0x19: ("request_response_information", "u8"),
+    0x1A: ("response_information", "str"),
+    0x1C: ("server_reference", "str"),
+    0x1F: ("reason_string", "str"),
+    0x21: ("receive_maximum", "u16"),
+    0x22: ("topic_alias_maximum", "u16"),
+    0x23: ("topic_alias", "u16"),
+    0x24: ("maximum_qos", "u8"),
+    0x25: ("retain_available", "u8"),
+    0x26: ("user_property", "pair"),
+    0x27: ("maximum_packet_size", "u32"),
+    0x28: ("wildcard_subscription_available", "u8"),
+    0x29: ("subscription_identifier_available", "u8"),
+    0x2A: ("shared_subscription_available", "u8"),
+}
+
+
+class _Short(Malformed):
+    """A read ran past the bytes at hand (Malformed unless more of the packet is still to come)."""
+
+
+class _Reader:
+    """Sequential big-endian reads over one packet's variable header and payload."""
+
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self.data, self.pos, self.end = data, 0, len(data)
+
+    def take(self, n: int) -> bytes | bytearray:
+        if self.pos + n > self.end:
+            raise _Short("field runs past the packet")
+        self.pos += n
+        return self.data[self.pos - n : self.pos]
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return _U16.unpack(self.take(2))[0]
+
+    def u32(self) -> int:
+        return _U32.unpack(self.take(4))[0]
+
+    def varint(self) -> int:
+        value = 0
+        for shift in range(0, 28, 7):
+            b = self.u8()
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return value
+        raise Malformed("variable byte integer longer than 4 bytes")
+
+    def binary(self) -> bytes | bytearray:
+        return self.take(self.u16())
+
+    def string(self) -> str:
+        return self.binary().decode("utf-8", "replace")
+
+    def left(self) -> int:
+        return self.end - self.pos
+
+    def properties(self) -> dict[str, Any]:
+        props: dict[str, Any] = {}
+        length = self.varint()
+        end = self.pos + length
+        if end > self.end:
+            raise _Short("properties run past the packet")
+        while self.pos < end:
+            ident = self.varint()
+            if ident not in _PROPERTIES:
+                raise Malformed(f"unknown property 0x{ident:02x}")
+            name, kind = _PROPERTIES[ident]
+            if kind == "u8":
+                props[name] = self.u8()
+            elif kind == "u16":
+                props[name] = self.u16()
+            elif kind == "u32":
+                props[name] = self.u32()
+            elif kind == "varint":
+                props[name] = self.varint()
+            elif kind == "str":
+                props[name] = self.string()
+            elif kind == "secret":
+                self.binary()
+                props[name + "_present"] = True
+            else:  # user property: a name/value pair; only the names, values may carry anything
+                props.setdefault("user_property_names", []).append(self.string())
+                self.binary()
+        if self.pos != end:
+            raise Malformed("property runs past the properties block")
+        return props
+
+
+def looks_like(head: bytes) -> bool:
+    """A CONNECT packet whose protocol name is "MQTT" (3.1.1, 5.0) or "MQIsdp" (3.1)."""
+    if len(head) < 2 or head[0] != 0x10:
+        return False
+    i = 1
+    while head[i] & 0x80:
+        i += 1
+        if i == 5 or i >= len(head):
+            return False
+    name = head[i + 1 : i + 9]
+    return name.startswith(b"\x00\x04MQTT") or name == b"\x00\x06MQIsdp"
+
+
+class _Direction:
+    __slots__ = ("aliases", "buf", "dead", "skip")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.skip = 0  # bytes of a PUBLISH payload still to discard before the next packet
+        self.dead = False  # framing lost: nothing more is parsed in this direction
+        self.aliases: dict[int, str] = {}  # v5 topic alias -> topic, as set by this sender
+
+
+class StreamParser:
+    """One MQTT connection; `protocol_version` (3, 4, 5 or None) is shared by both directions."""
+
+    def __init__(self) -> None:
+        self.protocol_version: int | None = None
+        self._dirs = (_Direction(), _Direction())
+
+    def feed(self, data: bytes, from_client: bool) -> list[Message]:
+        d = self._dirs[from_client]
+        if d.dead:
+            return []
+        if d.skip:
+            n = min(d.skip, len(data))
+            d.skip -= n
+            data = memoryview(data)[n:]
+        d.buf += data
+        out: list[Message] = []
+        try:
+            while (msg := self._next(d, from_client)) is not None:
+                out.append(msg)
+        except Malformed:
+            # The bad packet is consumed (or the direction is dead): keep what came before it.
+            if not out:
+                raise
+        return out
+
+    def _next(self, d: _Direction, from_client: bool) -> Message | None:
+        buf = d.buf
+        remaining, i = 0, 1
+        while True:
+            if i >= len(buf):
+                return None
+            b = buf[i]
+            remaining |= (b & 0x7F) << (7 * (i - 1))
+            i += 1
+            if not b & 0x80:
+                break
+            if i == 5:
+                d.dead = True
+                raise Malformed("remaining length longer than 4 bytes")
+        ptype, flags = buf[0] >> 4, buf[0] & 0x0F
+        if ptype == 0:
+            d.dead = True
+            raise Malformed("reserved packet type 0")
+        have = len(buf) - i
+        if ptype == PUBLISH and remaining > have:
+            # Parse the head (topic, properties) as soon as it is here; skip the payload by count.
+            try:
+                fields = self._publish(_Reader(buf[i:]), flags, remaining, d)
+            except _Short:
+                if have < _MAX_PUBLISH_HEAD:
+                    return None
+                self._drop(d, i + remaining)
+                raise Malformed("PUBLISH head longer than the bound") from None
+            self._drop(d, i + remaining)
+            return Message(_KINDS[ptype], fields, from_client)
+        if remaining > _MAX_PACKET:
+            self._drop(d, i + remaining)
+            raise Malformed(f"{_KINDS[ptype]} of {remaining} bytes exceeds the bound")
+        if remaining > have:
+            return None
+        body = buf[i : i + remaining]
+        del buf[: i + remaining]
+        if ptype == CONNACK and self.protocol_version is None and remaining > 2:
+            self.protocol_version = 5
+        return Message(_KINDS[ptype], self._parse(ptype, flags, _Reader(body), d), from_client)
+
+    @staticmethod
+    def _drop(d: _Direction, n: int) -> None:
+        """Discard the next n bytes of the direction: what is buffered now, then the rest as it comes."""
+        d.skip = max(0, n - len(d.buf))
+        del d.buf[:n]
+
+    def _parse(self, ptype: int, flags: int, r: _Reader, d: _Direction) -> dict[str, Any]:
+        v5 = self.protocol_version == 5
+        f: dict[str, Any] = {}
+        if ptype == CONNECT:
+            return self._connect(r)
+        if ptype == PUBLISH:
+            return self._publish(r, flags, r.end, d)
+        if ptype == CONNACK:
+            ack_flags, f["return_code"] = r.u8(), r.u8()
+            f["session_present"] = bool(ack_flags & 0x01)
+        elif ptype in (SUBSCRIBE, UNSUBSCRIBE, SUBACK, UNSUBACK, PUBACK, PUBREC, PUBREL, PUBCOMP):
+            f["message_id"] = r.u16()
+            if ptype in (PUBACK, PUBREC, PUBREL, PUBCOMP) and v5 and r.left():
+                f["reason_code"] = r.u8()
+        elif ptype in (DISCONNECT, AUTH) and v5:
+            f["reason_code"] = r.u8() if r.left() else 0  # absent means 0 (normal / success)
+        if v5 and r.left() and ptype not in (PINGREQ, PINGRESP):
+            props = r.properties()
+            if props:
+                f["properties"] = props
+        if ptype in (SUBSCRIBE, UNSUBSCRIBE):
+            topics, qos = [], []
+            while r.left():
+                topics.append(r.string())
+                if ptype == SUBSCRIBE:
+                    qos.append(r.u8() & 0x03)  # the other option bits are v5 flags
+            f["topics"] = topics
+            if ptype == SUBSCRIBE:
+                f["qos"] = qos
+        elif ptype in (SUBACK, UNSUBACK):
+            f["return_codes"] = list(r.take(r.left()))
+        if r.left():
+            raise Malformed(f"{r.left()} trailing bytes in {_KINDS[ptype]}")
+        return f
+
+    def _connect(self, r: _Reader) -> dict[str, Any]:
+        name, level, cflags, keepalive = r.string(), r.u8(), r.u8(), r.u16()
+        # Bridges set bit 7 of the level (0x83, 0x84); the version is the low bits.
+        self.protocol_version = level & 0x7F
+        v5 = self.protocol_version == 5
+        f: dict[str, Any] = {
+            "protocol_name": name,
+            "protocol_version": level,
+            "clean_session": bool(cflags & 0x02),
+            "will_present": bool(cflags & 0x04),
+            "will_qos": (cflags >> 3) & 0x03,
+            "will_retain": bool(cflags & 0x20),
+            "password_present": bool(cflags & 0x40),
+            "username_present": bool(cflags & 0x80),
+            "keepalive": keepalive,
+        }
+        if v5 and (props := r.properties()):
+            f["properties"] = props
+        f["client_id"] = r.string()
+        if cflags & 0x04:
+            if v5 and (props := r.properties()):
+                f["will_properties"] = props
+            f["will_topic"] = r.string()
+            r.binary()
+        if cflags & 0x80:
+            f["username_hash"] = phi_hash(bytes(r.binary()))
+        if cflags & 0x40:
+            r.binary()
+        return f
+
+    def _publish(self, r: _Reader, flags: int, remaining: int, d: _Direction) -> dict[str, Any]:
+        qos = (flags >> 1) & 0x03
+        if qos == 3:
+            raise Malformed("PUBLISH with QoS 3")
+        f: dict[str, Any] = {"topic": r.string(), "qos": qos}
+        f["retain"], f["dup"] = bool(flags & 0x01), bool(flags & 0x08)
+        if qos:
+            f["message_id"] = r.u16()
+        if self.protocol_version == 5:
+            props = r.properties()
+            if props:
+                f["properties"] = props
+            alias = props.get("topic_alias")
+            if alias is not None:
+                # A v5 sender may name a topic once, then refer to it by a number.
+                f["topic_alias"] = alias
+                if f["topic"]:
+                    if len(d.aliases) < _MAX_ALIASES or alias in d.aliases:
+                        d.aliases[alias] = f["topic"]
+                else:
+                    f["topic"] = d.aliases.get(alias, "")
+        if r.pos > remaining:
+            raise Malformed("PUBLISH head runs past the packet")
+        f["payload_len"] = remaining - r.pos
+        return f

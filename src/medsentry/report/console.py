@@ -1,0 +1,152 @@
+"""Terminal views (rich): the device table, one device in detail, and the end-of-run summary.
+
+Each returns a renderable for `Console.print`. Every string that came off the network goes through
+`_text`: rich would otherwise read "[...]" in a hostname as markup, and an ESC in a banner would reach
+the terminal as a control sequence.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from medsentry.identify.device import Device, Evidence
+from medsentry.report.export import iso_time
+from medsentry.store.base import DeviceChange, RunStats, UpsertResult
+from medsentry.store.merge import canonical_json, service_label
+
+_ATTRIBUTES = ("device_class", "vendor", "model", "firmware", "os", "hostname", "label")
+
+
+def device_table(devices: Iterable[Device], title: str | None = "Devices") -> Table:
+    table = Table(title=title)
+    for name in ("Device", "IP", "Class", "Vendor", "Model", "Firmware", "Label"):
+        table.add_column(name)
+    table.add_column("Conf.", justify="right")
+    table.add_column("Last seen")
+    for d in devices:
+        table.add_row(
+            _text(d.key),
+            _text(", ".join(d.ips[:2]) + (f" +{len(d.ips) - 2}" if len(d.ips) > 2 else "")),
+            _text(d.device_class),
+            _text(d.vendor),
+            _text(d.model),
+            _text(d.firmware),
+            _text(d.label),
+            f"{d.confidence:.2f}",
+            iso_time(d.last_seen),
+        )
+    return table
+
+
+def device_detail(device: Device, history: Sequence[DeviceChange] = ()) -> Group:
+    """Each attribute with the evidence for it (strongest first), then services, identities, history."""
+    parts: list[RenderableType] = [
+        Text.assemble(("Device ", "bold"), _text(device.key)),
+        Text(
+            f"MAC {device.mac or '-'}{' (randomized)' if device.mac_randomized else ''}  "
+            f"IPs {', '.join(device.ips) or '-'}  confidence {device.confidence:.2f}  "
+            f"seen {iso_time(device.first_seen) or '?'} .. {iso_time(device.last_seen) or '?'}"
+        ),
+    ]
+    by_attribute: dict[str, list[Evidence]] = {}
+    for e in sorted(device.evidence, key=lambda e: -e.weight):
+        by_attribute.setdefault(e.attribute, []).append(e)
+
+    attributes = Table(title="Attributes", show_lines=True)
+    for name in ("Attribute", "Value", "Evidence"):
+        attributes.add_column(name)
+    names = [*_ATTRIBUTES, *(a for a in by_attribute if a not in _ATTRIBUTES)]
+    for name in names:
+        value = getattr(device, name) if name in _ATTRIBUTES else None
+        claims = by_attribute.get(name, [])
+        if value is None and not claims:
+            continue
+        lines = Text("\n").join(
+            Text.assemble(f"{e.weight:.2f} {e.protocol}: ", _text(e.detail), _claimed(e, value))
+            for e in claims
+        )
+        attributes.add_row(_text(name), _text(value), lines)
+    parts.append(attributes)
+
+    if device.services:
+        services = Table(title="Services")
+        for name in ("Service", "Peers"):
+            services.add_column(name)
+        for s in device.services:
+            services.add_row(_text(service_label(s)), str(s.peers))
+        parts.append(services)
+
+    if device.identities:
+        identities = Table(title="Identities")
+        for name in ("Name", "Value"):
+            identities.add_column(name)
+        for name, value in sorted(device.identities.items()):
+            identities.add_row(_text(name), _text(value if isinstance(value, str) else canonical_json(value)))
+        parts.append(identities)
+
+    if history:
+        changes = Table(title="History")
+        for name in ("When", "Attribute", "Old", "New", "Run"):
+            changes.add_column(name)
+        for c in history:
+            run = "" if c.run_id is None else str(c.run_id)
+            changes.add_row(iso_time(c.ts), _text(c.attribute), _text(c.old), _text(c.new), run)
+        parts.append(changes)
+    return Group(*parts)
+
+
+def run_summary(stats: RunStats, devices: Sequence[Device], result: UpsertResult | None = None) -> Group:
+    """Throughput, devices by class and what each dissector rejected as malformed."""
+    totals = Table(title="Run summary", show_header=False)
+    totals.add_column("")
+    totals.add_column("", justify="right")
+    for name, value in (
+        ("packets", f"{stats.packets:,}"),
+        ("bytes", f"{stats.bytes:,}"),
+        ("flows", f"{stats.flows:,}"),
+        ("observations", f"{stats.observations:,}"),
+        ("devices", f"{len(devices):,}"),
+        ("malformed", f"{sum(stats.malformed.values()):,}"),
+        ("elapsed", f"{stats.elapsed:.2f} s"),
+        ("packets/s", f"{stats.packets_per_s:,.0f}"),
+    ):
+        totals.add_row(name, value)
+    if result is not None:
+        totals.add_row("inventory", f"{result.new} new, {result.updated} updated, {result.changes} changes")
+
+    classes = Table(title="Devices by class")
+    classes.add_column("Class")
+    classes.add_column("Devices", justify="right")
+    for device_class, count in Counter(d.device_class for d in devices).most_common():
+        classes.add_row(_text(device_class), str(count))
+    parts: list[RenderableType] = [totals, classes]
+
+    if stats.malformed:
+        malformed = Table(title="Malformed by dissector")
+        malformed.add_column("Dissector")
+        malformed.add_column("Messages", justify="right")
+        for name, count in sorted(stats.malformed.items(), key=lambda item: -item[1]):
+            malformed.add_row(_text(name), f"{count:,}")
+        parts.append(malformed)
+    return Group(*parts)
+
+
+def _claimed(evidence: Evidence, current: object) -> Text:
+    """Evidence for another value than the one the device has is shown with that value."""
+    if current is not None and evidence.value == current:
+        return Text()
+    return Text.assemble(" -> ", _text(evidence.value), style="dim")
+
+
+def _text(value: object) -> Text:
+    if value is None:
+        return Text("-", style="dim")
+    raw = str(value)
+    if not raw.isprintable():
+        raw = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in raw)
+    return Text(raw)

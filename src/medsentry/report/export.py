@@ -1,0 +1,69 @@
+"""Machine-readable device lists: JSON (the public `{"devices": [...], "stats": {...}}` shape) and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from medsentry.identify.device import Device
+from medsentry.report.serialize import device_to_dict, stats_to_dict
+from medsentry.store.base import RunStats
+from medsentry.store.merge import canonical_json, service_label
+
+CSV_COLUMNS = (
+    "key", "mac", "ips", "device_class", "vendor", "model", "firmware", "os", "hostname", "label",
+    "confidence", "first_seen", "last_seen", "mac_randomized", "services", "identities", "evidence",
+)  # fmt: skip
+
+# A spreadsheet runs a cell starting with these as a formula; hostnames and banners come off the network.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def render_json(devices: Iterable[Device], stats: RunStats | None = None, inputs: Sequence[str] = ()) -> str:
+    """`stats` is {} when there is no run to report (e.g. listing the stored inventory)."""
+    document = {
+        "devices": [device_to_dict(d) for d in devices],
+        "stats": stats_to_dict(stats, inputs) if stats is not None else {},
+    }
+    return json.dumps(document, indent=2, default=str)
+
+
+def render_csv(devices: Iterable[Device]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for d in devices:
+        row = (
+            d.key, d.mac, " ".join(d.ips), d.device_class, d.vendor, d.model, d.firmware, d.os, d.hostname,
+            d.label, f"{d.confidence:.2f}", iso_time(d.first_seen), iso_time(d.last_seen), d.mac_randomized,
+            "; ".join(service_label(s) for s in d.services),
+            canonical_json(d.identities) if d.identities else "", evidence_summary(d),
+        )  # fmt: skip
+        writer.writerow([_cell(v) for v in row])
+    return out.getvalue()
+
+
+def evidence_summary(device: Device) -> str:
+    """'vendor=Philips (dhcp, oui); model=MX450 (dhcp)': each claimed value with the protocols behind it,
+    the best supported first within an attribute."""
+    support: dict[tuple[str, str], tuple[float, list[str]]] = {}
+    for e in device.evidence:
+        value = e.value if isinstance(e.value, str) else canonical_json(e.value)
+        weight, protocols = support.get((e.attribute, value), (0.0, []))
+        if e.protocol not in protocols:
+            protocols.append(e.protocol)
+        support[e.attribute, value] = (weight + e.weight, protocols)
+    ranked = sorted(support.items(), key=lambda item: (item[0][0], -item[1][0]))
+    return "; ".join(f"{attr}={value} ({', '.join(sorted(protos))})" for (attr, value), (_, protos) in ranked)
+
+
+def iso_time(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text

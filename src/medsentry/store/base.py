@@ -1,0 +1,116 @@
+"""The storage interface: what the app needs from an inventory store, whatever the database behind it.
+
+`medsentry.store.sqlite.SQLiteStore` is the default implementation; a PostgreSQL one implements the same
+`Store` protocol and reuses `medsentry.store.merge` for the merge rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol, Self
+
+from medsentry.identify.device import Device
+
+
+class StoreError(Exception):
+    """The database cannot be used as it is."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer medsentry: refuse rather than corrupt it."""
+
+
+@dataclass(slots=True)
+class RunStats:
+    """What one analysis run processed; `started`/`ended` are wall-clock epoch seconds."""
+
+    started: float
+    ended: float
+    packets: int = 0
+    bytes: int = 0
+    flows: int = 0
+    observations: int = 0
+    malformed: dict[str, int] = field(default_factory=dict)  # dissector NAME -> messages rejected
+
+    @property
+    def elapsed(self) -> float:
+        return max(self.ended - self.started, 0.0)
+
+    @property
+    def packets_per_s(self) -> float:
+        return self.packets / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: int
+    inputs: list[str]  # pcap paths, "live:<iface>", Zeek log folders
+    stats: RunStats
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChange:
+    """One history row: `attribute` went from `old` to `new` (None: absent) at traffic time `ts`."""
+
+    device_key: str
+    attribute: str  # a Device field name, "ip", "service" or "identities.<name>"
+    old: str | None
+    new: str | None
+    ts: float
+    run_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    new: int  # devices not in the inventory before
+    updated: int  # devices merged into an existing record
+    changes: int  # history rows written
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFilter:
+    """All given criteria must hold; None means "any"."""
+
+    device_class: str | None = None
+    vendor: str | None = None  # case-insensitive substring
+    ip: str | None = None  # any address the device ever had
+    seen_since: float | None = None  # last_seen >= this epoch time
+    min_confidence: float | None = None
+
+
+class Store(Protocol):
+    def get_or_create_salt(self) -> bytes:
+        """The per-installation salt for `medsentry.privacy.phi_hash`, created on first use."""
+        ...
+
+    def record_run(self, stats: RunStats, inputs: Sequence[str]) -> int:
+        """Store one analysis run; returns its id for `upsert_devices`."""
+        ...
+
+    def list_runs(self, limit: int = 20) -> list[Run]:
+        """Most recent first."""
+        ...
+
+    def upsert_devices(self, devices: Sequence[Device], run_id: int | None) -> UpsertResult:
+        """Merge devices into the inventory by `Device.key`, all or nothing."""
+        ...
+
+    def list_devices(self, filters: DeviceFilter | None = None) -> list[Device]: ...
+
+    def get_device(self, key: str) -> Device | None:
+        """By key (MAC, or IP of a routed-only device), else the most recently seen device with that IP."""
+        ...
+
+    def device_history(self, key: str) -> list[DeviceChange]:
+        """Oldest first."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
