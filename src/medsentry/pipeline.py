@@ -193,9 +193,14 @@ class Analyzer:
 
     def _datagrams(self, batch: Batch, rows: np.ndarray, mod: ModuleType) -> None:
         recs = batch.recs
+        on_ports = getattr(mod, "parse_datagram_on", None)
         for i in rows.tolist():
             rec = recs[i]
-            msgs = self._parse(mod, batch.payload(i))
+            payload = batch.payload(i)
+            if on_ports is None:
+                msgs = self._parse(mod, payload)
+            else:
+                msgs = self._parse(mod, payload, on_ports, int(rec["sport"]), int(rec["dport"]))
             if not msgs:
                 continue
             v = int(rec["ipver"])
@@ -211,9 +216,15 @@ class Analyzer:
             for msg in msgs:
                 self._out(msg, mod, *where, "udp")
 
-    def _parse(self, mod: ModuleType, payload: bytes) -> list[Message]:
+    def _parse(
+        self,
+        mod: ModuleType,
+        payload: bytes,
+        on_ports: Callable[..., list[Message]] | None = None,
+        *ports: int,
+    ) -> list[Message]:
         try:
-            return mod.parse_datagram(payload)
+            return on_ports(payload, *ports) if on_ports is not None else mod.parse_datagram(payload)
         except Malformed:
             self.stats.malformed_by_protocol[mod.NAME] += 1
             return []

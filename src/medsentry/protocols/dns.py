@@ -252,6 +252,11 @@ def parse_datagram(payload: bytes, *, mdns: bool = False, llmnr: bool = False) -
     return parse_message(payload, mdns=mdns, llmnr=llmnr)
 
 
+def parse_datagram_on(payload: bytes, sport: int, dport: int) -> list[Message]:
+    """The pipeline's hook for modules whose flavour depends on the port: mDNS and LLMNR differ from DNS."""
+    return parse_message(payload, mdns=MDNS_PORT in (sport, dport), llmnr=LLMNR_PORT in (sport, dport))
+
+
 class StreamParser:
     """DNS over TCP: each direction is a sequence of length-prefixed messages."""
 
