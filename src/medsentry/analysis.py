@@ -83,12 +83,14 @@ def run_inputs(
                         advance(total // workers)
     zeek_stats: dict[str, object] = {}
     if zeek:
-        from medsentry.capture.zeek import read_zeek
+        from medsentry.capture.zeek import ZeekStats, read_zeek
 
-        reader = read_zeek(zeek)
-        for o in reader:
+        zs = ZeekStats()
+        for o in read_zeek(zeek, zs):
             ident.add(o)
-        zeek_stats = reader.stats.to_dict() if hasattr(reader, "stats") else {}
+        stats.observations += zs.observations
+        stats.errors.extend(str(e) for e in zs.errors)
+        zeek_stats = {"rows": dict(zs.rows), "skipped": dict(zs.skipped), "errors": zs.error_count}
     devices = ident.devices()
     d = stats.to_dict()
     if zeek_stats:
@@ -132,7 +134,8 @@ def run_stats(result: Result, started: float):  # -> store.base.RunStats
         bytes=s.bytes,
         flows=s.flows,
         observations=s.observations,
-        malformed=dict(s.malformed_by_protocol),
+        # Frames the decoder could not parse count as malformed too, under their own name.
+        malformed=dict(s.malformed_by_protocol) | ({"frame": s.malformed} if s.malformed else {}),
     )
 
 

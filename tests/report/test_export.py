@@ -83,14 +83,16 @@ def test_json_document_shape() -> None:
     assert [d["key"] for d in document["devices"]] == ["00:09:fb:72:00:ff", "192.168.9.9"]
     assert all(d.keys() >= CONTRACT_KEYS for d in document["devices"])
     s = document["stats"]
-    assert (s["packets"], s["flows"], s["malformed"], s["malformed_total"]) == (
+    assert (s["packets"], s["flows"], s["malformed"], s["malformed_by_protocol"]) == (
         1000,
         12,
-        {"hl7": 3, "dicom": 1},
         4,
+        {"hl7": 3, "dicom": 1},
     )
     assert (s["elapsed"], s["packets_per_s"], s["inputs"]) == (4.0, 250.0, ["ward.pcap"])
     assert json.loads(render_json([]))["stats"] == {}
+    detailed = json.loads(render_json([], stats, details={"fragments": 2, "packets": -1}))["stats"]
+    assert (detailed["fragments"], detailed["packets"]) == (2, 1000)  # details never override the contract
 
 
 def test_csv_one_row_per_device() -> None:

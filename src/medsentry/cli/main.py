@@ -77,34 +77,43 @@ def analyze(
     db: Path | None,
 ) -> None:
     """Identify the devices in capture files (pcap, pcapng, .gz, directories), Zeek logs or live traffic."""
-    from medsentry import analysis, report
+    from medsentry import analysis, privacy, report
+    from medsentry.store import open_store
 
     if not inputs and not interface:
         raise click.UsageError("give capture files / Zeek logs, or --interface for live capture")
-    started = time.time()
-    show = not quiet and json_out != Path("-")
-    if interface:
-        result = analysis.run_live(interface, bpf, duration, fingerprints, console=err if show else None)
-    else:
-        result = analysis.run_inputs(list(inputs), fingerprints, workers, console=err if show else None)
-    result.stats_dict["elapsed_s"] = round(time.time() - started, 3)
-    if not no_store:
-        from medsentry.store import open_store
-
-        with open_store(db) as store:
-            run_id = store.record_run(analysis.run_stats(result, started), result.inputs)
-            store.upsert_devices(result.devices, run_id)
+    store = None if no_store else open_store(db)
+    try:
+        if store is not None:
+            # PHI hashes must be comparable across runs of one installation, so the salt lives in the store.
+            privacy.set_salt(store.get_or_create_salt())
+        started = time.time()
+        show = not quiet and json_out != Path("-") and csv_out != Path("-")
+        console = err if show else None
+        if interface:
+            result = analysis.run_live(interface, bpf, duration, fingerprints, console=console)
+        else:
+            result = analysis.run_inputs(list(inputs), fingerprints, workers, console=console)
+        run = analysis.run_stats(result, started)
+        merged = None
+        if store is not None:
+            run_id = store.record_run(run, result.inputs)
+            merged = store.upsert_devices(result.devices, run_id)
+    finally:
+        if store is not None:
+            store.close()
     if json_out is not None:
-        _write(json_out, json.dumps(report.devices_document(result.devices, result.stats_dict), indent=2))
+        _write(json_out, report.render_json(result.devices, run, result.inputs, details=result.stats_dict))
     if csv_out is not None:
-        _write(csv_out, report.devices_csv(result.devices))
+        _write(csv_out, report.render_csv(result.devices))
     if show:
-        console = Console()
-        console.print(report.devices_table(result.devices))
-        console.print(report.run_summary(result.stats_dict, result.devices))
-    for e in result.stats_dict.get("errors", []):
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-    if result.stats_dict.get("errors"):
+        out = Console()
+        out.print(report.device_table(result.devices))
+        out.print(report.run_summary(run, result.devices, merged))
+    errors = result.stats.errors
+    for e in errors:
+        err.print(f"error: {e}", highlight=False, markup=False)
+    if errors:
         sys.exit(EXIT_INPUT_ERRORS)
 
 
@@ -136,11 +145,11 @@ def devices(
     with open_store(db) as store:
         found = store.list_devices(DeviceFilter(device_class=device_class, vendor=vendor))
     if json_out is not None:
-        _write(json_out, json.dumps(report.devices_document(found, {}), indent=2))
+        _write(json_out, report.render_json(found))
     if csv_out is not None:
-        _write(csv_out, report.devices_csv(found))
+        _write(csv_out, report.render_csv(found))
     if json_out is None and csv_out is None:
-        Console().print(report.devices_table(found))
+        Console().print(report.device_table(found))
 
 
 @devices.command("show")

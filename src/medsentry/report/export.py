@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from medsentry.identify.device import Device
@@ -22,11 +22,19 @@ CSV_COLUMNS = (
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def render_json(devices: Iterable[Device], stats: RunStats | None = None, inputs: Sequence[str] = ()) -> str:
-    """`stats` is {} when there is no run to report (e.g. listing the stored inventory)."""
+def render_json(
+    devices: Iterable[Device],
+    stats: RunStats | None = None,
+    inputs: Sequence[str] = (),
+    details: Mapping[str, object] | None = None,
+) -> str:
+    """`stats` is {} when there is no run to report (e.g. listing the stored inventory). `details` adds
+    the decoder's own counters (fragments, evicted flows, read errors, ...) without overriding the
+    contract's keys."""
+    run = stats_to_dict(stats, inputs) if stats is not None else {}
     document = {
         "devices": [device_to_dict(d) for d in devices],
-        "stats": stats_to_dict(stats, inputs) if stats is not None else {},
+        "stats": {**(details or {}), **run},
     }
     return json.dumps(document, indent=2, default=str)
 
