@@ -17,8 +17,10 @@ P-DATA-TF carries presentation data value items: length (4, big-endian), present
 message control header (1: bit 0 command / data set, bit 1 last fragment), fragment. A DIMSE command
 set is group 0000 in implicit VR little endian: tag (2 + 2), length (4), value. The data set after a
 command (images, query keys) is never buffered: only the first bytes of its first fragment are read,
-for which patient-module (group 0010) attributes are present and a salted hash of PatientID; the rest
-is skipped by length as it streams past. Patient values and user identity values never leave.
+for which patient-module (group 0010) attributes are present and a salted hash of PatientID, and the
+equipment attributes that identify the sending device (PS3.3 C.7.5.1 General Equipment: Manufacturer,
+Manufacturer's Model Name, Station Name, Software Versions; and Modality); the rest is skipped by length
+as it streams past. Patient values and user identity values never leave.
 """
 
 from __future__ import annotations
@@ -63,6 +65,16 @@ PATIENT_KEYWORDS = {
     0x1040: "PatientAddress", 0x1060: "PatientMotherBirthName", 0x2154: "PatientTelephoneNumbers",
     0x2160: "EthnicGroup", 0x21B0: "AdditionalPatientHistory", 0x4000: "PatientComments",
 }  # fmt: skip
+
+# Equipment attributes of a data set (group, element) -> field: they name the device, never the patient.
+EQUIPMENT_ELEMENTS = {
+    (0x0008, 0x0060): "modality",
+    (0x0008, 0x0070): "manufacturer",
+    (0x0008, 0x1010): "station_name",
+    (0x0008, 0x1090): "manufacturer_model_name",
+    (0x0018, 0x1020): "software_versions",
+}
+_MAX_EQUIPMENT_TEXT = 64
 
 # Command set elements reported (PS3.7 E.1): UI / AE values, then US values.
 _TEXT_ELEMENTS = {
@@ -229,10 +241,11 @@ def parse_command_set(data: bytes) -> dict[str, Any]:
 
 
 def scan_data_set(data: bytes, explicit_vr: bool | None = None) -> dict[str, Any]:
-    """Which patient attributes (group 0010) a data set fragment carries, and a hash of PatientID.
+    """Which patient attributes (group 0010) a data set fragment carries, a hash of PatientID, and the
+    equipment attributes (EQUIPMENT_ELEMENTS) as text.
 
     Little endian only; `explicit_vr` None guesses from the first element (a VR after the tag).
-    Stops at the first top-level group above 0010 (elements come in tag order) or where the fragment ends.
+    Stops at the first top-level group above 0018 (elements come in tag order) or where the fragment ends.
     """
     if explicit_vr is None:
         explicit_vr = bytes(data[4:6]) in _VRS
@@ -250,7 +263,7 @@ def scan_data_set(data: bytes, explicit_vr: bool | None = None) -> dict[str, Any
             else:
                 depth = max(0, depth - 1)
             continue
-        if depth == 0 and group > 0x0010:
+        if depth == 0 and group > 0x0018:
             break
         if explicit_vr:
             _, _, vr, length = _EXPLICIT.unpack_from(data, pos)
@@ -269,6 +282,11 @@ def scan_data_set(data: bytes, explicit_vr: bool | None = None) -> dict[str, Any
                 present.append(keyword)
             if element == 0x0020 and depth == 0 and pos + length <= end:
                 f["patient_id_hash"] = phi_hash(bytes(data[pos : pos + length]).strip(b" \x00"))
+        elif depth == 0 and (name := EQUIPMENT_ELEMENTS.get((group, element))) and pos + length <= end:
+            # Multi-valued strings separate values with a backslash (PS3.5 6.4).
+            text = " ".join(bytes(data[pos : pos + length]).decode("latin-1").replace("\\", " ").split())
+            if text:
+                f[name] = text[:_MAX_EQUIPMENT_TEXT]
         pos += length
     return f
 

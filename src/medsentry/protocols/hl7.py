@@ -10,7 +10,8 @@ MSH-1 is the separator itself, MSH-n is the (n-1)th item of the split MSH; in ot
 is the nth. Text is decoded as Latin-1 so every byte maps to one character (MSH-18 is not interpreted).
 
 Patient data never leaves: only which PHI segments and which identifying fields are non-empty, and a
-salted hash of the patient identifier (PID-3, first component of the first repetition).
+salted hash of the patient identifier (PID-3, first component of the first repetition). Of results, only
+the coding systems of the observation identifiers (OBX-3, e.g. LN = LOINC, MDC = IEEE 11073) are reported.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ TCP_PORTS = frozenset({2575, 2100, 6661})
 START_BLOCK, END_BLOCK = b"\x0b", b"\x1c\x0d"
 _MAX_MESSAGE = 1024 * 1024  # a block longer than this is dropped up to the next start byte
 
+_MAX_CODING_SYSTEMS, _MAX_CODING_SYSTEM_NAME = 8, 20  # OBX-3 coding systems reported per message
 _MAX_MSH_FIELD = 227  # the longest MSH field (HD, v2.5); longer ones are cut when reported
 
 _ENVELOPES = frozenset({"FHS", "BHS", "BTS", "FTS"})  # file and batch header / trailer segments
@@ -112,6 +114,7 @@ def _message(segments: list[str], separators: str, interrupted: bool) -> tuple[s
 
     ids: list[str] = []
     phi_fields: list[str] = []
+    coding: dict[str, None] = {}
     pid3 = None
     for segment in segments:
         fields = segment.split(fs)
@@ -124,10 +127,17 @@ def _message(segments: list[str], separators: str, interrupted: bool) -> tuple[s
                 phi_fields.append(f"{sid}-{n}")
         if sid == "PID" and pid3 is None and len(fields) > 3:
             pid3 = first(fields[3]).strip()
+        elif sid == "OBX" and len(fields) > 3 and len(coding) < _MAX_CODING_SYSTEMS:
+            # OBX-3 is a CE/CWE code: identifier ^ text ^ coding system ("LN" LOINC, "MDC" IEEE 11073).
+            system = fields[3].split(rs, 1)[0].split(cs)[2:3]
+            if system and system[0].strip():
+                coding.setdefault(system[0].strip()[:_MAX_CODING_SYSTEM_NAME], None)
     f["segments"] = list(dict.fromkeys(ids))
     f["segment_count"] = len(ids)
     f["phi_segments"] = [s for s in f["segments"] if s in PHI_SEGMENTS]
     f["phi_fields_present"] = list(dict.fromkeys(phi_fields))
+    if coding:
+        f["obx_coding_systems"] = list(coding)
     if pid3:
         f["patient_id_hash"] = phi_hash(pid3)
     f["suspicious"] = sorted({m.lastgroup for m in _SUSPICIOUS.finditer("\r".join(segments)) if m.lastgroup})
