@@ -68,6 +68,7 @@ class Segment:
     payload: bytes
     src_mac: str | None
     tcp_flags: int = 0
+    tcp_seq: int = 0
 
 
 def _ip(b: bytes) -> str:
@@ -108,4 +109,5 @@ def segments(path: Path) -> Iterator[Segment]:
             yield Segment(ts, "udp", src, dst, sp, dp, l4[8:], mac)
         elif proto == 6 and len(l4) >= 20:
             sp, dp = struct.unpack("!HH", l4[:4])
-            yield Segment(ts, "tcp", src, dst, sp, dp, l4[(l4[12] >> 4) * 4 :], mac, l4[13])
+            seq = struct.unpack("!I", l4[4:8])[0]
+            yield Segment(ts, "tcp", src, dst, sp, dp, l4[(l4[12] >> 4) * 4 :], mac, l4[13], seq)

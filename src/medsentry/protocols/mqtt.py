@@ -270,8 +270,8 @@ class StreamParser:
             f["session_present"] = bool(ack_flags & 0x01)
         elif ptype in (SUBSCRIBE, UNSUBSCRIBE, SUBACK, UNSUBACK, PUBACK, PUBREC, PUBREL, PUBCOMP):
             f["message_id"] = r.u16()
-            if ptype in (PUBACK, PUBREC, PUBREL, PUBCOMP) and v5 and r.left():
-                f["reason_code"] = r.u8()
+            if ptype in (PUBACK, PUBREC, PUBREL, PUBCOMP) and v5:
+                f["reason_code"] = r.u8() if r.left() else 0  # absent means 0 (success)
         elif ptype in (DISCONNECT, AUTH) and v5:
             f["reason_code"] = r.u8() if r.left() else 0  # absent means 0 (normal / success)
         if v5 and r.left() and ptype not in (PINGREQ, PINGRESP):
@@ -316,7 +316,7 @@ class StreamParser:
             if v5 and (props := r.properties()):
                 f["will_properties"] = props
             f["will_topic"] = r.string()
-            r.binary()
+            f["will_payload_len"] = len(r.binary())
         if cflags & 0x80:
             f["username_hash"] = phi_hash(bytes(r.binary()))
         if cflags & 0x40:
