@@ -45,7 +45,7 @@ from pathlib import Path
 
 DEFAULT_CAPTURE = Path("/work/bench-data/big.pcap")
 DEFAULT_MEDSENTRY = "/work/main/.venv/bin/medsentry analyze {capture} --json {json}"
-DEFAULT_NFSTREAM_PYTHON = "/work/bench-venv/bin/python"
+DEFAULT_NFSTREAM_PYTHON = "/work/peers-venv/bin/python"
 NFSTREAM_SNIPPET = (
     "import sys\n"
     "from nfstream import NFStreamer\n"

@@ -6,9 +6,9 @@
 # * tshark + editcap/mergecap/capinfos (Debian: tshark, wireshark-common)
 # * ndpiReader (Debian: libndpi-bin)
 # * /usr/bin/time for peak RSS (Debian: time)
-# * NFStream in its own venv (default /work/bench-venv) so that the project venv stays clean.
+# * NFStream in its own venv (default /work/peers-venv) so that the project venv stays clean.
 set -euo pipefail
-VENV=${1:-/work/bench-venv}
+VENV=${1:-/work/peers-venv}
 PY=${PYTHON:-python3}
 
 missing=()

@@ -243,8 +243,18 @@ class Analyzer:
             st = flow.state = _Stream()
         r = flow.record
         buf = batch.buf
+        client_dir = flow.client_dir
+        budget, tcp_dirs = st.budget, st.dirs
         for start, length, seq, d, ts in zip(starts, lens, seqs, dirs, tss, strict=True):
-            side = 0 if d == flow.client_dir else 1
+            side = 0 if d == client_dir else 1
+            if budget[side] == 0 and st.module is not None:
+                # This side's budget is spent: its bytes would be cut to nothing before reaching the
+                # parser, so an in-order segment only moves the sequence on (bulk transfers stay cheap).
+                # Anything else takes the full path, which notices retransmissions and gaps.
+                dr = tcp_dirs[side]
+                if seq == dr.next_seq and not dr.pending:
+                    dr.next_seq = (seq + length) & 0xFFFFFFFF
+                    continue
             data = bytes(buf[start : start + length])
             if st.module is None:
                 mod = protocols.for_stream(r.server_port, r.client_port, data)
@@ -255,8 +265,8 @@ class Analyzer:
                         return
                     continue
                 st.module, st.parser, r.app = mod, mod.StreamParser(), mod.NAME
-                budget = getattr(mod, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES)
-                st.budget = [budget, budget]
+                limit = getattr(mod, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES)
+                st.budget = budget = [limit, limit]
             in_order = st.dirs[side].accept(seq, data)
             if in_order is None:
                 self.stats.reassembly_gaps += 1
@@ -264,8 +274,10 @@ class Analyzer:
                 return
             if not in_order:
                 continue
-            in_order = in_order[: st.budget[side]]
-            st.budget[side] -= len(in_order)
+            in_order = in_order[: budget[side]]
+            budget[side] -= len(in_order)
+            if not in_order:
+                continue  # nothing left to feed on this side
             try:
                 msgs = st.parser.feed(in_order, side == 0)  # type: ignore[union-attr]
             except Malformed:
@@ -293,7 +305,7 @@ class Analyzer:
                         r.client_port,
                     )
                 self._out(msg, st.module, ts, *where, "tcp")
-            if getattr(st.parser, "done", False) or (st.budget[0] <= 0 and st.budget[1] <= 0):
+            if getattr(st.parser, "done", False) or (budget[0] <= 0 and budget[1] <= 0):
                 flow.inspect, flow.state = False, None
                 return
 
