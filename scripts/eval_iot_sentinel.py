@@ -41,6 +41,7 @@ MERGE = {
     "WeMoSwitch2": "WeMoSwitch",
     "WeMoInsightSwitch2": "WeMoInsightSwitch",
 }
+SWEEP = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 _NAME = re.compile(r"Setup-([A-Za-z]+)-(\d+)-STA\.pcap$")
 
 
@@ -108,7 +109,13 @@ def load(root: Path) -> list[Capture]:
 @dataclasses.dataclass
 class Result:
     name: str
-    rows: list[tuple[str, str | None, float, bool]]  # (truth, answer, score, truth was taught)
+    # (truth, answer, score, truth was taught, the tied types when the answer is "unknown" for a tie)
+    rows: list[tuple[str, str | None, float, bool, tuple[str, ...]]]
+
+    def at(self, threshold: float) -> Result:
+        """The answers had the model used this threshold (rows hold the threshold-free answers)."""
+        rows = [(t, a if s >= threshold else None, s, k, c) for t, a, s, k, c in self.rows]
+        return Result(self.name, rows)
 
     def summary(self) -> dict[str, float]:
         known = [r for r in self.rows if r[3]]
@@ -120,14 +127,15 @@ class Result:
             "accuracy": sum(r[1] == r[0] for r in known) / len(known) if known else float("nan"),
             "unknown_share": sum(r[1] is None for r in known) / len(known) if known else float("nan"),
             "wrong": sum(r[1] not in (None, r[0]) for r in known),
+            "tied": sum(r[1] is None and r[0] in r[4] for r in known),
             "novel": len(novel),
             "novel_unknown": sum(r[1] is None for r in novel),
         }
 
     def confusion(self) -> dict[str, Counter[str]]:
         out: dict[str, Counter[str]] = defaultdict(Counter)
-        for truth, answer, _, _ in self.rows:
-            out[truth][answer or "unknown"] += 1
+        for truth, answer, _, _, tied in self.rows:
+            out[truth][answer or ("tie " + "/".join(tied) if truth in tied else "unknown")] += 1
         return out
 
 
@@ -135,19 +143,20 @@ def run(
     name: str,
     caps: list[Capture],
     folds: list[tuple[list[Capture], list[Capture]]],
-    threshold: float,
     mac_changed: bool = False,
 ) -> Result:
+    """Threshold-free answers (apply one with Result.at)."""
     profiles = {id(c): c.profile() for c in caps}
     rows = []
     for train, test in folds:
         samples: dict[str, list[DeviceProfile]] = defaultdict(list)
         for c in train:
             samples[c.label].append(profiles[id(c)])
-        model = LearnedModel.from_dict(learn_profiles(samples, threshold=threshold))
+        model = LearnedModel.from_dict(learn_profiles(samples, threshold=0.0))
         for c in test:
             m = model.classify(c.profile(mac_changed) if mac_changed else profiles[id(c)])
-            rows.append((c.label, m.label, m.score, c.label in samples))
+            tied = m.candidates if m.label is None and len(m.candidates) > 1 else ()
+            rows.append((c.label, m.label, m.score, c.label in samples, tied))
     return Result(name, rows)
 
 
@@ -176,7 +185,8 @@ def fmt(res: Result) -> list[str]:
     if s["known"]:
         lines.append(
             f"- {s['correct']}/{s['known']} captures of taught types right: **{100 * s['accuracy']:.1f} %**; "
-            f"unknown {100 * s['unknown_share']:.1f} %, wrong type {s['wrong']}"
+            f"unknown {100 * s['unknown_share']:.1f} % (of which {s['tied']} a tie that includes the right "
+            f"type), wrong type {s['wrong']}"
         )
     if s["novel"]:
         lines.append(
@@ -205,18 +215,29 @@ def main(argv: list[str] | None = None) -> int:
     caps = load(args.root)
     print(f"{len(caps)} captures, {len({c.label for c in caps})} types, read in {time.time() - t0:.1f}s")
     experiments: dict[str, Callable[[], Result]] = {
-        "person": lambda: run("Person split", caps, person_folds(caps), args.threshold),
-        "loso": lambda: run("Leave one setup out", caps, loso_folds(caps), args.threshold),
-        "mac": lambda: run("Leave one setup out, MAC changed", caps, loso_folds(caps), args.threshold, True),
-        "loto": lambda: run("Leave one type out (open set)", caps, loto_folds(caps), args.threshold),
+        "person": lambda: run("Person split", caps, person_folds(caps)),
+        "loso": lambda: run("Leave one setup out", caps, loso_folds(caps)),
+        "mac": lambda: run("Leave one setup out, MAC changed", caps, loso_folds(caps), True),
+        "loto": lambda: run("Leave one type out (open set)", caps, loto_folds(caps)),
     }
     chosen = args.only.split(",") if args.only else list(experiments)
+    results = {key: experiments[key]() for key in chosen}
     out: list[str] = []
-    for key in chosen:
-        res = experiments[key]()
-        lines = fmt(res)
-        print("\n".join(lines))
-        out += lines
+    for res in results.values():
+        out += fmt(res.at(args.threshold))
+    out += ["### Threshold sweep", "", "| threshold | " + " | ".join(r.name for r in results.values()) + " |"]
+    out.append("|---" * (len(results) + 1) + "|")
+    for t in SWEEP:
+        cells = []
+        for res in results.values():
+            s = res.at(t).summary()
+            cell = f"{100 * s['accuracy']:.1f} % right, {s['wrong']} wrong" if s["known"] else ""
+            if s["novel"]:
+                cell += f"{'; ' if cell else ''}{s['novel_unknown']}/{s['novel']} untaught unknown"
+            cells.append(cell)
+        out.append(f"| {t:.2f} | " + " | ".join(cells) + " |")
+    out.append("")
+    print("\n".join(out))
     if args.markdown:
         args.markdown.write_text("\n".join(out))
     print(f"done in {time.time() - t0:.1f}s")

@@ -29,10 +29,11 @@ import yaml
 from medsentry.observe import Observation
 
 FORMAT = "medsentry-learned/1"
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.75  # from IoT Sentinel (docs/accuracy.md): taught types pass, most untaught fail
 MAX_EXEMPLARS = 12  # per type: enough for setup variants, small enough to keep the file readable
 _MAX_PER_GROUP = 256  # distinct features kept per group in one profile
 _MAX_PEERS = 512
+_HIGH_PORT = 10000
 _CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
 _MAC_FILES = ("mac.txt", "_iotdevice-mac.txt")
 
@@ -57,11 +58,28 @@ GROUP_WEIGHTS: dict[str, float] = {
 }
 
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
+_REVERSE = re.compile(r"^[0-9a-f.]+\.(ip6\.arpa|in-addr\.arpa)$")
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 _LONGHEX = re.compile(r"\b(?=[0-9a-f]*\d)[0-9a-f]{12,}\b")
 _DIGITS = re.compile(r"\d+")
 # Second-level labels under which registrations happen one level deeper (co.uk, com.cn, ...).
 _SLD = frozenset({"co", "com", "net", "org", "gov", "ac", "edu", "ne", "or", "go"})
+
+# Features in which a device names its own model or software. A device that names one model cannot be
+# a type that always named another: a disagreement here vetoes a match that the bulk of the traffic
+# (shared by every product of one firmware family) would otherwise carry. Exact values for names,
+# digit-free shapes for version strings so a firmware update is no disagreement.
+IDENTITY_KEYS = (
+    "dhcp|host=",
+    "dhcp|fqdn=",
+    "mdns|inst=",
+    "http|ua~",
+    "http|server~",
+    "ssdp|notify:server~",
+    "ssdp|response:server~",
+)
+CONFLICT_PENALTY = 0.8  # score factor per disagreeing identity
+AMBIGUOUS_MARGIN = 0.01  # types this close to the best are indistinguishable: no label
 
 # Identity-bearing fields of the other dissectors (see docs/observations.md).
 _ID_FIELDS = (
@@ -155,6 +173,7 @@ class DeviceProfile:
             for n in (12, 8, 6, 4):
                 s = s.replace(hexmac[-n:], "<mac>")
             s = s.replace(mac, "<mac>").replace(mac.replace(":", "-"), "<mac>")
+        s = _REVERSE.sub(r"<addr>.\1", s)  # reverse names spell the address, often MAC-derived (EUI-64)
         s = _UUID.sub("<uuid>", s)
         s = _IPV4.sub("<ip>", s)
         return _LONGHEX.sub("<hex>", s)
@@ -174,7 +193,7 @@ class DeviceProfile:
         f = obs.fields
         transport = f.get("transport") or obs.transport or "?"
         role = "c" if client else "s"
-        port = f.get("server_port")
+        port = _port(f.get("server_port"))
         self._put("flow", f"{transport}:{role}:{port}")
         if f.get("app"):
             self._put("flow", f"app:{f['app']}:{role}")
@@ -215,6 +234,12 @@ class DeviceProfile:
                 self._put(group, key, n)
         self.observations += other.observations
         self._peers.update(list(other._peers)[: max(0, _MAX_PEERS - len(self._peers))])
+
+
+def _port(port: Any) -> str:
+    """High ports are mostly ephemeral or per-session (relays, P2P): one bucket, or every session would
+    add a feature of its own."""
+    return str(port) if isinstance(port, int) and port < _HIGH_PORT else "hi"
 
 
 def _log2(x: float) -> int:
@@ -403,6 +428,7 @@ def learn_profiles(
         types[label] = {
             "device_class": (device_classes or {}).get(label),
             "samples": len(vecs),
+            "identities": _identities(f for sample in r for f in sample),
             "centroid": _rounded({k: x / norm for k, x in centroid.items()}),
             "exemplars": [_rounded(v) for v in _spread(vecs, MAX_EXEMPLARS)],
         }
@@ -410,11 +436,23 @@ def learn_profiles(
         "format": FORMAT,
         "labels": sorted(types),
         "threshold": threshold,
+        "margin": AMBIGUOUS_MARGIN,
+        "conflict_penalty": CONFLICT_PENALTY,
         "group_weights": dict(GROUP_WEIGHTS),
         "default_idf": round(default_idf, 5),
         "idf": {f: round(x, 5) for f, x in sorted(idf.items())},
         "types": types,
     }
+
+
+def _identities(features: Iterable[str]) -> dict[str, list[str]]:
+    """IDENTITY_KEYS prefix -> the values seen, from feature names."""
+    out: dict[str, set[str]] = {}
+    for f in features:
+        for key in IDENTITY_KEYS:
+            if f.startswith(key):
+                out.setdefault(key, set()).add(f[len(key) :])
+    return {k: sorted(v) for k, v in sorted(out.items())}
 
 
 def _spread(vecs: list[dict[str, float]], k: int) -> list[dict[str, float]]:
@@ -433,10 +471,10 @@ def _spread(vecs: list[dict[str, float]], k: int) -> list[dict[str, float]]:
 # -- the model -----------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Match:
-    label: str | None  # None: nothing learned is similar enough
-    score: float  # cosine similarity to the nearest learned type, 0..1
-    device_class: str | None
-    nearest: str | None = None  # the nearest type even when below the threshold, for explanations
+    label: str | None  # None: nothing learned is similar enough, or several types are equally similar
+    score: float  # similarity to the nearest learned type (after identity vetoes), 0..1
+    device_class: str | None  # also set without a label when every equally near type has this class
+    candidates: tuple[str, ...] = ()  # the nearest type(s), even when no label was given
 
 
 class LearnedModel:
@@ -444,6 +482,8 @@ class LearnedModel:
         if model.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} fingerprint file (format {model.get('format')!r})")
         self.threshold = float(model.get("threshold", DEFAULT_THRESHOLD))
+        self.margin = float(model.get("margin", AMBIGUOUS_MARGIN))
+        self.conflict_penalty = float(model.get("conflict_penalty", CONFLICT_PENALTY))
         self.idf: dict[str, float] = dict(model.get("idf", {}))
         self.default_idf = float(model.get("default_idf", 1.0))
         self.types: dict[str, Mapping[str, Any]] = dict(model.get("types", {}))
@@ -461,24 +501,35 @@ class LearnedModel:
         return sorted(self.types)
 
     def scores(self, profile: DeviceProfile) -> dict[str, float]:
-        """Similarity to every learned type: the best of its exemplars and its centroid."""
-        v = _vector(profile.features(), self.idf, self.default_idf)
+        """Similarity to every learned type: the best of its exemplars and its centroid, reduced for each
+        identity (model name, user agent) the profile states differently from every sample of the type."""
+        raw = profile.features()
+        v = _vector(raw, self.idf, self.default_idf)
+        mine = _identities(raw)
         out = {}
         for label, t in self.types.items():
             sims = [_cosine(v, e) for e in t.get("exemplars", [])]
             sims.append(_cosine(v, t.get("centroid", {})))
-            out[label] = max(sims)
+            theirs = t.get("identities", {})
+            conflicts = sum(1 for k, vals in mine.items() if k in theirs and not set(vals) & set(theirs[k]))
+            out[label] = max(sims) * self.conflict_penalty**conflicts
         return out
 
     def classify(self, profile: DeviceProfile) -> Match:
         scores = self.scores(profile)
         if not scores:
             return Match(None, 0.0, None)
-        label = max(scores, key=scores.__getitem__)
-        score = round(scores[label], 4)
-        if score < self.threshold:
-            return Match(None, score, None, label)
-        return Match(label, score, self.types[label].get("device_class"), label)
+        ranked = sorted(scores.items(), key=lambda x: (-x[1], x[0]))
+        best = ranked[0][1]
+        near = tuple(label for label, s in ranked if best - s < self.margin)
+        score = round(best, 4)
+        if best < self.threshold:
+            return Match(None, score, None, near)
+        classes = {self.types[label].get("device_class") for label in near}
+        device_class = classes.pop() if len(classes) == 1 else None
+        if len(near) > 1:
+            return Match(None, score, device_class, near)
+        return Match(near[0], score, device_class, near)
 
 
 # -- learning from a directory -------------------------------------------------------------------------
