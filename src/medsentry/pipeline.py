@@ -315,6 +315,8 @@ class Analyzer:
         r = flow.record
         if int(rec["dir"]) != flow.client_dir:
             return
+        if rec["dst_mac"].tobytes()[0] & 1:
+            return  # to a group address the TTL is the protocol's, not the OS's (mDNS 255, SSDP 2-4)
         self._ttl_seen.add(r.client_ip)
         fields: dict[str, object] = {"ttl": int(rec["ttl"])}
         if int(rec["proto"]) == TCP and int(rec["tcp_flags"]) & SYN:
