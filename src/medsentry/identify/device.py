@@ -16,6 +16,7 @@ class Evidence:
     detail: str  # human-readable: 'DHCP option 60 "Philips-IntelliVue"'
     ts: float | None
     weight: float  # 0..1: how strongly this observation supports the value
+    count: int = 1  # how many observations gave this same evidence (ts is the first one's)
 
 
 @dataclass(slots=True)

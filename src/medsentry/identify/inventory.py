@@ -1,0 +1,767 @@
+"""Device identification: observations in, one `Device` record per device out, with evidence for each claim.
+
+Streaming: `Identifier.add` is called once per observation and only updates small, bounded per-endpoint
+state; `Identifier.devices` does the joining and deciding at the end (and may be called again later).
+
+Anchoring. State is kept per endpoint = (MAC, IP) as seen in a frame. At the end each endpoint is
+assigned to a device:
+- a MAC names one device, with every IP that is its own: bound to it by ARP or DHCP, IPv6 link-local,
+  or, when the capture shows no binding, its only address of that family;
+- an IP that reaches us behind another MAC without being that MAC's own (traffic a router forwards) is
+  a device of its own, anchored on the IP (`Device.mac` None); the router keeps only its own addresses;
+- an IP bound by ARP/DHCP to another MAC belongs to that MAC's device.
+
+Attributes. Fingerprint rules (data/fingerprints/*.yaml, `identify.rules`) turn observations into claims
+"attribute = value, weight w"; the IEEE registry adds the MAC's vendor (not for locally administered,
+i.e. randomised, MACs). Claims are deduplicated per (attribute, value, protocol, rule): the first
+timestamp and a count are kept, so evidence stays bounded however long the capture. A value's score is
+the noisy-OR of its distinct claims' weights, 1 - prod(1 - w); the best value wins. Vendors are
+compared by corporate family (the most specific division name is reported); a model or firmware claim
+that is part of a longer claimed value supports the longer one. The device class must clearly beat
+the runner-up (`CLASS_MIN_CONFIDENCE` on score - runner-up / 2), otherwise it is "unknown": a weak or
+contradictory case is reported as unknown, never as a confident guess.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medsentry.identify import oui
+from medsentry.identify.device import Device, Evidence, Service
+from medsentry.identify.rules import Fingerprints, Rule
+from medsentry.identify.taxonomy import UNKNOWN, classes
+from medsentry.observe import Observation
+
+# Bounds per endpoint: a long capture or a hostile peer cannot grow the state without limit.
+MAX_CLAIMS = 128  # distinct (attribute, value, protocol, rule) claims
+MAX_VALUES = 8  # distinct values per attribute (further ones are dropped: first seen wins)
+MAX_SERVICES = 64  # per role (offers / uses)
+MAX_PEERS = 256  # distinct peers remembered per service (the count goes on)
+MAX_IDENTITY_VALUES = 8
+MAX_TEXT = 96  # characters of an identity or a matched text kept
+MAX_ENDPOINTS = 200_000  # overall; endpoints beyond are counted in `dropped`
+MAX_NAMES = 100_000  # DNS answers remembered (address -> names)
+
+CLASS_MIN_SCORE = 0.5  # the winning class's combined weight
+CLASS_MIN_CONFIDENCE = 0.4  # score - runner-up / 2: a close runner-up means "don't know"
+ATTR_MIN_SCORE = 0.3  # vendor, model, firmware, OS
+OUI_WEIGHT = {24: 0.6, 28: 0.7, 36: 0.7}  # a 28/36-bit block is registered to a smaller company
+ROUTER_WEIGHT = 0.6  # forwarding traffic of several off-link addresses
+
+# Hostname sources, most trusted first: what the device calls itself beats what others call it.
+_HOSTNAME_SOURCES = ("dhcp", "mdns", "nbns", "lldp", "cdp", "snmp", "syslog", "dhcp-server", "dns-ptr")
+_DHCP_CLIENT = frozenset({"dhcp.discover", "dhcp.request", "dhcp.inform", "dhcp.decline", "dhcp.release"})
+_NO_ADDRESS = frozenset({"0.0.0.0", "255.255.255.255", "::"})
+_ATTRIBUTES = ("device_class", "vendor", "model", "firmware", "os")
+
+
+@dataclass(slots=True)
+class _Claim:
+    attribute: str
+    value: str
+    protocol: str
+    detail: str
+    ts: float | None
+    weight: float
+    count: int = 1
+
+    def evidence(self) -> Evidence:
+        return Evidence(
+            self.attribute, self.value, self.protocol, self.detail, self.ts, self.weight, self.count
+        )
+
+
+@dataclass(slots=True)
+class _Service:
+    peers: set[str]
+    app: str | None = None
+    count: int = 0
+    extra_peers: int = 0  # distinct peers not remembered once MAX_PEERS is reached (an estimate)
+
+
+class _Endpoint:
+    """What was seen of one (MAC, IP) pair."""
+
+    __slots__ = (
+        "claims", "first_seen", "hostnames", "identities", "ip", "last_seen", "mac", "profile",
+        "rule_peers", "sent", "services",
+    )  # fmt: skip
+
+    def __init__(self, mac: str | None, ip: str | None, profile: Any) -> None:
+        self.mac, self.ip = mac, ip
+        self.first_seen: float | None = None
+        self.last_seen: float | None = None
+        self.sent = False  # seen as a sender (a receiver alone may not exist)
+        self.claims: dict[tuple[str, str, str, str], _Claim] = {}
+        self.rule_peers: dict[str, set[str]] = {}
+        self.services: dict[tuple[str, str, int], _Service] = {}
+        self.identities: dict[str, dict[str, _Claim]] = {}
+        self.hostnames: dict[str, _Claim] = {}
+        self.profile = profile
+
+    def seen(self, ts: float) -> None:
+        if self.first_seen is None or ts < self.first_seen:
+            self.first_seen = ts
+        if self.last_seen is None or ts > self.last_seen:
+            self.last_seen = ts
+
+    def claim(self, c: _Claim, source: str) -> None:
+        key = (c.attribute, c.value.casefold(), c.protocol, source)
+        have = self.claims.get(key)
+        if have is not None:
+            have.count += 1
+            if c.ts is not None and (have.ts is None or c.ts < have.ts):
+                have.ts = c.ts
+            return
+        if len(self.claims) >= MAX_CLAIMS:
+            return
+        values = {k[1] for k in self.claims if k[0] == c.attribute}
+        if len(values) >= MAX_VALUES and key[1] not in values:
+            return  # the first values seen win: later ones cannot push them out
+        self.claims[key] = c
+
+    def identity(self, key: str, value: str, protocol: str, detail: str, ts: float) -> None:
+        value = value.strip()[:MAX_TEXT]
+        if not value:
+            return
+        values = self.identities.setdefault(key, {})
+        have = values.get(value)
+        if have is not None:
+            have.count += 1
+        elif len(values) < MAX_IDENTITY_VALUES:
+            values[value] = _Claim(f"identity.{key}", value, protocol, detail, ts, 0.9)
+
+    def hostname(self, source: str, name: str, protocol: str, detail: str, ts: float) -> None:
+        name = name.strip().rstrip(".")
+        if name.lower().endswith(".local"):
+            name = name[:-6]
+        if not name or len(name) > 253:
+            return
+        have = self.hostnames.get(source)
+        if have is None:
+            self.hostnames[source] = _Claim("hostname", name, protocol, detail, ts, 0.8)
+        elif have.value == name:
+            have.count += 1
+
+    def service(self, role: str, transport: str, port: int, app: str | None, peer: str | None) -> None:
+        key = (role, transport, port)
+        s = self.services.get(key)
+        if s is None:
+            if sum(1 for k in self.services if k[0] == role) >= MAX_SERVICES:
+                return
+            s = self.services[key] = _Service(set())
+        s.count += 1
+        s.app = s.app or app  # flows a dissector did not take (scans, gaps) still name the port
+        if peer is not None and peer not in s.peers:
+            if len(s.peers) < MAX_PEERS:
+                s.peers.add(peer)
+            else:
+                s.extra_peers += 1
+
+
+class _Addr:
+    """Facts about one address string, cached: parsing every observation's IPs would dominate `add`."""
+
+    __slots__ = ("family", "link_local", "usable")
+
+    def __init__(self, ip: str) -> None:
+        try:
+            a = ipaddress.ip_address(ip)
+        except ValueError:
+            self.family, self.link_local, self.usable = 0, False, False
+            return
+        self.family = a.version
+        self.link_local = a.is_link_local
+        self.usable = not (a.is_multicast or a.is_unspecified or ip in _NO_ADDRESS)
+
+
+class Identifier:
+    """Collects observations (`add`) and produces the device inventory (`devices`)."""
+
+    def __init__(self, fingerprints: Fingerprints | None = None, learned: Path | None = None) -> None:
+        self.fingerprints = fingerprints if fingerprints is not None else Fingerprints.load()
+        self._classes = classes()
+        self._model: Any = None
+        self._profile_type: Any = None
+        if learned is not None:
+            from medsentry.identify.learn import DeviceProfile, LearnedModel  # only needed with a model
+
+            self._model = LearnedModel.load(Path(learned))
+            self._profile_type = DeviceProfile
+        self._endpoints: dict[tuple[str | None, str | None], _Endpoint] = {}
+        # IP -> MAC -> (first time bound, by a DHCP lease?): ARP senders, DHCP leases and server ids.
+        self._bindings: dict[str, dict[str, tuple[float, bool]]] = {}
+        self._bound: dict[str, set[str]] = {}  # MAC -> the IPs it owns; computed by `devices`
+        self._owner: dict[str, str] = {}  # IP -> its owner's MAC; computed by `devices`
+        self._names: dict[str, dict[str, tuple[str, str, float]]] = {}  # IP -> kind -> (name, proto, ts)
+        self._addrs: dict[str, _Addr] = {}
+        self._macs: dict[str, oui.MacInfo | None] = {}
+        self.dropped = 0  # observations whose endpoint did not fit in MAX_ENDPOINTS
+        self.observations = 0
+
+    # -- streaming -------------------------------------------------------------------------------------
+    def add(self, obs: Observation) -> None:
+        self.observations += 1
+        kind, f = obs.kind, obs.fields
+        if kind in ("arp.request", "arp.reply"):
+            self._bind(f.get("sender_mac"), f.get("sender_ip"), obs.ts, False)
+        elif kind == "dhcp.ack":
+            self._bind(f.get("client_mac"), f.get("yiaddr"), obs.ts, True)
+        if kind in ("dhcp.offer", "dhcp.ack") and f.get("server_id") == obs.src_ip:
+            self._bind(obs.src_mac, obs.src_ip, obs.ts, False)
+
+        if kind in _DHCP_CLIENT and f.get("client_mac"):
+            # The client's own facts, even when a relay agent sent the packet.
+            ciaddr = f.get("ciaddr")
+            src = self._endpoint(f["client_mac"], ciaddr if isinstance(ciaddr, str) else None, obs.ts)
+        else:
+            src = self._endpoint(obs.src_mac, obs.src_ip, obs.ts)
+        dst: _Endpoint | None = None
+        answered = True
+        if kind == "flow":
+            answered = _answered(f)
+            if answered:
+                dst = self._endpoint(obs.dst_mac, obs.dst_ip, obs.ts)
+        elif obs.transport == "tcp":
+            # A TCP message implies a handshake the receiver answered: rules may be about it.
+            dst = self._endpoint(obs.dst_mac, obs.dst_ip, obs.ts)
+
+        if src is not None:
+            src.sent = True
+            if src.profile is not None:
+                src.profile.add(obs)
+        if dst is not None and dst.profile is not None and dst is not src and dst.mac is not None:
+            dst.profile.add(obs)
+
+        # IPv6 neighbour discovery and MLD use fixed hop limits (255, 1; RFC 4861, 2710): no OS in them.
+        if kind == "ip.ttl" and f.get("ttl") in (1, 255) and ":" in (obs.src_ip or ""):
+            return
+        for rule in self.fingerprints.for_kind(kind):
+            target, peer = (src, dst) if rule.about == "src" else (dst, src)
+            if target is None:
+                continue
+            hit = rule.apply(obs)
+            if hit is not None:
+                self._fire(rule, hit, target, peer, obs)
+
+        if kind == "flow":
+            self._flow(obs, src, dst)
+        elif src is not None:
+            self._facts(obs, src)
+
+    def _endpoint(self, mac: str | None, ip: str | None, ts: float) -> _Endpoint | None:
+        if mac is not None:
+            mac = self._unicast(mac)
+        if ip is not None and not self._addr(ip).usable:
+            ip = None
+        if mac is None and ip is None:
+            return None
+        key = (mac, ip)
+        e = self._endpoints.get(key)
+        if e is None:
+            if len(self._endpoints) >= MAX_ENDPOINTS:
+                self.dropped += 1
+                return None
+            profile = self._profile_type(mac) if self._profile_type is not None else None
+            e = self._endpoints[key] = _Endpoint(mac, ip, profile)
+        e.seen(ts)
+        return e
+
+    def _unicast(self, mac: str) -> str | None:
+        """The normalised MAC if it can be a device's own (not a group address, not all zeros)."""
+        info = self._mac(mac)
+        if info is None or info.multicast or info.mac == "00:00:00:00:00:00":
+            return None
+        return info.mac
+
+    def _mac(self, mac: str) -> oui.MacInfo | None:
+        info = self._macs.get(mac, False)
+        if info is False:
+            info = self._macs[mac] = oui.lookup(mac)
+        return info  # type: ignore[return-value]
+
+    def _addr(self, ip: str) -> _Addr:
+        a = self._addrs.get(ip)
+        if a is None:
+            if len(self._addrs) > 4 * MAX_ENDPOINTS:
+                self._addrs.clear()
+            a = self._addrs[ip] = _Addr(ip)
+        return a
+
+    def _bind(self, mac: Any, ip: Any, ts: float, lease: bool) -> None:
+        if not isinstance(mac, str) or not isinstance(ip, str) or not self._addr(ip).usable:
+            return
+        mac = self._unicast(mac)
+        if mac is None:
+            return
+        macs = self._bindings.get(ip)
+        if macs is None:
+            if len(self._bindings) >= MAX_ENDPOINTS:
+                return
+            macs = self._bindings[ip] = {}
+        have = macs.get(mac)
+        if have is None:
+            if len(macs) < MAX_IDENTITY_VALUES:
+                macs[mac] = (ts, lease)
+        elif lease and not have[1]:
+            macs[mac] = (have[0], True)
+
+    def _owners(self) -> None:
+        """Who owns each bound IP. ARP replies can lie (spoofing): a DHCP lease wins, then the MAC that
+        claimed the address first; a later claimant does not take the address over."""
+        self._owner, self._bound = {}, {}
+        for ip, macs in self._bindings.items():
+            leased = [m for m, (_, lease) in macs.items() if lease]
+            owner = max(leased, key=lambda m: macs[m][0]) if leased else min(macs, key=lambda m: macs[m][0])
+            self._owner[ip] = owner
+            self._bound.setdefault(owner, set()).add(ip)
+
+    def _fire(
+        self,
+        rule: Rule,
+        hit: tuple[dict[str, str], str],
+        target: _Endpoint,
+        peer: _Endpoint | None,
+        obs: Observation,
+    ) -> None:
+        if rule.peers:
+            seen = target.rule_peers.setdefault(rule.id, set())
+            if len(seen) < rule.peers and peer is not None:
+                seen.add(peer.ip or peer.mac or "?")
+            if len(seen) < rule.peers:
+                return
+        values, matched = hit
+        field = next((n for n in rule.fields if matched in str(obs.fields.get(n, getattr(obs, n, "")))), "")
+        detail = f'{obs.kind} {field} "{str(matched)[:MAX_TEXT]}" (rule {rule.id})'
+        if rule.peers:
+            detail = f"{obs.kind} with {rule.peers}+ peers (rule {rule.id})"
+        for attribute, value in values.items():
+            if attribute == "vendor":
+                value = oui.normalize_vendor(value) or ""
+            if value:
+                target.claim(
+                    _Claim(attribute, value, obs.protocol, detail, obs.ts, rule.weights[attribute]), rule.id
+                )
+
+    def _flow(self, obs: Observation, client: _Endpoint | None, server: _Endpoint | None) -> None:
+        f = obs.fields
+        transport, port = f.get("transport") or obs.transport, f.get("server_port", obs.dport)
+        if transport not in ("tcp", "udp") or not isinstance(port, int) or server is None:
+            return
+        app = f.get("app")
+        server.service("offers", transport, port, app, _peer(client))
+        if client is not None:
+            client.service("uses", transport, port, app, _peer(server))
+        ts = f.get("first_seen")
+        if isinstance(ts, int | float):
+            for e in (client, server):
+                if e is not None:
+                    e.seen(float(ts))
+
+    def _facts(self, obs: Observation, src: _Endpoint) -> None:
+        """Hostnames, identities and DNS answers: facts the rules do not model."""
+        kind, f, ts, proto = obs.kind, obs.fields, obs.ts, obs.protocol
+        if kind in _DHCP_CLIENT:
+            if isinstance(f.get("hostname"), str):
+                src.hostname("dhcp", f["hostname"], proto, f"{kind} option 12", ts)
+            if isinstance(f.get("fqdn"), str):
+                src.hostname("dhcp", f["fqdn"].split(".")[0], proto, f"{kind} option 81", ts)
+        elif kind == "dhcp.ack" and isinstance(f.get("hostname"), str) and isinstance(f.get("yiaddr"), str):
+            self._name(f["yiaddr"], "dhcp-server", f["hostname"], proto, ts)
+        elif kind == "mdns.service":
+            if isinstance(f.get("target_host"), str):
+                src.hostname("mdns", f["target_host"], proto, f"mDNS SRV target of {f.get('service')}", ts)
+            txt = f.get("txt")
+            if isinstance(txt, dict) and isinstance(txt.get("aet"), str):
+                src.identity("dicom_ae", txt["aet"], proto, f"mDNS TXT aet of {f.get('service')}", ts)
+        elif kind in ("dns.response", "mdns.response"):
+            self._dns_answers(obs, src)
+        elif kind in ("nbns.registration", "nbns.response"):
+            name, suffix = f.get("name"), f.get("suffix")
+            if isinstance(name, str) and suffix == 0 and not f.get("group") and name != "*":
+                ips = f.get("ips") or []
+                if kind == "nbns.registration" or obs.src_ip in ips:
+                    src.hostname("nbns", name, proto, f"NetBIOS name registration {name}<00>", ts)
+        elif kind == "syslog.message" and isinstance(f.get("hostname"), str) and f["hostname"] != "-":
+            src.hostname("syslog", f["hostname"], proto, "syslog HOSTNAME", ts)
+        elif kind == "lldp" and isinstance(f.get("system_name"), str):
+            src.hostname("lldp", f["system_name"], proto, "LLDP system name", ts)
+        elif kind == "cdp" and isinstance(f.get("device_id"), str):
+            src.hostname("cdp", f["device_id"], proto, "CDP device id", ts)
+        elif kind == "snmp.response" and isinstance(f.get("sys_name"), str):
+            src.hostname("snmp", f["sys_name"], proto, "SNMP sysName", ts)
+        elif kind == "dicom.associate_rq" and isinstance(f.get("calling_ae"), str):
+            src.identity("dicom_ae", f["calling_ae"], proto, "A-ASSOCIATE-RQ calling AE title", ts)
+        elif kind == "dicom.associate_ac" and isinstance(f.get("called_ae"), str):
+            src.identity("dicom_ae", f["called_ae"], proto, "A-ASSOCIATE-AC called AE title", ts)
+        elif kind == "dicom.command" and isinstance(f.get("station_name"), str):
+            if f.get("command") == "C-STORE-RQ" and not f.get("move_originator_ae"):
+                src.identity("dicom_station", f["station_name"], proto, "data set Station Name", ts)
+        elif kind in ("hl7.message", "hl7.ack") and not f.get("suspicious") and not f.get("malformed"):
+            app, facility = f.get("sending_application"), f.get("sending_facility")
+            if isinstance(app, str) and app:
+                src.identity("hl7_application", app, proto, "MSH-3 sending application", ts)
+            if isinstance(facility, str) and facility:
+                src.identity("hl7_facility", facility, proto, "MSH-4 sending facility", ts)
+        elif kind == "mqtt.connect" and isinstance(f.get("client_id"), str):
+            src.identity("mqtt_client_id", f["client_id"], proto, "CONNECT client identifier", ts)
+        elif kind == "http.request" and isinstance(f.get("user_agent"), str):
+            src.identity("http_user_agent", f["user_agent"], proto, "HTTP User-Agent", ts)
+        elif kind in ("http.response", "rtsp.response") and isinstance(f.get("server"), str):
+            src.identity(f"{proto}_server", f["server"], proto, f"{proto.upper()} Server header", ts)
+        elif kind == "tls.certificate":
+            for name in (f.get("san") or [])[:MAX_IDENTITY_VALUES]:
+                if isinstance(name, str):
+                    src.identity("tls_name", name, proto, "server certificate subjectAltName", ts)
+        elif kind == "tls.client_hello" and isinstance(f.get("ja4"), str):
+            src.identity("ja4", f["ja4"], proto, "TLS ClientHello JA4", ts)
+
+    def _dns_answers(self, obs: Observation, src: _Endpoint) -> None:
+        mdns = bool(obs.fields.get("mdns"))
+        for a in obs.fields.get("answers") or []:
+            if (
+                not isinstance(a, dict)
+                or not isinstance(a.get("name"), str)
+                or not isinstance(a.get("data"), str)
+            ):
+                continue
+            rtype, name, data = a.get("type"), a["name"], a["data"]
+            if rtype == "PTR" and name.endswith((".in-addr.arpa", ".ip6.arpa")):
+                ip = _ptr_address(name)
+                if ip is not None:
+                    self._name(ip, "dns-ptr", data, obs.protocol, obs.ts)
+            elif rtype in ("A", "AAAA"):
+                if mdns and data == obs.src_ip:
+                    src.hostname("mdns", name, obs.protocol, f"mDNS {rtype} record", obs.ts)
+                elif not mdns:
+                    self._name(data, "dns-a", name, obs.protocol, obs.ts)
+
+    def _name(self, ip: str, source: str, name: str, protocol: str, ts: float) -> None:
+        names = self._names.get(ip)
+        if names is None:
+            if len(self._names) >= MAX_NAMES:
+                return
+            names = self._names[ip] = {}
+        key = source if source != "dns-a" else f"dns-a:{name.lower()}"
+        if key not in names and len(names) < 2 * MAX_IDENTITY_VALUES:
+            names[key] = (name.strip().rstrip("."), protocol, ts)
+
+    # -- the inventory ---------------------------------------------------------------------------------
+    def devices(self) -> list[Device]:
+        self._owners()
+        groups: dict[tuple[str, str], list[_Endpoint]] = {}
+        routed: dict[str, set[str]] = {}  # router MAC -> the off-link IPs it forwarded
+        own = self._own_addresses()
+        for (mac, ip), e in self._endpoints.items():
+            if (ip is None and mac is not None) or (mac is not None and ip in own.get(mac, ())):
+                key = ("mac", mac)
+            elif ip is not None and ip in self._owner and self._owner[ip] != mac:
+                key = ("mac", self._owner[ip])
+            else:
+                assert ip is not None
+                key = ("ip", ip)
+                if mac is not None and e.sent:
+                    routed.setdefault(mac, set()).add(ip)
+            groups.setdefault(key, []).append(e)
+        out = []
+        for (anchor, value), members in groups.items():
+            if not any(e.sent for e in members) and not (anchor == "mac" and value in self._bound):
+                continue  # only ever addressed: it may not exist
+            out.append(
+                self._device(anchor, value, members, len(routed.get(value, ())) if anchor == "mac" else 0)
+            )
+        out.sort(key=_order)
+        return out
+
+    def _own_addresses(self) -> dict[str, set[str]]:
+        """MAC -> the IPs that are its own (see the module docstring)."""
+        seen: dict[str, dict[int, list[str]]] = {}
+        for mac, ip in self._endpoints:
+            if mac is not None and ip is not None:
+                seen.setdefault(mac, {}).setdefault(self._addr(ip).family, []).append(ip)
+        own: dict[str, set[str]] = {}
+        for mac, families in seen.items():
+            bound = self._bound.get(mac, set())
+            mine = own[mac] = set()
+            v4 = families.get(4, [])
+            v4_bound = [ip for ip in v4 if ip in bound]
+            if v4_bound:
+                mine.update(v4_bound)
+            elif len(v4) == 1 and self._owner.get(v4[0], mac) == mac:
+                mine.add(v4[0])
+            router = any(ip not in mine for ip in v4)
+            for ip in families.get(6, []):
+                if self._addr(ip).link_local or ip in bound or _eui64_of(ip, mac) or not router:
+                    mine.add(ip)
+        return own
+
+    def _device(self, anchor: str, key: str, members: list[_Endpoint], forwarded: int) -> Device:
+        mac = key if anchor == "mac" else None
+        d = Device(mac=mac)
+        ips = sorted({e.ip for e in members if e.ip is not None}, key=_ip_order)
+        if mac is not None:
+            ips = sorted(set(ips) | self._bound.get(mac, set()), key=_ip_order)
+        d.ips = ips
+        firsts = [e.first_seen for e in members if e.first_seen is not None]
+        lasts = [e.last_seen for e in members if e.last_seen is not None]
+        d.first_seen, d.last_seen = (min(firsts), max(lasts)) if firsts else (None, None)
+
+        claims: dict[tuple[str, str, str, str], _Claim] = {}
+        for e in members:
+            for k, c in e.claims.items():
+                have = claims.get(k)
+                if have is None:
+                    claims[k] = _Claim(c.attribute, c.value, c.protocol, c.detail, c.ts, c.weight, c.count)
+                else:
+                    have.count += c.count
+                    if c.ts is not None and (have.ts is None or c.ts < have.ts):
+                        have.ts = c.ts
+        if mac is not None:
+            info = self._mac(mac)
+            d.mac_randomized = bool(info and info.locally_administered)
+            if info is not None and info.vendor and not info.locally_administered:
+                w = OUI_WEIGHT.get(info.prefix_bits, 0.6)
+                block = "MA-L" if info.prefix_bits == 24 else "MA-M/MA-S"
+                detail = f'IEEE {block} {info.prefix} "{info.organization}"'
+                claims[("vendor", info.vendor.casefold(), "oui", "oui")] = _Claim(
+                    "vendor", info.vendor, "oui", detail, d.first_seen, w
+                )
+        if forwarded >= 2:
+            claims[("device_class", "network_infrastructure", "ip", "router")] = _Claim(
+                "device_class",
+                "network_infrastructure",
+                "ip",
+                f"forwards traffic of {forwarded} off-link addresses",
+                d.first_seen,
+                ROUTER_WEIGHT,
+            )
+        by_attr: dict[str, list[_Claim]] = {}
+        for c in claims.values():
+            by_attr.setdefault(c.attribute, []).append(c)
+
+        evidence: list[_Claim] = []
+        cls, conf, used, rivals = _decide_class(by_attr.get("device_class", []), self._classes)
+        d.device_class, d.confidence = cls, round(conf, 3)
+        evidence += used + rivals
+        for attribute in ("vendor", "model", "firmware", "os"):
+            value, support = _decide(attribute, by_attr.get(attribute, []))
+            if value is not None:
+                setattr(d, attribute, value)
+                evidence += support
+
+        self._hostname(d, members, evidence)
+        self._services(d, members, evidence)
+        self._identities(d, members, evidence)
+        if self._model is not None:
+            self._learned(d, members, evidence)
+        if d.mac_randomized:
+            evidence.append(
+                _Claim(
+                    "mac_randomized",
+                    "true",
+                    "oui",
+                    "locally administered MAC (U/L bit set)",
+                    d.first_seen,
+                    1.0,
+                )
+            )
+        d.evidence = [c.evidence() for c in evidence]
+        return d
+
+    def _hostname(self, d: Device, members: list[_Endpoint], evidence: list[_Claim]) -> None:
+        found: dict[str, _Claim] = {}
+        for e in members:
+            for source, c in e.hostnames.items():
+                found.setdefault(source, c)
+        for ip in d.ips:
+            for source, (name, proto, ts) in self._names.get(ip, {}).items():
+                if source in ("dhcp-server", "dns-ptr"):
+                    found.setdefault(source, _Claim("hostname", name, proto, _NAME_DETAIL[source], ts, 0.6))
+                else:
+                    evidence.append(_Claim("identity.dns_name", name, proto, "DNS A/AAAA answer", ts, 0.6))
+                    d.identities.setdefault("dns_names", [])
+                    if name not in d.identities["dns_names"]:
+                        d.identities["dns_names"].append(name)
+        for source in _HOSTNAME_SOURCES:
+            if source in found:
+                d.hostname = found[source].value
+                evidence.append(found[source])
+                evidence += [
+                    c for s, c in found.items() if s != source and c.value.lower() == d.hostname.lower()
+                ]
+                break
+
+    def _services(self, d: Device, members: list[_Endpoint], evidence: list[_Claim]) -> None:
+        merged: dict[tuple[str, str, int], _Service] = {}
+        for e in members:
+            for k, s in e.services.items():
+                m = merged.setdefault(k, _Service(set()))
+                m.app = m.app or s.app
+                m.count += s.count
+                m.extra_peers += s.extra_peers
+                m.peers |= s.peers
+        for (role, transport, port), s in sorted(merged.items(), key=lambda kv: kv[0]):
+            peers = len(s.peers) + s.extra_peers
+            d.services.append(Service(transport, port, s.app, role, peers))
+            if role == "offers":
+                value = f"{transport}/{port}" + (f" {s.app}" if s.app else "")
+                detail = f"answered {s.count} flow(s) from {peers} peer(s)"
+                evidence.append(_Claim("service", value, "flow", detail, d.first_seen, 0.9, s.count))
+
+    def _identities(self, d: Device, members: list[_Endpoint], evidence: list[_Claim]) -> None:
+        for e in members:
+            for key, values in e.identities.items():
+                have = d.identities.setdefault(key, [])
+                for value, c in values.items():
+                    if value not in have and len(have) < MAX_IDENTITY_VALUES:
+                        have.append(value)
+                        evidence.append(c)
+
+    def _learned(self, d: Device, members: list[_Endpoint], evidence: list[_Claim]) -> None:
+        profile = self._profile_type(d.mac)
+        for e in members:
+            if e.profile is not None:
+                profile.merge(e.profile)
+        match = self._model.classify(profile)
+        if match.label is None:
+            return
+        d.label = match.label
+        detail = f"learned fingerprint similarity {match.score:.2f}"
+        evidence.append(_Claim("label", match.label, "learned", detail, d.first_seen, float(match.score)))
+        if (
+            d.device_class == UNKNOWN
+            and match.device_class in self._classes
+            and match.device_class != UNKNOWN
+        ):
+            d.device_class = match.device_class
+            d.confidence = round(float(match.score), 3)
+            evidence.append(
+                _Claim(
+                    "device_class", match.device_class, "learned", detail, d.first_seen, float(match.score)
+                )
+            )
+
+
+_NAME_DETAIL = {"dhcp-server": "DHCP ACK option 12 (name the server assigned)", "dns-ptr": "DNS PTR answer"}
+
+
+def _answered(f: dict[str, Any]) -> bool:
+    """Did the flow's server exist and answer? A RST to a lone SYN (closed port) is no service; a
+    SYN-ACK the scanner then reset is one; one-way UDP counts when a dissector understood it."""
+    if not f.get("packets_s2c"):
+        return f.get("transport") == "udp" and f.get("app") is not None
+    state = f.get("tcp_state")
+    if state == "syn":
+        return False
+    if state == "reset":
+        return (f.get("packets_c2s") or 0) >= 2 or (f.get("packets_s2c") or 0) >= 2
+    return True
+
+
+def _peer(e: _Endpoint | None) -> str | None:
+    return None if e is None else (e.ip or e.mac)
+
+
+def _score(claims: Iterable[_Claim]) -> float:
+    miss = 1.0
+    for c in claims:
+        miss *= 1.0 - c.weight
+    return 1.0 - miss
+
+
+def _decide_class(
+    claims: list[_Claim], known: dict[str, Any]
+) -> tuple[str, float, list[_Claim], list[_Claim]]:
+    """(class, confidence, supporting claims, claims for the runner-up)."""
+    by_value: dict[str, list[_Claim]] = {}
+    for c in claims:
+        if c.value in known and c.value != UNKNOWN:
+            by_value.setdefault(c.value, []).append(c)
+    if not by_value:
+        return UNKNOWN, 0.0, [], []
+    ranked = sorted(by_value, key=lambda v: -_score(by_value[v]))
+    best = _score(by_value[ranked[0]])
+    second = _score(by_value[ranked[1]]) if len(ranked) > 1 else 0.0
+    confidence = max(0.0, best - second / 2)
+    rivals = by_value[ranked[1]] if len(ranked) > 1 else []
+    if best < CLASS_MIN_SCORE or confidence < CLASS_MIN_CONFIDENCE:
+        # Keep the evidence, so the reader sees what was claimed and why it was not enough.
+        return UNKNOWN, confidence, by_value[ranked[0]], rivals
+    return ranked[0], confidence, by_value[ranked[0]], rivals
+
+
+def _squash(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def _decide(attribute: str, claims: list[_Claim]) -> tuple[str | None, list[_Claim]]:
+    if not claims:
+        return None, []
+    if attribute == "vendor":
+        families: dict[str, list[_Claim]] = {}
+        for c in claims:
+            families.setdefault(oui.vendor_family(c.value), []).append(c)
+        family = max(families, key=lambda f: (_score(families[f]), len(families[f])))
+        support = families[family]
+        if _score(support) < ATTR_MIN_SCORE:
+            return None, []
+        names: dict[str, list[_Claim]] = {}
+        for c in support:
+            names.setdefault(c.value, []).append(c)
+        # A division ("Siemens Healthineers") is more specific than its family name ("Siemens").
+        specific = [n for n in names if n != family] or list(names)
+        return max(specific, key=lambda n: _score(names[n])), support
+    values: dict[str, str] = {}
+    for c in claims:
+        values.setdefault(_squash(c.value), c.value)
+    best: tuple[float, int] | None = None
+    choice: str | None = None
+    for squashed, value in values.items():
+        # A claim that is part of a longer value ("Revolution" of "Revolution CT") supports it.
+        support = [c for c in claims if _squash(c.value) and _squash(c.value) in squashed]
+        rank = (round(_score(support), 6), len(squashed))
+        if best is None or rank > best:
+            best, choice = rank, value
+    if best is None or best[0] < ATTR_MIN_SCORE or choice is None:
+        return None, []
+    squashed = _squash(choice)
+    return choice, [c for c in claims if _squash(c.value) in squashed]
+
+
+def _ptr_address(name: str) -> str | None:
+    labels = name.lower().rstrip(".").split(".")
+    try:
+        if labels[-2:] == ["in-addr", "arpa"] and len(labels) == 6:
+            return str(ipaddress.IPv4Address(".".join(reversed(labels[:4]))))
+        if labels[-2:] == ["ip6", "arpa"] and len(labels) == 34:
+            nibbles = "".join(reversed(labels[:32]))
+            return str(ipaddress.IPv6Address(int(nibbles, 16)))
+    except ValueError:
+        return None
+    return None
+
+
+def _eui64_of(ip: str, mac: str) -> bool:
+    """An IPv6 interface identifier derived from this MAC (RFC 4291 appendix A)."""
+    try:
+        iid = ipaddress.IPv6Address(ip).packed[8:]
+    except ValueError:
+        return False
+    b = bytes.fromhex(mac.replace(":", ""))
+    return iid == bytes([b[0] ^ 0x02, b[1], b[2], 0xFF, 0xFE, b[3], b[4], b[5]])
+
+
+def _ip_order(ip: str) -> tuple[int, int]:
+    try:
+        a = ipaddress.ip_address(ip)
+    except ValueError:
+        return (9, 0)
+    return (a.version, int(a))
+
+
+def _order(d: Device) -> tuple[int, tuple[int, int], str]:
+    return (0 if d.mac is not None else 1, _ip_order(d.ips[0]) if d.ips else (9, 0), d.key)
