@@ -534,9 +534,7 @@ class LearnedModel:
 
 # -- learning from a directory -------------------------------------------------------------------------
 def _captures(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(_CAPTURE_SUFFIXES)
-    )
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(_CAPTURE_SUFFIXES))
 
 
 def _named_mac(folder: Path) -> str | None:
