@@ -44,6 +44,7 @@ _PHI_FIELDS = {
     "PV1": (19, 50),
 }
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
+INVALID_SEGMENT = "?"  # stands for a segment whose id is not three capitals / digits
 # Injection attempts seen in interface-engine attacks; only the reason is reported, never the text.
 _SUSPICIOUS = re.compile(
     r"(?P<script_tag><\s*/?\s*script|javascript:)"
@@ -119,8 +120,11 @@ def _message(segments: list[str], separators: str, interrupted: bool) -> tuple[s
     for segment in segments:
         fields = segment.split(fs)
         sid = fields[0]
-        ids.append(sid)
-        if not _SEGMENT_ID.match(sid):
+        if _SEGMENT_ID.match(sid):
+            ids.append(sid)
+        else:
+            # Not an id: often the rest of a field cut by a stray line break, i.e. patient text.
+            ids.append(INVALID_SEGMENT)
             f["malformed"], f["malformed_reason"] = True, "invalid segment id"
         for n in _PHI_FIELDS.get(sid, ()):
             if n < len(fields) and fields[n].strip(separators[1:] + ' "'):
