@@ -467,9 +467,13 @@ class Identifier:
                 if mac is not None and e.sent:
                     routed.setdefault(mac, set()).add(ip)
             groups.setdefault(key, []).append(e)
+        for mac, ips in routed.items():
+            if len(ips) >= 2:
+                groups.setdefault(("mac", mac), [])  # a router whose own address never showed
         out = []
         for (anchor, value), members in groups.items():
-            if not any(e.sent for e in members) and not (anchor == "mac" and value in self._bound):
+            known = anchor == "mac" and (value in self._bound or len(routed.get(value, ())) >= 2)
+            if not known and not any(e.sent for e in members):
                 continue  # only ever addressed: it may not exist
             out.append(
                 self._device(anchor, value, members, len(routed.get(value, ())) if anchor == "mac" else 0)
