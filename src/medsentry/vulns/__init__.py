@@ -1,0 +1,1 @@
+"""Vulnerability intelligence: feeds and their store (feeds/, store.py, records.py), matching (match/)."""
