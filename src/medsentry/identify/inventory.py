@@ -15,11 +15,14 @@ Attributes. Fingerprint rules (data/fingerprints/*.yaml, `identify.rules`) turn 
 "attribute = value, weight w"; the IEEE registry adds the MAC's vendor (not for locally administered,
 i.e. randomised, MACs). Claims are deduplicated per (attribute, value, protocol, rule): the first
 timestamp and a count are kept, so evidence stays bounded however long the capture. A value's score is
-the noisy-OR of its distinct claims' weights, 1 - prod(1 - w); the best value wins. Vendors are
-compared by corporate family (the most specific division name is reported); a model or firmware claim
-that is part of a longer claimed value supports the longer one. The device class must clearly beat
-the runner-up (`CLASS_MIN_CONFIDENCE` on score - runner-up / 2), otherwise it is "unknown": a weak or
-contradictory case is reported as unknown, never as a confident guess.
+the noisy-OR of its claims' weights, 1 - prod(1 - w), taking the strongest claim per protocol (rules
+on one protocol watch the same behaviour, so only independent sources reinforce); the best value wins.
+Vendors are compared by corporate family (the most specific division name is reported); a model or
+firmware claim that is part of a longer claimed value supports the longer one. The device class must
+clearly beat the runner-up (`CLASS_MIN_MARGIN`; confidence = score - runner-up / 2), otherwise it is
+"unknown": a weak or contradictory case is reported as unknown, never as a confident guess. With a
+learned model (`identify.learn`) each device is also compared with the taught types: a confident match
+sets `label`, and its class is used only where the rules gave none.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ MAX_ENDPOINTS = 200_000  # overall; endpoints beyond are counted in `dropped`
 MAX_NAMES = 100_000  # DNS answers remembered (address -> names)
 
 CLASS_MIN_SCORE = 0.5  # the winning class's combined weight
-CLASS_MIN_CONFIDENCE = 0.4  # score - runner-up / 2: a close runner-up means "don't know"
+CLASS_MIN_CONFIDENCE = 0.4  # score - runner-up / 2: a strong runner-up lowers the confidence
+CLASS_MIN_MARGIN = 0.15  # a near tie between two classes means "don't know"
 ATTR_MIN_SCORE = 0.3  # vendor, model, firmware, OS
 OUI_WEIGHT = {24: 0.6, 28: 0.7, 36: 0.7}  # a 28/36-bit block is registered to a smaller company
 ROUTER_WEIGHT = 0.6  # forwarding traffic of several off-link addresses
@@ -226,6 +230,8 @@ class Identifier:
             answered = _answered(f)
             if answered:
                 dst = self._endpoint(obs.dst_mac, obs.dst_ip, obs.ts)
+                if dst is not None:
+                    dst.sent = True
         elif obs.transport == "tcp":
             # A TCP message implies a handshake the receiver answered: rules may be about it.
             dst = self._endpoint(obs.dst_mac, obs.dst_ip, obs.ts)
@@ -670,29 +676,36 @@ def _peer(e: _Endpoint | None) -> str | None:
     return None if e is None else (e.ip or e.mac)
 
 
-def _score(claims: Iterable[_Claim]) -> float:
-    miss = 1.0
+def _by_protocol(claims: Iterable[_Claim]) -> float:
+    """Combined weight of claims for one value: the strongest per protocol, noisy-OR across protocols.
+    Rules on one protocol watch the same behaviour (a DICOM proposal and the command that follows it), so
+    only independent sources reinforce each other."""
+    best: dict[str, float] = {}
     for c in claims:
-        miss *= 1.0 - c.weight
+        best[c.protocol] = max(best.get(c.protocol, 0.0), c.weight)
+    miss = 1.0
+    for w in best.values():
+        miss *= 1.0 - w
     return 1.0 - miss
 
 
 def _decide_class(
     claims: list[_Claim], known: dict[str, Any]
 ) -> tuple[str, float, list[_Claim], list[_Claim]]:
-    """(class, confidence, supporting claims, claims for the runner-up)."""
+    """(class, confidence, claims for the winner, claims for the runner-up)."""
     by_value: dict[str, list[_Claim]] = {}
     for c in claims:
         if c.value in known and c.value != UNKNOWN:
             by_value.setdefault(c.value, []).append(c)
     if not by_value:
         return UNKNOWN, 0.0, [], []
-    ranked = sorted(by_value, key=lambda v: -_score(by_value[v]))
-    best = _score(by_value[ranked[0]])
-    second = _score(by_value[ranked[1]]) if len(ranked) > 1 else 0.0
+    scores = {v: _by_protocol(cs) for v, cs in by_value.items()}
+    ranked = sorted(scores, key=lambda v: -scores[v])
+    best = scores[ranked[0]]
+    second = scores[ranked[1]] if len(ranked) > 1 else 0.0
     confidence = max(0.0, best - second / 2)
     rivals = by_value[ranked[1]] if len(ranked) > 1 else []
-    if best < CLASS_MIN_SCORE or confidence < CLASS_MIN_CONFIDENCE:
+    if best < CLASS_MIN_SCORE or confidence < CLASS_MIN_CONFIDENCE or best - second < CLASS_MIN_MARGIN:
         # Keep the evidence, so the reader sees what was claimed and why it was not enough.
         return UNKNOWN, confidence, by_value[ranked[0]], rivals
     return ranked[0], confidence, by_value[ranked[0]], rivals
@@ -709,16 +722,16 @@ def _decide(attribute: str, claims: list[_Claim]) -> tuple[str | None, list[_Cla
         families: dict[str, list[_Claim]] = {}
         for c in claims:
             families.setdefault(oui.vendor_family(c.value), []).append(c)
-        family = max(families, key=lambda f: (_score(families[f]), len(families[f])))
+        family = max(families, key=lambda f: (_by_protocol(families[f]), len(families[f])))
         support = families[family]
-        if _score(support) < ATTR_MIN_SCORE:
+        if _by_protocol(support) < ATTR_MIN_SCORE:
             return None, []
         names: dict[str, list[_Claim]] = {}
         for c in support:
             names.setdefault(c.value, []).append(c)
         # A division ("Siemens Healthineers") is more specific than its family name ("Siemens").
         specific = [n for n in names if n != family] or list(names)
-        return max(specific, key=lambda n: _score(names[n])), support
+        return max(specific, key=lambda n: _by_protocol(names[n])), support
     values: dict[str, str] = {}
     for c in claims:
         values.setdefault(_squash(c.value), c.value)
@@ -727,7 +740,7 @@ def _decide(attribute: str, claims: list[_Claim]) -> tuple[str | None, list[_Cla
     for squashed, value in values.items():
         # A claim that is part of a longer value ("Revolution" of "Revolution CT") supports it.
         support = [c for c in claims if _squash(c.value) and _squash(c.value) in squashed]
-        rank = (round(_score(support), 6), len(squashed))
+        rank = (round(_by_protocol(support), 6), len(squashed))
         if best is None or rank > best:
             best, choice = rank, value
     if best is None or best[0] < ATTR_MIN_SCORE or choice is None:
