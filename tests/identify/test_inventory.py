@@ -45,9 +45,9 @@ def arp(mac: str, ip: str, ts: float = 1.0) -> Observation:
 
 
 def flow(
-    c_mac: str,
+    c_mac: str | None,
     c_ip: str,
-    s_mac: str,
+    s_mac: str | None,
     s_ip: str,
     port: int,
     ts: float = 2.0,
@@ -445,3 +445,22 @@ def test_learned_model_labels_and_fills_only_an_unknown_class(tmp_path: Path) ->
     # a device unlike anything taught gets no label, and keeps the rules' class
     m = by_key(run(monitor_observations(), learned=path))[MONITOR]
     assert m.label is None and m.device_class == "patient_monitor"
+
+
+def test_zeek_observations_without_macs_anchor_on_ip() -> None:
+    seen = Observation(
+        1.0,
+        "zeek.known_services",
+        "service.seen",
+        None,
+        "10.1.0.5",
+        sport=443,
+        transport="tcp",
+        fields={"port": 443, "transport": "tcp", "service": ["SSL"]},
+        source="zeek",
+    )
+    devices = by_key(run([seen, flow(None, "10.1.0.9", None, "10.1.0.5", 443, app="tls")]))
+    server = devices["10.1.0.5"]
+    assert server.mac is None and server.ips == ["10.1.0.5"]
+    assert [(s.role, s.port, s.app, s.peers) for s in server.services] == [("offers", 443, "ssl", 1)]
+    assert [(s.role, s.port) for s in devices["10.1.0.9"].services] == [("uses", 443)]

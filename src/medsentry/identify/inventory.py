@@ -423,6 +423,10 @@ class Identifier:
             for name in (f.get("san") or [])[:MAX_IDENTITY_VALUES]:
                 if isinstance(name, str):
                     src.identity("tls_name", name, proto, "server certificate subjectAltName", ts)
+        elif kind == "service.seen" and isinstance(f.get("port"), int):  # Zeek known_services
+            names = [n for n in f.get("service") or [] if isinstance(n, str)]
+            if f.get("transport") in ("tcp", "udp"):
+                src.service("offers", f["transport"], f["port"], names[0].lower() if names else None, None)
         elif kind == "tls.client_hello" and isinstance(f.get("ja4"), str):
             src.identity("ja4", f["ja4"], proto, "TLS ClientHello JA4", ts)
 
