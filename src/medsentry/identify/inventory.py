@@ -60,7 +60,7 @@ ROUTER_WEIGHT = 0.6  # forwarding traffic of several off-link addresses
 _HOSTNAME_SOURCES = ("dhcp", "mdns", "nbns", "lldp", "cdp", "snmp", "syslog", "dhcp-server", "dns-ptr")
 _DHCP_CLIENT = frozenset({"dhcp.discover", "dhcp.request", "dhcp.inform", "dhcp.decline", "dhcp.release"})
 _NO_ADDRESS = frozenset({"0.0.0.0", "255.255.255.255", "::"})
-_ATTRIBUTES = ("device_class", "vendor", "model", "firmware", "os")
+_ADDRESS = frozenset({"sport", "dport", "transport"})  # rule fields read from the observation itself
 
 
 @dataclass(slots=True)
@@ -204,6 +204,7 @@ class Identifier:
         self._names: dict[str, dict[str, tuple[str, str, float]]] = {}  # IP -> kind -> (name, proto, ts)
         self._addrs: dict[str, _Addr] = {}
         self._macs: dict[str, oui.MacInfo | None] = {}
+        self._by_kind: dict[str, tuple[tuple[Rule, str, frozenset[str] | None], ...]] = {}
         self.dropped = 0  # observations whose endpoint did not fit in MAX_ENDPOINTS
         self.observations = 0
 
@@ -246,10 +247,15 @@ class Identifier:
         # IPv6 neighbour discovery and MLD use fixed hop limits (255, 1; RFC 4861, 2710): no OS in them.
         if kind == "ip.ttl" and f.get("ttl") in (1, 255) and ":" in (obs.src_ip or ""):
             return
-        for rule in self.fingerprints.for_kind(kind):
+        for rule, field, values in self._rules(kind):
             target, peer = (src, dst) if rule.about == "src" else (dst, src)
             if target is None:
                 continue
+            if values is not None:
+                # `in` rules on one scalar field (ports, message types) mostly miss: test that first
+                v = f.get(field)
+                if v is None or (not isinstance(v, list | dict) and _text(v) not in values):
+                    continue
             hit = rule.apply(obs)
             if hit is not None:
                 self._fire(rule, hit, target, peer, obs)
@@ -258,6 +264,15 @@ class Identifier:
             self._flow(obs, src, dst)
         elif src is not None:
             self._facts(obs, src)
+
+    def _rules(self, kind: str) -> tuple[tuple[Rule, str, frozenset[str] | None], ...]:
+        rules = self._by_kind.get(kind)
+        if rules is None:
+            rules = self._by_kind[kind] = tuple(
+                (r, r.fields[0], r.values if len(r.fields) == 1 and r.fields[0] not in _ADDRESS else None)
+                for r in self.fingerprints.for_kind(kind)
+            )
+        return rules
 
     def _endpoint(self, mac: str | None, ip: str | None, ts: float) -> _Endpoint | None:
         if mac is not None:
@@ -674,6 +689,11 @@ def _answered(f: dict[str, Any]) -> bool:
     if state == "reset":
         return (f.get("packets_c2s") or 0) >= 2 or (f.get("packets_s2c") or 0) >= 2
     return True
+
+
+def _text(v: Any) -> str:
+    """A scalar as rules compare it (`in` lists are text; YAML booleans read as true / false)."""
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
 
 
 def _peer(e: _Endpoint | None) -> str | None:
