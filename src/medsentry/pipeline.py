@@ -114,6 +114,8 @@ class Analyzer:
         self.shard = shard
         self.source = source
         self._ttl_seen: set[str] = set()
+        self._seg_batch: Batch | None = None  # the batch `_seg` was made from
+        self._seg = np.empty(0, _SEGMENT)
 
     # -- batches -------------------------------------------------------------------------------------
     def feed(self, batch: Batch) -> None:
@@ -231,21 +233,33 @@ class Analyzer:
 
     def _stream(self, batch: Batch, flow: Flow, rows: np.ndarray) -> None:
         recs = batch.recs
-        rows = rows[recs["payload_len"][rows] > 0]
+        if self._seg_batch is not batch:
+            self._seg_batch, self._seg = batch, _segment_columns(recs)
+        seg = self._seg
+        rows = rows[seg["len"][rows] > 0]
         if not len(rows):
             return
-        sub = recs[rows]
-        starts = (sub["frame_off"] + sub["payload_off"]).tolist()
-        lens, seqs = sub["payload_len"].tolist(), sub["tcp_seq"].tolist()
+        if flow.state is None:
+            flow.state = _Stream()
+        sub: np.ndarray | None = seg[rows]
+        while sub is not None:
+            st = flow.state
+            if st.module is not None and len(sub) >= _BULK_MIN and 0 in st.budget:
+                sub = _skip_spent(sub, st, flow.client_dir)
+                if not len(sub):
+                    return
+            sub = self._segments(batch.buf, flow, st, sub)
+
+    def _segments(self, buf: memoryview, flow: Flow, st: _Stream, sub: np.ndarray) -> np.ndarray | None:
+        """Feed segments in order; stops early and returns the segments not yet looked at when a side's
+        budget has just been spent and enough remain for `_skip_spent` to be worth it."""
+        starts, lens, seqs = sub["start"].tolist(), sub["len"].tolist(), sub["seq"].tolist()
         dirs, tss = sub["dir"].tolist(), sub["ts"].tolist()
-        st = flow.state
-        if st is None:
-            st = flow.state = _Stream()
         r = flow.record
-        buf = batch.buf
+        n = len(lens)
         client_dir = flow.client_dir
         budget, tcp_dirs = st.budget, st.dirs
-        for start, length, seq, d, ts in zip(starts, lens, seqs, dirs, tss, strict=True):
+        for i, (start, length, seq, d, ts) in enumerate(zip(starts, lens, seqs, dirs, tss, strict=True)):
             side = 0 if d == client_dir else 1
             if budget[side] == 0 and st.module is not None:
                 # This side's budget is spent: its bytes would be cut to nothing before reaching the
@@ -262,16 +276,16 @@ class Analyzer:
                 if mod is None:
                     if st.tries >= 2:
                         flow.inspect, flow.state = False, None
-                        return
+                        return None
                     continue
                 st.module, st.parser, r.app = mod, mod.StreamParser(), mod.NAME
                 limit = getattr(mod, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES)
                 st.budget = budget = [limit, limit]
-            in_order = st.dirs[side].accept(seq, data)
+            in_order = tcp_dirs[side].accept(seq, data)
             if in_order is None:
                 self.stats.reassembly_gaps += 1
                 flow.inspect, flow.state = False, None
-                return
+                return None
             if not in_order:
                 continue
             in_order = in_order[: budget[side]]
@@ -283,7 +297,7 @@ class Analyzer:
             except Malformed:
                 self.stats.malformed_by_protocol[r.app or "?"] += 1
                 flow.inspect, flow.state = False, None
-                return
+                return None
             for msg in msgs:
                 c = msg.from_client if msg.from_client is not None else side == 0
                 if c:
@@ -307,7 +321,10 @@ class Analyzer:
                 self._out(msg, st.module, ts, *where, "tcp")
             if getattr(st.parser, "done", False) or (budget[0] <= 0 and budget[1] <= 0):
                 flow.inspect, flow.state = False, None
-                return
+                return None
+            if budget[side] == 0 and n - i > _BULK_MIN:
+                return sub[i + 1 :]
+        return None
 
     def _first_packet_facts(self, batch: Batch, flow: Flow, rows: np.ndarray) -> None:
         """TTL (and the SYN's window) of a client IP's first packet: the basis of OS guesses."""
@@ -394,6 +411,46 @@ class Analyzer:
             )
         )
         self.stats.observations += 1
+
+
+# What `_stream` needs of a TCP segment, packed: gathering a flow's rows from the full packet record
+# (25 fields, ~120 bytes) costs more than the rest of the per-flow work.
+_SEGMENT = np.dtype([("start", "<u8"), ("ts", "<f8"), ("len", "<u4"), ("seq", "<u4"), ("dir", "u1")])
+
+
+def _segment_columns(recs: np.ndarray) -> np.ndarray:
+    seg = np.empty(len(recs), _SEGMENT)
+    seg["start"] = recs["frame_off"] + recs["payload_off"]
+    seg["ts"], seg["len"] = recs["ts"], recs["payload_len"]
+    seg["seq"], seg["dir"] = recs["tcp_seq"], recs["dir"]
+    return seg
+
+
+_BULK_MIN = 8  # segments in a batch below which the per-segment loop is cheaper than numpy
+
+
+def _skip_spent(sub: np.ndarray, st: _Stream, client_dir: int) -> np.ndarray:
+    """Account, all at once, the leading in-order run of segments on each side whose budget is spent
+    (the per-segment loop would only move the sequence number on for them); return the rest, in order.
+    Dropping them early changes nothing for the other side: a spent side is never fed again."""
+    keep = np.ones(len(sub), dtype=bool)
+    for side in (0, 1):
+        dr = st.dirs[side]
+        if st.budget[side] != 0 or dr.pending or dr.next_seq is None:
+            continue
+        mine = np.flatnonzero((sub["dir"] == client_dir) if side == 0 else (sub["dir"] != client_dir))
+        if not len(mine):
+            continue
+        lens = sub["len"][mine].astype(np.int64)
+        ends = (dr.next_seq + np.cumsum(lens)) & 0xFFFFFFFF
+        expected = np.empty_like(ends)
+        expected[0], expected[1:] = dr.next_seq, ends[:-1]
+        bad = np.flatnonzero(sub["seq"][mine] != expected)
+        run = int(bad[0]) if len(bad) else len(mine)
+        if run:
+            dr.next_seq = int(ends[run - 1])
+            keep[mine[:run]] = False
+    return sub if keep.all() else sub[keep]
 
 
 def analyze_files(
