@@ -464,3 +464,22 @@ def test_zeek_observations_without_macs_anchor_on_ip() -> None:
     assert server.mac is None and server.ips == ["10.1.0.5"]
     assert [(s.role, s.port, s.app, s.peers) for s in server.services] == [("offers", 443, "ssl", 1)]
     assert [(s.role, s.port) for s in devices["10.1.0.9"].services] == [("uses", 443)]
+
+
+def test_malformed_fields_are_skipped_not_fatal() -> None:
+    ident = Identifier()
+    bad = [
+        obs(
+            "dhcp.request", MONITOR, "0.0.0.0", fields={"client_mac": 5, "hostname": 7, "vendor_class": None}
+        ),
+        obs("dns.response", ROUTER, "10.0.0.1", fields={"answers": "not a list"}),
+        obs("ip.ttl", MONITOR, "not-an-ip", fields={"ttl": "abc"}),
+        obs("arp.reply", "zz:zz", None, fields={"sender_mac": None, "sender_ip": 3}),
+        flow(MONITOR, "10.0.0.11", ROUTER, "10.0.0.1", 53, server_port="x", packets_s2c=None),
+        *monitor_observations(),
+    ]
+    for o in bad:
+        ident.add(o)
+    assert ident.observations == len(bad)
+    devices = by_key(ident.devices())
+    assert devices[MONITOR].device_class == "patient_monitor"  # the good observations still count

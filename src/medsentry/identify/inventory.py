@@ -206,11 +206,18 @@ class Identifier:
         self._macs: dict[str, oui.MacInfo | None] = {}
         self._by_kind: dict[str, tuple[tuple[Rule, str, frozenset[str] | None], ...]] = {}
         self.dropped = 0  # observations whose endpoint did not fit in MAX_ENDPOINTS
+        self.skipped = 0  # observations with malformed fields
         self.observations = 0
 
     # -- streaming -------------------------------------------------------------------------------------
     def add(self, obs: Observation) -> None:
         self.observations += 1
+        try:
+            self._add(obs)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            self.skipped += 1  # a field of an unexpected type (a Zeek log, a fuzzed packet): skip it
+
+    def _add(self, obs: Observation) -> None:
         kind, f = obs.kind, obs.fields
         if kind in ("arp.request", "arp.reply"):
             self._bind(f.get("sender_mac"), f.get("sender_ip"), obs.ts, False)
@@ -302,6 +309,8 @@ class Identifier:
     def _mac(self, mac: str) -> oui.MacInfo | None:
         info = self._macs.get(mac, False)
         if info is False:
+            if len(self._macs) > 4 * MAX_ENDPOINTS:
+                self._macs.clear()
             info = self._macs[mac] = oui.lookup(mac)
         return info  # type: ignore[return-value]
 
