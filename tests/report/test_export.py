@@ -63,6 +63,7 @@ def test_device_dict_has_contract_keys_and_every_field() -> None:
         "detail": "OUI 00:09:FB",
         "ts": 1796069661.5,
         "weight": 0.3,
+        "count": 1,
     }
     assert data["key"] == "00:09:fb:72:00:ff" and device_to_dict(routed())["key"] == "192.168.9.9"
 
