@@ -698,7 +698,8 @@ class VulnStore:
         query = " ".join('"' + t.replace('"', "") + '"' for t in terms)
         rows = self._conn.execute(
             "SELECT DISTINCT v.id FROM vuln_text t JOIN vulnerabilities v ON v.rowid = t.rowid "
-            "WHERE vuln_text MATCH ? LIMIT ?",
+            "WHERE vuln_text MATCH ? AND NOT EXISTS (SELECT 1 FROM vulnerabilities n WHERE n.id = v.id "
+            "AND n.source = 'nvd' AND n.configurations != '[]') LIMIT ?",
             (query, limit),
         )
         return sorted(r[0] for r in rows)
