@@ -185,19 +185,31 @@ def fmt(res: Result) -> list[str]:
     if s["known"]:
         lines.append(
             f"- {s['correct']}/{s['known']} captures of taught types right: **{100 * s['accuracy']:.1f} %**; "
-            f"unknown {100 * s['unknown_share']:.1f} % (of which {s['tied']} a tie that includes the right "
-            f"type), wrong type {s['wrong']}"
+            f"unknown {100 * s['unknown_share']:.1f} %, wrong type {s['wrong']}"
         )
+        if s["tied"]:
+            both = s["correct"] + s["tied"]
+            lines.append(
+                f"- {s['tied']} of the unknowns are a tie between types that includes the right one; "
+                f"counting those as right: {both}/{s['known']} ({100 * both / s['known']:.1f} %)"
+            )
     if s["novel"]:
         lines.append(
             f"- {s['novel_unknown']}/{s['novel']} captures of untaught types answered unknown "
             f"({100 * s['novel_unknown'] / s['novel']:.1f} %)"
         )
     lines += ["", "| type | captures | right | answers |", "|---|---|---|---|"]
+    quiet = []
+    taught = {r[0] for r in res.rows if r[3]}
     for truth, answers in sorted(res.confusion().items()):
         n = sum(answers.values())
+        if truth not in taught and answers["unknown"] == n:
+            quiet.append(truth)  # never taught and always refused: no row of its own
+            continue
         ans = ", ".join(f"{a} {k}" for a, k in answers.most_common())
         lines.append(f"| {truth} | {n} | {answers[truth]} | {ans} |")
+    if quiet:
+        lines.append(f"| {len(quiet)} other types, never taught | | | all unknown |")
     return [*lines, ""]
 
 

@@ -34,6 +34,7 @@ MAX_EXEMPLARS = 12  # per type: enough for setup variants, small enough to keep 
 _MAX_PER_GROUP = 256  # distinct features kept per group in one profile
 _MAX_PEERS = 512
 _HIGH_PORT = 10000
+_DUPLICATE = 0.999  # exemplars at least this similar to a kept one add nothing
 _CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
 _MAC_FILES = ("mac.txt", "_iotdevice-mac.txt")
 
@@ -456,13 +457,13 @@ def _identities(features: Iterable[str]) -> dict[str, list[str]]:
 
 
 def _spread(vecs: list[dict[str, float]], k: int) -> list[dict[str, float]]:
-    """Up to k vectors that cover the set: greedy farthest-point selection."""
-    if len(vecs) <= k:
-        return vecs
+    """Up to k vectors that cover the set, without near-duplicates: greedy farthest-point selection."""
     chosen = [vecs[0]]
     best = [_cosine(v, vecs[0]) for v in vecs]
     while len(chosen) < k:
         i = min(range(len(vecs)), key=best.__getitem__)
+        if best[i] >= _DUPLICATE:
+            break
         chosen.append(vecs[i])
         best = [max(b, _cosine(v, vecs[i])) for b, v in zip(best, vecs, strict=True)]
     return chosen
