@@ -1,0 +1,106 @@
+"""`medsentry` end to end: the --json contract, exit codes, the inventory across runs, privacy on disk."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from medsentry.cli.main import main
+from medsentry.store import open_store
+from tests import pcaputil
+
+CONTRACT_KEYS = {
+    "mac", "ips", "device_class", "vendor", "model", "firmware", "label", "confidence", "evidence",
+}  # fmt: skip
+# Values of the PID/NK1 segments in nDPI's hl7.pcap: none of them may reach a file medsentry writes.
+PHI_VALUES = (b"MICKEY", b"MINNIE", b"135769", b"19281118", b"123 Main St", b"939-5555", b"999999999")
+
+
+@pytest.fixture()
+def hl7_pcap(shared_data: Path) -> Path:
+    return shared_data / "captures/ndpi/cfgs/default/pcap/hl7.pcap"
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_analyze_json_contract_and_packet_count(hl7_pcap: Path, tmp_path: Path) -> None:
+    out, db = tmp_path / "out.json", tmp_path / "inv.db"
+    result = run("analyze", hl7_pcap, "--json", out, "--db", db, "-q")
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_text())
+    assert document["devices"], "the HL7 sender and receiver are devices"
+    for device in document["devices"]:
+        assert device.keys() >= CONTRACT_KEYS
+        assert 0.0 <= device["confidence"] <= 1.0
+        assert all({"attribute", "value", "protocol"} <= e.keys() for e in device["evidence"])
+    stats = document["stats"]
+    assert stats["packets"] == sum(1 for _ in pcaputil.frames(hl7_pcap))
+    assert isinstance(stats["malformed"], int)
+    assert stats["inputs"] == [str(hl7_pcap)]
+    hl7_speakers = [d for d in document["devices"] if any(e["protocol"] == "hl7" for e in d["evidence"])]
+    assert hl7_speakers, "HL7 identities are evidence"
+
+
+def test_rerun_merges_into_one_inventory(hl7_pcap: Path, tmp_path: Path) -> None:
+    db = tmp_path / "inv.db"
+    assert run("analyze", hl7_pcap, "--db", db, "-q").exit_code == 0
+    first = json.loads(run("devices", "--json", "-", "--db", db).output)["devices"]
+    assert run("analyze", hl7_pcap, "--db", db, "-q").exit_code == 0
+    second = json.loads(run("devices", "--json", "-", "--db", db).output)["devices"]
+    assert sorted(d["key"] for d in first) == sorted(d["key"] for d in second)
+    with open_store(db) as store:
+        assert len(store.list_runs()) == 2
+    shown = run("devices", "--db", db, "show", first[0]["key"])
+    assert shown.exit_code == 0 and first[0]["key"] in shown.output
+    assert run("devices", "--db", db, "show", "no-such-device").exit_code == 1
+
+
+def test_no_phi_on_disk(hl7_pcap: Path, tmp_path: Path) -> None:
+    assert any(v in hl7_pcap.read_bytes() for v in PHI_VALUES), "the sample must carry the PHI we look for"
+    out, csv_out, db = tmp_path / "out.json", tmp_path / "out.csv", tmp_path / "inv.db"
+    result = run("analyze", hl7_pcap, "--json", out, "--csv", csv_out, "--db", db)
+    assert result.exit_code == 0
+    written = b"".join(p.read_bytes() for p in tmp_path.iterdir()) + result.output.encode()
+    for value in PHI_VALUES:
+        assert value not in written, value
+
+
+def test_truncated_capture_keeps_what_was_readable_and_exits_1(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "captures/virtual-hospital/general-hospital-normal-60s.pcap"
+    cut = tmp_path / "cut.pcap"
+    with source.open("rb") as f:
+        cut.write_bytes(f.read(200_000) + b"\x01\x02\x03")  # ends inside a record
+    out = tmp_path / "out.json"
+    result = run("analyze", cut, "--json", out, "--no-store", "-q")
+    assert result.exit_code == 1
+    assert str(cut) in result.stderr and "offset" in result.stderr
+    document = json.loads(out.read_text())
+    assert document["stats"]["packets"] > 100 and document["devices"]
+    assert any(str(cut) in e for e in document["stats"]["errors"])
+
+
+def test_not_a_capture_is_an_input_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.pcap"
+    bogus.write_text("these are not packets\n")
+    result = run("analyze", bogus, "--no-store", "-q")
+    assert result.exit_code == 1 and str(bogus) in result.stderr
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert run("analyze", "--no-store").exit_code == 2
+    assert run("analyze", tmp_path / "missing.pcap").exit_code == 2
+
+
+def test_directory_and_gzip_inputs(hl7_pcap: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    shutil.copy(hl7_pcap, folder / "a.pcap")
+    out = tmp_path / "out.json"
+    assert run("analyze", folder, "--json", out, "--no-store", "-q").exit_code == 0
+    assert json.loads(out.read_text())["stats"]["packets"] == sum(1 for _ in pcaputil.frames(hl7_pcap))
