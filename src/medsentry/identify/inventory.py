@@ -233,10 +233,8 @@ class Identifier:
         else:
             src = self._endpoint(obs.src_mac, obs.src_ip, obs.ts)
         dst: _Endpoint | None = None
-        answered = True
         if kind == "flow":
-            answered = _answered(f)
-            if answered:
+            if _answered(f):
                 dst = self._endpoint(obs.dst_mac, obs.dst_ip, obs.ts)
                 if dst is not None:
                     dst.sent = True
@@ -255,7 +253,10 @@ class Identifier:
         if kind == "ip.ttl" and f.get("ttl") in (1, 255) and ":" in (obs.src_ip or ""):
             return
         for rule, field, values in self._rules(kind):
-            target, peer = (src, dst) if rule.about == "src" else (dst, src)
+            if rule.about == "src":
+                target, peer = src, obs.dst_ip or obs.dst_mac
+            else:
+                target, peer = dst, obs.src_ip or obs.src_mac
             if target is None:
                 continue
             if values is not None:
@@ -355,13 +356,13 @@ class Identifier:
         rule: Rule,
         hit: tuple[dict[str, str], str],
         target: _Endpoint,
-        peer: _Endpoint | None,
+        peer: str | None,
         obs: Observation,
     ) -> None:
         if rule.peers:
             seen = target.rule_peers.setdefault(rule.id, set())
             if len(seen) < rule.peers and peer is not None:
-                seen.add(peer.ip or peer.mac or "?")
+                seen.add(peer)
             if len(seen) < rule.peers:
                 return
         values, matched = hit
