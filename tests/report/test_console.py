@@ -48,7 +48,7 @@ def test_table_shows_device_values() -> None:
     text = render(device_table(devices()))
     expected = (
         "00:09:fb:72:00:ff",
-        "10.77.0.111, 10.77.0.99 +1",
+        "10.77.0.111 +2",
         "patient_monitor",
         "Dräger",
         "VG2.4",
@@ -60,6 +60,14 @@ def test_table_shows_device_values() -> None:
     )
     for value in expected:
         assert value in text
+
+
+def test_narrow_table_keeps_keys_and_addresses_whole() -> None:
+    out = io.StringIO()
+    Console(file=out, width=80).print(device_table(devices(), wide=False))
+    text = out.getvalue()
+    assert "00:09:fb:72:00:ff" in text and "10.77.0.111 +2" in text and "192.168.9.9" in text
+    assert "Last seen" not in text and max(len(line) for line in text.splitlines()) <= 80
 
 
 def test_network_strings_are_neither_markup_nor_terminal_controls() -> None:

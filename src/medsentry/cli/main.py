@@ -108,7 +108,7 @@ def analyze(
         _write(csv_out, report.render_csv(result.devices))
     if show:
         out = Console()
-        out.print(report.device_table(result.devices))
+        out.print(report.device_table(result.devices, wide=out.width >= 140))
         out.print(report.run_summary(run, result.devices, merged))
     errors = result.stats.errors
     for e in errors:
@@ -149,7 +149,8 @@ def devices(
     if csv_out is not None:
         _write(csv_out, report.render_csv(found))
     if json_out is None and csv_out is None:
-        Console().print(report.device_table(found))
+        out = Console()
+        out.print(report.device_table(found, wide=out.width >= 140))
 
 
 @devices.command("show")

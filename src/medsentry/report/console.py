@@ -22,25 +22,40 @@ from medsentry.store.merge import canonical_json, service_label
 _ATTRIBUTES = ("device_class", "vendor", "model", "firmware", "os", "hostname", "label")
 
 
-def device_table(devices: Iterable[Device], title: str | None = "Devices") -> Table:
+def device_table(devices: Iterable[Device], title: str | None = "Devices", wide: bool = True) -> Table:
+    """`wide=False` (an 80-column terminal) puts the address under the device key and drops label and
+    time, so that MACs and addresses are never cut."""
+    rows = list(devices)
+    with_label = wide or any(d.label for d in rows)
     table = Table(title=title)
-    for name in ("Device", "IP", "Class", "Vendor", "Model", "Firmware", "Label"):
-        table.add_column(name)
-    table.add_column("Conf.", justify="right")
-    table.add_column("Last seen")
-    for d in devices:
-        table.add_row(
-            _text(d.key),
-            _text(", ".join(d.ips[:2]) + (f" +{len(d.ips) - 2}" if len(d.ips) > 2 else "")),
-            _text(d.device_class),
-            _text(d.vendor),
-            _text(d.model),
-            _text(d.firmware),
-            _text(d.label),
-            f"{d.confidence:.2f}",
-            iso_time(d.last_seen),
-        )
+    table.add_column("Device", no_wrap=True)
+    if wide:
+        table.add_column("IP", no_wrap=True)
+    for name in ("Class", "Vendor", "Model", "Firmware"):
+        table.add_column(name, overflow="fold")
+    if with_label:
+        table.add_column("Label", overflow="fold")
+    table.add_column("Conf.", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("Last seen", no_wrap=True)
+    for d in rows:
+        address = _text(_addresses(d.ips) if d.ips else None)
+        cells = [_text(d.key), address] if wide else [Text.assemble(_text(d.key), "\n", address)]
+        cells += [_text(d.device_class), _text(d.vendor), _text(d.model), _text(d.firmware)]
+        if with_label:
+            cells.append(_text(d.label))
+        cells.append(Text(f"{d.confidence:.2f}"))
+        if wide:
+            cells.append(Text(iso_time(d.last_seen)))
+        table.add_row(*cells)
     return table
+
+
+def _addresses(ips: Sequence[str]) -> str:
+    """The first routable address, '+N' for the rest; IPv6 link-local only when there is nothing else."""
+    routable = [ip for ip in ips if not ip.lower().startswith("fe80:")] or list(ips)
+    rest = len(ips) - 1
+    return routable[0] + (f" +{rest}" if rest else "")
 
 
 def device_detail(device: Device, history: Sequence[DeviceChange] = ()) -> Group:
