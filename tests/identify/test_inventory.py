@@ -374,6 +374,7 @@ def test_hostname_sources_and_dns_names() -> None:
     d = by_key(run(observations))[PRINTER]
     assert d.hostname == "printer-syslog"  # what the device calls itself beats what DNS calls it
     assert d.identities["dns_names"] == ["print.hospital.local"]
+    assert {"hostname", "identity.dns_names"} <= {e.attribute for e in d.evidence}
     later = by_key(run([*observations, dhcp(PRINTER, 4.0, hostname="HP-LJ-2F")]))[PRINTER]
     assert later.hostname == "HP-LJ-2F"
     only_dns = by_key(run([arp(PRINTER, ip), observations[2]]))[PRINTER]

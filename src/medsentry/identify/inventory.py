@@ -5,8 +5,9 @@ state; `Identifier.devices` does the joining and deciding at the end (and may be
 
 Anchoring. State is kept per endpoint = (MAC, IP) as seen in a frame. At the end each endpoint is
 assigned to a device:
-- a MAC names one device, with every IP that is its own: bound to it by ARP or DHCP, IPv6 link-local,
-  or, when the capture shows no binding, its only address of that family;
+- a MAC names one device, with every IP that is its own: bound to it by ARP or DHCP (a lease first,
+  else the first claimant: later ARP claims are spoofing), link-local, an IPv6 EUI-64 of the MAC, or,
+  when the capture shows no binding, its only IPv4 address (and its IPv6 ones unless it routes);
 - an IP that reaches us behind another MAC without being that MAC's own (traffic a router forwards) is
   a device of its own, anchored on the IP (`Device.mac` None); the router keeps only its own addresses;
 - an IP bound by ARP/DHCP to another MAC belongs to that MAC's device.
@@ -527,6 +528,7 @@ class Identifier:
             bound = self._bound.get(mac, set())
             mine = own[mac] = set()
             v4 = families.get(4, [])
+            mine.update(ip for ip in v4 if self._addr(ip).link_local)  # 169.254/16 is never routed
             v4_bound = [ip for ip in v4 if ip in bound]
             if v4_bound:
                 mine.update(v4_bound)
@@ -621,7 +623,7 @@ class Identifier:
                 if source in ("dhcp-server", "dns-ptr"):
                     found.setdefault(source, _Claim("hostname", name, proto, _NAME_DETAIL[source], ts, 0.6))
                 else:
-                    evidence.append(_Claim("identity.dns_name", name, proto, "DNS A/AAAA answer", ts, 0.6))
+                    evidence.append(_Claim("identity.dns_names", name, proto, "DNS A/AAAA answer", ts, 0.6))
                     d.identities.setdefault("dns_names", [])
                     if name not in d.identities["dns_names"]:
                         d.identities["dns_names"].append(name)
