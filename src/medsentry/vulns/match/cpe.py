@@ -234,11 +234,16 @@ def criteria_matches(m: Mapping[str, Any], subj: Cpe, *, platform: bool = False)
             return None
         return (*assumed, "update") if r is None else tuple(assumed)
     if crit.version == NA:
-        if subj.version == NA or crit.part == "h":
-            return tuple(assumed)
+        if subj.version == ANY and not platform:
+            return None
+        if subj.version not in (NA, ANY) and crit.part != "h":
+            return None
         if subj.version == ANY:
-            return (*assumed, "version") if platform else None
-        return None
+            assumed.append("version")
+        r = _attr_match(crit.update, subj.update)
+        if r is False:
+            return None
+        return (*assumed, "update") if r is None else tuple(assumed)
     return _specific_version(crit, subj, assumed, platform)
 
 
@@ -349,7 +354,7 @@ def _eval_node(node: Mapping[str, Any], subjects: Sequence[Cpe]) -> _Result:
     for t in terms:
         if t.ok:
             res.hits.extend(t.hits)
-            res.conds.extend(c for c in t.conds if c.kind == "platform")
+            res.conds.extend(t.conds)
     if node.get("negate"):
         absent = [Condition(m.get("criteria") or m.get("cpe23Uri", ""), None, "absent")
                   for m in node.get("cpeMatch") or node.get("cpe_match") or []]

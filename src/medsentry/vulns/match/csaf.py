@@ -25,7 +25,7 @@ same vulnerability. Remediations are attached per product id.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -146,17 +146,22 @@ class Advisory:
     def __init__(self, doc: Mapping[str, Any]) -> None:
         if not isinstance(doc, Mapping) or not isinstance(doc.get("product_tree", {}), Mapping):
             raise CsafError("not a CSAF document: product_tree must be an object")
-        tracking = (doc.get("document") or {}).get("tracking") or {}
-        self.id: str = str(tracking.get("id") or (doc.get("document") or {}).get("title") or "")
+        meta = doc.get("document")
+        meta = meta if isinstance(meta, Mapping) else {}
+        tracking = meta.get("tracking")
+        tracking = tracking if isinstance(tracking, Mapping) else {}
+        self.id: str = str(tracking.get("id") or meta.get("title") or "")
         self.products: dict[str, CsafProduct] = {}
         tree = doc.get("product_tree") or {}
-        self._walk(tree.get("branches") or [], {})
-        for fpn in tree.get("full_product_names") or []:
-            self._add_full_name(fpn, "", "")
-        for rel in tree.get("relationships") or []:
+        self._walk(tree.get("branches"), {})
+        for fpn in _list(tree.get("full_product_names")):
+            if isinstance(fpn, Mapping):
+                self._add_full_name(fpn, "", "")
+        for rel in _list(tree.get("relationships")):
             self._add_relationship(rel)
         self.vulns: list[_Vuln] = []
-        vulns = doc.get("vulnerabilities") or []
+        vulns = doc.get("vulnerabilities")
+        vulns = [] if vulns is None else vulns
         if not isinstance(vulns, list):
             raise CsafError("not a CSAF document: vulnerabilities must be a list")
         for v in vulns:
@@ -170,12 +175,14 @@ class Advisory:
         self._families = frozenset(f for p in self.products.values() for f in p.families)
 
     # --- product tree ------------------------------------------------------------------------------
-    def _walk(self, branches: Sequence[Any], ctx: dict[str, str]) -> None:
+    def _walk(self, branches: Any, ctx: dict[str, str]) -> None:
+        if not isinstance(branches, list):
+            return
         for br in branches:
             if not isinstance(br, Mapping):
                 continue
             c = dict(ctx)
-            cat, name = str(br.get("category") or ""), str(br.get("name") or "")
+            cat, name = str(br.get("category") or ""), " ".join(str(br.get("name") or "").split())
             if cat == "vendor":
                 c["vendor"] = name
             elif cat in ("product_name", "product_family"):
@@ -196,10 +203,11 @@ class Advisory:
     def _add_full_name(self, fpn: Mapping[str, Any], vendor: str, product: str,
                        version: str | None = None) -> None:
         pid = fpn.get("product_id")
-        if not pid:
+        if not pid or not isinstance(pid, str):
             return
         full = str(fpn.get("name") or "")
-        helper = fpn.get("product_identification_helper") or {}
+        helper = fpn.get("product_identification_helper")
+        helper = helper if isinstance(helper, Mapping) else {}
         cpe_text = helper.get("cpe") if isinstance(helper, Mapping) else None
         purl = helper.get("purl") if isinstance(helper, Mapping) else None
         if cpe_text and (not vendor or not product):
@@ -224,11 +232,12 @@ class Advisory:
     def _add_relationship(self, rel: Any) -> None:
         if not isinstance(rel, Mapping):
             return
-        fpn = rel.get("full_product_name") or {}
+        fpn = rel.get("full_product_name")
+        fpn = fpn if isinstance(fpn, Mapping) else {}
         comp = self.products.get(str(rel.get("product_reference")))
         plat = self.products.get(str(rel.get("relates_to_product_reference")))
-        pid = fpn.get("product_id") if isinstance(fpn, Mapping) else None
-        if not pid or comp is None or plat is None:
+        pid = fpn.get("product_id")
+        if not pid or not isinstance(pid, str) or comp is None or plat is None:
             return
         # The component's versions on the platform's name: a device is the platform, running the
         # component (firmware/software) whose version is the device's version.
@@ -241,18 +250,22 @@ class Advisory:
     def _vuln(self, v: Mapping[str, Any]) -> _Vuln:
         vid = v.get("cve")
         if not vid:
-            ids = v.get("ids") or []
+            ids = _list(v.get("ids"))
             vid = ids[0].get("text") if ids and isinstance(ids[0], Mapping) else None
         status: dict[str, str] = {}
+        ps = v.get("product_status")
+        ps = ps if isinstance(ps, Mapping) else {}
         for cat in reversed(_STATUS_ORDER):  # earlier categories win when a product is listed twice
-            for pid in (v.get("product_status") or {}).get(cat) or []:
+            for pid in _list(ps.get(cat)):
                 status[str(pid)] = cat
         rem: dict[str, list[Remediation]] = {}
-        for r in v.get("remediations") or []:
+        for r in _list(v.get("remediations")):
             if not isinstance(r, Mapping):
                 continue
-            item = Remediation(str(r.get("category") or ""), str(r.get("details") or ""), r.get("url"))
-            for pid in r.get("product_ids") or []:
+            url = r.get("url")
+            item = Remediation(str(r.get("category") or ""), str(r.get("details") or ""),
+                               str(url) if url else None)
+            for pid in _list(r.get("product_ids")):
                 rem.setdefault(str(pid), []).append(item)
         return _Vuln(str(vid or ""), status, {k: tuple(x) for k, x in rem.items()})
 
@@ -285,6 +298,10 @@ class Advisory:
                                        vuln.remediations.get(pid, ()), conf, self.id, reason))
             out.extend(_resolve(found))
         return out
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _open_range(p: CsafProduct, status: str) -> RangeSpec:
