@@ -279,6 +279,7 @@ def test_learn_directory_with_mac_and_class_files(shared_data: Path, tmp_path: P
     assert d["labels"] == ["Aria", "TP-LinkPlugHS110"]
     assert d["types"]["Aria"]["device_class"] == "patient_monitor"  # in the taxonomy
     assert d["types"]["TP-LinkPlugHS110"]["device_class"] is None  # not a taxonomy class
+    assert any("iot_plug" in w for w in d["warnings"])
     assert d["types"]["Aria"]["samples"] == 3
     text = json.dumps(d).lower()
     assert "00c703" not in text and "ca9152" not in text  # no unit MAC in the model

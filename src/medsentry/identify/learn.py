@@ -600,7 +600,8 @@ def learn_directory(root: Path, threshold: float = DEFAULT_THRESHOLD) -> dict[st
     samples: dict[str, list[DeviceProfile]] = {}
     device_classes: dict[str, str | None] = {}
     skipped: list[str] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    warnings: list[str] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         mac = _named_mac(folder)
         profiles = []
         for cap in _captures(folder):
@@ -613,7 +614,10 @@ def learn_directory(root: Path, threshold: float = DEFAULT_THRESHOLD) -> dict[st
             continue
         samples[folder.name] = profiles
         cls = _named_class(root, folder)
+        if cls is not None and cls not in known_classes:
+            warnings.append(f"{folder.name}: device class {cls!r} is not in the taxonomy, ignored")
         device_classes[folder.name] = cls if cls in known_classes else None
     model = learn_profiles(samples, device_classes, threshold)
-    model["skipped"] = skipped
+    model["skipped"] = skipped  # captures without a single observation of the device
+    model["warnings"] = warnings
     return model
