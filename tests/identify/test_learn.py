@@ -286,3 +286,13 @@ def test_learn_directory_with_mac_and_class_files(shared_data: Path, tmp_path: P
     test = sorted((src / "Aria").glob("Setup-*.pcap"))[-1]
     m = model.classify(learn.profile_capture(test))
     assert (m.label, m.device_class) == ("Aria", "patient_monitor")
+
+
+def test_malformed_fields_are_counted_not_fatal() -> None:
+    mac = "00:09:fb:12:34:56"
+    p = DeviceProfile(mac)
+    p.add(Observation(1.0, "dns", "dns.query", mac, "10.0.0.7", fields={"queries": ["not-a-dict"]}))
+    p.add(Observation(2.0, "dhcp", "dhcp.discover", mac, None, fields={"param_request_list": 5}))
+    assert p.skipped == 2
+    p.add(_device(mac, **PUMP)[0])
+    assert p.skipped == 2 and "dhcp|prl=1,3,6,15" in p.features()

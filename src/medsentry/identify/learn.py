@@ -130,6 +130,7 @@ class DeviceProfile:
         self.mac = mac.lower() if mac else None
         self.groups: dict[str, Counter[str]] = {}
         self.observations = 0
+        self.skipped = 0
         self._peers: set[str] = set()
         self._unit_mac: str | None = None  # the sender's MAC when none was given, to mask it in text
 
@@ -151,11 +152,13 @@ class DeviceProfile:
             self._put("oui", obs.src_mac[:8])
         self._put("kind", obs.kind)
         handler = _HANDLERS.get(obs.protocol)
-        f = obs.fields
-        if handler is not None:
-            handler(self, obs, f)
-        else:
-            self._identities(obs.kind, f)
+        try:
+            if handler is not None:
+                handler(self, obs, obs.fields)
+            else:
+                self._identities(obs.kind, obs.fields)
+        except (AttributeError, TypeError, ValueError, KeyError):
+            self.skipped += 1  # fields not shaped as docs/observations.md says: counted, not fatal
 
     def _put(self, group: str, value: str, n: int = 1) -> None:
         c = self.groups.setdefault(group, Counter())
@@ -170,10 +173,10 @@ class DeviceProfile:
         s = str(value).strip().lower()[:120]
         mac = self.mac or self._unit_mac
         if mac:
-            hexmac = mac.replace(":", "")
-            for n in (12, 8, 6, 4):
-                s = s.replace(hexmac[-n:], "<mac>")
             s = s.replace(mac, "<mac>").replace(mac.replace(":", "-"), "<mac>")
+            hexmac = mac.replace(":", "")
+            for n in (12, 8, 6, 4):  # hostnames carry the MAC's tail: GainSpanca9152, esp_06d902
+                s = s.replace(hexmac[-n:], "<mac>")
         s = _REVERSE.sub(r"<addr>.\1", s)  # reverse names spell the address, often MAC-derived (EUI-64)
         s = _UUID.sub("<uuid>", s)
         s = _IPV4.sub("<ip>", s)
