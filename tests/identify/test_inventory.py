@@ -484,3 +484,14 @@ def test_malformed_fields_are_skipped_not_fatal() -> None:
     assert ident.observations == len(bad)
     devices = by_key(ident.devices())
     assert devices[MONITOR].device_class == "patient_monitor"  # the good observations still count
+
+
+def test_lldp_med_inventory_and_neighbour_name() -> None:
+    switch = "00:1b:54:00:00:01"
+    lldp = obs("lldp", switch, None, dst_mac="01:80:c2:00:00:0e", fields={
+        "system_name": "core-sw-2f", "capabilities_enabled": ["bridge", "router"],
+        "manufacturer": "Acme Networks", "model": "AX-4800", "software_revision": "5.2.1",
+    })  # fmt: skip
+    d = by_key(run([lldp]))[switch]
+    assert d.device_class == "network_infrastructure"
+    assert (d.vendor, d.model, d.firmware, d.hostname) == ("Acme Networks", "AX-4800", "5.2.1", "core-sw-2f")

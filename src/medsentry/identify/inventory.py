@@ -405,7 +405,9 @@ class Identifier:
         elif kind == "dhcp.ack" and isinstance(f.get("hostname"), str) and isinstance(f.get("yiaddr"), str):
             self._name(f["yiaddr"], "dhcp-server", f["hostname"], proto, ts)
         elif kind == "mdns.service":
-            if isinstance(f.get("target_host"), str):
+            ips = f.get("ips") or []
+            # a proxy (Bonjour sleep proxy, a print server) may announce another host's services
+            if isinstance(f.get("target_host"), str) and (not ips or obs.src_ip in ips):
                 src.hostname("mdns", f["target_host"], proto, f"mDNS SRV target of {f.get('service')}", ts)
             txt = f.get("txt")
             if isinstance(txt, dict) and isinstance(txt.get("aet"), str):
