@@ -192,3 +192,22 @@ def test_fuzz_total_order(texts: list[str]) -> None:
     assert (a < b) + (b < a) + (a == b) == 1
     if a <= b and b <= c:
         assert a <= c
+
+
+def test_purl_ranges() -> None:
+    from medsentry.vulns.match.purl import InvalidPurl, Purl, purl_in_range
+
+    assert Purl.parse("pkg:pypi/Django_REST@3.0").key == ("pypi", None, "django-rest")
+    assert purl_in_range("pkg:pypi/django@3.2.0", "vers:pypi/>=3.0|<3.2.19")
+    assert not purl_in_range("pkg:pypi/django@3.2.19", "vers:pypi/>=3.0|<3.2.19")
+    assert purl_in_range(
+        "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1", "vers:maven/>=2.0-beta9|<2.15.0"
+    )
+    assert purl_in_range("pkg:deb/debian/openssl@1.1.1n-0+deb11u4", "vers:deb/<1.1.1n-0+deb11u5")
+    assert purl_in_range("pkg:generic/openssl@1.1.1t", "vers:generic/>1.1.1|<1.1.1u")
+    with pytest.raises(InvalidVersion):
+        purl_in_range("pkg:npm/lodash@4.17.20", "vers:pypi/<5")
+    with pytest.raises(InvalidVersion):
+        purl_in_range("pkg:npm/lodash", "vers:npm/<5")
+    with pytest.raises(InvalidPurl):
+        Purl.parse("lodash 4.17.20")
