@@ -11,7 +11,10 @@ pcapng: blocks of (type u32, total length u32, body, total length u32); SHB 0x0A
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
+import mmap
 import struct
 import zlib
 from collections.abc import Iterator
@@ -92,6 +95,10 @@ class CaptureFile:
         """Yields (view, base): a fresh buffer holding the unread tail of the previous one plus the next
         CHUNK bytes, and the stream offset of view[0]. The consumer sets `self._keep` to the offset of
         its first unread byte. Batches keep views of these buffers, so nothing is copied twice."""
+        mapped = _map(fh)
+        if mapped is not None:
+            yield from self._mapped(mapped, fh.tell() - len(first))
+            return
         tail, base = first, 0
         while True:
             buf = bytearray(len(tail) + CHUNK)
@@ -116,6 +123,33 @@ class CaptureFile:
             base += self._keep
 
     _keep = 0
+
+    def _mapped(self, mm: mmap.mmap, start: int) -> Iterator[tuple[memoryview, int]]:
+        """`_chunks` for a plain file: windows of a read-only mapping starting at file offset `start`,
+        so nothing is copied and no buffer is allocated. Pages behind the reader are dropped from this
+        process (they stay in the page cache and fault back in if a batch still looks at them), so
+        resident memory stays at about one window whatever the file size."""
+        size = len(mm)
+        whole = memoryview(mm)
+        lo, hi, dropped = start, start, 0
+        try:
+            while True:
+                new_hi = min(size, hi + CHUNK)
+                self.bytes_read += new_hi - hi
+                hi = new_hi
+                self._keep = 0
+                yield whole[lo:hi], lo - start
+                if hi >= size:
+                    return
+                lo += self._keep
+                behind = lo - lo % mmap.PAGESIZE
+                if behind > dropped:
+                    mm.madvise(mmap.MADV_DONTNEED, dropped, behind - dropped)
+                    dropped = behind
+        finally:
+            whole.release()
+            with contextlib.suppress(BufferError):  # batches still hold views; the GC closes it then
+                mm.close()
 
     def _batch(self, view: memoryview, n: int) -> Batch:
         return Batch(view, np.frombuffer(self._out, dtype=PACKET_DTYPE, count=n).copy(), self.name)
@@ -198,6 +232,18 @@ class CaptureFile:
             self._keep = off
         if off < len(buf):
             raise CaptureError(self.name, base + off, "truncated block at end of file")
+
+
+def _map(fh: BinaryIO) -> mmap.mmap | None:
+    """A read-only mapping of a plain, non-empty file; None for compressed or unmappable input."""
+    if not isinstance(fh, io.BufferedReader):
+        return None
+    try:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # empty, a pipe or a special file: read it as a stream
+        return None
+    mm.madvise(mmap.MADV_SEQUENTIAL)
+    return mm
 
 
 def _parse_idb(body: bytes, endian: str) -> _Interface:
