@@ -296,3 +296,22 @@ def test_malformed_fields_are_counted_not_fatal() -> None:
     assert p.skipped == 2
     p.add(_device(mac, **PUMP)[0])
     assert p.skipped == 2 and "dhcp|prl=1,3,6,15" in p.features()
+
+
+def test_mac_and_class_files(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for d in (a, b, c):
+        d.mkdir()
+    (a / "_iotdevice-mac.txt").write_text("20:F8:5E:CA:91:52\n")
+    (b / "mac.txt").write_text("device: 00-09-FB-12-34-56\n")
+    assert learn._named_mac(a) == "20:f8:5e:ca:91:52"
+    assert learn._named_mac(b) == "00:09:fb:12:34:56"
+    assert learn._named_mac(c) is None
+    (a / "classes.yaml").write_text("device_class: infusion_pump\n")
+    (tmp_path / "classes.yaml").write_text("b: patient_monitor\nc: {device_class: pacs}\n")
+    (c / "class.txt").write_text("printer\n")
+    assert learn._named_class(tmp_path, a) == "infusion_pump"
+    assert learn._named_class(tmp_path, b) == "patient_monitor"
+    assert learn._named_class(tmp_path, c) == "printer"  # the folder's own file wins
+    (tmp_path / "classes.yaml").write_text(": not yaml [")
+    assert learn._named_class(tmp_path, b) is None

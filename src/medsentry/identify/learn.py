@@ -1,15 +1,23 @@
 """Learned fingerprints: device types taught by example captures, recognised by similarity.
 
-`medsentry learn DIR` reads one folder per device type (folder name = label) and keeps, per type, a few
-exemplar feature vectors and their centroid. A device seen later is summarised the same way
-(`DeviceProfile`) and compared by cosine similarity; below `threshold` the answer is "unknown" rather
-than the nearest type, because a device whose type was never taught still has a nearest type.
+`medsentry learn DIR` reads one folder per device type (folder name = label; captures at any depth; the
+device is the MAC in `mac.txt` or `_iotdevice-mac.txt`, else the most frequent source; `class.txt` or
+`classes.yaml` may name its taxonomy class) and keeps, per type, a few exemplar feature vectors and
+their centroid. A device seen later is summarised the same way (`DeviceProfile`) and compared by cosine
+similarity. Below `threshold` the answer is "unknown" rather than the nearest type, because a device
+whose type was never taught still has a nearest type; types within `margin` of the best are a tie,
+answered without a label but with the `candidates`.
 
-Features are sparse strings ("dhcp.prl=1,3,6,15", "flow:tcp:c:443", "dns.dom=tplinkcloud.com") in
-groups (the text before the first ':' or '='). Each group is normalised on its own so the many flow
-features of a chatty device cannot drown its single DHCP fingerprint, then weighted. Identifiers that
-differ per unit (the NIC part of the MAC, serial numbers embedded in hostnames, IPs) are replaced by
-placeholders so one unit's capture teaches the type, not the unit; only the OUI of the MAC is used.
+Features are sparse strings "group|value" ("dhcp|prl=1,3,6,15", "flow|tcp:c:443",
+"dns|dom=tplinkcloud.com"). Each group is normalised on its own so the many flow features of a chatty
+device cannot drown its single DHCP fingerprint, then weighted. Identifiers that differ per unit (the
+NIC part of the MAC and text derived from it, IPs, UUIDs, long hex serials) are replaced by
+placeholders so one unit's capture teaches the type, not the unit; of the MAC only the OUI is used.
+
+Model file (JSON, format "medsentry-learned/1", editable): threshold, margin, conflict_penalty,
+group_weights, idf (per feature, over types) and default_idf (unseen features), and per label in
+`types`: device_class, samples, identities (model names seen), centroid and exemplars (feature ->
+weight); `skipped` and `warnings` report on the learning run.
 """
 
 from __future__ import annotations
@@ -380,7 +388,12 @@ _HANDLERS = {"dhcp": _dhcp, "dns": _dns, "http": _http, "tls": _tls, "ssdp": _ss
 
 
 # -- vectors -------------------------------------------------------------------------------------------
-def _vector(raw: Mapping[str, float], idf: Mapping[str, float], default_idf: float) -> dict[str, float]:
+def _vector(
+    raw: Mapping[str, float],
+    idf: Mapping[str, float],
+    default_idf: float,
+    weights: Mapping[str, float] = GROUP_WEIGHTS,
+) -> dict[str, float]:
     """IDF-weighted, normalised per group, group-weighted, unit length."""
     groups: dict[str, dict[str, float]] = {}
     for feat, w in raw.items():
@@ -390,7 +403,7 @@ def _vector(raw: Mapping[str, float], idf: Mapping[str, float], default_idf: flo
         norm = math.sqrt(sum(v * v for v in feats.values()))
         if norm <= 0:
             continue
-        gw = GROUP_WEIGHTS.get(group, 0.5) / norm
+        gw = weights.get(group, 0.5) / norm
         for feat, v in feats.items():
             out[feat] = v * gw
     total = math.sqrt(sum(v * v for v in out.values()))
@@ -491,6 +504,8 @@ class LearnedModel:
         self.idf: dict[str, float] = dict(model.get("idf", {}))
         self.default_idf = float(model.get("default_idf", 1.0))
         self.types: dict[str, Mapping[str, Any]] = dict(model.get("types", {}))
+        # the weights the exemplars were made with, so a profile is weighed the same way
+        self.group_weights: dict[str, float] = dict(model.get("group_weights", GROUP_WEIGHTS))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LearnedModel:
@@ -508,7 +523,7 @@ class LearnedModel:
         """Similarity to every learned type: the best of its exemplars and its centroid, reduced for each
         identity (model name, user agent) the profile states differently from every sample of the type."""
         raw = profile.features()
-        v = _vector(raw, self.idf, self.default_idf)
+        v = _vector(raw, self.idf, self.default_idf, self.group_weights)
         mine = _identities(raw)
         out = {}
         for label, t in self.types.items():
