@@ -47,7 +47,7 @@ MAX_SERVICES = 64  # per role (offers / uses)
 MAX_PEERS = 256  # distinct peers remembered per service (the count goes on)
 MAX_IDENTITY_VALUES = 8
 MAX_TEXT = 96  # characters of an identity or a matched text kept
-MAX_ENDPOINTS = 200_000  # overall; endpoints beyond are counted in `dropped`
+MAX_ENDPOINTS = 100_000  # overall (about 1 kB each); observations beyond are counted in `dropped`
 MAX_NAMES = 100_000  # DNS answers remembered (address -> names)
 
 CLASS_MIN_SCORE = 0.5  # the winning class's combined weight
@@ -171,15 +171,16 @@ class _Endpoint:
 class _Addr:
     """Facts about one address string, cached: parsing every observation's IPs would dominate `add`."""
 
-    __slots__ = ("family", "link_local", "usable")
+    __slots__ = ("family", "link_local", "order", "usable")
 
     def __init__(self, ip: str) -> None:
         try:
             a = ipaddress.ip_address(ip)
         except ValueError:
-            self.family, self.link_local, self.usable = 0, False, False
+            self.family, self.link_local, self.usable, self.order = 0, False, False, (9, 0)
             return
         self.family = a.version
+        self.order = (a.version, int(a))  # numeric sort: 10.0.0.9 before 10.0.0.10
         self.link_local = a.is_link_local
         self.usable = not (a.is_multicast or a.is_unspecified or ip in _NO_ADDRESS)
 
@@ -516,7 +517,7 @@ class Identifier:
             out.append(
                 self._device(anchor, value, members, len(routed.get(value, ())) if anchor == "mac" else 0)
             )
-        out.sort(key=_order)
+        out.sort(key=lambda d: (d.mac is None, self._addr(d.ips[0]).order if d.ips else (9, 0), d.key))
         return out
 
     def _own_addresses(self) -> dict[str, set[str]]:
@@ -545,10 +546,10 @@ class Identifier:
     def _device(self, anchor: str, key: str, members: list[_Endpoint], forwarded: int) -> Device:
         mac = key if anchor == "mac" else None
         d = Device(mac=mac)
-        ips = sorted({e.ip for e in members if e.ip is not None}, key=_ip_order)
+        ips = {e.ip for e in members if e.ip is not None}
         if mac is not None:
-            ips = sorted(set(ips) | self._bound.get(mac, set()), key=_ip_order)
-        d.ips = ips
+            ips |= self._bound.get(mac, set())
+        d.ips = sorted(ips, key=lambda ip: self._addr(ip).order)
         firsts = [e.first_seen for e in members if e.first_seen is not None]
         lasts = [e.last_seen for e in members if e.last_seen is not None]
         d.first_seen, d.last_seen = (min(firsts), max(lasts)) if firsts else (None, None)
@@ -808,15 +809,3 @@ def _eui64_of(ip: str, mac: str) -> bool:
         return False
     b = bytes.fromhex(mac.replace(":", ""))
     return iid == bytes([b[0] ^ 0x02, b[1], b[2], 0xFF, 0xFE, b[3], b[4], b[5]])
-
-
-def _ip_order(ip: str) -> tuple[int, int]:
-    try:
-        a = ipaddress.ip_address(ip)
-    except ValueError:
-        return (9, 0)
-    return (a.version, int(a))
-
-
-def _order(d: Device) -> tuple[int, tuple[int, int], str]:
-    return (0 if d.mac is not None else 1, _ip_order(d.ips[0]) if d.ips else (9, 0), d.key)
