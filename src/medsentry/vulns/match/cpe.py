@@ -139,8 +139,11 @@ def _parse(text: str) -> Cpe:
     return Cpe(*(p.lower() for p in parts))
 
 
+_QUOTED = re.compile(r"\\(.)")
+
+
 def _unquote(v: str) -> str:
-    return re.sub(r"\\(.)", r"\1", v)
+    return _QUOTED.sub(r"\1", v) if "\\" in v else v
 
 
 @lru_cache(maxsize=65536)
@@ -433,8 +436,11 @@ def _mentions(node: Mapping[str, Any], keys: set[tuple[str, str]]) -> bool:
                 c = Cpe.parse(crit)
             except CpeError:
                 continue
-            if any(_attr_match(c.vendor, v) is not False and _attr_match(c.product, p) is not False
-                   for v, p in keys):
+            if (c.vendor, c.product) in keys or c.vendor == ANY or c.product == ANY:
+                return True
+            wild = _WILDCARD.search(c.vendor) or _WILDCARD.search(c.product)
+            if wild and any(_attr_match(c.vendor, v) is not False and _attr_match(c.product, p) is not False
+                            for v, p in keys):
                 return True
     return any(_mentions(child, keys) for child in _node_children(node))
 
