@@ -495,3 +495,14 @@ def test_lldp_med_inventory_and_neighbour_name() -> None:
     d = by_key(run([lldp]))[switch]
     assert d.device_class == "network_infrastructure"
     assert (d.vendor, d.model, d.firmware, d.hostname) == ("Acme Networks", "AX-4800", "5.2.1", "core-sw-2f")
+
+
+def test_endpoint_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medsentry.identify import inventory
+
+    monkeypatch.setattr(inventory, "MAX_ENDPOINTS", 10)
+    ident = Identifier()
+    for i in range(50):
+        ident.add(flow(MONITOR, "10.0.0.11", ROUTER, f"203.0.113.{i}", 443))
+    assert len(ident._endpoints) == 10 and ident.dropped > 0
+    assert len(ident.devices()) <= 10
