@@ -506,3 +506,11 @@ def test_endpoint_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         ident.add(flow(MONITOR, "10.0.0.11", ROUTER, f"203.0.113.{i}", 443))
     assert len(ident._endpoints) == 10 and ident.dropped > 0
     assert len(ident.devices()) <= 11  # the endpoints, and the record of the router they came through
+
+
+def test_small_registry_blocks_name_their_owner() -> None:
+    mas = "70:b3:d5:d9:f1:23"  # an MA-S (36-bit) block inside the IEEE RA's 70:B3:D5
+    d = by_key(run([arp(mas, "10.0.0.70")]))[mas]
+    assert d.vendor == '"Digital Solutions" JSC'
+    (e,) = [e for e in d.evidence if e.attribute == "vendor"]
+    assert e.protocol == "oui" and "MA-M/MA-S" in e.detail and e.weight == 0.7
