@@ -3,8 +3,9 @@
 
 Experiments: (1) person split (train on the setups of one person, test on the other's), (2) leave one
 setup out, (3) leave one setup out with the device's MAC changed in the test capture (OUI kept, NIC part
-and every copy of it in payload fields rewritten, as a different unit of the type would show), and
-(4) leave one type out: every capture of an untaught type should be answered "unknown".
+and every copy of it in payload fields rewritten, as a different unit of the type would show), (4) the
+other unit of the types with two (EdimaxCam1/2, EdnetCam1/2): trained without it, and (5) leave one
+type out: every capture of an untaught type should be answered "unknown".
 
 Usage: scripts/eval_iot_sentinel.py [DATASET_DIR] [--markdown FILE]
 """
@@ -174,6 +175,15 @@ def loso_folds(caps: list[Capture]) -> list[tuple[list[Capture], list[Capture]]]
     return [([c for c in caps if c is not t], [t]) for t in caps]
 
 
+def unit_folds(caps: list[Capture]) -> list[tuple[list[Capture], list[Capture]]]:
+    """Types with two units (folders): train without one unit, test on its captures."""
+    folders: dict[str, set[str]] = defaultdict(set)
+    for c in caps:
+        folders[c.label].add(c.folder)
+    held = sorted(f for fs in folders.values() if len(fs) > 1 for f in fs)
+    return [([c for c in caps if c.folder != f], [c for c in caps if c.folder == f]) for f in held]
+
+
 def loto_folds(caps: list[Capture]) -> list[tuple[list[Capture], list[Capture]]]:
     labels = sorted({c.label for c in caps})
     return [([c for c in caps if c.label != lab], [c for c in caps if c.label == lab]) for lab in labels]
@@ -218,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("root", nargs="?", type=Path, default=DEFAULT_DIR)
     ap.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     ap.add_argument("--markdown", type=Path, help="write the results as markdown here")
-    ap.add_argument("--only", help="comma-separated experiments: person,loso,mac,loto")
+    ap.add_argument("--only", help="comma-separated experiments: person,loso,mac,unit,loto")
     args = ap.parse_args(argv)
     if not args.root.is_dir():
         print(f"no dataset at {args.root}", file=sys.stderr)
@@ -230,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         "person": lambda: run("Person split", caps, person_folds(caps)),
         "loso": lambda: run("Leave one setup out", caps, loso_folds(caps)),
         "mac": lambda: run("Leave one setup out, MAC changed", caps, loso_folds(caps), True),
+        "unit": lambda: run("Other unit of the type (train without it)", caps, unit_folds(caps)),
         "loto": lambda: run("Leave one type out (open set)", caps, loto_folds(caps)),
     }
     chosen = args.only.split(",") if args.only else list(experiments)
