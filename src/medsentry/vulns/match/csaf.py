@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from medsentry.vulns.match.cpe import Cpe, CpeError
@@ -126,12 +127,14 @@ def _compact(text: str) -> str:
     return re.sub(r"[^0-9a-z]", "", text.casefold().replace("&", "and"))
 
 
-def _name_forms(name: str) -> set[str]:
+@lru_cache(maxsize=65536)
+def _name_forms(name: str) -> frozenset[str]:
     stripped = strip_vendor_prefix(name)
     forms = {name, stripped, re.sub(r"\([^()]*\)", " ", stripped)}
-    return {c for c in (_compact(f) for f in forms) if c}
+    return frozenset(c for c in (_compact(f) for f in forms) if c)
 
 
+@lru_cache(maxsize=65536)
 def _tokens(text: str) -> frozenset[str]:
     return frozenset(t for t in re.findall(r"[0-9a-z]+", strip_vendor_prefix(text).casefold()))
 
