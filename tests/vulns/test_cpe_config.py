@@ -168,6 +168,17 @@ def test_update_field_and_na_version(shared_data: Path) -> None:
     assert ev and ev[0].assumed == ("update",)
 
 
+def test_firmware_without_version_in_nvd_matches_any_firmware_version(shared_data: Path) -> None:
+    # CVE-2018-10597 (Philips IntelliVue): NVD lists intellivue_mp2_firmware:- on hardware intellivue_mp2
+    rec = _nvd(shared_data, "CVE-2018-10597")
+    fw = f"cpe:2.3:o:philips:intellivue_mp2_firmware:M.00.03:{H}"
+    hw = f"cpe:2.3:h:philips:intellivue_mp2:-:{H}"
+    ev = evaluate_cve(rec, [fw, hw])
+    assert len(ev) == 1 and ev[0].assumed == ("version",) and ev[0].conditions[0].subject == hw
+    assert not evaluate_cve(rec, [fw])
+    assert not evaluate_cve(rec, [fw, f"cpe:2.3:h:philips:intellivue_mx40:-:{H}"])
+
+
 def test_log4shell_ranges_and_update_pre_releases(shared_data: Path) -> None:
     rec = _nvd(shared_data, "CVE-2021-44228")
     log4j = "cpe:2.3:a:apache:log4j:{}:{}:*:*:*:*:*:*"

@@ -9,7 +9,9 @@ and, in the tests, as the reference the splitter must agree with on every CPE of
 Name matching (NISTIR 7696, adapted to "does this vulnerable-software criteria cover this subject"):
 * criteria ANY matches everything; criteria NA matches subject NA. A hardware (`h`) criteria with
   version NA matches any version of that hardware: NVD writes platform CPEs (`cpe:2.3:h:x:pump:-`)
-  for a device model, not for "a device that has no version";
+  for a device model, not for "a device that has no version". A `*_firmware` OS criteria with version
+  NA (`cpe:2.3:o:philips:intellivue_mp2_firmware:-`, CVE-2018-10597) is how NVD records "no firmware
+  version known": it matches any firmware version, with `version` in `assumed`;
 * a specific criteria value against a subject ANY matches but is recorded in `assumed` (the subject
   did not say, e.g. the update level of an SBOM component) -- except the version of a vulnerable
   criteria: a subject with unknown version is not reported as vulnerable to a version-bounded
@@ -239,9 +241,10 @@ def criteria_matches(m: Mapping[str, Any], subj: Cpe, *, platform: bool = False)
     if crit.version == NA:
         if subj.version == ANY and not platform:
             return None
-        if subj.version not in (NA, ANY) and crit.part != "h":
+        firmware_na = crit.part == "o" and crit.product.endswith("_firmware")
+        if subj.version not in (NA, ANY) and crit.part != "h" and not firmware_na:
             return None
-        if subj.version == ANY:
+        if subj.version == ANY or (firmware_na and subj.version != NA):
             assumed.append("version")
         r = _attr_match(crit.update, subj.update)
         if r is False:
@@ -310,7 +313,7 @@ class MatchEvidence:
     configuration: int  # index in configurations[]
     match_criteria_id: str | None = None
     conditions: tuple[Condition, ...] = ()
-    assumed: tuple[str, ...] = ()  # attributes the subject left ANY
+    assumed: tuple[str, ...] = ()  # attributes matched without evidence (subject ANY, firmware "-")
     cve: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
