@@ -205,6 +205,45 @@ def test_full_product_names_relationships_and_helpers() -> None:
     assert adv.match("Acme", "Pump", "7.2") == []
 
 
+def test_product_family_branch() -> None:
+    tree = {
+        "branches": [
+            {
+                "category": "vendor",
+                "name": "Philips",
+                "branches": [
+                    {
+                        "category": "product_family",
+                        "name": "IntelliVue",
+                        "branches": [
+                            {
+                                "category": "product_name",
+                                "name": "MX40",
+                                "branches": [
+                                    {
+                                        "category": "product_version_range",
+                                        "name": "vers:generic/<B.06.18",
+                                        "product": {
+                                            "name": "IntelliVue MX40 < B.06.18",
+                                            "product_id": "MX40",
+                                        },
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    adv = Advisory(_doc(tree, [{"cve": "CVE-2099-0005", "product_status": {"known_affected": ["MX40"]}}]))
+    assert [m.product_id for m in adv.match("Philips", "IntelliVue MX40", "B.06.17") if m.affected] == [
+        "MX40"
+    ]
+    assert [m.product_id for m in adv.match("Philips", "MX40", "B.06.17") if m.affected] == ["MX40"]
+    assert adv.match("Philips", "IntelliVue MX40", "B.06.18") == []
+
+
 def test_unknown_version_is_a_candidate_not_a_finding() -> None:
     tree = {
         "branches": [

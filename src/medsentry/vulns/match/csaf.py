@@ -75,6 +75,7 @@ class CsafProduct:
     full_name: str
     cpe: str | None = None
     purl: str | None = None
+    family: str = ""  # a product_family branch above the product name ("IntelliVue" over "MX40")
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -188,23 +189,22 @@ class Advisory:
             cat, name = str(br.get("category") or ""), " ".join(str(br.get("name") or "").split())
             if cat == "vendor":
                 c["vendor"] = name
-            elif cat in ("product_name", "product_family"):
-                c["product"] = f"{c['product']} {name}" if cat == "product_name" and c.get("family_only") \
-                    else name
-                c.pop("family_only", None)
-                if cat == "product_family":
-                    c["family_only"] = "1"
+            elif cat == "product_family":
+                c["family"] = name
+                c.setdefault("product", name)
+            elif cat == "product_name":
+                c["product"] = name
             elif cat in ("product_version", "product_version_range"):
                 c["version"] = name
             elif cat in ("service_pack", "patch_level"):
                 c["version"] = f"{c.get('version', '')} {name}".strip()
             if isinstance(br.get("product"), Mapping):
                 self._add_full_name(br["product"], c.get("vendor", ""), c.get("product", ""),
-                                    c.get("version"))
+                                    c.get("version"), c.get("family", ""))
             self._walk(br.get("branches") or [], c)
 
     def _add_full_name(self, fpn: Mapping[str, Any], vendor: str, product: str,
-                       version: str | None = None) -> None:
+                       version: str | None = None, family: str = "") -> None:
         pid = fpn.get("product_id")
         if not pid or not isinstance(pid, str):
             return
@@ -230,7 +230,8 @@ class Advisory:
         spec = parse_range_text(version) if version is not None else RangeSpec("all", ALL_VERSIONS, "")
         self.products[str(pid)] = CsafProduct(str(pid), vendor, families(vendor), product, spec, full,
                                               str(cpe_text) if cpe_text else None,
-                                              str(purl) if purl else None)
+                                              str(purl) if purl else None,
+                                              family if family != product else "")
 
     def _add_relationship(self, rel: Any) -> None:
         if not isinstance(rel, Mapping):
@@ -323,7 +324,7 @@ def _resolve(found: list[CsafMatch]) -> list[CsafMatch]:
 
 def _score(p: CsafProduct, model: str, version: str | None) -> tuple[float, str] | None:
     dm = _name_forms(model)
-    pforms = _name_forms(p.name)
+    pforms = _name_forms(p.name) | (_name_forms(f"{p.family} {p.name}") if p.family else frozenset())
     variants = p.variants
     name_score, name_reason = 0.0, ""
     if dm & pforms:
