@@ -113,6 +113,7 @@ def lookup(mac: str) -> MacInfo | None:
         for n in (9, 7, 6):
             org = table.get(digits[:n])
             if org is not None:
-                prefix = ":".join(digits[i : i + 2] for i in range(0, n, 2)).upper()
+                head = digits[:n]
+                prefix = ":".join(head[i : i + 2] for i in range(0, n, 2)).upper()
                 return MacInfo(norm, multicast, local, prefix, n * 4, org, normalize_vendor(org))
     return MacInfo(norm, multicast, local, None, 0, None, None)
