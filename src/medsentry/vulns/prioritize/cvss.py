@@ -19,6 +19,10 @@ from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 
 VERSIONS = ("4.0", "3.1", "3.0")  # preference order
+BASE_V4 = ("AV", "AC", "AT", "PR", "UI", "VC", "VI", "VA", "SC", "SI", "SA")
+BASE_V3 = ("AV", "AC", "PR", "UI", "S", "C", "I", "A")
+# v4 supplemental metrics never change a score (CVSS v4.0 specification, section 5)
+SUPPLEMENTAL_V4 = ("S", "AU", "R", "V", "RE", "U")
 SOURCE_RANK = {"primary": 0, "cna": 1, "secondary": 1, "adp": 2, "": 3}
 MAX_VECTOR = 512  # a real v4.0 vector with every metric is about 300 characters
 
@@ -30,21 +34,24 @@ class CvssVectorError(ValueError):
 @dataclass(frozen=True, slots=True)
 class CvssScore:
     version: str  # "3.0", "3.1" or "4.0"
-    vector: str  # normalised by the library (metric order fixed)
-    base_score: float
-    severity: str  # NONE / LOW / MEDIUM / HIGH / CRITICAL
+    vector: str  # normalised by the library (metric order fixed), with any threat/environmental metrics
+    base_score: float  # base metrics only (v4: CVSS-B), comparable with the score feeds publish
+    severity: str  # of base_score: NONE / LOW / MEDIUM / HIGH / CRITICAL
     source: str = ""  # who assessed it: "nvd@nist.gov", a CNA's e-mail or UUID, "CISA-ADP"
     kind: str = ""  # "primary" (NVD's own), "secondary"/"cna", "adp", or "" when unknown
+    # the score with the vector's temporal/threat/environmental metrics (v4: CVSS-BT/BE/BTE), if it has any
+    adjusted_score: float | None = None
 
     @property
     def metrics(self) -> dict[str, str]:
-        """Base metric abbreviation -> value, e.g. {"AV": "N", ...}; the prefix is left out."""
+        """Metric abbreviation -> value as in the vector, e.g. {"AV": "N", ...}; the prefix left out."""
         return dict(part.split(":", 1) for part in self.vector.split("/")[1:])
 
     def describe(self) -> str:
         who = f" from {self.source}" if self.source else ""
         kind = f" ({self.kind})" if self.kind else ""
-        return f"CVSS {self.version} {self.base_score:.1f} {self.severity}{who}{kind}: {self.vector}"
+        extra = "" if self.adjusted_score is None else f" (threat/environmental: {self.adjusted_score:.1f})"
+        return f"CVSS {self.version} {self.base_score:.1f} {self.severity}{who}{kind}: {self.vector}{extra}"
 
 
 def score(vector: str, source: str = "", kind: str = "") -> CvssScore:
@@ -57,19 +64,44 @@ def score(vector: str, source: str = "", kind: str = "") -> CvssScore:
     try:
         if text.startswith("CVSS:4.0/"):
             v4 = CVSS4(text)
+            given = [k for k in _metric_names(text) if k not in SUPPLEMENTAL_V4]
+            if any(k not in BASE_V4 for k in given):
+                # the library scores every metric present; feeds publish the base-only score
+                base = CVSS4("CVSS:4.0/" + "/".join(f"{k}:{v4.metrics[k]}" for k in BASE_V4))
+                adjusted: float | None = float(v4.base_score)
+            else:
+                base, adjusted = v4, None
             return CvssScore(
-                "4.0", v4.clean_vector(), float(v4.base_score), v4.severity.upper(), source, kind
+                "4.0",
+                v4.clean_vector(),
+                float(base.base_score),
+                base.severity.upper(),
+                source,
+                kind,
+                adjusted,
             )
         if text.startswith(("CVSS:3.0/", "CVSS:3.1/")):
             v3 = CVSS3(text)
+            scores = v3.scores()
+            extra = any(k not in BASE_V3 for k in _metric_names(text))
             return CvssScore(
-                text[5:8], v3.clean_vector(), float(v3.scores()[0]), v3.severities()[0].upper(), source, kind
+                text[5:8],
+                v3.clean_vector(),
+                float(scores[0]),
+                v3.severities()[0].upper(),
+                source,
+                kind,
+                float(scores[2]) if extra else None,
             )
     except CVSSError as exc:
         raise CvssVectorError(f"invalid CVSS vector {text!r:.120}: {exc}") from exc
     raise CvssVectorError(
         f"not a CVSS 3.0/3.1/4.0 vector (expected a 'CVSS:3.1/...' or 'CVSS:4.0/...' prefix): {text!r:.120}"
     )
+
+
+def _metric_names(vector: str) -> list[str]:
+    return [part.split(":", 1)[0] for part in vector.split("/")[1:]]
 
 
 @dataclass(frozen=True, slots=True)
