@@ -52,6 +52,8 @@ def test_tables_equal_the_certcc_export(shared_data: Path) -> None:
         ("active", "controlled", "yes", "very high", "Out-of-Cycle"),
         ("active", "open", "no", "very high", "Immediate"),
         ("active", "open", "yes", "high", "Immediate"),
+        # also the worked example of the SSVC::Deployer Perl module (metacpan): Immediate, Very High
+        ("active", "open", "yes", "very high", "Immediate"),
     ],
 )
 def test_known_deployer_rows(
