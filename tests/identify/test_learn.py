@@ -315,3 +315,46 @@ def test_mac_and_class_files(tmp_path: Path) -> None:
     assert learn._named_class(tmp_path, c) == "printer"  # the folder's own file wins
     (tmp_path / "classes.yaml").write_text(": not yaml [")
     assert learn._named_class(tmp_path, b) is None
+
+
+def _named(host: str, mac: str) -> DeviceProfile:
+    return _profile(_device(mac, **{**PUMP, "host": host}), mac)
+
+
+def test_names_with_unit_digits_match_only_when_taught_with_several_units() -> None:
+    """One unit taught: another number in its name may be another model (HS100 / HS110), so the name
+    disagrees. Two units taught with different numbers: the number is per unit, any other matches."""
+    one = LearnedModel.from_dict(learn_profiles({"pump": [_named("bed12", "00:09:fb:00:00:01")]}))
+    two = LearnedModel.from_dict(
+        learn_profiles({"pump": [_named("bed12", "00:09:fb:00:00:01"), _named("bed14", "00:09:fb:00:00:02")]})
+    )
+    other = _named("bed16", "00:09:fb:00:00:03")
+    assert one.scores(other)["pump"] < 0.85 * one.scores(_named("bed12", "00:09:fb:00:00:04"))["pump"]
+    assert two.classify(other).label == "pump"
+    assert two.scores(_named("ward16", "00:09:fb:00:00:05"))["pump"] < 0.85  # another naming scheme
+
+
+def test_virtual_hospital_other_units(shared_data: Path) -> None:
+    """Trained on one run of the virtual hospital, tested on another run: a monitor model taught with two
+    units recognises the third (its host names carry bed numbers); a pump model taught with one unit
+    refuses the second rather than guess; every device taught as itself is recognised."""
+    root = shared_data / "captures" / "virtual-hospital"
+    if not (root / "general-hospital-normal-60s.pcap").is_file():
+        pytest.skip("virtual-hospital captures absent")
+    runs = []
+    for name in ("general-hospital-normal-60s.pcap", "general-hospital-60s.pcap"):
+        obs, _ = observe_files([root / name])
+        labels = [json.loads(x) for x in (root / f"{name}.labels.jsonl").read_text().splitlines()]
+        devs = [d for d in labels if d.get("type") == "device" and not d.get("attacker")]
+        runs.append({d["name"]: (d["model"], learn.profile_observations(obs, d["mac"])) for d in devs})
+    train, test = runs
+    samples: dict[str, list[DeviceProfile]] = defaultdict(list)
+    for name, (model_name, profile) in train.items():
+        if name not in ("mon3", "pump2"):
+            samples[model_name].append(profile)
+    model = LearnedModel.from_dict(learn_profiles(samples))
+    assert model.classify(test["mon3"][1]).label == test["mon3"][0]
+    assert model.classify(test["pump2"][1]).label is None
+    for name, (model_name, profile) in test.items():
+        if name not in ("mon3", "pump2"):
+            assert model.classify(profile).label == model_name, name

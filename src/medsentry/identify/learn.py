@@ -76,17 +76,14 @@ _SLD = frozenset({"co", "com", "net", "org", "gov", "ac", "edu", "ne", "or", "go
 
 # Features in which a device names its own model or software. A device that names one model cannot be
 # a type that always named another: a disagreement here vetoes a match that the bulk of the traffic
-# (shared by every product of one firmware family) would otherwise carry. Exact values for names,
-# digit-free shapes for version strings so a firmware update is no disagreement.
-IDENTITY_KEYS = (
-    "dhcp|host=",
-    "dhcp|fqdn=",
-    "mdns|inst=",
-    "http|ua~",
-    "http|server~",
-    "ssdp|notify:server~",
-    "ssdp|response:server~",
-)
+# (shared by every product of one firmware family) would otherwise carry. Version strings are compared
+# by their digit-free shape, so a firmware update is no disagreement. Names are compared exactly: their
+# digits may name the model (HS100 / HS110, DCH-S150 / DCH-S220) or the unit (icu-bed12-mon, an asset
+# tag), and only a type taught with several units shows which; where its samples carry several values
+# of one shape, that shape matches any digits.
+NAME_KEYS = ("dhcp|host=", "dhcp|fqdn=", "mdns|inst=")
+VERSION_KEYS = ("http|ua=", "http|server=", "ssdp|notify:server=", "ssdp|response:server=")
+IDENTITY_KEYS = NAME_KEYS + VERSION_KEYS
 CONFLICT_PENALTY = 0.8  # score factor per disagreeing identity
 AMBIGUOUS_MARGIN = 0.01  # types this close to the best are indistinguishable: no label
 
@@ -445,7 +442,8 @@ def learn_profiles(
         types[label] = {
             "device_class": (device_classes or {}).get(label),
             "samples": len(vecs),
-            "identities": _identities(f for sample in r for f in sample),
+            "identities": (ids := _identities(f for sample in r for f in sample)),
+            "unit_shapes": _unit_shapes(ids),
             "centroid": _rounded({k: x / norm for k, x in centroid.items()}),
             "exemplars": [_rounded(v) for v in _spread(vecs, MAX_EXEMPLARS)],
         }
@@ -463,13 +461,37 @@ def learn_profiles(
 
 
 def _identities(features: Iterable[str]) -> dict[str, list[str]]:
-    """IDENTITY_KEYS prefix -> the values seen, from feature names."""
+    """IDENTITY_KEYS prefix -> the exact values seen, from feature names."""
     out: dict[str, set[str]] = {}
     for f in features:
         for key in IDENTITY_KEYS:
             if f.startswith(key):
                 out.setdefault(key, set()).add(f[len(key) :])
     return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def _shapes(values: Iterable[str]) -> set[str]:
+    return {_DIGITS.sub("#", v) for v in values}
+
+
+def _unit_shapes(identities: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """Name key -> the shapes the type's samples fill with different digits (bed numbers, serials)."""
+    out = {}
+    for key, values in identities.items():
+        seen = Counter(_DIGITS.sub("#", v) for v in values)
+        varying = sorted(shape for shape, n in seen.items() if n > 1)
+        if varying:
+            out[key] = varying
+    return out
+
+
+def _disagree(key: str, mine: list[str], theirs: list[str], unit_shapes: Iterable[str]) -> bool:
+    common = _shapes(mine) & _shapes(theirs)
+    if not common:
+        return True
+    if key in VERSION_KEYS or common & set(unit_shapes):
+        return False
+    return not set(mine) & set(theirs)
 
 
 def _spread(vecs: list[dict[str, float]], k: int) -> list[dict[str, float]]:
@@ -529,8 +551,12 @@ class LearnedModel:
         for label, t in self.types.items():
             sims = [_cosine(v, e) for e in t.get("exemplars", [])]
             sims.append(_cosine(v, t.get("centroid", {})))
-            theirs = t.get("identities", {})
-            conflicts = sum(1 for k, vals in mine.items() if k in theirs and not set(vals) & set(theirs[k]))
+            theirs, units = t.get("identities", {}), t.get("unit_shapes", {})
+            conflicts = sum(
+                1
+                for k, vals in mine.items()
+                if k in theirs and _disagree(k, vals, theirs[k], units.get(k, ()))
+            )
             out[label] = max(sims) * self.conflict_penalty**conflicts
         return out
 
