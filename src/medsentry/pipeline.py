@@ -115,7 +115,7 @@ class Analyzer:
         self.source = source
         self._ttl_seen: set[str] = set()
         self._seg_batch: Batch | None = None  # the batch `_seg` was made from
-        self._seg = np.empty(0, _SEGMENT)
+        self._seg: _Segments | None = None
 
     # -- batches -------------------------------------------------------------------------------------
     def feed(self, batch: Batch) -> None:
@@ -232,29 +232,30 @@ class Analyzer:
             return []
 
     def _stream(self, batch: Batch, flow: Flow, rows: np.ndarray) -> None:
-        recs = batch.recs
         if self._seg_batch is not batch:
-            self._seg_batch, self._seg = batch, _segment_columns(recs)
+            self._seg_batch, self._seg = batch, _Segments(batch.recs)
         seg = self._seg
-        rows = rows[seg["len"][rows] > 0]
+        rows = rows[seg.len[rows] > 0]
         if not len(rows):
             return
         if flow.state is None:
             flow.state = _Stream()
-        sub: np.ndarray | None = seg[rows]
-        while sub is not None:
+        todo: np.ndarray | None = rows
+        while todo is not None:
             st = flow.state
-            if st.module is not None and len(sub) >= _BULK_MIN and 0 in st.budget:
-                sub = _skip_spent(sub, st, flow.client_dir)
-                if not len(sub):
+            if st.module is not None and len(todo) >= _BULK_MIN and 0 in st.budget:
+                todo = _skip_spent(seg, todo, st, flow.client_dir)
+                if not len(todo):
                     return
-            sub = self._segments(batch.buf, flow, st, sub)
+            todo = self._segments(batch.buf, flow, st, seg, todo)
 
-    def _segments(self, buf: memoryview, flow: Flow, st: _Stream, sub: np.ndarray) -> np.ndarray | None:
-        """Feed segments in order; stops early and returns the segments not yet looked at when a side's
+    def _segments(
+        self, buf: memoryview, flow: Flow, st: _Stream, seg: _Segments, rows: np.ndarray
+    ) -> np.ndarray | None:
+        """Feed segments in order; stops early and returns the rows not yet looked at when a side's
         budget has just been spent and enough remain for `_skip_spent` to be worth it."""
-        starts, lens, seqs = sub["start"].tolist(), sub["len"].tolist(), sub["seq"].tolist()
-        dirs, tss = sub["dir"].tolist(), sub["ts"].tolist()
+        starts, lens, seqs = seg.start[rows].tolist(), seg.len[rows].tolist(), seg.seq[rows].tolist()
+        dirs, tss = seg.dir[rows].tolist(), seg.ts[rows].tolist()
         r = flow.record
         n = len(lens)
         client_dir = flow.client_dir
@@ -323,7 +324,7 @@ class Analyzer:
                 flow.inspect, flow.state = False, None
                 return None
             if budget[side] == 0 and n - i > _BULK_MIN:
-                return sub[i + 1 :]
+                return rows[i + 1 :]
         return None
 
     def _first_packet_facts(self, batch: Batch, flow: Flow, rows: np.ndarray) -> None:
@@ -413,44 +414,45 @@ class Analyzer:
         self.stats.observations += 1
 
 
-# What `_stream` needs of a TCP segment, packed: gathering a flow's rows from the full packet record
-# (25 fields, ~120 bytes) costs more than the rest of the per-flow work.
-_SEGMENT = np.dtype([("start", "<u8"), ("ts", "<f8"), ("len", "<u4"), ("seq", "<u4"), ("dir", "u1")])
+class _Segments:
+    """What `_stream` needs of a batch's TCP segments, one plain array per field: gathering a flow's
+    rows from the 25-field packet records costs more than the rest of the per-flow work."""
 
+    __slots__ = ("dir", "len", "seq", "start", "ts")
 
-def _segment_columns(recs: np.ndarray) -> np.ndarray:
-    seg = np.empty(len(recs), _SEGMENT)
-    seg["start"] = recs["frame_off"] + recs["payload_off"]
-    seg["ts"], seg["len"] = recs["ts"], recs["payload_len"]
-    seg["seq"], seg["dir"] = recs["tcp_seq"], recs["dir"]
-    return seg
+    def __init__(self, recs: np.ndarray) -> None:
+        self.start = recs["frame_off"] + recs["payload_off"]
+        self.len = recs["payload_len"].astype(np.int64)
+        self.seq = recs["tcp_seq"].astype(np.int64)
+        self.dir = recs["dir"].copy()
+        self.ts = recs["ts"].copy()
 
 
 _BULK_MIN = 8  # segments in a batch below which the per-segment loop is cheaper than numpy
 
 
-def _skip_spent(sub: np.ndarray, st: _Stream, client_dir: int) -> np.ndarray:
+def _skip_spent(seg: _Segments, rows: np.ndarray, st: _Stream, client_dir: int) -> np.ndarray:
     """Account, all at once, the leading in-order run of segments on each side whose budget is spent
-    (the per-segment loop would only move the sequence number on for them); return the rest, in order.
-    Dropping them early changes nothing for the other side: a spent side is never fed again."""
-    keep = np.ones(len(sub), dtype=bool)
+    (the per-segment loop would only move the sequence number on for them); return the other rows, in
+    order. Dropping them early changes nothing for the other side: a spent side is never fed again."""
+    keep = np.ones(len(rows), dtype=bool)
+    dirs = seg.dir[rows]
     for side in (0, 1):
         dr = st.dirs[side]
         if st.budget[side] != 0 or dr.pending or dr.next_seq is None:
             continue
-        mine = np.flatnonzero((sub["dir"] == client_dir) if side == 0 else (sub["dir"] != client_dir))
+        mine = np.flatnonzero((dirs == client_dir) if side == 0 else (dirs != client_dir))
         if not len(mine):
             continue
-        lens = sub["len"][mine].astype(np.int64)
-        ends = (dr.next_seq + np.cumsum(lens)) & 0xFFFFFFFF
+        ends = (dr.next_seq + np.cumsum(seg.len[rows[mine]])) & 0xFFFFFFFF
         expected = np.empty_like(ends)
         expected[0], expected[1:] = dr.next_seq, ends[:-1]
-        bad = np.flatnonzero(sub["seq"][mine] != expected)
+        bad = np.flatnonzero(seg.seq[rows[mine]] != expected)
         run = int(bad[0]) if len(bad) else len(mine)
         if run:
             dr.next_seq = int(ends[run - 1])
             keep[mine[:run]] = False
-    return sub if keep.all() else sub[keep]
+    return rows if keep.all() else rows[keep]
 
 
 def analyze_files(
