@@ -208,6 +208,19 @@ def test_supplier_rows() -> None:
     assert pump.to_dict()["points"][3]["via"]["table"] == "ssvc:DT_PSI:1.0.0"
 
 
+def test_given_safety_and_mission_impact_replace_the_class_defaults() -> None:
+    got = ssvc.deployer(
+        device_class="printer", given={"Safety Impact": "catastrophic", "Mission Impact": "degraded"}
+    )
+    human = got.point("Human Impact")
+    assert human.value == "Very High"
+    assert [p.source for p in human.via.points] == ["given", "given"]
+    product = ssvc.supplier(device_class="printer", given={"Safety Impact": "critical"})
+    assert product.point("Public Safety Impact").value == "Significant"
+    with pytest.raises(ssvc.SsvcError, match="deployer tree does not use Technical Impact"):
+        ssvc.deployer(given={"Technical Impact": "total"})
+
+
 def test_bad_input_is_named() -> None:
     with pytest.raises(ssvc.SsvcError, match="not a value of SSVC Exploitation"):
         ssvc.deployer(given={"Exploitation": "rumoured"})

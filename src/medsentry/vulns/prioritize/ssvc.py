@@ -405,11 +405,15 @@ def public_safety_impact(device_class: str | None = None, *, safety_impact: str 
 # --- the two trees -----------------------------------------------------------------------------------------
 
 
-def _given(given: Mapping[str, str] | None) -> dict[str, Point]:
-    return {
+def _given(given: Mapping[str, str] | None, tree: str, usable: tuple[str, ...]) -> dict[str, Point]:
+    fixed = {
         point_name(name): make_point(name, value, "given by the caller")
         for name, value in (given or {}).items()
     }
+    unused = [name for name in fixed if name not in usable]
+    if unused:  # silently ignoring a value the caller set would misstate the decision's inputs
+        raise SsvcError(f"{tree} does not use {', '.join(unused)}; it takes {', '.join(usable)}")
+    return fixed
 
 
 def deployer(
@@ -424,12 +428,19 @@ def deployer(
 ) -> Explained:
     """Deployer Patch Application Priority for one vulnerability on one device."""
     facts = _assessment(assessed)
-    fixed = _given(given)
+    usable = (EXPLOITATION, EXPOSURE, AUTOMATABLE, HUMAN_IMPACT, SAFETY_IMPACT, MISSION_IMPACT)
+    fixed = _given(given, "the deployer tree", usable)
+    safety, mission = fixed.get(SAFETY_IMPACT), fixed.get(MISSION_IMPACT)
     points = [
         fixed.get(EXPLOITATION) or exploitation(kev=kev, epss=epss, assessed=facts),
         fixed.get(EXPOSURE) or exposure(exposure_hint),
         fixed.get(AUTOMATABLE) or automatable(assessed=facts, cvss=cvss),
-        fixed.get(HUMAN_IMPACT) or human_impact(device_class),
+        fixed.get(HUMAN_IMPACT)
+        or human_impact(
+            device_class,
+            safety_impact=safety.value if safety else None,
+            mission_impact=mission.value if mission else None,
+        ),
     ]
     return tables()["deployer"].decide(points)
 
@@ -445,7 +456,17 @@ def supplier(
 ) -> Explained:
     """Supplier Patch Development Priority for one vulnerability in one product (of `device_class`)."""
     facts = _assessment(assessed)
-    fixed = _given(given)
+    usable = (
+        EXPLOITATION,
+        UTILITY,
+        AUTOMATABLE,
+        VALUE_DENSITY,
+        TECHNICAL_IMPACT,
+        PUBLIC_SAFETY_IMPACT,
+        SAFETY_IMPACT,
+    )
+    fixed = _given(given, "the supplier tree", usable)
+    safety = fixed.get(SAFETY_IMPACT)
     util = fixed.get(UTILITY) or utility(
         fixed.get(AUTOMATABLE) or automatable(assessed=facts, cvss=cvss),
         fixed.get(VALUE_DENSITY) or value_density(device_class),
@@ -454,7 +475,8 @@ def supplier(
         fixed.get(EXPLOITATION) or exploitation(kev=kev, epss=epss, assessed=facts),
         util,
         fixed.get(TECHNICAL_IMPACT) or technical_impact(assessed=facts, cvss=cvss),
-        fixed.get(PUBLIC_SAFETY_IMPACT) or public_safety_impact(device_class),
+        fixed.get(PUBLIC_SAFETY_IMPACT)
+        or public_safety_impact(device_class, safety_impact=safety.value if safety else None),
     ]
     return tables()["supplier"].decide(points)
 
