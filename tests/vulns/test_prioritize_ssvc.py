@@ -229,3 +229,26 @@ def test_bad_input_is_named() -> None:
     # a malformed record yields no assessment instead of an exception
     assert ssvc.vulnrichment({"containers": {"adp": [{"metrics": [{"other": "x"}]}]}}) is None
     assert ssvc.vulnrichment({"cve": {"metrics": {"ssvcV203": "junk"}}}) is None
+
+
+def test_every_cve5_adp_assessment_is_usable(shared_data: Path) -> None:
+    catalog = json.loads(
+        (shared_data / "vulns/cisa-kev/known_exploited_vulnerabilities.json").read_text("utf-8")
+    )
+    kev_added = {v["cveID"]: v["dateAdded"] for v in catalog["vulnerabilities"]}
+    assessed = 0
+    for path in sorted((shared_data / "vulns/cve5").glob("*.json")):
+        record = json.loads(path.read_text("utf-8"))
+        facts = ssvc.vulnrichment(record)
+        if facts is None:
+            continue
+        assessed += 1
+        assert set(facts.options) == {"Exploitation", "Automatable", "Technical Impact"}, path.name
+        # every published value maps onto the tables (else make_point raises)
+        for name, value in facts.options.items():
+            ssvc.make_point(name, value, path.name)
+        if facts.kev_date:  # the ADP's KEV entry agrees with the catalog
+            assert kev_added[record["cveMetadata"]["cveId"]] == facts.kev_date
+        decision = ssvc.supplier(assessed=facts, device_class="general_it")
+        assert decision.point("Exploitation").source.startswith("CISA-ADP")
+    assert assessed >= 15
