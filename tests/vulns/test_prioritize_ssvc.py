@@ -250,5 +250,5 @@ def test_every_cve5_adp_assessment_is_usable(shared_data: Path) -> None:
         if facts.kev_date:  # the ADP's KEV entry agrees with the catalog
             assert kev_added[record["cveMetadata"]["cveId"]] == facts.kev_date
         decision = ssvc.supplier(assessed=facts, device_class="general_it")
-        assert decision.point("Exploitation").source.startswith("CISA-ADP")
+        assert "CISA-ADP" in decision.point("Exploitation").source
     assert assessed >= 15
