@@ -133,6 +133,8 @@ def test_bad_vector_is_reported_not_fatal() -> None:
 def test_bad_inputs() -> None:
     with pytest.raises(PriorityInputError, match=r"outside 0\.\.1"):
         prioritize({"cve": "CVE-2099-0004", "epss": 1.5})
+    with pytest.raises(PriorityInputError, match="unknown finding inputs: severity"):
+        prioritize({"cve": "CVE-2099-0004", "severity": "high"})
     with pytest.raises(PriorityInputError, match="role"):
         prioritize({"cve": "CVE-2099-0004", "role": "hospital"})
 

@@ -170,9 +170,13 @@ def _assessment(inputs: FindingInputs) -> ssvclib.Vulnrichment | Mapping[str, An
 
 def prioritize(finding_inputs: FindingInputs | Mapping[str, Any]) -> Priority:
     """The priority of one finding, with the reasons and the inputs it was derived from."""
-    inputs = (
-        finding_inputs if isinstance(finding_inputs, FindingInputs) else FindingInputs(**dict(finding_inputs))
-    )
+    if isinstance(finding_inputs, FindingInputs):
+        inputs = finding_inputs
+    else:
+        unknown = set(finding_inputs) - set(FindingInputs.__dataclass_fields__)
+        if unknown:
+            raise PriorityInputError(f"unknown finding inputs: {', '.join(sorted(unknown))}")
+        inputs = FindingInputs(**dict(finding_inputs))
     if inputs.role not in ("deployer", "supplier"):
         raise PriorityInputError(f"role must be 'deployer' or 'supplier', not {inputs.role!r}")
     kev = _kev(inputs.kev)
