@@ -337,7 +337,8 @@ def test_names_with_unit_digits_match_only_when_taught_with_several_units() -> N
 def test_virtual_hospital_other_units(shared_data: Path) -> None:
     """Trained on one run of the virtual hospital, tested on another run: a monitor model taught with two
     units recognises the third (its host names carry bed numbers); a pump model taught with one unit
-    refuses the second rather than guess; every device taught as itself is recognised."""
+    scores the second low (its name disagrees), never as something else; every device taught as itself
+    is recognised."""
     root = shared_data / "captures" / "virtual-hospital"
     if not (root / "general-hospital-normal-60s.pcap").is_file():
         pytest.skip("virtual-hospital captures absent")
@@ -354,7 +355,10 @@ def test_virtual_hospital_other_units(shared_data: Path) -> None:
             samples[model_name].append(profile)
     model = LearnedModel.from_dict(learn_profiles(samples))
     assert model.classify(test["mon3"][1]).label == test["mon3"][0]
-    assert model.classify(test["pump2"][1]).label is None
+    # one pump taught: the second one's name disagrees, which costs it the veto, never a wrong label
+    pump2 = model.classify(test["pump2"][1])
+    assert pump2.label in (None, test["pump2"][0])
+    assert pump2.score < 0.85 * model.classify(test["pump1"][1]).score
     for name, (model_name, profile) in test.items():
         if name not in ("mon3", "pump2"):
             assert model.classify(profile).label == model_name, name

@@ -16,8 +16,10 @@ placeholders so one unit's capture teaches the type, not the unit; of the MAC on
 
 Model file (JSON, format "medsentry-learned/1", editable): threshold, margin, conflict_penalty,
 group_weights, idf (per feature, over types) and default_idf (unseen features), and per label in
-`types`: device_class, samples, identities (model names seen), centroid and exemplars (feature ->
-weight); `skipped` and `warnings` report on the learning run.
+`types`: device_class, samples, identities (names and versions seen), unit_shapes (name shapes whose
+digits vary between the type's units), centroid and exemplars (feature -> weight); `skipped` and
+`warnings` report on the learning run. No unit's MAC, no HTTP path beyond its first segment and no MQTT
+topic beyond its second level is kept: deeper ones may identify a patient.
 """
 
 from __future__ import annotations
@@ -108,7 +110,6 @@ _ID_FIELDS = (
     "message_type",
     "app_name",
     "hostname",
-    "topic",
     "protocol_version",
     "name",
 )
@@ -225,6 +226,13 @@ class DeviceProfile:
         for key in _ID_FIELDS:
             if key in f and isinstance(f[key], str | int):
                 self._text("id", f"{kind}.{key}", f[key])
+        topic = f.get("topic")
+        if isinstance(topic, str):
+            # the first levels name the application; deeper ones may carry bed or patient identifiers
+            levels = topic.split("/")
+            self._put(
+                "id", f"{kind}.topic~{_DIGITS.sub('#', '/'.join(levels[:2]).lower()[:60])}:{len(levels)}"
+            )
 
     # -- the vector ----------------------------------------------------------------------------------
     def features(self) -> dict[str, float]:
@@ -326,7 +334,10 @@ def _http(p: DeviceProfile, obs: Observation, f: Mapping[str, Any]) -> None:
                 p._put("http", f"dom={registered_domain(str(host).split(':')[0])}")
         p._text("http", "ua", f.get("user_agent"))
         path = str(f.get("path") or "").split("?")[0]
-        p._text("http", f"path:{f.get('method')}", "/".join(path.split("/")[:3]))
+        # only the first segment and the depth: deeper segments may name a patient (/Patient/<id>)
+        segments = [x for x in path.split("/") if x]
+        first = _DIGITS.sub("#", segments[0].lower()[:40]) if segments else ""
+        p._put("http", f"path:{f.get('method')}=/{first}:{min(len(segments), 8)}")
         for k in (f.get("query_keys") or [])[:16]:
             p._put("http", f"qk={k}")
     else:
