@@ -362,3 +362,32 @@ def test_virtual_hospital_other_units(shared_data: Path) -> None:
     for name, (model_name, profile) in test.items():
         if name not in ("mon3", "pump2"):
             assert model.classify(profile).label == model_name, name
+
+
+def test_no_path_or_topic_detail_that_could_name_a_patient() -> None:
+    mac = "00:09:fb:12:34:56"
+    p = DeviceProfile(mac)
+    p.add(
+        Observation(
+            1.0,
+            "http",
+            "http.request",
+            mac,
+            "10.0.0.7",
+            fields={"method": "GET", "path": "/fhir/Patient/jane-doe-1970?x=1", "host": "ehr.local"},
+        )
+    )
+    p.add(
+        Observation(
+            2.0,
+            "mqtt",
+            "mqtt.publish",
+            mac,
+            "10.0.0.7",
+            fields={"topic": "hospital/icu/bed12/patient/jane-doe"},
+        )
+    )
+    text = " ".join(p.features()).lower()
+    assert "jane" not in text and "patient" not in text and "bed12" not in text
+    assert "http|path:GET=/fhir:3" in p.features()
+    assert "id|mqtt.publish.topic~hospital/icu:5" in p.features()
