@@ -167,7 +167,9 @@ class DeviceProfile:
             self.skipped += 1  # fields not shaped as docs/observations.md says: counted, not fatal
 
     def _put(self, group: str, value: str, n: int = 1) -> None:
-        c = self.groups.setdefault(group, Counter())
+        c = self.groups.get(group)
+        if c is None:
+            c = self.groups[group] = Counter()
         c[value] += n
         if len(c) > _MAX_PER_GROUP:
             # keep the most frequent: rare one-off values (serials, random ports) are the noise
