@@ -186,6 +186,29 @@ def test_candidates_by_cpe_product(loaded: VulnStore) -> None:
     assert "CVE-2018-10597" in {h.cve_id for h in loaded.candidates("intellivue_mp2_firmware", "philips")}
 
 
+def test_candidates_carry_version_constraints(loaded: VulnStore, vulns: Path) -> None:
+    """Each hit states the version bounds of its cpeMatch entries (or CNA versions[]) for pre-filtering."""
+    item = json.loads((vulns / "nvd" / "CVE-2022-39173.json").read_text())
+    expected = sorted(
+        [
+            m["criteria"].split(":")[5],
+            m["criteria"].split(":")[6],
+            m.get("versionStartIncluding"),
+            m.get("versionStartExcluding"),
+            m.get("versionEndIncluding"),
+            m.get("versionEndExcluding"),
+        ]
+        for c in item["cve"]["configurations"]
+        for n in c["nodes"]
+        for m in n["cpeMatch"]
+        if m["vulnerable"] and ":wolfssl:wolfssl:" in m["criteria"]
+    )
+    (hit,) = [h for h in loaded.candidates("wolfssl", "wolfssl") if h.cve_id == "CVE-2022-39173"]
+    assert hit.origin == "cpe" and sorted(hit.versions) == expected and expected
+    (cna,) = [h for h in loaded.candidates("fatfs") if h.cve_id == "CVE-2026-6682" and h.source == "nvd"]
+    assert cna.origin == "cna" and cna.versions["versions"] and "status" in cna.versions["versions"][0]
+
+
 def test_candidates_from_cna_data(loaded: VulnStore) -> None:
     fatfs = {(h.cve_id, h.origin) for h in loaded.candidates("FatFs")}
     assert ("CVE-2026-6682", "cna") in fatfs  # NVD has no configuration for it yet

@@ -25,6 +25,7 @@ import re
 import sqlite3
 import time
 import urllib.parse
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -80,8 +81,9 @@ MIGRATIONS = (
             cvss4_score REAL,
             cwes TEXT NOT NULL DEFAULT '[]',
             refs TEXT NOT NULL DEFAULT '[]',
-            configurations TEXT NOT NULL DEFAULT '[]',
-            affected TEXT NOT NULL DEFAULT '[]',
+            configurations BLOB NOT NULL,
+            affected BLOB NOT NULL,
+            has_config INTEGER NOT NULL DEFAULT 0,
             ssvc TEXT,
             PRIMARY KEY (id, source)
         )""",
@@ -91,6 +93,7 @@ MIGRATIONS = (
             cve_id TEXT NOT NULL,
             source TEXT NOT NULL,
             origin TEXT NOT NULL,
+            versions TEXT NOT NULL,
             PRIMARY KEY (product, vendor, cve_id, source, origin)
         ) WITHOUT ROWID""",
             "CREATE INDEX products_cve ON products (cve_id, source)",
@@ -183,6 +186,7 @@ class ProductHit:
     product: str
     source: str  # feed: nvd / cve5
     origin: str  # cpe (NVD configuration), cna (vendor/product names), cna-package, cna-cpe
+    versions: Any = None  # the version constraints stated there (see `_products`), for pre-filtering
 
 
 def default_vulndb_path(env: Mapping[str, str] = os.environ) -> Path:
@@ -204,23 +208,33 @@ def name_key(value: str) -> str:
 _CPE_SPLIT = re.compile(r"(?<!\\):")
 
 
-def cpe_vendor_product(cpe: str) -> tuple[str, str] | None:
-    """(vendor, product) of a CPE 2.3 formatted string or a CPE 2.2 URI, normalised by `name_key`."""
+def _cpe_parts(cpe: str) -> tuple[str, str, str, str] | None:
+    """(vendor, product) normalised by `name_key`, and (version, update) as written, of a CPE 2.3 formatted
+    string or a CPE 2.2 URI."""
     if cpe.startswith("cpe:2.3:"):
-        parts = _CPE_SPLIT.split(cpe)
+        # an escaped colon is rare: split by regex only then (this runs for every cpeMatch of a feed)
+        parts = _CPE_SPLIT.split(cpe) if "\\" in cpe else cpe.split(":")
         if len(parts) < 5:
             return None
         vendor, product = parts[3], parts[4]
+        version, update = [*parts, "*", "*"][5:7]
     elif cpe.startswith("cpe:/"):
-        parts = cpe[5:].split(":")
+        parts = [urllib.parse.unquote(p) for p in cpe[5:].split(":")]
         if len(parts) < 3:
             return None
-        vendor, product = urllib.parse.unquote(parts[1]), urllib.parse.unquote(parts[2])
+        vendor, product = parts[1], parts[2]
+        version, update = [*parts, "*", "*"][3:5]
     else:
         return None
     if vendor in ("", "*", "-") or product in ("", "*", "-"):
         return None
-    return name_key(vendor), name_key(product)
+    return name_key(vendor), name_key(product), version, update
+
+
+def cpe_vendor_product(cpe: str) -> tuple[str, str] | None:
+    """(vendor, product) of a CPE 2.3 formatted string or a CPE 2.2 URI, normalised by `name_key`."""
+    parts = _cpe_parts(cpe)
+    return None if parts is None else (parts[0], parts[1])
 
 
 _STOP_TOKENS = frozenset(
@@ -412,8 +426,7 @@ class VulnStore:
             self._tally(counts, newest, feed, fresh, unchanged, (iso(v.modified) for v in records))
             if not fresh:
                 continue
-            ids = [v.id for v in fresh]
-            replaced = [(feed, i) for i in ids if i in stored]
+            replaced = [(feed, v.id) for v in fresh if v.id in stored]
             if replaced:
                 old_rowids = self._rowids(feed, [i for _, i in replaced])
                 self._conn.executemany(
@@ -422,12 +435,12 @@ class VulnStore:
                 self._conn.executemany("DELETE FROM products WHERE source = ? AND cve_id = ?", replaced)
             self._conn.executemany(_UPSERT_VULNERABILITY, [_vulnerability_row(v) for v in fresh])
             self._conn.executemany(
-                "INSERT OR IGNORE INTO products (product, vendor, cve_id, source, origin) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO products (product, vendor, cve_id, source, origin, versions) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (product, vendor, v.id, feed, origin)
+                    (product, vendor, v.id, feed, origin, json.dumps(versions, separators=_COMPACT))
                     for v in fresh
-                    for vendor, product, origin in _products(v)
+                    for (vendor, product, origin), versions in _products(v).items()
                 ],
             )
             rowids = self._rowids(feed, [v.id for v in fresh if not v.configurations and v.description])
@@ -682,7 +695,12 @@ class VulnStore:
                 "SELECT * FROM products WHERE product = ? AND vendor = ?",
                 (name_key(product), name_key(vendor)),
             )
-        return [ProductHit(r["cve_id"], r["vendor"], r["product"], r["source"], r["origin"]) for r in rows]
+        return [
+            ProductHit(
+                r["cve_id"], r["vendor"], r["product"], r["source"], r["origin"], json.loads(r["versions"])
+            )
+            for r in rows
+        ]
 
     def vendors_of(self, product: str) -> set[str]:
         rows = self._conn.execute(
@@ -699,7 +717,7 @@ class VulnStore:
         rows = self._conn.execute(
             "SELECT DISTINCT v.id FROM vuln_text t JOIN vulnerabilities v ON v.rowid = t.rowid "
             "WHERE vuln_text MATCH ? AND NOT EXISTS (SELECT 1 FROM vulnerabilities n WHERE n.id = v.id "
-            "AND n.source = 'nvd' AND n.configurations != '[]') LIMIT ?",
+            "AND n.source = 'nvd' AND n.has_config) LIMIT ?",
             (query, limit),
         )
         return sorted(r[0] for r in rows)
@@ -788,14 +806,15 @@ def open_vulndb(path: str | Path | None = None, env: Mapping[str, str] = os.envi
 
 _UPSERT_VULNERABILITY = """
 INSERT INTO vulnerabilities (id, source, published, modified, status, description, aliases, cvss3,
-                             cvss3_score, cvss4, cvss4_score, cwes, refs, configurations, affected, ssvc)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                             cvss3_score, cvss4, cvss4_score, cwes, refs, configurations, affected,
+                             has_config, ssvc)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id, source) DO UPDATE SET
     published = excluded.published, modified = excluded.modified, status = excluded.status,
     description = excluded.description, aliases = excluded.aliases, cvss3 = excluded.cvss3,
     cvss3_score = excluded.cvss3_score, cvss4 = excluded.cvss4, cvss4_score = excluded.cvss4_score,
     cwes = excluded.cwes, refs = excluded.refs, configurations = excluded.configurations,
-    affected = excluded.affected, ssvc = excluded.ssvc
+    affected = excluded.affected, has_config = excluded.has_config, ssvc = excluded.ssvc
 """
 
 _COMPACT = (",", ":")
@@ -816,40 +835,70 @@ def _vulnerability_row(v: Vulnerability) -> tuple[Any, ...]:
         v.cvss4.score if v.cvss4 else None,
         json.dumps(v.cwes),
         json.dumps(v.references),
-        json.dumps(v.configurations, separators=_COMPACT),
-        json.dumps(v.affected, separators=_COMPACT),
+        _pack(v.configurations),
+        _pack(v.affected),
+        bool(v.configurations),
         json.dumps(v.ssvc) if v.ssvc is not None else None,
     )
 
 
-def _products(v: Vulnerability) -> set[tuple[str, str, str]]:
-    """(vendor, product, origin) keys under which `v` is a candidate."""
-    found: set[tuple[str, str, str]] = set()
+def _products(v: Vulnerability) -> dict[tuple[str, str, str], Any]:
+    """(vendor, product, origin) keys under which `v` is a candidate, each with the version constraints
+    stated there, so a matcher can drop out-of-range candidates before loading whole records:
+    origin "cpe": [[version, update, startIncluding, startExcluding, endIncluding, endExcluding], ...] of the
+    vulnerable cpeMatch entries; CNA origins: {"default": defaultStatus, "versions": versions[] as given}."""
+    found: dict[tuple[str, str, str], Any] = {}
     stack: list[Any] = list(v.configurations)
     while stack:
         node = stack.pop()
         if not isinstance(node, dict):
             continue
-        for match in node.get("cpeMatch") or ():
+        for match in _list(node.get("cpeMatch")):
             if isinstance(match, dict) and match.get("vulnerable") and isinstance(match.get("criteria"), str):
-                pair = cpe_vendor_product(match["criteria"])
-                if pair:
-                    found.add((*pair, "cpe"))
+                parts = _cpe_parts(match["criteria"])
+                if parts:
+                    found.setdefault((parts[0], parts[1], "cpe"), []).append(
+                        [
+                            parts[2],
+                            parts[3],
+                            match.get("versionStartIncluding"),
+                            match.get("versionStartExcluding"),
+                            match.get("versionEndIncluding"),
+                            match.get("versionEndExcluding"),
+                        ]
+                    )
         for key in ("nodes", "children"):
             if isinstance(node.get(key), list):
                 stack.extend(node[key])
     for entry in v.affected:
         vendor = entry.get("vendor") if isinstance(entry.get("vendor"), str) else ""
         vendor_key = "" if name_key(vendor) in ("n/a", "") else name_key(vendor)
+        versions = _list(entry.get("versions"))
+        stated = {"default": entry.get("defaultStatus"), "versions": versions}
         for field_name, origin in (("product", "cna"), ("packageName", "cna-package")):
             value = entry.get(field_name)
             if isinstance(value, str) and name_key(value) not in ("", "n/a"):
-                found.add((vendor_key, name_key(value), origin))
-        for cpe in entry.get("cpes") or ():
+                found.setdefault((vendor_key, name_key(value), origin), stated)
+        for cpe in _list(entry.get("cpes")):
             pair = cpe_vendor_product(cpe) if isinstance(cpe, str) else None
             if pair:
-                found.add((*pair, "cna-cpe"))
+                found.setdefault((*pair, "cna-cpe"), stated)
     return found
+
+
+def _list(value: Any) -> list[Any]:
+    """Raw feed structures are kept unvalidated for the matcher: index them defensively."""
+    return value if isinstance(value, list) else []
+
+
+def _pack(value: Any) -> bytes:
+    # Configurations repeat the same CPE prefixes many times: compressed they take a fifth of the space,
+    # which is most of the store and of the I/O an import does.
+    return zlib.compress(json.dumps(value, separators=_COMPACT).encode(), 1)
+
+
+def _unpack(value: bytes) -> Any:
+    return json.loads(zlib.decompress(value))
 
 
 def _loads(value: str | None, default: Any) -> Any:
@@ -874,8 +923,8 @@ def _vulnerability(r: sqlite3.Row) -> Vulnerability:
         cvss4=Cvss(**cvss4) if cvss4 else None,
         cwes=tuple(json.loads(r["cwes"])),
         references=tuple(json.loads(r["refs"])),
-        configurations=json.loads(r["configurations"]),
-        affected=json.loads(r["affected"]),
+        configurations=_unpack(r["configurations"]),
+        affected=_unpack(r["affected"]),
         ssvc=_loads(r["ssvc"], None),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import re
@@ -170,6 +171,16 @@ def cvss_from_vector(vector: Any, source: str, where: str) -> Cvss:
     """Score a CVSS 3.x/4.0 vector with the `cvss` library: feeds' own scores are not trusted blindly."""
     vector = text(vector, where, required=True).strip()
     try:
+        version, clean, score, severity = _score(vector)
+    except ValueError as exc:
+        raise BadValue(where, str(exc)) from exc
+    return Cvss(version, clean, score, severity, source)
+
+
+@functools.lru_cache(maxsize=8192)
+def _score(vector: str) -> tuple[str, str, float, str]:
+    """Cached: a feed has a few thousand distinct vectors over hundreds of thousands of CVEs."""
+    try:
         if vector.startswith("CVSS:4.0/"):
             scored: CVSS3 | CVSS4 = CVSS4(vector)
             version = "4.0"
@@ -177,12 +188,10 @@ def cvss_from_vector(vector: Any, source: str, where: str) -> Cvss:
             scored = CVSS3(vector)
             version = vector[5:8]
         else:
-            raise BadValue(where, f"not a CVSS 3.x/4.0 vector: {vector!r:.80}")
-        return Cvss(
-            version, scored.clean_vector(), float(scored.scores()[0]), scored.severities()[0].upper(), source
-        )
+            raise ValueError(f"not a CVSS 3.x/4.0 vector: {vector!r:.80}")
+        return version, scored.clean_vector(), float(scored.scores()[0]), scored.severities()[0].upper()
     except CVSSError as exc:
-        raise BadValue(where, f"invalid CVSS vector {vector!r:.80}: {exc}") from exc
+        raise ValueError(f"invalid CVSS vector {vector!r:.80}: {exc}") from exc
 
 
 _SSVC_NAMES = {

@@ -122,7 +122,8 @@ def _branch_names(branches: Any, where: str, names: list[str], depth: int) -> No
         raise BadValue(where, f"product tree nested deeper than {MAX_DEPTH}")
     for i, branch in enumerate(array(branches, where)):
         branch = obj(branch, f"{where}/{i}")
-        if branch.get("category") in _NAMED_BRANCHES:
+        category = branch.get("category")
+        if isinstance(category, str) and category in _NAMED_BRANCHES:
             names.append(text(branch.get("name"), f"{where}/{i}/name"))
         _branch_names(branch.get("branches"), f"{where}/{i}/branches", names, depth + 1)
 
