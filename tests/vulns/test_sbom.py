@@ -274,6 +274,16 @@ def test_errors_name_file_and_location(tmp_path: Path) -> None:
         parse_sbom("hello", "x.txt")
 
 
+def test_xml_schema_error_names_the_line() -> None:
+    xml = (
+        '<?xml version="1.0"?>\n<bom xmlns="http://cyclonedx.org/schema/bom/1.5" version="1">\n<components>\n'
+        '<component type="nonsense"><name>z</name></component>\n</components></bom>'
+    )
+    with pytest.raises(SbomError) as e:
+        parse_sbom(xml, "a.xml")
+    assert e.value.location == "line 4" and "nonsense" in e.value.message
+
+
 def test_xml_entity_expansion_refused() -> None:
     bomb = (
         '<?xml version="1.0"?><!DOCTYPE bom [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'

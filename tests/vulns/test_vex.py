@@ -283,3 +283,97 @@ def test_fuzz_text(fmt: str, pos: int, n: int, ins: str) -> None:
     pos %= len(text)
     with contextlib.suppress(VexError):
         parse_vex(text[:pos] + ins + text[pos + n :], "fuzz")
+
+
+def test_every_oasis_csaf_document_reads_or_fails_cleanly(shared_data: Path) -> None:
+    files = sorted((shared_data / "vulns/csaf-oasis").rglob("*.json"))
+    read = failed = 0
+    for f in files:
+        doc = json.loads(f.read_text())
+        if not isinstance(doc, dict) or "document" not in doc:
+            continue
+        try:
+            parse_vex(doc, str(f))
+            read += 1
+        except VexError as e:
+            failed += 1
+            assert "nested too deeply" in e.message, e  # only the branch-depth test cases are unreadable
+    assert read > 1000 and failed == 2
+
+
+def test_csaf_product_groups_and_unnamed_vulnerabilities() -> None:
+    doc = {
+        "document": {
+            "csaf_version": "2.0",
+            "publisher": {"name": "Acme PSIRT"},
+            "tracking": {"current_release_date": "2024-02-01T00:00:00Z"},
+        },
+        "product_tree": {
+            "full_product_names": [
+                {"product_id": "A", "name": "Pump 3.1"},
+                {"product_id": "B", "name": "Pump 3.2"},
+            ],
+            "product_groups": [{"group_id": "G", "product_ids": ["A", "B"]}],
+        },
+        "vulnerabilities": [
+            {
+                "cve": "CVE-2024-1",
+                "product_status": {"known_not_affected": ["A", "B"]},
+                "flags": [
+                    {
+                        "label": "vulnerable_code_not_present",
+                        "group_ids": ["G"],
+                        "date": "2024-01-05T00:00:00Z",
+                    }
+                ],
+            },
+            {"product_status": {"fixed": ["A"]}},
+        ],
+    }
+    problems: list[str] = []
+    statements = parse_vex(doc, "g.json", problems)
+    assert [(s.subject, s.justification, s.timestamp) for s in statements] == [
+        ("Pump 3.1", "vulnerable_code_not_present", datetime(2024, 1, 5, tzinfo=UTC)),
+        ("Pump 3.2", "vulnerable_code_not_present", datetime(2024, 1, 5, tzinfo=UTC)),
+    ]
+    assert all(s.author == "Acme PSIRT" for s in statements)
+    assert problems == [
+        "/vulnerabilities/1: product_status for a vulnerability without cve, ids or title; skipped"
+    ]
+
+
+def test_openvex_document() -> None:
+    doc = {
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://openvex.dev/docs/example/vex-9fb3463de1b57",
+        "author": "Wolfi J Inkinson",
+        "timestamp": "2023-01-08T18:02:03.647787998-06:00",
+        "version": 1,
+        "statements": [
+            {
+                "vulnerability": {"name": "CVE-2014-123456"},
+                "products": [
+                    {"@id": "pkg:apk/distro/git@2.39.0-r1?arch=armv7"},
+                    {"identifiers": {"purl": "pkg:apk/distro/git@2.39.0-r1?arch=x86_64"}},
+                ],
+                "status": "fixed",
+            },
+            {
+                "vulnerability": "CVE-2023-1",
+                "timestamp": "2023-02-01T00:00:00Z",
+                "status": "not_affected",
+                "justification": "inline_mitigations_already_exist",
+                "products": [{"@id": "pkg:oci/img"}],
+            },
+        ],
+    }
+    statements = parse_vex(json.dumps(doc))
+    assert [(s.vulnerability, s.subject, s.status) for s in statements] == [
+        ("CVE-2014-123456", "pkg:apk/distro/git@2.39.0-r1?arch=armv7", "fixed"),
+        ("CVE-2014-123456", "pkg:apk/distro/git@2.39.0-r1?arch=x86_64", "fixed"),
+        ("CVE-2023-1", "pkg:oci/img", "not_affected"),
+    ]
+    assert statements[0].timestamp == datetime(2023, 1, 9, 0, 2, 3, 647787, tzinfo=UTC)  # the document's
+    assert statements[2].timestamp == datetime(2023, 2, 1, tzinfo=UTC)
+    assert statements[2].cyclonedx_justification == "protected_by_mitigating_control"
+    assert all(s.author == "Wolfi J Inkinson" for s in statements)

@@ -230,21 +230,27 @@ EXT_FIELDS = (
 # --- entry points ------------------------------------------------------------------------------------
 
 
-def read_vex(path: str | Path) -> list[VexStatement]:
+def read_vex(path: str | Path, problems: list[str] | None = None) -> list[VexStatement]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise VexError(str(path), "", f"cannot read: {e}") from e
-    return parse_vex(text, str(path))
+    return parse_vex(text, str(path), problems)
 
 
-def parse_vex(data: str | bytes | dict[str, Any], source: str = "<memory>") -> list[VexStatement]:
-    """Statements of a CycloneDX, OpenVEX or CSAF document (the format is recognised from its content)."""
+def parse_vex(
+    data: str | bytes | dict[str, Any], source: str = "<memory>", problems: list[str] | None = None
+) -> list[VexStatement]:
+    """Statements of a CycloneDX, OpenVEX or CSAF document (the format is recognised from its content).
+
+    Malformed documents raise `VexError`; entries that are well-formed but unusable are skipped and
+    described in `problems` when a list is given.
+    """
     doc = data if isinstance(data, dict) else _load_json(data, source)
     if not isinstance(doc, dict):
         raise VexError(source, "", "not a JSON object")
-    ctx = _Ctx(source)
+    ctx = _Ctx(source, problems)
     document = doc.get("document")
     if doc.get("bomFormat") == "CycloneDX":
         statements = _read_cdx(doc, ctx)
@@ -273,8 +279,9 @@ def dump_vex(statements: Iterable[VexStatement], fmt: str, **kw: Any) -> str:
 
 
 class _Ctx:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, problems: list[str] | None = None) -> None:
         self.source = source
+        self.problems = problems if problems is not None else []
 
     def fail(self, ptr: str, message: str) -> VexError:
         return VexError(self.source, ptr, message)
@@ -731,7 +738,8 @@ def _csaf_vuln_id(v: dict[str, Any], ptr: str, ctx: _Ctx) -> str:
         text = ctx.str(ctx.obj(x, f"{ptr}/ids/{i}"), "text", f"{ptr}/ids/{i}")
         if text:
             return text
-    raise ctx.fail(ptr, "vulnerability without cve or ids")
+    # CSAF allows a vulnerability known by its title only
+    return ctx.str(v, "title", ptr)
 
 
 def _csaf_entry(
@@ -789,6 +797,10 @@ def _csaf_entry(
             if resp and resp not in responses.setdefault(pid, []):
                 responses[pid].append(resp)
             note_time(pid, when)
+    if status_of and not vid:
+        # nothing to attach a decision to: skip this entry, not the whole document
+        ctx.problems.append(f"{ptr}: product_status for a vulnerability without cve, ids or title; skipped")
+        return
     for pid, status in status_of.items():
         product = products.get(pid, _CsafProduct(pid, ""))
         yield (
