@@ -428,48 +428,65 @@ def test_rate_limiter_sliding_window() -> None:
 # -- CSAF provider sync -------------------------------------------------------------------------------------
 
 
-def test_csaf_provider_rolie_sync(vulns: Path, tmp_path: Path) -> None:
-    documents = sorted((vulns / "csaf-icsma" / "2020").glob("*.json"))[:4]
-    routes: dict[str, bytes] = {}
-    served: list[str] = []
+class FakeProvider:
+    """A CSAF provider serving real ICSMA advisories through a ROLIE feed or a directory with changes.csv."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            served.append(self.path)
-            body = routes.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.end_headers()
-            self.wfile.write(body or b"")
+    def __init__(self, documents: list[Path]) -> None:
+        self.routes: dict[str, bytes] = {}
+        self.served: list[str] = []
+        fake = self
 
-        def log_message(self, *args: Any) -> None:
-            pass
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake.served.append(self.path)
+                body = fake.routes.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.end_headers()
+                self.wfile.write(body or b"")
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        entries = []
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.metadata = f"{self.base}/.well-known/csaf/provider-metadata.json"
+        entries, changes = [], []
         for i, doc in enumerate(documents):
-            routes[f"/csaf/{doc.name}"] = doc.read_bytes()
+            self.routes[f"/csaf/2020/{doc.name}"] = doc.read_bytes()
+            stamp = f"2024-01-0{i + 1}T00:00:00Z"
             entries.append(
-                {
-                    "id": doc.stem,
-                    "updated": f"2024-01-0{i + 1}T00:00:00Z",
-                    "content": {"type": "application/json", "src": f"{base}/csaf/{doc.name}"},
-                }
+                {"id": doc.stem, "updated": stamp, "content": {"src": f"{self.base}/csaf/2020/{doc.name}"}}
             )
-        routes["/csaf/feed.json"] = json.dumps({"feed": {"id": "f", "entry": entries}}).encode()
-        routes["/.well-known/csaf/provider-metadata.json"] = json.dumps(
-            {"distributions": [{"rolie": {"feeds": [{"url": "/csaf/feed.json", "tlp_label": "WHITE"}]}}]}
+            changes.append(f'"2020/{doc.name}","{stamp}"')
+        self.routes["/csaf/feed.json"] = json.dumps({"feed": {"id": "f", "entry": entries}}).encode()
+        self.routes["/csaf/changes.csv"] = "\n".join(reversed(changes)).encode()
+
+    def distribute(self, distribution: dict[str, Any]) -> None:
+        self.routes["/.well-known/csaf/provider-metadata.json"] = json.dumps(
+            {"distributions": [distribution]}
         ).encode()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(
+    "distribution",
+    [{"rolie": {"feeds": [{"url": "/csaf/feed.json", "tlp_label": "WHITE"}]}}, {"directory_url": "/csaf/"}],
+)
+def test_csaf_provider_sync(vulns: Path, tmp_path: Path, distribution: dict[str, Any]) -> None:
+    documents = sorted((vulns / "csaf-icsma" / "2020").glob("*.json"))[:4]
+    provider = FakeProvider(documents)
+    try:
+        provider.distribute(distribution)
         store = VulnStore(tmp_path / "v.db")
-        metadata = f"{base}/.well-known/csaf/provider-metadata.json"
-        first = csaf_feed.sync_provider(store, metadata, Http(retries=0))
-        assert first.imported == 4 and store.feed_status()["csaf"].records == 4
-        served.clear()
-        again = csaf_feed.sync_provider(store, metadata, Http(retries=0))
+        first = csaf_feed.sync_provider(store, provider.metadata, Http(retries=0))
+        assert first.imported == 4 and not first.errors and store.feed_status()["csaf"].records == 4
+        provider.served.clear()
+        again = csaf_feed.sync_provider(store, provider.metadata, Http(retries=0))
         assert again.fetched == 0 and again.skipped_unchanged == 4
-        assert not any(p.startswith("/csaf/icsma") for p in served)
+        assert not any(p.startswith("/csaf/2020/") for p in provider.served)
     finally:
-        server.shutdown()
-        server.server_close()
+        provider.close()

@@ -170,7 +170,7 @@ def sync_provider(
             result.errors.append(str(exc))
             continue
         for listing, entries in listings:
-            _import_listing(store, http, metadata_url, listing, entries, problems, result)
+            _import_listing(store, http, listing, entries, problems, result)
     return result
 
 
@@ -205,7 +205,6 @@ def _directory_entries(http: Http, base: str) -> list[tuple[datetime | None, str
 def _import_listing(
     store: VulnStore,
     http: Http,
-    provider: str,
     listing: str,
     entries: list[tuple[datetime | None, str]],
     problems: Problems,
@@ -234,5 +233,5 @@ def _import_listing(
         newest = max((e[0] for e in chunk if e[0] is not None), default=since)
         state = store.feed_state(FEED) or {}
         listings = {**state.get("listings", {}), listing: iso(newest) if newest else None}
-        store.import_records(documents, states={FEED: {**state, "listings": listings, "provider": provider}})
+        store.import_records(documents, states={FEED: {**state, "listings": listings}})
         result.imported += len(documents)
