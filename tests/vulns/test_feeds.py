@@ -303,6 +303,20 @@ def test_parse_any_mixed_directory(vulns: Path) -> None:
     assert sum(isinstance(r, Vulnerability) for r in records) == 5 and len(records) == 10
 
 
+def test_parse_any_zip_mirror_detects_each_member(vulns: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "mirror.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(vulns / "nvd" / "CVE-2018-10597.json", "nvd/CVE-2018-10597.json")
+        zf.write(vulns / "cve5" / "CVE-2025-21631.json", "cve5/CVE-2025-21631.json")
+        zf.write(vulns / "cisa-kev" / "known_exploited_vulnerabilities.json", "kev.json")
+        zf.write(vulns / "cisa-kev" / "known_exploited_vulnerabilities_schema.json", "schema.json")
+    problems = Problems()
+    records = list(parse_any(archive, problems=problems))
+    kinds = {(type(r).__name__, getattr(r, "source", "")) for r in records}
+    assert kinds == {("Vulnerability", "nvd"), ("Vulnerability", "cve5"), ("KevEntry", "")}
+    assert problems.count == 0 and len(records) == 2 + 1404
+
+
 # -- fuzzing: mutated input yields records or FeedErrors, nothing else ------------------------------------
 
 _JSON_VALUES = st.recursive(

@@ -27,6 +27,7 @@ from medsentry.vulns.feeds._common import (
     load_json,
     read_bytes,
     report,
+    zip_documents,
 )
 from medsentry.vulns.feeds._http import Http, RateLimiter, SyncError
 from medsentry.vulns.records import Record
@@ -109,7 +110,7 @@ def parse(
     if not path.exists():
         report(problems, FeedError(path, "", "no such file or directory"))
         return
-    for file in files_under(path, KINDS[forced].SUFFIXES if forced else SUFFIXES):
+    for file in files_under(path, (*KINDS[forced].SUFFIXES, ".zip") if forced else SUFFIXES):
         yield from _parse_file(file, forced, problems, summary)
 
 
@@ -117,9 +118,17 @@ def _parse_file(
     file: Path, forced: str | None, problems: Problems | None, summary: ImportSummary | None
 ) -> Iterator[Record]:
     name = file.name.lower()
-    if name.endswith(".zip") and forced in (None, "osv"):
-        kind, records = "osv", osv.parse(file, problems)
-    elif name.endswith((".csv", ".csv.gz")) and forced in (None, "epss"):
+    if name.endswith(".zip"):
+        for member, document in zip_documents(file, problems):
+            kind = forced or detect(document)
+            if kind is None:
+                _ignore(summary, Path(member))
+                continue
+            if summary is not None:
+                summary.files[kind] = summary.files.get(kind, 0) + 1
+            yield from KINDS[kind].from_document(document, member, problems)
+        return
+    if name.endswith((".csv", ".csv.gz")) and forced in (None, "epss"):
         try:
             if name.endswith(".gz"):
                 head = read_bytes(file)[:512]  # decompresses it all once; EPSS is a few MB

@@ -6,6 +6,7 @@ import functools
 import gzip
 import json
 import re
+import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -75,6 +76,34 @@ def decode_json(data: bytes | str, path: str | Path, member: str = "") -> Any:
 
 def load_json(path: Path) -> Any:
     return decode_json(read_bytes(path), path)
+
+
+MAX_MEMBER = 256 << 20  # an NVD API page is ~20 MB; a declared size beyond this is no feed (or a zip bomb)
+
+
+def zip_documents(path: Path, problems: Problems | None) -> Iterator[tuple[str, Any]]:
+    """("archive!member", parsed JSON) for each .json member of a zip archive (OSV all.zip, mirrors)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        report(problems, FeedError(path, "", f"cannot read zip archive: {exc}"))
+        return
+    with archive:
+        for member in archive.infolist():
+            if member.is_dir() or not member.filename.endswith(".json"):
+                continue
+            try:
+                if member.file_size > MAX_MEMBER:
+                    raise FeedError(path, member.filename, f"member of {member.file_size} bytes is too large")
+                try:
+                    data = archive.read(member)
+                except (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+                    raise FeedError(path, member.filename, f"cannot read member: {exc}") from exc
+                document = decode_json(data, path, member.filename)
+            except FeedError as exc:
+                report(problems, exc)
+                continue
+            yield f"{path}!{member.filename}", document
 
 
 def pointer(*parts: str | int) -> str:

@@ -9,8 +9,6 @@ ecosystem's version rules. YAML is what the PyPA advisory database keeps in git;
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,6 @@ from medsentry.vulns.feeds._common import (
     FeedError,
     Problems,
     array,
-    decode_json,
     files_under,
     load_json,
     obj,
@@ -31,13 +28,13 @@ from medsentry.vulns.feeds._common import (
     text,
     timestamp,
     unique,
+    zip_documents,
 )
 from medsentry.vulns.records import MAX_DESCRIPTION, MAX_REFERENCES, OsvAdvisory, OsvAffected
 
 FEED = "osv"
 ARCHIVE_URL = "https://osv-vulnerabilities.storage.googleapis.com/{ecosystem}/all.zip"
 SUFFIXES = (".json", ".json.gz", ".yaml", ".yml", ".zip")
-MAX_MEMBER = 16 << 20  # one advisory is kilobytes; a bigger member is not one (or a zip bomb)
 
 
 def parse(path: str | Path, problems: Problems | None = None) -> Iterator[OsvAdvisory]:
@@ -86,27 +83,8 @@ def _load_yaml(path: Path) -> Any:
 
 
 def _archive(path: Path, problems: Problems | None) -> Iterator[OsvAdvisory]:
-    try:
-        archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
-        report(problems, FeedError(path, "", f"cannot read zip archive: {exc}"))
-        return
-    with archive:
-        for member in archive.infolist():
-            if member.is_dir() or not member.filename.endswith(".json"):
-                continue
-            try:
-                if member.file_size > MAX_MEMBER:
-                    raise FeedError(path, member.filename, f"member of {member.file_size} bytes is too large")
-                try:
-                    data = archive.read(member)
-                except (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-                    raise FeedError(path, member.filename, f"cannot read member: {exc}") from exc
-                document = decode_json(data, path, member.filename)
-            except FeedError as exc:
-                report(problems, exc)
-                continue
-            yield from from_document(document, f"{path}!{member.filename}", problems)
+    for name, document in zip_documents(path, problems):
+        yield from from_document(document, name, problems)
 
 
 def from_advisory(document: Any) -> OsvAdvisory:
