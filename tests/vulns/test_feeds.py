@@ -71,6 +71,16 @@ def test_nvd_scores_recomputed_agree_with_nvd(vulns: Path) -> None:
     assert disagree == [("CVE-2018-18074", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N", 9.8, 7.5)]
 
 
+def test_cvss4_score_is_the_base_score() -> None:
+    from medsentry.vulns.feeds._common import cvss_from_vector
+
+    base = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"
+    plain, threat = cvss_from_vector(base, "x", "/v"), cvss_from_vector(base + "/E:U", "x", "/v")
+    assert plain.score == threat.score == 9.3 and threat.vector.endswith("/E:U")
+    with pytest.raises(ValueError, match="invalid CVSS vector"):
+        cvss_from_vector("CVSS:3.1/AV:N", "x", "/v")
+
+
 def test_nvd_medical_record_fields(vulns: Path) -> None:
     (record,) = nvd.parse(vulns / "nvd" / "CVE-2018-10597.json")
     assert record.id == "CVE-2018-10597" and record.source == "nvd"

@@ -18,7 +18,8 @@ MAX_DESCRIPTION = 2000  # enough for "versions before X" phrases the matcher loo
 
 @dataclass(frozen=True, slots=True)
 class Cvss:
-    """One CVSS assessment; `score` is recomputed from `vector` by the `cvss` library, not copied."""
+    """One CVSS assessment; `score` is the base score (v4: CVSS-B) recomputed from `vector` by the `cvss`
+    library, not copied from the feed."""
 
     version: str  # "3.0", "3.1" or "4.0"
     vector: str

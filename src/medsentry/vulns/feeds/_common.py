@@ -206,13 +206,20 @@ def cvss_from_vector(vector: Any, source: str, where: str) -> Cvss:
     return Cvss(version, clean, score, severity, source)
 
 
+_CVSS4_BASE = frozenset({"AV", "AC", "AT", "PR", "UI", "VC", "VI", "VA", "SC", "SI", "SA"})
+
+
 @functools.lru_cache(maxsize=8192)
 def _score(vector: str) -> tuple[str, str, float, str]:
     """Cached: a feed has a few thousand distinct vectors over hundreds of thousands of CVEs."""
     try:
         if vector.startswith("CVSS:4.0/"):
-            scored: CVSS3 | CVSS4 = CVSS4(vector)
+            full = CVSS4(vector)
+            # v4 folds threat/environmental metrics into its one score; feeds publish the base score (CVSS-B)
+            base = "/".join(p for p in full.clean_vector().split("/")[1:] if p.split(":")[0] in _CVSS4_BASE)
+            scored: CVSS3 | CVSS4 = CVSS4(f"CVSS:4.0/{base}")
             version = "4.0"
+            return version, full.clean_vector(), float(scored.scores()[0]), scored.severities()[0].upper()
         elif vector.startswith(("CVSS:3.0/", "CVSS:3.1/")):
             scored = CVSS3(vector)
             version = vector[5:8]
