@@ -212,7 +212,7 @@ def test_spdx_purl_cpe_and_relationships() -> None:
     assert ssl.purl == "pkg:generic/openssl@1.1.1t"
     assert ssl.cpes == ("cpe:2.3:a:openssl:openssl:1.1.1t:*:*:*:*:*:*:*",)
     assert (
-        ssl.hashes == (("SHA256", "ab" * 32),) and ssl.type == "library" and ssl.parents == ("SPDXRef-root",)
+        ssl.hashes == (("SHA-256", "ab" * 32),) and ssl.type == "library" and ssl.parents == ("SPDXRef-root",)
     )
     # the same document as tag-value (written by spdx-tools) reads to the same components
     from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser

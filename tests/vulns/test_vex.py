@@ -16,6 +16,7 @@ from medsentry.vulns.vex import (
     VexError,
     VexStatement,
     dump_vex,
+    parse_bom_link,
     parse_vex,
     read_vex,
     to_csaf,
@@ -377,3 +378,19 @@ def test_openvex_document() -> None:
     assert statements[2].timestamp == datetime(2023, 2, 1, tzinfo=UTC)
     assert statements[2].cyclonedx_justification == "protected_by_mitigating_control"
     assert all(s.author == "Wolfi J Inkinson" for s in statements)
+
+
+def test_bom_links_and_dict_form(shared_data: Path) -> None:
+    from medsentry.vulns.sbom import read_sbom
+
+    case = shared_data / "sbom/cyclonedx-examples/VEX/Use-Cases/Case-13"
+    sboms = {(s.serial, 1): s for s in map(read_sbom, sorted(case.glob("bom-*.json")))}
+    statements = read_vex(case / "vex.json")
+    assert len(statements) == 3
+    for statement in statements:
+        link = parse_bom_link(statement.subject)
+        assert link is not None and link.version == 1
+        sbom = sboms[(link.serial, link.version)]  # each link names one of the three product SBOMs
+        assert sbom.root is not None and sbom.root.ref == link.bom_ref
+        assert VexStatement.from_dict(json.loads(json.dumps(statement.as_dict()))) == statement
+    assert parse_bom_link("pkg:npm/a@1") is None

@@ -67,7 +67,7 @@ class Component:
     group: str = ""  # CycloneDX group (Maven groupId, npm scope)
     purl: str = ""
     cpes: tuple[str, ...] = ()
-    hashes: tuple[tuple[str, str], ...] = ()  # (algorithm, hex digest)
+    hashes: tuple[tuple[str, str], ...] = ()  # (CycloneDX algorithm name, lower-case hex digest)
     type: str = ""  # CycloneDX component type / SPDX primary package purpose, lower case
     parents: tuple[str, ...] = ()  # refs that contain (nesting, CONTAINS) or depend on this component
 
@@ -243,7 +243,7 @@ def _cdx_to_sbom(bom: Any, fmt: str, spec: str, source: str) -> Sbom:
         root=root,
         format=f"CycloneDX {spec} {fmt.upper()}",
         source=source,
-        serial=str(bom.serial_number) if bom.serial_number else "",
+        serial=bom.serial_number.urn if bom.serial_number else "",  # "urn:uuid:...", as BOM-Links use it
     )
 
 
@@ -324,6 +324,12 @@ CHILD_OF.add("RUNTIME_DEPENDENCY_OF")
 PARENT_OF.discard("RUNTIME_DEPENDENCY_OF")
 
 
+def _spdx_hash_name(name: str) -> str:
+    """SPDX's SHA256 / SHA3_256 / BLAKE2B_256 spelled as CycloneDX does (SHA-256, SHA3-256, BLAKE2b-256)."""
+    name = re.sub(r"^SHA(\d+)$", r"SHA-\1", name).replace("_", "-")
+    return name.replace("BLAKE2B", "BLAKE2b")
+
+
 def _spdx_actor(actor: Any) -> str:
     return getattr(actor, "name", "") or ""
 
@@ -344,7 +350,7 @@ def _spdx_component(p: Any, parents: tuple[str, ...]) -> Component:
         supplier=_spdx_actor(p.supplier) or _spdx_actor(p.originator),
         purl=purls[0].strip() if purls else "",
         cpes=_uniq(c.strip() for c in cpes),
-        hashes=tuple((c.algorithm.name.replace("_", "-"), c.value.lower()) for c in p.checksums),
+        hashes=tuple((_spdx_hash_name(c.algorithm.name), c.value.lower()) for c in p.checksums),
         type=purpose,
         parents=parents,
     )

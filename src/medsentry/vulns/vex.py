@@ -88,9 +88,11 @@ __all__ = [
     "CDX_TO_OPENVEX",
     "OPENVEX_TO_CDX",
     "STATUSES",
+    "BomLink",
     "VexError",
     "VexStatement",
     "dump_vex",
+    "parse_bom_link",
     "parse_vex",
     "read_vex",
     "to_csaf",
@@ -205,6 +207,23 @@ class VexStatement:
             self.author,
         )
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe form (for the store); `from_dict` inverts it."""
+        return {
+            "vulnerability": self.vulnerability, "subject": self.subject, "status": self.status,
+            "version": self.version, "justification": self.justification,
+            "impact_statement": self.impact_statement, "action_statement": self.action_statement,
+            "responses": list(self.responses),
+            "timestamp": _fmt_time(self.timestamp) if self.timestamp is not None else None,
+            "author": self.author, "source": self.source,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VexStatement:
+        stamp = d.get("timestamp")
+        return cls(**{**d, "responses": tuple(d.get("responses", ())),
+                      "timestamp": _parse_time(stamp) if stamp else None})  # fmt: skip
+
     @property
     def openvex_justification(self) -> str:
         return CDX_TO_OPENVEX.get(self.justification, self.justification)
@@ -212,6 +231,28 @@ class VexStatement:
     @property
     def cyclonedx_justification(self) -> str:
         return OPENVEX_TO_CDX.get(self.justification, self.justification)
+
+
+@dataclass(frozen=True)
+class BomLink:
+    """A CycloneDX BOM-Link `urn:cdx:<serial uuid>/<version>#<bom-ref>`: which component of which SBOM."""
+
+    serial: str  # "urn:uuid:..." as in the SBOM's serialNumber
+    version: int
+    bom_ref: str  # "" when the link names the whole BOM
+
+
+BOM_LINK = re.compile(r"^urn:cdx:([0-9a-fA-F-]{36})/(\d+)(?:#(.+))?$")
+
+
+def parse_bom_link(ref: str) -> BomLink | None:
+    """The parts of a BOM-Link subject, or None for a plain bom-ref, purl, CPE or name."""
+    from urllib.parse import unquote
+
+    m = BOM_LINK.match(ref)
+    if m is None:
+        return None
+    return BomLink(f"urn:uuid:{m.group(1).lower()}", int(m.group(2)), unquote(m.group(3) or ""))
 
 
 # the fields the extension may carry, in the order they are written
