@@ -344,7 +344,33 @@ Relationship: SPDXRef-fw CONTAINS SPDXRef-zlib
 """
 
 
+_SPDX_TEXT = json.dumps(
+    {
+        "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT", "name": "fw",
+        "documentNamespace": "https://example.org/fw",
+        "creationInfo": {"created": "2024-01-01T00:00:00Z", "creators": ["Tool: test"]},
+        "packages": [
+            {"SPDXID": "SPDXRef-fw", "name": "fw", "versionInfo": "3.1", "downloadLocation": "NONE"},
+            {"SPDXID": "SPDXRef-z", "name": "zlib", "versionInfo": "1.2.11", "downloadLocation": "NONE",
+             "checksums": [{"algorithm": "SHA256", "checksumValue": "a" * 64}],
+             "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
+                               "referenceLocator": "pkg:generic/zlib@1.2.11"}]},
+        ],
+        "relationships": [
+            {"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
+             "relatedSpdxElement": "SPDXRef-fw"},
+            {"spdxElementId": "SPDXRef-fw", "relationshipType": "CONTAINS",
+             "relatedSpdxElement": "SPDXRef-z"},
+        ],
+    }
+)  # fmt: skip
+
+
 def test_fuzz_seeds_parse() -> None:
+    spdx = parse_sbom(_SPDX_TEXT)
+    assert [(c.name, c.purl, c.parents) for c in spdx.components] == [
+        ("zlib", "pkg:generic/zlib@1.2.11", ("SPDXRef-fw",))
+    ]
     assert [c.name for c in parse_sbom(_CDX_TEXT).components] == ["zlib", "inflate.c"]
     assert [c.name for c in parse_sbom(_XML).components] == ["zlib"]
     tv = parse_sbom(_TV)
@@ -391,13 +417,13 @@ def test_fuzz_text_mutations(data: st.DataObject) -> None:
     _check(_mutate(seed, data))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_fuzz_cyclonedx_structure(data: st.DataObject) -> None:
-    doc = json.loads(_CDX_TEXT)
+def test_fuzz_json_structure(data: st.DataObject) -> None:
+    doc = json.loads(data.draw(st.sampled_from([_CDX_TEXT, _SPDX_TEXT])))
     # replace one value somewhere in the tree by an arbitrary JSON value
     node, keys = doc, []
-    while isinstance(node, dict | list) and node and data.draw(st.booleans()):
+    while isinstance(node, dict | list) and node and data.draw(st.integers(0, 3)) > 0:
         key = data.draw(st.sampled_from(list(node) if isinstance(node, dict) else list(range(len(node)))))
         keys.append(key)
         node = node[key]
