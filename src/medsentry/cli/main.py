@@ -187,6 +187,118 @@ def learn(directory: Path, out: Path) -> None:
     err.print(f"learned {len(fingerprints.get('types', {}))} device types -> {out}")
 
 
+VULN_DB_OPTION = click.option(
+    "--vuln-db",
+    "vuln_db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="MEDSENTRY_VULN_DB",
+    help="Vulnerability database (default vulns.db beside the inventory; env MEDSENTRY_VULN_DB).",
+)
+
+
+@main.group()
+def feeds() -> None:
+    """Vulnerability feeds: NVD, CVE 5, CISA KEV, EPSS, CSAF advisories, OSV — online or offline."""
+
+
+@feeds.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--kind",
+    type=click.Choice(["nvd", "cve5", "kev", "epss", "csaf", "osv"]),
+    help="Feed of every file given (detected from the content otherwise).",
+)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Summary as JSON.")
+@VULN_DB_OPTION
+def feeds_import(
+    paths: tuple[Path, ...], kind: str | None, json_out: Path | None, vuln_db: Path | None
+) -> None:
+    """Import feed files or mirrors (air-gapped sites): files, directories, .gz, OSV .zip archives.
+
+    Each import is one transaction: an interrupted import leaves the previous data as it was."""
+    from medsentry import report
+    from medsentry.vulns.feeds import import_path
+    from medsentry.vulns.store import open_vulndb
+
+    summaries = []
+    with open_vulndb(vuln_db) as store:
+        for path in paths:
+            summary = import_path(store, path, kind)
+            summaries.append(summary)
+            err.print(
+                f"{path}: {summary.written:,} records written, "
+                f"{sum(summary.counts.unchanged.values()):,} unchanged, {summary.problems.count:,} skipped "
+                f"({summary.seconds:.1f} s)",
+                highlight=False,
+                markup=False,
+            )
+            for e in summary.problems.errors:
+                err.print(f"  skipped: {e}", highlight=False, markup=False)
+        status = store.feed_status()
+    if json_out is not None:
+        _write(json_out, json.dumps({"imports": [s.to_json() for s in summaries]}, indent=2))
+    else:
+        Console().print(report.feed_table(status))
+
+
+@feeds.command("status")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON, '-' stdout.")
+@VULN_DB_OPTION
+def feeds_status(json_out: Path | None, vuln_db: Path | None) -> None:
+    """Record counts, last update and age of every feed."""
+    from medsentry import report
+    from medsentry.vulns.store import open_vulndb
+
+    with open_vulndb(vuln_db) as store:
+        status = store.feed_status()
+        size = store.size_bytes()
+    if json_out is not None:
+        document = {"feeds": {f: s.to_json() for f, s in status.items()}, "size_bytes": size}
+        _write(json_out, json.dumps(document, indent=2))
+    else:
+        Console().print(report.feed_table(status))
+        err.print(f"store size {size / 1e6:.1f} MB")
+
+
+@feeds.command("sync")
+@click.option("--nvd-api-key", envvar="NVD_API_KEY", help="NVD API key (env NVD_API_KEY): 50 requests/30 s.")
+@click.option("--no-nvd", is_flag=True, help="Skip NVD (e.g. when you mirror it otherwise).")
+@click.option("--osv", "osv_ecosystems", multiple=True, help="OSV ecosystem archive to fetch (repeatable).")
+@click.option("--csaf-provider", "csaf_providers", multiple=True, help="URL of a provider-metadata.json.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Summary as JSON.")
+@VULN_DB_OPTION
+def feeds_sync(
+    nvd_api_key: str | None,
+    no_nvd: bool,
+    osv_ecosystems: tuple[str, ...],
+    csaf_providers: tuple[str, ...],
+    json_out: Path | None,
+    vuln_db: Path | None,
+) -> None:
+    """Fetch what changed since the last sync (NVD incrementally by lastModified, resumable), KEV and EPSS.
+    A source that fails is reported and does not stop the others."""
+    from medsentry import report
+    from medsentry.vulns.feeds import SyncSources, sync
+    from medsentry.vulns.store import open_vulndb
+
+    sources = SyncSources(
+        nvd=not no_nvd,
+        nvd_api_key=nvd_api_key,
+        osv_ecosystems=osv_ecosystems,
+        csaf_providers=csaf_providers,
+    )
+    with open_vulndb(vuln_db) as store:
+        summary = sync(store, sources)
+    if json_out is not None:
+        _write(json_out, json.dumps(summary.to_json(), indent=2, default=str))
+    else:
+        Console().print(report.feed_table(summary.status))
+    for source, message in summary.errors.items():
+        err.print(f"error: {source}: {message}", highlight=False, markup=False)
+    if summary.errors:
+        sys.exit(EXIT_INPUT_ERRORS)
+
+
 def _write(path: Path, text: str) -> None:
     if path == Path("-"):
         sys.stdout.write(text if text.endswith("\n") else text + "\n")

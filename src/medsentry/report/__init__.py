@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medsentry.report.console import device_detail, device_table, run_summary
+from medsentry.report.console import device_detail, device_table, feed_table, run_summary
 from medsentry.report.export import evidence_summary, render_csv, render_json
 from medsentry.report.serialize import device_from_dict, device_to_dict, stats_to_dict
 
@@ -12,6 +12,7 @@ __all__ = [
     "device_table",
     "device_to_dict",
     "evidence_summary",
+    "feed_table",
     "render_csv",
     "render_json",
     "run_summary",

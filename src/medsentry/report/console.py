@@ -8,7 +8,8 @@ the terminal as a control sequence.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -18,6 +19,7 @@ from medsentry.identify.device import Device, Evidence
 from medsentry.report.export import iso_time
 from medsentry.store.base import DeviceChange, RunStats, UpsertResult
 from medsentry.store.merge import canonical_json, service_label
+from medsentry.vulns.store import FeedStatus
 
 _ATTRIBUTES = ("device_class", "vendor", "model", "firmware", "os", "hostname", "label")
 
@@ -165,3 +167,23 @@ def _text(value: object) -> Text:
     if not raw.isprintable():
         raw = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in raw)
     return Text(raw)
+
+
+def feed_table(status: Mapping[str, FeedStatus]) -> Table:
+    """One row per vulnerability feed: records, when imported, newest data, age."""
+    table = Table(title="Vulnerability feeds")
+    for name in ("Feed", "Records", "Imported", "Newest data", "Age"):
+        table.add_column(name, justify="right" if name in ("Records", "Age") else "left")
+    for s in status.values():
+        table.add_row(
+            s.feed,
+            f"{s.records:,}",
+            _stamp(s.imported),
+            _stamp(s.data_time),
+            "-" if s.age is None else f"{s.age.days} d",
+        )
+    return table
+
+
+def _stamp(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M")
