@@ -708,6 +708,11 @@ class VulnStore:
         )
         return {r[0] for r in rows}
 
+    def product_pairs(self) -> list[tuple[str, str]]:
+        """Every distinct (vendor, product) the index holds: for name matching the index cannot do by key
+        (a package named after the NVD vendor, `Newtonsoft.Json` vs `newtonsoft:json.net`)."""
+        return [(r[0], r[1]) for r in self._conn.execute("SELECT DISTINCT vendor, product FROM products")]
+
     def search_unconfigured(self, words: Sequence[str], limit: int = 200) -> list[str]:
         """CVE ids without an NVD configuration whose description holds all `words` (FTS5, any case)."""
         terms = [w for w in (re.sub(r"[^\w.\-]", "", w) for w in words) if w]
