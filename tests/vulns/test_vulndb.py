@@ -272,12 +272,15 @@ class FakeNvd:
         self.requests: list[dict[str, str]] = []
         self.keys: list[str | None] = []
         self.fail_at: int | None = None
+        self.files: dict[str, bytes] = {}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 url = urllib.parse.urlsplit(self.path)
-                if url.path != "/rest/json/cves/2.0":
+                if url.path in fake.files:
+                    status, body = 200, fake.files[url.path]
+                elif url.path != "/rest/json/cves/2.0":
                     status, body = 404, b""
                 else:
                     fake.requests.append(dict(urllib.parse.parse_qsl(url.query)))
@@ -406,6 +409,18 @@ def test_sync_summary_reports_failures_per_source(fake_nvd: FakeNvd, tmp_path: P
     )
     assert "kev" in summary.errors and "HTTP 404" in summary.errors["kev"]
     assert json.loads(json.dumps(summary.to_json()))["errors"] == summary.errors
+
+
+def test_sync_downloads_mark_the_feed_current(fake_nvd: FakeNvd, vulns: Path, tmp_path: Path) -> None:
+    fake_nvd.files["/kev.json"] = (vulns / "cisa-kev" / "known_exploited_vulnerabilities.json").read_bytes()
+    fake_nvd.files["/epss.csv.gz"] = b"<html>not found</html>"
+    base = fake_nvd.url.replace("/rest/json/cves/2.0", "")
+    sources = SyncSources(nvd=False, kev_url=f"{base}/kev.json", epss_url=f"{base}/epss.csv.gz")
+    now = datetime(2026, 8, 1, tzinfo=UTC)
+    summary = sync(VulnStore(tmp_path / "v.db"), sources, http=_http(), now=now)
+    kev = summary.status["kev"]
+    assert kev.records == 1404 and kev.data_time == now  # newest entry 2025-08-25, but fetched whole now
+    assert summary.status["epss"].data_time is None and summary.problems.count == 1
 
 
 def test_rate_limiter_sliding_window() -> None:

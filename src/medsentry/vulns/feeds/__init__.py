@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,7 @@ def sync(
 ) -> SyncSummary:
     """Fetch every configured feed; one failing source is reported and does not stop the others."""
     sources = sources or SyncSources()
+    when = now or datetime.now(UTC)  # what a complete download is current as of
     started = time.perf_counter()
     summary = SyncSummary()
     http = http or Http()
@@ -269,7 +270,7 @@ def sync(
                 summary,
                 name,
                 lambda url=url, filename=filename, name=name: _download_and_import(
-                    store, http, url, filename, name.split(":")[0], summary.problems
+                    store, http, url, filename, name.split(":")[0], summary.problems, when
                 ),
             )
     for provider in sources.csaf_providers:
@@ -278,6 +279,9 @@ def sync(
             f"csaf:{provider}",
             lambda provider=provider: csaf.sync_provider(store, provider, http, summary.problems),
         )
+        result = summary.results.get(f"csaf:{provider}")
+        if result is not None and not result.errors:
+            store.import_records((), as_of={"csaf": when})
     summary.seconds = time.perf_counter() - started
     summary.status = store.feed_status()
     return summary
@@ -291,13 +295,17 @@ def _attempt(summary: SyncSummary, name: str, run: Callable[[], Any]) -> None:
 
 
 def _download_and_import(
-    store: VulnStore, http: Http, url: str, filename: str, kind: str, problems: Problems
+    store: VulnStore, http: Http, url: str, filename: str, kind: str, problems: Problems, when: datetime
 ) -> ImportSummary:
     with tempfile.TemporaryDirectory(prefix="medsentry-feed-") as folder:
         target = Path(folder) / filename
         target.write_bytes(http.get(url))
         result = import_path(store, target, kind)
     result.path = url
+    if result.counts.written.get(kind, 0) + result.counts.unchanged.get(kind, 0):
+        # a whole catalog was fetched: it is current now, even if its newest entry is a week old
+        store.import_records((), as_of={kind: when})
+        result.status = store.feed_status()
     for error in result.problems.errors:
         problems.add(error)
     problems.count += result.problems.count - len(result.problems.errors)
