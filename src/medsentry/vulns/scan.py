@@ -444,6 +444,7 @@ class _Decision:
     source: str
     match: dict[str, Any]
     record: Vulnerability | None
+    cvss: list[str] = field(default_factory=list)  # vectors from the advisory when no CVE record is stored
 
 
 class _Scanner:
@@ -456,6 +457,7 @@ class _Scanner:
         self.suppressed: list[dict[str, Any]] = []
         self._pairs: tuple[dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]] | None = None
         self._advisories: dict[str, Advisory | None] = {}
+        self._documents: dict[str, Mapping[str, Any]] = {}
 
     def result(self) -> ScanResult:
         return ScanResult(self.findings, self.feeds, self.suppressed)
@@ -760,6 +762,7 @@ class _Scanner:
         keys = [k for k, _ in self.store.csaf_candidates(names)]
         missing = [k for k in keys if k not in self._advisories]
         for doc in self.store.csaf_documents(missing):
+            self._documents[doc.key] = doc.document
             try:
                 self._advisories[doc.key] = Advisory(doc.document)
             except ValueError:
@@ -774,7 +777,8 @@ class _Scanner:
                 status = "affected" if m.affected else "under_investigation"
                 record = self.store.vulnerability(m.cve) if m.cve.upper().startswith("CVE-") else None
                 match = {"method": "csaf", **m.as_dict()}
-                keep(_Decision(m.cve, status, m.confidence, f"csaf:{m.advisory}", match, record))
+                vectors = [] if record is not None else _csaf_vectors(self._documents[key], m.cve)
+                keep(_Decision(m.cve, status, m.confidence, f"csaf:{m.advisory}", match, record, vectors))
 
     # .. findings .........................................................................................
 
@@ -794,6 +798,7 @@ class _Scanner:
                 cve=d.cve,
                 kev=kev if kev is not None else (False if kev_known else None),
                 epss=epss,
+                cvss=d.cvss or None,
                 vulnerability=d.record,
                 device_class=subject.device_class,
                 exposure_hint=subject.exposure_hint,
@@ -821,6 +826,20 @@ class _Scanner:
 
 
 # -- record helpers ------------------------------------------------------------------------------------
+
+
+def _csaf_vectors(document: Mapping[str, Any], cve: str) -> list[str]:
+    """CVSS vectors a CSAF advisory gives for one vulnerability (`scores[].cvss_v3/cvss_v4`)."""
+    out = []
+    for v in document.get("vulnerabilities") or []:
+        if not isinstance(v, Mapping) or v.get("cve") != cve:
+            continue
+        for sc in v.get("scores") or []:
+            for key in ("cvss_v4", "cvss_v3"):
+                vector = (sc.get(key) or {}).get("vectorString") if isinstance(sc, Mapping) else None
+                if isinstance(vector, str):
+                    out.append(vector)
+    return out
 
 
 def _cpe_escape(value: str) -> str:
