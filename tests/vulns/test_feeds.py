@@ -17,7 +17,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medsentry.vulns.feeds import FeedError, Problems, csaf, cve5, detect, epss, kev, nvd, osv
+from medsentry.vulns.feeds import FeedError, Problems, csaf, cve5, detect, epss, kev, nvd, nvd11, osv
 from medsentry.vulns.feeds import parse as parse_any
 from medsentry.vulns.records import CsafDocument, Vulnerability
 from medsentry.vulns.store import VulnStore
@@ -145,6 +145,32 @@ def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
     with pytest.raises(FeedError) as caught:
         list(nvd.parse(target))
     assert caught.value.path == str(target) and caught.value.location == "line 3 col 16"
+
+
+def test_nvd11_converted_to_nvd2_shape_losing_nothing(vulns: Path) -> None:
+    problems = Problems()
+    records = {r.id: r for r in nvd11.parse(vulns / "nvd-1.1", problems)}
+    assert problems.count == 0 and len(records) == len(_json_files(vulns / "nvd-1.1"))
+    for file in _json_files(vulns / "nvd-1.1"):
+        item = json.loads(file.read_text())
+        nodes = item["configurations"]["nodes"]
+        source = sorted(
+            (m["cpe23Uri"], m["vulnerable"], m.get("versionEndExcluding") or "")
+            for n in nodes
+            for leaf in (n.get("children") or [n])
+            for m in leaf.get("cpe_match", [])
+        )
+        record = records[item["cve"]["CVE_data_meta"]["ID"]]
+        converted = sorted(
+            (m["criteria"], m["vulnerable"], m.get("versionEndExcluding") or "")
+            for c in record.configurations
+            for n in c["nodes"]
+            for m in n["cpeMatch"]
+        )
+        assert converted == source and len(record.configurations) == len(nodes)
+    anded = [c for r in records.values() for c in r.configurations if c.get("operator") == "AND"]
+    assert anded and all(len(c["nodes"]) >= 2 for c in anded)
+    assert all(not records[f.stem].configurations for f in _json_files(vulns / "nvd-1.1" / "unanalyzed"))
 
 
 # -- CVE 5 / vulnrichment ---------------------------------------------------------------------------------
@@ -366,6 +392,7 @@ def _seeds() -> dict[str, tuple[Any, str]]:
         return {}
     return {
         "nvd": (nvd, (v / "nvd" / "CVE-2024-3094.json").read_text()),
+        "nvd11": (nvd11, (v / "nvd-1.1" / "CVE-2019-17052.json").read_text()),
         "cve5": (cve5, (v / "cve5" / "CVE-2025-21631.json").read_text()),
         "vulnrichment": (cve5, (v / "vulnrichment" / "CVE-2017-0144.json").read_text()),
         "kev": (

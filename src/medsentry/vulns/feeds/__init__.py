@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from medsentry.vulns.feeds import csaf, cve5, epss, kev, nvd, osv
+from medsentry.vulns.feeds import csaf, cve5, epss, kev, nvd, nvd11, osv
 from medsentry.vulns.feeds._common import (
     MAX_KEPT_ERRORS,
     FeedError,
@@ -49,14 +49,15 @@ __all__ = [
     "sync",
 ]
 
-KINDS = {"nvd": nvd, "cve5": cve5, "kev": kev, "epss": epss, "csaf": csaf, "osv": osv}
-ALIASES = {"vulnrichment": "cve5", "cisa-kev": "kev", "nvd2": "nvd"}
+KINDS = {"nvd": nvd, "nvd11": nvd11, "cve5": cve5, "kev": kev, "epss": epss, "csaf": csaf, "osv": osv}
+ALIASES = {"vulnrichment": "cve5", "cisa-kev": "kev", "nvd2": "nvd", "nvd-1.1": "nvd11"}
 SUFFIXES = (".json", ".json.gz", ".yaml", ".yml", ".csv", ".csv.gz", ".zip")
 # Order matters only for shapes that could pass two tests; each test looks for its feed's own keys.
 _DETECTORS: tuple[tuple[str, Callable[[Any], bool]], ...] = (
     ("kev", kev.is_document),
     ("csaf", csaf.is_document),
     ("nvd", nvd.is_document),
+    ("nvd11", nvd11.is_document),
     ("cve5", cve5.is_document),
     ("osv", osv.is_document),
 )
