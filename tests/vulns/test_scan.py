@@ -263,3 +263,39 @@ def test_device_gets_the_cves_of_its_icsma_advisory(shared_data: Path) -> None:
     assert partial and all(f.status == "under_investigation" for f in partial)
     fixed = scan_devices(store, [_mx40(name, "B.06.18")], max_age=None)
     assert fixed.findings == []
+
+
+def test_device_matches_nvd_firmware_running_on_its_hardware() -> None:
+    # the NVD shape for medical devices: firmware (vulnerable) AND the hardware model (platform)
+    config = [
+        {
+            "operator": "AND",
+            "nodes": [
+                {
+                    "operator": "OR",
+                    "cpeMatch": [
+                        {
+                            "vulnerable": True,
+                            "versionEndExcluding": "B.06.18",
+                            "criteria": "cpe:2.3:o:philips:intellivue_mx40_firmware:*:*:*:*:*:*:*:*",
+                        }
+                    ],
+                },
+                {
+                    "operator": "OR",
+                    "cpeMatch": [
+                        {"vulnerable": False, "criteria": "cpe:2.3:h:philips:intellivue_mx40:-:*:*:*:*:*:*:*"}
+                    ],
+                },
+            ],
+        }
+    ]
+    store = _store(_vuln("CVE-2017-9657", "Philips IntelliVue MX40 WLAN firmware before B.06.18.", config))
+    old, fixed = _mx40("IntelliVue MX40", "B.06.12"), _mx40("IntelliVue MX40", "B.06.18")
+    result = scan_devices(store, [old, fixed], max_age=None)
+    assert [(f.subject["firmware"], f.status) for f in result.findings] == [("B.06.12", "affected")]
+    evidence = result.findings[0].match["evidence"][0]
+    assert evidence["conditions"][0]["criteria"] == "cpe:2.3:h:philips:intellivue_mx40:-:*:*:*:*:*:*:*"
+    reasons = "\n".join(result.findings[0].priority["reasons"])
+    assert "Human Impact = Very High" in reasons  # a patient monitor
+    assert "exposure_hint='hospital'" in reasons  # it offers a service on the hospital network

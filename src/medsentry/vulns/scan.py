@@ -634,8 +634,17 @@ class _Scanner:
             )
             for c in criteria
         ]
-        # platform criteria of the configuration may name the subject's own CPEs too
-        evidence = evaluate(record.configurations, [*subjects, *subject.cpes], cve=record.id)
+        # platform criteria of the configuration may name the subject's own CPEs too; a device is also
+        # its own hardware (`h:philips:intellivue_mx40` beside `o:philips:intellivue_mx40_firmware`)
+        platforms = list(subject.cpes)
+        if subject.label.get("type") == "device":
+            model = name_key(subject.name)
+            platforms += [
+                c
+                for c in _criteria_for(record.configurations, None)
+                if c.part == "h" and same_vendor(c.vendor, subject.vendor) and name_key(c.product) == model
+            ]
+        evidence = evaluate(record.configurations, [*subjects, *platforms], cve=record.id)
         evidence = [e for e in evidence if cpe_vendor_product(e.criteria) == (t.vendor, t.product)]
         if not evidence:
             return None
@@ -846,8 +855,9 @@ def _cpe_escape(value: str) -> str:
     return re.sub(r"([^0-9A-Za-z._\-*])", r"\\\1", value)
 
 
-def _criteria_for(configurations: Iterable[Any], t: _Target) -> list[Cpe]:
-    """The vulnerable criteria of a configuration naming the target, in their own CPE spelling."""
+def _criteria_for(configurations: Iterable[Any], t: _Target | None) -> list[Cpe]:
+    """The vulnerable criteria of a configuration naming the target, in their own CPE spelling; with no
+    target, the platform (`vulnerable: false`) criteria."""
     out: dict[tuple[str, str, str], Cpe] = {}
     stack = list(configurations)
     while stack:
@@ -856,9 +866,9 @@ def _criteria_for(configurations: Iterable[Any], t: _Target) -> list[Cpe]:
             continue
         for m in node.get("cpeMatch") or []:
             crit = m.get("criteria") if isinstance(m, Mapping) else None
-            if not (isinstance(crit, str) and m.get("vulnerable")):
+            if not isinstance(crit, str) or bool(m.get("vulnerable")) != (t is not None):
                 continue
-            if cpe_vendor_product(crit) == (t.vendor, t.product):
+            if t is None or cpe_vendor_product(crit) == (t.vendor, t.product):
                 try:
                     c = Cpe.parse(crit)
                 except CpeError:
