@@ -4,6 +4,8 @@ local fake NVD and CSAF servers serving the real shared records."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -118,6 +120,45 @@ def test_interrupted_import_keeps_previous_data(vulns: Path, tmp_path: Path) -> 
         reopened.feed_status()["cve5"].records == 0
         and reopened.feed_status()["nvd"].records == before["nvd"].records
     )
+
+
+_KILLED_IMPORT = """
+import sys, time
+from medsentry.vulns.feeds import parse
+from medsentry.vulns.store import BATCH, VulnStore
+
+def records():
+    for n, record in enumerate(parse(sys.argv[2])):
+        yield record
+        if n == BATCH + 5:  # a batch was written inside the open transaction
+            print("written", flush=True)
+            time.sleep(600)
+
+store = VulnStore(sys.argv[1])
+store._conn.execute("PRAGMA cache_size = 10")  # a tiny page cache spills the uncommitted batch to the WAL
+store.import_records(records())
+"""
+
+
+def test_killed_import_leaves_previous_data(vulns: Path, tmp_path: Path) -> None:
+    db = tmp_path / "v.db"
+    with VulnStore(db) as store:
+        import_path(store, vulns / "nvd")
+        before = _counts(store)
+    wal_before = db.with_name("v.db-wal").stat().st_size if db.with_name("v.db-wal").exists() else 0
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_IMPORT, str(db), str(vulns / "cisa-kev")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "written"
+        assert db.with_name("v.db-wal").stat().st_size > wal_before  # uncommitted pages reached the file
+    finally:
+        child.kill()
+        child.wait()
+    with VulnStore(db) as store:
+        assert _counts(store) == before and store.kev("CVE-2017-0144") is None
 
 
 def test_bad_records_are_counted_not_fatal(vulns: Path, tmp_path: Path) -> None:
