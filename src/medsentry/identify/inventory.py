@@ -62,6 +62,8 @@ _HOSTNAME_SOURCES = ("dhcp", "mdns", "nbns", "lldp", "cdp", "snmp", "syslog", "d
 _DHCP_CLIENT = frozenset({"dhcp.discover", "dhcp.request", "dhcp.inform", "dhcp.decline", "dhcp.release"})
 _NO_ADDRESS = frozenset({"0.0.0.0", "255.255.255.255", "::"})
 _ADDRESS = frozenset({"sport", "dport", "transport"})  # rule fields read from the observation itself
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_MAX_HITS = 200_000  # remembered rule results (a few hundred bytes each)
 
 
 @dataclass(slots=True)
@@ -206,7 +208,11 @@ class Identifier:
         self._names: dict[str, dict[str, tuple[str, str, float]]] = {}  # IP -> kind -> (name, proto, ts)
         self._addrs: dict[str, _Addr] = {}
         self._macs: dict[str, oui.MacInfo | None] = {}
-        self._by_kind: dict[str, tuple[tuple[Rule, str, frozenset[str] | None], ...]] = {}
+        self._by_kind: dict[str, tuple[tuple[Rule, str, frozenset[str] | None, tuple[str, ...]], ...]] = {}
+        # A rule's result depends only on the values of the fields it reads: most observations repeat
+        # values already seen (the same MQTT topic, DICOM AE title, DHCP option list), so remember it.
+        self._hits: dict[tuple[Any, ...], tuple[dict[str, str], str] | None] = {}
+        self._vendors: dict[str, str] = {}
         self.dropped = 0  # observations whose endpoint did not fit in MAX_ENDPOINTS
         self.skipped = 0  # observations with malformed fields
         self.observations = 0
@@ -254,7 +260,7 @@ class Identifier:
         # IPv6 neighbour discovery and MLD use fixed hop limits (255, 1; RFC 4861, 2710): no OS in them.
         if kind == "ip.ttl" and f.get("ttl") in (1, 255) and ":" in (obs.src_ip or ""):
             return
-        for rule, field, values in self._rules(kind):
+        for rule, field, values, reads in self._rules(kind):
             if rule.about == "src":
                 target, peer = src, obs.dst_ip or obs.dst_mac
             else:
@@ -266,7 +272,7 @@ class Identifier:
                 v = f.get(field)
                 if v is None or (not isinstance(v, list | dict) and _text(v) not in values):
                     continue
-            hit = rule.apply(obs)
+            hit = self._apply(rule, reads, obs)
             if hit is not None:
                 self._fire(rule, hit, target, peer, obs)
 
@@ -275,14 +281,41 @@ class Identifier:
         elif src is not None:
             self._facts(obs, src)
 
-    def _rules(self, kind: str) -> tuple[tuple[Rule, str, frozenset[str] | None], ...]:
+    def _rules(self, kind: str) -> tuple[tuple[Rule, str, frozenset[str] | None, tuple[str, ...]], ...]:
         rules = self._by_kind.get(kind)
         if rules is None:
             rules = self._by_kind[kind] = tuple(
-                (r, r.fields[0], r.values if len(r.fields) == 1 and r.fields[0] not in _ADDRESS else None)
+                (r, r.fields[0], r.values if len(r.fields) == 1 and r.fields[0] not in _ADDRESS else None,
+                 (*r.when, *r.fields))
                 for r in self.fingerprints.for_kind(kind)
             )
         return rules
+
+    def _apply(
+        self, rule: Rule, reads: tuple[str, ...], obs: Observation
+    ) -> tuple[dict[str, str], str] | None:
+        """`rule.apply(obs)`, remembered per rule and values read when those are plain scalars."""
+        key: list[Any] = [id(rule)]
+        f = obs.fields
+        for name in reads:
+            v = getattr(obs, name) if name in _ADDRESS else f.get(name)
+            t = v.__class__
+            if t is list:
+                if not all(x.__class__ in _SCALARS for x in v):
+                    return rule.apply(obs)
+                v = tuple((x.__class__, x) for x in v)
+            elif t not in _SCALARS:
+                return rule.apply(obs)
+            key.append(t)  # 1, 1.0 and True are equal keys but not equal text for a rule
+            key.append(v)
+        k = tuple(key)
+        hits = self._hits
+        if k in hits:
+            return hits[k]
+        if len(hits) >= _MAX_HITS:
+            hits.clear()
+        hit = hits[k] = rule.apply(obs)
+        return hit
 
     def _endpoint(self, mac: str | None, ip: str | None, ts: float) -> _Endpoint | None:
         if mac is not None:
@@ -374,7 +407,12 @@ class Identifier:
             detail = f"{obs.kind} with {rule.peers}+ peers (rule {rule.id})"
         for attribute, value in values.items():
             if attribute == "vendor":
-                value = oui.normalize_vendor(value) or ""
+                norm = self._vendors.get(value)
+                if norm is None:
+                    if len(self._vendors) >= _MAX_HITS:
+                        self._vendors.clear()
+                    norm = self._vendors[value] = oui.normalize_vendor(value) or ""
+                value = norm
             if value:
                 target.claim(
                     _Claim(attribute, value, obs.protocol, detail, obs.ts, rule.weights[attribute]), rule.id
