@@ -2,17 +2,19 @@
 
 Used by the CLI (and later the API); file, Zeek and live input all end in the same `Identifier`.
 With `workers > 1` each process reads every capture and keeps only its share of flows (by flow hash), so
-the expensive work splits near-linearly while reading stays cheap; observations come back to this process
-for identification.
+the expensive work splits near-linearly while reading stays cheap; observations stream back to this process
+in bounded chunks and are identified while the workers go on, so memory does not grow with the capture.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
@@ -53,11 +55,80 @@ def _identifier(fingerprints: Path | None):  # -> Identifier; imported late so `
     return Identifier(learned=fingerprints)
 
 
-def _shard(args: tuple[list[Path], int, int]) -> tuple[list[Observation], Stats]:
-    paths, k, n = args
-    out: list[Observation] = []
-    stats = analyze_files(paths, out.append, shard=(k, n))
-    return out, stats
+CHUNK = 2048  # observations per message from a worker
+MAX_CHUNKS = 16  # chunks in flight: a worker waits when identification falls behind
+
+
+def _shard(paths: list[Path], k: int, n: int, out: Any) -> None:
+    """One worker: its share of the flows; observations go to `out` in chunks, then its Stats."""
+    buf: list[Observation] = []
+
+    def emit(o: Observation) -> None:
+        buf.append(o)
+        if len(buf) >= CHUNK:
+            out.put(buf.copy())
+            buf.clear()
+
+    try:
+        stats = analyze_files(paths, emit, shard=(k, n))
+    except BaseException as exc:  # the parent must hear of it, not wait for ever
+        out.put(RuntimeError(f"worker {k}: {exc!r}"))
+        raise
+    out.put(buf)
+    out.put(stats)
+
+
+def _run_sharded(captures: list[Path], workers: int, add: Callable[[Observation], None],
+                 advance: Callable[[int], None], total: int) -> Stats:
+    """Shards on `workers` processes; each observation goes to `add` in this process while the workers go
+    on.  The queue holds at most MAX_CHUNKS chunks: workers wait when identification falls behind, so
+    memory stays bounded.  Every shard sees a client IP's first packet of its own flows, so each may
+    report an `ip.ttl` for it: only the earliest is kept."""
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue(MAX_CHUNKS)
+    procs = [
+        ctx.Process(target=_shard, args=(captures, k, workers, out), daemon=True) for k in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    stats = Stats()
+    ttl: dict[str | None, Observation] = {}
+    dropped_ttl = 0
+    done = 0
+    try:
+        while done < workers:
+            try:
+                item = out.get(timeout=1.0)
+            except queue.Empty:
+                if any(p.exitcode not in (None, 0) for p in procs):
+                    raise RuntimeError("a worker process died") from None
+                continue
+            if isinstance(item, Stats):
+                stats.merge(item)
+                done += 1
+                advance(total // workers)
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                for o in item:
+                    if o.kind == "ip.ttl":
+                        have = ttl.get(o.src_ip)
+                        if have is not None:
+                            dropped_ttl += 1
+                            if o.ts >= have.ts:
+                                continue
+                        ttl[o.src_ip] = o
+                    else:
+                        add(o)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    for o in ttl.values():
+        add(o)
+    stats.observations -= dropped_ttl
+    return stats
 
 
 def run_inputs(
@@ -72,15 +143,7 @@ def run_inputs(
             if workers == 1:
                 stats = analyze_files(captures, ident.add, progress=advance)
             else:
-                ctx = multiprocessing.get_context("fork")
-                with ctx.Pool(workers) as pool:
-                    for obs, part in pool.imap_unordered(
-                        _shard, [(captures, k, workers) for k in range(workers)]
-                    ):
-                        for o in obs:
-                            ident.add(o)
-                        stats.merge(part)
-                        advance(total // workers)
+                stats = _run_sharded(captures, workers, ident.add, advance, total)
     zeek_stats: dict[str, object] = {}
     if zeek:
         from medsentry.capture.zeek import ZeekStats, read_zeek
