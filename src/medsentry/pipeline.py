@@ -250,6 +250,17 @@ class Analyzer:
         if self._seg_batch is not batch:
             self._seg_batch, self._seg = batch, _Segments(batch.recs)
         seg = self._seg
+        syn = rows[seg.syn[rows]]
+        if len(syn):
+            # Each side's stream starts at its SYN, not at the first data seen: when that segment is
+            # lost or comes late, the bytes after it wait for it (or count as a gap) instead of the
+            # parser starting mid-stream and the earlier bytes being dropped as retransmissions.
+            if flow.state is None:
+                flow.state = _Stream()
+            for d, s in zip(seg.dir[syn].tolist(), seg.seq[syn].tolist(), strict=True):
+                dr = flow.state.dirs[0 if d == flow.client_dir else 1]
+                if dr.next_seq is None:
+                    dr.next_seq = s
         rows = rows[seg.len[rows] > 0]
         if not len(rows):
             return
@@ -285,9 +296,16 @@ class Analyzer:
                 if seq == dr.next_seq and not dr.pending:
                     dr.next_seq = (seq + length) & 0xFFFFFFFF
                     continue
-            data = bytes(buf[start : start + length])
+            in_order = tcp_dirs[side].accept(seq, bytes(buf[start : start + length]))
+            if in_order is None:
+                self.stats.reassembly_gaps += 1
+                flow.inspect, flow.state = False, None
+                return None
+            if not in_order:
+                continue
             if st.module is None:
-                mod = protocols.for_stream(r.server_port, r.client_port, data)
+                # recognised from in-order bytes only: a segment that came early waits for its turn
+                mod = protocols.for_stream(r.server_port, r.client_port, in_order)
                 st.tries += 1
                 if mod is None:
                     if st.tries >= 2:
@@ -297,13 +315,6 @@ class Analyzer:
                 st.module, st.parser, r.app = mod, mod.StreamParser(), mod.NAME
                 limit = getattr(mod, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES)
                 st.budget = budget = [limit, limit]
-            in_order = tcp_dirs[side].accept(seq, data)
-            if in_order is None:
-                self.stats.reassembly_gaps += 1
-                flow.inspect, flow.state = False, None
-                return None
-            if not in_order:
-                continue
             in_order = in_order[: budget[side]]
             budget[side] -= len(in_order)
             if not in_order:
@@ -432,12 +443,14 @@ class _Segments:
     """What `_stream` needs of a batch's TCP segments, one plain array per field: gathering a flow's
     rows from the 25-field packet records costs more than the rest of the per-flow work."""
 
-    __slots__ = ("dir", "len", "seq", "start", "ts")
+    __slots__ = ("dir", "len", "seq", "start", "syn", "ts")
 
     def __init__(self, recs: np.ndarray) -> None:
         self.start = recs["frame_off"] + recs["payload_off"]
         self.len = recs["payload_len"].astype(np.int64)
-        self.seq = recs["tcp_seq"].astype(np.int64)
+        self.syn = (recs["tcp_flags"] & SYN) != 0
+        # A SYN takes one sequence number: its data (TCP Fast Open) and what follows start one later.
+        self.seq = (recs["tcp_seq"].astype(np.int64) + self.syn) & 0xFFFFFFFF
         self.dir = recs["dir"].copy()
         self.ts = recs["ts"].copy()
 
