@@ -252,14 +252,25 @@ def parse_server_hello(body: bytes | memoryview) -> dict[str, Any]:
     return fields
 
 
+_CERT_CACHE: dict[bytes, dict[str, Any]] = {}
+_CERT_CACHE_MAX = 4096  # distinct leaf certificates remembered (a server sends the same one every time)
+
+
 def _certificate_fields(der: bytes) -> dict[str, Any]:
+    hit = _CERT_CACHE.get(der)
+    if hit is not None:
+        return {**hit, "san": list(hit["san"])}
     try:
         with warnings.catch_warnings():  # device certificates break RFC 5280 often; that is not news
             warnings.simplefilter("ignore")
-            return _x509_fields(der)
+            fields = _x509_fields(der)
     except (ValueError, TypeError, x509.InvalidVersion, x509.DuplicateExtension,
             x509.UnsupportedGeneralNameType) as e:  # how cryptography reports bad DER
         raise Malformed(f"certificate: {e}") from e
+    if len(_CERT_CACHE) >= _CERT_CACHE_MAX:
+        _CERT_CACHE.clear()
+    _CERT_CACHE[der] = fields
+    return {**fields, "san": list(fields["san"])}
 
 
 def _x509_fields(der: bytes) -> dict[str, Any]:
