@@ -34,6 +34,7 @@ OWN_FILES = (
     "src/medsentry/decode/flows.py",
     "src/medsentry/pipeline.py",
     "src/medsentry/protocols/tls.py",
+    "src/medsentry/protocols/hl7.py",
 )
 STAT_KEYS = ("packets", "bytes", "malformed", "fragments", "unsupported_link", "flows", "flows_evicted",
              "reassembly_gaps", "observations", "malformed_by_protocol")

@@ -57,6 +57,19 @@ _SUSPICIOUS = re.compile(
 )
 
 
+# Every _SUSPICIOUS branch needs one of these (lower case; the text is latin-1, where str.lower and the
+# regex's case folding agree) or a pipe before sh/bash: most messages have none and skip the big regex.
+_TRIGGERS = ("<", "javascript:", "'", "union", "drop", ";", "exec", "$(", "`", "../../", "..\\..\\", "\x00")
+_PIPE_SHELL = re.compile(r"\|\s*(?:sh|bash)", re.IGNORECASE)
+
+
+def _suspicious(text: str) -> list[str]:
+    low = text.lower()
+    if not any(t in low for t in _TRIGGERS) and _PIPE_SHELL.search(text) is None:
+        return []
+    return sorted({m.lastgroup for m in _SUSPICIOUS.finditer(text) if m.lastgroup})
+
+
 def looks_like(head: bytes) -> bool:
     return head[:4] == b"\x0bMSH"
 
@@ -144,7 +157,7 @@ def _message(segments: list[str], separators: str, interrupted: bool) -> tuple[s
         f["obx_coding_systems"] = list(coding)
     if pid3:
         f["patient_id_hash"] = phi_hash(pid3)
-    f["suspicious"] = sorted({m.lastgroup for m in _SUSPICIOUS.finditer("\r".join(segments)) if m.lastgroup})
+    f["suspicious"] = _suspicious("\r".join(segments))
 
     if msh is not None:
         m = ["", *msh.split(fs)]  # m[n] is MSH-n: MSH-1 is the field separator itself
