@@ -1,0 +1,118 @@
+"""Cleartext credentials and weak channels: Telnet/FTP/HTTP Basic/MQTT passwords sent in clear (the
+dissectors only report that a secret was present; nothing of it reaches here), TLS 1.1 or older negotiated,
+self-signed or expired server certificates (medium on clinical ports, low elsewhere)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from medsentry.detect.engine import endpoint
+from medsentry.observe import Observation
+
+if TYPE_CHECKING:
+    from medsentry.detect.engine import Detector
+
+_TLS_NAMES = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
+
+
+class Credentials:
+    KINDS = (
+        "ftp.login",
+        "telnet.login",
+        "http.request",
+        "mqtt.connect",
+        "tls.server_hello",
+        "tls.certificate",
+    )
+
+    def __init__(self, det: Detector) -> None:
+        self.det = det
+        self.max_weak = int(det.cfg.get("tls", "max_weak_version"))
+        self.clinical = {int(p) for p in det.cfg.get("tls", "clinical_ports")}
+
+    def add(self, obs: Observation) -> None:
+        f = obs.fields
+        kind = obs.kind
+        if kind in ("ftp.login", "telnet.login"):
+            if f.get("password_present"):
+                self._cred(obs, kind.split(".")[0].upper() + " login", "success" in f and bool(f["success"]))
+        elif kind == "http.request":
+            if f.get("basic_auth_present"):
+                self._cred(obs, "HTTP Basic authentication", None)
+        elif kind == "mqtt.connect":
+            if f.get("password_present"):
+                self._cred(obs, "MQTT CONNECT password", None)
+        elif kind == "tls.server_hello":
+            self._version(obs)
+        else:
+            self._certificate(obs)
+
+    def _cred(self, obs: Observation, what: str, success: bool | None) -> None:
+        outcome = " and the login succeeded" if success else ""
+        self.det.hit(
+            "cred.cleartext",
+            obs.ts,
+            endpoint(obs.src_mac, obs.src_ip),
+            [endpoint(obs.dst_mac, obs.dst_ip)],
+            f"{obs.src_ip} sent a password in clear text to {obs.dst_ip}:{obs.dport} ({what}){outcome}: "
+            "anyone on the path can read it. The secret itself is not recorded.",
+            evidence={
+                "kind": obs.kind,
+                "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}",
+                "protocol": what,
+                "login_succeeded": success,
+            },
+            group=(obs.dst_ip, obs.kind),
+            severity="high" if success else None,
+            port=obs.dport,
+        )
+
+    def _version(self, obs: Observation) -> None:
+        version = obs.fields.get("version")
+        if not isinstance(version, int) or version > self.max_weak:
+            return
+        name = _TLS_NAMES.get(version, hex(version))
+        # the ServerHello goes server -> client: the server is the one that accepted the old protocol
+        self.det.hit(
+            "weak.tls_version",
+            obs.ts,
+            endpoint(obs.src_mac, obs.src_ip),
+            [endpoint(obs.dst_mac, obs.dst_ip)],
+            f"{obs.src_ip}:{obs.sport} negotiated {name} with {obs.dst_ip}: a protocol version with known "
+            "weaknesses (retired by RFC 8996).",
+            evidence={"kind": obs.kind, "flow": f"{obs.dst_ip}->{obs.src_ip}:{obs.sport}", "version": name},
+            group=obs.sport,
+            port=obs.sport,
+        )
+
+    def _certificate(self, obs: Observation) -> None:
+        f = obs.fields
+        problems = []
+        if f.get("self_signed"):
+            problems.append("self-signed")
+        after, before = f.get("not_after"), f.get("not_before")
+        if isinstance(after, int | float) and after < obs.ts:
+            problems.append("expired")
+        if isinstance(before, int | float) and before > obs.ts:
+            problems.append("not yet valid")
+        if not problems:
+            return
+        clinical = obs.sport in self.clinical
+        self.det.hit(
+            "weak.certificate",
+            obs.ts,
+            endpoint(obs.src_mac, obs.src_ip),
+            [endpoint(obs.dst_mac, obs.dst_ip)],
+            f"{obs.src_ip}:{obs.sport} presents a {' and '.join(problems)} certificate: "
+            "clients cannot tell it "
+            "from an impostor's, so a man in the middle goes unnoticed.",
+            evidence={
+                "kind": obs.kind,
+                "flow": f"{obs.dst_ip}->{obs.src_ip}:{obs.sport}",
+                "problems": problems,
+                "sha256": f.get("sha256"),
+            },
+            group=(obs.sport, f.get("sha256")),
+            severity="medium" if clinical else "low",
+            port=obs.sport,
+        )

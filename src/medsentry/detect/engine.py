@@ -1,0 +1,333 @@
+"""The detection engine: observations in (streamed, cheap), deduplicated and rate-limited alerts out.
+
+Rule families (one module each) look at the observation kinds they know and call `Detector.hit()`. A hit
+opens an alert or, within the dedup window, adds to the open one (same rule, same attacker, same group).
+Families whose judgement needs the end of the learning period (`novelty`/`baseline`) keep first-seen keys
+and produce their alerts in `alerts()`.
+
+An alert's `attacker` is the device whose behaviour is flagged: the scanner, the spoofer, the client that
+sent a password in clear, the server exposing PHI in clear or with a self-signed certificate. Its `id` is a
+hash of rule, attacker, victim set and first_seen rounded down to `alerts.id_bucket_s`: the same traffic
+gives the same ids on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from medsentry.detect.config import Config, accepted, load_config
+from medsentry.detect.state import Lru
+from medsentry.observe import Observation
+
+# rule -> (ATT&CK id, name, matrix, default severity)
+RULES: dict[str, tuple[str, str, str, str]] = {
+    "recon.port_scan": ("T1046", "Network Service Discovery", "enterprise", "medium"),
+    "recon.host_sweep": ("T0846", "Remote System Discovery", "ics", "medium"),
+    "recon.dicom_association_scan": ("T0888", "Remote System Information Discovery", "ics", "medium"),
+    "recon.dicom_aet_bruteforce": ("T1110", "Brute Force", "enterprise", "high"),
+    "recon.hl7_probe": ("T0888", "Remote System Information Discovery", "ics", "medium"),
+    "recon.mqtt_probe": ("T0888", "Remote System Information Discovery", "ics", "medium"),
+    "recon.login_bruteforce": ("T1110", "Brute Force", "enterprise", "high"),
+    "abuse.mqtt_wildcard": ("T0801", "Monitor Process State", "ics", "high"),
+    "abuse.mqtt_anonymous": ("T0859", "Valid Accounts", "ics", "low"),
+    "abuse.mqtt_topic_spoof": ("T0856", "Spoof Reporting Message", "ics", "high"),
+    "abuse.dicom_unknown_ae": ("T1213", "Data from Information Repositories", "enterprise", "high"),
+    "abuse.hl7_injection": ("T1190", "Exploit Public-Facing Application", "enterprise", "high"),
+    "abuse.hl7_unexpected_message": ("T0856", "Spoof Reporting Message", "ics", "medium"),
+    "abuse.http_probe": ("T1595", "Active Scanning", "enterprise", "high"),
+    "spoof.arp": ("T0830", "Adversary-in-the-Middle", "ics", "critical"),
+    "spoof.rogue_dhcp": ("T1557.003", "Adversary-in-the-Middle: DHCP Spoofing", "enterprise", "high"),
+    "spoof.identity_change": ("T0849", "Masquerading", "ics", "high"),
+    "cred.cleartext": ("T1552", "Unsecured Credentials", "enterprise", "medium"),
+    "weak.tls_version": ("T1557", "Adversary-in-the-Middle", "enterprise", "low"),
+    "weak.certificate": ("T1557", "Adversary-in-the-Middle", "enterprise", "low"),
+    "phi.cleartext": ("T1040", "Network Sniffing", "enterprise", "medium"),
+    "phi.external": ("T1048", "Exfiltration Over Alternative Protocol", "enterprise", "critical"),
+    "baseline.new_peer": ("T0886", "Remote Services", "ics", "medium"),
+    "baseline.new_service": ("T0886", "Remote Services", "ics", "medium"),
+    "baseline.outside_destination": ("T0869", "Standard Application Layer Protocol", "ics", "high"),
+    "baseline.volume": ("T1030", "Data Transfer Size Limits", "enterprise", "medium"),
+    "baseline.new_dhcp_server": ("T1557.003", "Adversary-in-the-Middle: DHCP Spoofing", "enterprise", "high"),
+}
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+def endpoint(mac: str | None, ip: str | None) -> dict[str, str | None]:
+    return {"mac": mac, "ip": ip}
+
+
+@dataclass
+class Alert:
+    rule: str
+    technique: dict[str, str]
+    severity: str
+    attacker: dict[str, str | None]
+    victims: list[dict[str, Any]]
+    first_seen: float
+    last_seen: float
+    evidence: list[dict[str, Any]]
+    explanation: str
+    count: int = 1
+    id_bucket_s: int = 3600
+
+    @property
+    def id(self) -> str:
+        victims = sorted(f"{v.get('mac') or ''}/{v.get('ip') or ''}" for v in self.victims)
+        att = f"{self.attacker.get('mac') or ''}/{self.attacker.get('ip') or ''}"
+        bucket = int(self.first_seen // self.id_bucket_s) * self.id_bucket_s
+        raw = "|".join([self.rule, att, ",".join(victims), str(bucket)])
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "technique": dict(self.technique),
+            "severity": self.severity,
+            "attacker": dict(self.attacker),
+            "victims": [dict(v) for v in self.victims],
+            "first_seen": round(self.first_seen, 6),
+            "last_seen": round(self.last_seen, 6),
+            "count": self.count,
+            "evidence": [dict(e) for e in self.evidence],
+            "explanation": self.explanation,
+        }
+
+
+@dataclass
+class _Open:
+    alert: Alert
+    victims: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evidence: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    victims_dropped: int = 0
+    evidence_dropped: int = 0
+
+
+class AlertStore:
+    """Open alerts keyed by (rule, attacker, group): dedup window, per-rule rate limit, size cap."""
+
+    def __init__(self, cfg: Config, stats: Counter[str], evictions: Counter[str]) -> None:
+        a = cfg["alerts"]
+        self.cfg = cfg
+        self.window = float(a["dedup_window_s"])
+        self.rate = int(a["rate_per_rule_per_min"])
+        self.max_victims = int(a["max_victims"])
+        self.max_evidence = int(a["max_evidence"])
+        self.id_bucket = int(a["id_bucket_s"])
+        self.open: Lru[tuple[Any, ...], _Open] = Lru(int(a["max_alerts"]), "alerts", evictions)
+        self.closed: list[Alert] = []  # superseded by a later alert of the same key (outside the window)
+        self.minute: dict[str, tuple[int, int]] = {}
+        self.stats = stats
+
+    def hit(
+        self,
+        rule: str,
+        ts: float,
+        attacker: dict[str, str | None],
+        victims: list[dict[str, Any]],
+        explanation: str,
+        evidence: dict[str, Any] | None = None,
+        group: Any = None,
+        severity: str | None = None,
+        port: int | None = None,
+    ) -> Alert | None:
+        cfg = self.cfg
+        if not cfg.enabled(rule):
+            return None
+        if accepted(cfg["accept"] or [], rule, attacker, victims, port):
+            self.stats["accepted"] += 1
+            return None
+        key = (rule, attacker.get("ip") or attacker.get("mac"), group)
+        op = self.open.get(key)
+        if op is not None and ts - op.alert.last_seen > self.window and ts > op.alert.last_seen:
+            self.closed.append(self._finish(op))
+            del self.open[key]
+            op = None
+        if op is None:
+            minute = int(ts // 60)
+            m, n = self.minute.get(rule, (minute, 0))
+            if m != minute:
+                m, n = minute, 0
+            if n >= self.rate:
+                self.stats["rate_limited"] += 1
+                return None
+            self.minute[rule] = (m, n + 1)
+            tid, tname, matrix, sev = RULES[rule]
+            alert = Alert(
+                rule=rule,
+                technique={"id": tid, "name": tname, "matrix": matrix},
+                severity=cfg.severity(rule, severity or sev),
+                attacker=dict(attacker),
+                victims=[],
+                first_seen=ts,
+                last_seen=ts,
+                evidence=[],
+                explanation=explanation,
+                count=0,
+                id_bucket_s=self.id_bucket,
+            )
+            op = _Open(alert)
+            self.open.put(key, op)
+            self.stats["alerts_opened"] += 1
+        else:
+            self.open.move_to_end(key)
+            op.alert.explanation = explanation  # the latest wording carries the latest counts
+            if severity and SEVERITIES.index(severity) > SEVERITIES.index(op.alert.severity):
+                op.alert.severity = cfg.severity(rule, severity)
+        al = op.alert
+        al.count += 1
+        al.first_seen = min(al.first_seen, ts)
+        al.last_seen = max(al.last_seen, ts)
+        for v in victims:
+            vk = f"{v.get('mac') or ''}/{v.get('ip') or ''}"
+            if vk in op.victims:
+                continue
+            if len(op.victims) >= self.max_victims:
+                op.victims_dropped += 1
+                continue
+            op.victims[vk] = dict(v)
+        if evidence is not None:
+            ek = (evidence.get("kind"), evidence.get("flow"))
+            ev = op.evidence.get(ek)
+            if ev is None:
+                if len(op.evidence) >= self.max_evidence:
+                    op.evidence_dropped += 1
+                    return al
+                ev = {**evidence, "first": ts, "last": ts, "count": 0}
+                op.evidence[ek] = ev
+            ev["count"] += 1
+            ev["first"] = min(ev["first"], ts)
+            ev["last"] = max(ev["last"], ts)
+            for k, v in evidence.items():
+                if k in ("kind", "flow"):
+                    continue
+                if isinstance(v, list) and isinstance(ev.get(k), list) and ev[k] is not v:
+                    ev[k] = sorted({*map(str, ev[k]), *map(str, v)})[:16]  # reasons, field names: union
+                else:
+                    ev[k] = v  # counters: latest wins
+        return al
+
+    def _finish(self, op: _Open) -> Alert:
+        al = op.alert
+        al.victims = sorted(op.victims.values(), key=lambda v: (str(v.get("ip")), str(v.get("mac"))))
+        al.evidence = sorted(op.evidence.values(), key=lambda e: e["first"])
+        for e in al.evidence:
+            e["first"], e["last"] = round(e["first"], 6), round(e["last"], 6)
+        if op.victims_dropped or op.evidence_dropped:
+            al.evidence.append(
+                {
+                    "kind": "truncated",
+                    "victims_dropped": op.victims_dropped,
+                    "evidence_dropped": op.evidence_dropped,
+                }
+            )
+        return al
+
+    def all(self) -> list[Alert]:
+        return self.closed + [self._finish(op) for op in self.open.values()]
+
+
+class Family(Protocol):
+    KINDS: tuple[str, ...]
+
+    def add(self, obs: Observation) -> None: ...
+
+
+class Detector:
+    """Streaming attack and PHI detection. `add()` every observation; `alerts()` whenever a list is wanted.
+
+    `live=True` makes the learning period `learning.period_s` from the first observation; otherwise (files)
+    it is min(period_s, learning.fraction x the time the observations span).
+    """
+
+    def __init__(self, config: Config | None = None, live: bool = False) -> None:
+        from medsentry.detect import baseline, credentials, phi, protocols, recon, spoofing
+
+        self.cfg = config or load_config()
+        self.live = live
+        self.stats: Counter[str] = Counter()
+        self.evictions: Counter[str] = Counter()
+        self.store = AlertStore(self.cfg, self.stats, self.evictions)
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self.families: list[Any] = [
+            recon.Recon(self),
+            protocols.ProtocolAbuse(self),
+            spoofing.Spoofing(self),
+            credentials.Credentials(self),
+            phi.Phi(self),
+            baseline.Baseline(self),
+        ]
+        self._by_kind: dict[str, list[Any]] = {}
+        for fam in self.families:
+            for kind in fam.KINDS:
+                self._by_kind.setdefault(kind, []).append(fam.add)
+        self._novelty = [f for f in self.families if hasattr(f, "novel_alerts")]
+
+    # -- input --------------------------------------------------------------------------------------------
+    def add(self, obs: Observation) -> None:
+        handlers = self._by_kind.get(obs.kind)
+        ts = obs.ts
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+        self.stats["observations"] += 1
+        if not handlers:
+            return
+        for handle in handlers:
+            try:
+                handle(obs)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                # a field of an unexpected shape (Zeek, a dissector bug): counted, never fatal
+                self.stats["bad_observations"] += 1
+
+    def hit(
+        self,
+        rule: str,
+        ts: float,
+        attacker: dict[str, str | None],
+        victims: list[dict[str, Any]],
+        explanation: str,
+        **kw: Any,
+    ) -> Alert | None:
+        return self.store.hit(rule, ts, attacker, victims, explanation, **kw)
+
+    # -- learning -------------------------------------------------------------------------------------------
+    def learning_end(self) -> float:
+        if self.first_ts is None or self.last_ts is None:
+            return float("inf")
+        period = float(self.cfg.get("learning", "period_s"))
+        if not self.live:
+            period = min(period, float(self.cfg.get("learning", "fraction")) * (self.last_ts - self.first_ts))
+        return self.first_ts + period
+
+    # -- output -------------------------------------------------------------------------------------------
+    def alerts(self, classes: dict[str, str] | None = None) -> list[Alert]:
+        """All alerts so far, oldest first. `classes` (device MAC or IP -> device_class, e.g. from the
+        inventory) lets baseline deviations that are normal for a device's class pass."""
+        out = self.store.all()
+        scratch = AlertStore(self.cfg, Counter(), self.evictions)
+        end = self.learning_end()
+        for fam in self._novelty:
+            fam.novel_alerts(scratch, end, classes or {})
+        out += scratch.all()
+        self.stats["novelty_alerts"] = len(scratch.open) + len(scratch.closed)
+        out.sort(key=lambda a: (a.first_seen, a.rule, a.id))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **dict(self.stats),
+            "evictions": dict(self.evictions),
+            "learning_end": self.learning_end() if self.first_ts is not None else None,
+        }
+
+
+def to_json_doc(alerts: list[Alert]) -> dict[str, Any]:
+    """The `--alerts FILE` document."""
+    return {"alerts": [a.to_dict() for a in alerts]}
