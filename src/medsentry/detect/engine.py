@@ -241,7 +241,8 @@ class Detector:
     """Streaming attack and PHI detection. `add()` every observation; `alerts()` whenever a list is wanted.
 
     `live=True` makes the learning period `learning.period_s` from the first observation; otherwise (files)
-    it is min(period_s, learning.fraction x the time the observations span).
+    it is min(period_s, learning.fraction x the time the observations span), and a capture too short for
+    `learning.min_s` of learning gets no learning-based judgements at all.
     """
 
     def __init__(self, config: Config | None = None, live: bool = False) -> None:
@@ -304,6 +305,8 @@ class Detector:
         period = float(self.cfg.get("learning", "period_s"))
         if not self.live:
             period = min(period, float(self.cfg.get("learning", "fraction")) * (self.last_ts - self.first_ts))
+            if period < float(self.cfg.get("learning", "min_s")):
+                return float("inf")  # too little history to call anything new: no baseline judgements
         return self.first_ts + period
 
     # -- output -------------------------------------------------------------------------------------------
@@ -311,12 +314,16 @@ class Detector:
         """All alerts so far, oldest first. `classes` (device MAC or IP -> device_class, e.g. from the
         inventory) lets baseline deviations that are normal for a device's class pass."""
         out = self.store.all()
-        scratch = AlertStore(self.cfg, Counter(), self.evictions)
+        scratch_stats: Counter[str] = Counter()
+        scratch = AlertStore(self.cfg, scratch_stats, self.evictions)
         end = self.learning_end()
-        for fam in self._novelty:
+        for fam in self._novelty if end != float("inf") else ():
             fam.novel_alerts(scratch, end, classes or {})
         out += scratch.all()
+        # set, not added: every call judges the same keys again
         self.stats["novelty_alerts"] = len(scratch.open) + len(scratch.closed)
+        self.stats["novelty_accepted"] = scratch_stats["accepted"]
+        self.stats["novelty_rate_limited"] = scratch_stats["rate_limited"]
         out.sort(key=lambda a: (a.first_seen, a.rule, a.id))
         return out
 
@@ -324,7 +331,7 @@ class Detector:
         return {
             **dict(self.stats),
             "evictions": dict(self.evictions),
-            "learning_end": self.learning_end() if self.first_ts is not None else None,
+            "learning_end": end if (end := self.learning_end()) != float("inf") else None,
         }
 
 
