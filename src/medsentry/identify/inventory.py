@@ -207,6 +207,8 @@ class Identifier:
         self._owner: dict[str, str] = {}  # IP -> its owner's MAC; computed by `devices`
         self._names: dict[str, dict[str, tuple[str, str, float]]] = {}  # IP -> kind -> (name, proto, ts)
         self._addrs: dict[str, _Addr] = {}
+        # (MAC, IP) as an observation gives them -> their endpoint: normalising both every time is costly
+        self._by_raw: dict[tuple[str | None, str | None], _Endpoint] = {}
         self._macs: dict[str, oui.MacInfo | None] = {}
         self._by_kind: dict[str, tuple[tuple[Rule, str, frozenset[str] | None, tuple[str, ...]], ...]] = {}
         # A rule's result depends only on the values of the fields it reads: most observations repeat
@@ -318,6 +320,19 @@ class Identifier:
         return hit
 
     def _endpoint(self, mac: str | None, ip: str | None, ts: float) -> _Endpoint | None:
+        raw = (mac, ip)
+        e = self._by_raw.get(raw)
+        if e is not None:
+            e.seen(ts)
+            return e
+        e = self._new_endpoint(mac, ip, ts)
+        if e is not None:
+            if len(self._by_raw) >= 4 * MAX_ENDPOINTS:
+                self._by_raw.clear()
+            self._by_raw[raw] = e
+        return e
+
+    def _new_endpoint(self, mac: str | None, ip: str | None, ts: float) -> _Endpoint | None:
         if mac is not None:
             mac = self._unicast(mac)
         if ip is not None and not self._addr(ip).usable:
@@ -401,7 +416,11 @@ class Identifier:
             if len(seen) < rule.peers:
                 return
         values, matched = hit
-        field = next((n for n in rule.fields if matched in str(obs.fields.get(n, getattr(obs, n, "")))), "")
+        field = ""
+        for n in rule.fields:
+            if matched in str(obs.fields.get(n, getattr(obs, n, ""))):
+                field = n
+                break
         detail = f'{obs.kind} {field} "{str(matched)[:MAX_TEXT]}" (rule {rule.id})'
         if rule.peers:
             detail = f"{obs.kind} with {rule.peers}+ peers (rule {rule.id})"
