@@ -1,0 +1,265 @@
+"""Triage decisions: persistence, VEX import applied by a scan, round trips, re-opening on changed evidence,
+network-aware drafts. Real NVD records and the real medical-device SBOM from ../shared/data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medsentry.identify.device import Device, Service
+from medsentry.vulns.feeds import import_path
+from medsentry.vulns.sbom import Sbom, read_sbom
+from medsentry.vulns.scan import Finding, ScanResult, scan_sbom
+from medsentry.vulns.store import VulnStore
+from medsentry.vulns.triage import TriageStore, load_triage, network_drafts
+from medsentry.vulns.vex import VexStatement, dump_vex
+
+JQUERY_CVE = "CVE-2020-11022"
+SMB_CVE = "CVE-2017-0144"  # EternalBlue: "The SMBv1 server in Microsoft Windows ..."
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, Sbom]:
+    sbom_path = shared_data / "sbom" / "medical-device-narrow.cdx.json"
+    if not sbom_path.is_file():
+        pytest.skip("medical-device SBOM not in ../shared/data")
+    path = tmp_path_factory.mktemp("triage") / "vulns.db"
+    with VulnStore(path) as store:
+        import_path(store, shared_data / "vulns" / "nvd")
+    return path, read_sbom(sbom_path)
+
+
+@pytest.fixture()
+def store(built: tuple[Path, Sbom], tmp_path: Path) -> Iterator[VulnStore]:
+    """A private copy of the built store (tests write decisions and modified records into it)."""
+    path = tmp_path / "vulns.db"
+    shutil.copy(built[0], path)
+    s = VulnStore(path)
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def sbom(built: tuple[Path, Sbom]) -> Sbom:
+    return built[1]
+
+
+def _scan(store: VulnStore, sbom: Sbom) -> ScanResult:
+    return scan_sbom(store, sbom, triage=load_triage(store), max_age=None)
+
+
+def _finding(result: ScanResult, cve: str) -> Finding:
+    return next(f for f in result.findings if f.vulnerability == cve)
+
+
+def test_decisions_persist_across_reopen_with_history(store: VulnStore, sbom: Sbom) -> None:
+    jq = _finding(_scan(store, sbom), JQUERY_CVE)
+    assert jq.status == "affected"
+    with TriageStore(store) as ts:
+        ts.decide(jq, "under_investigation", author="analyst")
+        ts.decide(jq, "not_affected", justification="code_not_reachable", author="analyst")
+    path = store.path
+    store.close()
+    with VulnStore(path) as again, TriageStore(again) as ts:
+        current = ts.current()
+        assert [(d.statement.status, d.statement.justification) for d in current] == [
+            ("not_affected", "code_not_reachable")
+        ]
+        assert [d.statement.status for d in ts.history(vulnerability=JQUERY_CVE)] == [
+            "under_investigation",
+            "not_affected",
+        ]
+        rescanned = _finding(_scan(again, sbom), JQUERY_CVE)
+    assert rescanned.status == "not_affected"
+    assert rescanned.triage is not None and rescanned.triage["author"] == "analyst"
+
+
+def test_vex_import_is_applied_by_a_scan(store: VulnStore, sbom: Sbom, tmp_path: Path) -> None:
+    jq = _finding(_scan(store, sbom), JQUERY_CVE)
+    purl = jq.subject["purl"]  # a VEX file from elsewhere names the component by its purl
+    vex = VexStatement(
+        JQUERY_CVE, purl, "not_affected", justification="vulnerable_code_not_in_execute_path", author="maker"
+    )
+    path = tmp_path / "maker.openvex.json"
+    path.write_text(dump_vex([vex], "openvex"))
+    with TriageStore(store) as ts:
+        first = ts.import_vex(path)
+        again = ts.import_vex(path)
+    assert (first.recorded, again.recorded, again.unchanged) == (1, 0, 1)
+    result = _scan(store, sbom)
+    applied = _finding(result, JQUERY_CVE)
+    assert applied.status == "not_affected"
+    assert applied.triage is not None and applied.triage["subject"] == purl
+    # the other jQuery findings are untouched
+    others = [f for f in result.findings if f.subject["name"] == "jQuery" and f.vulnerability != JQUERY_CVE]
+    assert others and {f.status for f in others} == {"affected"}
+
+
+@pytest.mark.parametrize("fmt", ["cyclonedx", "openvex", "csaf"])
+def test_export_import_round_trip(store: VulnStore, sbom: Sbom, tmp_path: Path, fmt: str) -> None:
+    result = _scan(store, sbom)
+    statuses = [
+        ("not_affected", "code_not_present", ()),
+        ("affected", "", ("update",)),
+        ("fixed", "", ()),
+        ("under_investigation", "", ()),
+        ("not_affected", "inline_mitigations_already_exist", ()),
+    ]
+    with TriageStore(store) as ts:
+        for f, (status, justification, responses) in zip(result.findings, statuses, strict=False):
+            ts.decide(
+                f,
+                status,
+                justification=justification,
+                responses=responses,
+                impact_statement=f"reviewed {f.vulnerability}",
+                author="analyst",
+            )
+        before = ts.triage()
+        text = ts.export_vex(fmt)
+    assert len(before) == len(statuses)
+    exported = tmp_path / f"out.{fmt}.json"
+    exported.write_text(text)
+    other = tmp_path / "other.db"
+    with VulnStore(other) as fresh, TriageStore(fresh) as ts:
+        got = ts.import_vex(exported)
+        assert got.recorded == len(statuses) and not got.problems
+        assert ts.triage() == before
+
+
+def _modified_copy(shared: Path, tmp: Path, cve: str, end: str) -> Path:
+    """The real NVD record with a later lastModified and a different range end."""
+    doc = json.loads((shared / "vulns" / "nvd" / f"{cve}.json").read_text())
+    doc["cve"]["lastModified"] = "2026-11-30T10:00:00.000"
+    for config in doc["cve"]["configurations"]:
+        for node in config["nodes"]:
+            for m in node["cpeMatch"]:
+                if "jquery:jquery" in m["criteria"]:
+                    m["versionEndExcluding"] = end
+    out = tmp / "modified"
+    out.mkdir(exist_ok=True)
+    (out / f"{cve}.json").write_text(json.dumps(doc))
+    return out
+
+
+def test_decision_reopened_when_evidence_changes(
+    store: VulnStore, sbom: Sbom, shared_data: Path, tmp_path: Path
+) -> None:
+    with TriageStore(store) as ts:
+        ts.decide(
+            _finding(_scan(store, sbom), JQUERY_CVE), "not_affected", justification="code_not_reachable"
+        )
+        # a re-scan and a re-import of the same feed data change nothing
+        import_path(store, shared_data / "vulns" / "nvd" / f"{JQUERY_CVE}.json")
+        assert ts.reconcile(_scan(store, sbom).findings) == []
+
+        import_path(store, _modified_copy(shared_data, tmp_path, JQUERY_CVE, "3.6.0"))
+        result = _scan(store, sbom)
+        assert _finding(result, JQUERY_CVE).status == "not_affected"  # the old decision, until reconciled
+        reopened = ts.reconcile(result.findings)
+        assert [(r.vulnerability, r.previous.statement.status) for r in reopened] == [
+            (JQUERY_CVE, "not_affected")
+        ]
+        assert "record modified" in reopened[0].reason and "match evidence changed" in reopened[0].reason
+        finding = _finding(result, JQUERY_CVE)
+        assert finding.status == "under_investigation" and finding.triage is not None
+        assert "code_not_reachable" in finding.triage["impact_statement"]  # the previous decision is named
+        history = ts.history(vulnerability=JQUERY_CVE)
+        assert [d.origin for d in history] == ["manual", "reopened"]
+        # re-opened once: the same evidence again is no new change
+        assert ts.reconcile(_scan(store, sbom).findings) == []
+    assert _finding(_scan(store, sbom), JQUERY_CVE).status == "under_investigation"
+
+
+def test_imported_decision_binds_to_first_evidence_then_reopens_on_change(
+    store: VulnStore, sbom: Sbom, shared_data: Path, tmp_path: Path
+) -> None:
+    jq = _finding(_scan(store, sbom), JQUERY_CVE)
+    path = tmp_path / "v.cdx.json"
+    path.write_text(dump_vex([VexStatement(JQUERY_CVE, jq.subject["ref"], "fixed")], "cyclonedx"))
+    with TriageStore(store) as ts:
+        ts.import_vex(path)
+        assert ts.reconcile(_scan(store, sbom).findings) == []  # binds, no re-open
+        assert ts.current()[0].fingerprint is not None
+        import_path(store, _modified_copy(shared_data, tmp_path, JQUERY_CVE, "3.5.1"))
+        assert len(ts.reconcile(_scan(store, sbom).findings)) == 1
+
+
+def _device(services: list[Service], ips: list[str]) -> Device:
+    return Device(
+        mac="00:11:22:33:44:55",
+        ips=ips,
+        device_class="imaging_workstation",
+        vendor="Microsoft",
+        model="Windows 7",
+        first_seen=1_700_000_000.0,
+        last_seen=1_700_086_400.0,
+        services=services,
+    )
+
+
+def _device_finding(device: Device, cve: str) -> Finding:
+    return Finding(
+        subject={
+            "type": "device",
+            "id": device.key,
+            "vendor": device.vendor,
+            "model": device.model,
+            "firmware": None,
+            "ips": device.ips,
+        },
+        vulnerability=cve,
+        source="nvd",
+        match={"method": "nvd-configuration", "target": "microsoft:windows_7"},
+        status="affected",
+        cvss={"vector": "CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:H/I:H/A:H"},
+    )
+
+
+def test_network_drafts_for_unexposed_service(store: VulnStore) -> None:
+    web_only = _device([Service("tcp", 443, "tls", "offers", 5), Service("tcp", 104, "dicom", "offers", 2)],
+                       ["10.1.2.3"])  # fmt: skip
+    smb_internal = _device([Service("tcp", 445, None, "offers", 3)], ["10.1.2.4"])
+    smb_public = _device([Service("tcp", 445, "smb", "offers", 3)], ["8.8.4.4"])
+    drafts = {}
+    for name, device in (("web", web_only), ("internal", smb_internal), ("public", smb_public)):
+        got = network_drafts(store, [_device_finding(device, SMB_CVE)], [device])
+        drafts[name] = got[0] if got else None
+    web = drafts["web"]
+    assert web is not None and web.statement.status == "not_affected"
+    assert web.statement.justification == "vulnerable_code_not_in_execute_path"
+    assert web.evidence["services_in_description"] == ["smb"]
+    assert "tcp/445" in web.evidence["ports_of_those_services"]
+    assert web.evidence["device_offers"] == ["tcp/443 tls", "tcp/104 dicom"]
+    assert drafts["internal"] is not None
+    assert drafts["internal"].statement.justification == "protected_by_mitigating_control"
+    assert drafts["internal"].confidence < web.confidence
+    assert drafts["public"] is None  # offered on a public address: nothing to propose
+
+
+def test_drafts_apply_only_when_accepted(store: VulnStore) -> None:
+    device = _device([Service("tcp", 443, "tls", "offers", 5)], ["10.1.2.3"])
+    finding = _device_finding(device, SMB_CVE)
+    with TriageStore(store) as ts:
+        assert ts.propose(network_drafts(store, [finding], [device])) == 1
+        assert load_triage(store) == {}  # a draft is no decision
+        assert [d.statement.vulnerability for d in ts.drafts()] == [SMB_CVE]
+        decision = ts.accept_draft(device.key, SMB_CVE, author="biomed")
+        assert decision.origin == "draft" and decision.fingerprint is not None
+        assert ts.drafts() == []
+        assert ts.propose(network_drafts(store, [finding], [device])) == 0  # decided: not proposed again
+    triage = load_triage(store)
+    assert triage[(device.key, SMB_CVE)].status == "not_affected"
+    assert triage[(device.key, SMB_CVE)].author == "biomed"
+
+
+def test_no_draft_for_a_flaw_without_a_named_network_service(store: VulnStore) -> None:
+    device = _device([], ["10.1.2.3"])
+    # jQuery XSS: a client-side library flaw, no network service the inventory could rule out
+    assert network_drafts(store, [_device_finding(device, JQUERY_CVE)], [device]) == []
+    # the same device and an SMB flaw: a draft
+    assert len(network_drafts(store, [_device_finding(device, SMB_CVE)], [device])) == 1
