@@ -12,7 +12,8 @@ import multiprocessing
 import queue
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +57,17 @@ def _identifier(fingerprints: Path | None):  # -> Identifier; imported late so `
 
 
 CHUNK = 2048  # observations per message from a worker
+# Observations travel as plain tuples: a frozen dataclass pickles and unpickles several times slower.
+_as_tuple = attrgetter(*(f.name for f in fields(Observation)))
 MAX_CHUNKS = 16  # chunks in flight: a worker waits when identification falls behind
 
 
 def _shard(paths: list[Path], k: int, n: int, out: Any) -> None:
     """One worker: its share of the flows; observations go to `out` in chunks, then its Stats."""
-    buf: list[Observation] = []
+    buf: list[tuple[Any, ...]] = []
 
     def emit(o: Observation) -> None:
-        buf.append(o)
+        buf.append(_as_tuple(o))
         if len(buf) >= CHUNK:
             out.put(buf.copy())
             buf.clear()
@@ -110,7 +113,8 @@ def _run_sharded(captures: list[Path], workers: int, add: Callable[[Observation]
             elif isinstance(item, Exception):
                 raise item
             else:
-                for o in item:
+                for t in item:
+                    o = Observation(*t)
                     if o.kind == "ip.ttl":
                         have = ttl.get(o.src_ip)
                         if have is not None:
