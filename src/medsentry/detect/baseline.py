@@ -56,6 +56,13 @@ class Baseline:
         first = float(f.get("first_seen") or obs.ts)
         last = float(f.get("last_seen") or obs.ts)
         cmac = obs.src_mac
+        nbytes = int(f.get("bytes_c2s") or 0) + int(f.get("bytes_s2c") or 0)
+        self._volume(client, first, last, nbytes)
+        novel = self.novel
+        peer_key, svc_key = ("peer", client, server), ("svc", client, service)
+        peer_known, svc_known = novel.bump(peer_key, first), novel.bump(svc_key, first)
+        if peer_known and svc_known:
+            return  # the common case: nothing to build
         if cmac:
             self.macs.put(client, cmac)
         att = endpoint(cmac, client)
@@ -66,31 +73,32 @@ class Baseline:
             rule, what = "baseline.outside_destination", f"{server} (outside the hospital's address space)"
         else:
             rule, what = "baseline.new_peer", server
-        self._see(
-            ("peer", client, server),
-            ("peer", server),
-            client,
-            first,
-            rule,
-            att,
-            [victim],
-            f"{client} talked to {what}, a peer it did not talk to during the learning period.",
-            {"kind": "flow", "flow": flow},
-            port,
-        )
-        self._see(
-            ("svc", client, service),
-            ("svc", service),
-            client,
-            first,
-            "baseline.new_service",
-            att,
-            [victim],
-            f"{client} used the service {service}, which it did not use during the learning period.",
-            {"kind": "flow", "flow": flow, "service": service},
-            port,
-        )
-        self._volume(client, first, last, int(f.get("bytes_c2s") or 0) + int(f.get("bytes_s2c") or 0))
+        if not peer_known:
+            self._see(
+                peer_key,
+                ("peer", server),
+                client,
+                first,
+                rule,
+                att,
+                [victim],
+                f"{client} talked to {what}, a peer it did not talk to during the learning period.",
+                {"kind": "flow", "flow": flow},
+                port,
+            )
+        if not svc_known:
+            self._see(
+                svc_key,
+                ("svc", service),
+                client,
+                first,
+                "baseline.new_service",
+                att,
+                [victim],
+                f"{client} used the service {service}, which it did not use during the learning period.",
+                {"kind": "flow", "flow": flow, "service": service},
+                port,
+            )
 
     def _see(
         self,

@@ -43,6 +43,7 @@ class Config:
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"address_space: {exc}") from exc
         self._local_cache: dict[str, bool] = {}
+        self._enabled: dict[str, bool] = {}
 
     def __getitem__(self, section: str) -> Any:
         return self.doc[section]
@@ -75,7 +76,10 @@ class Config:
         return local
 
     def enabled(self, rule: str) -> bool:
-        return not any(_rule_match(d, rule) for d in self.doc.get("disabled") or [])
+        hit = self._enabled.get(rule)
+        if hit is None:
+            hit = self._enabled[rule] = not any(_rule_match(d, rule) for d in self.doc.get("disabled") or [])
+        return hit
 
     def severity(self, rule: str, default: str) -> str:
         return (self.doc.get("severity") or {}).get(rule, default)

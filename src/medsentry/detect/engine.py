@@ -122,6 +122,7 @@ class AlertStore:
         self.closed: list[Alert] = []  # superseded by a later alert of the same key (outside the window)
         self.minute: dict[str, tuple[int, int]] = {}
         self.stats = stats
+        self.accept = list(cfg["accept"] or [])
 
     def hit(
         self,
@@ -138,7 +139,7 @@ class AlertStore:
         cfg = self.cfg
         if not cfg.enabled(rule):
             return None
-        if accepted(cfg["accept"] or [], rule, attacker, victims, port):
+        if self.accept and accepted(self.accept, rule, attacker, victims, port):
             self.stats["accepted"] += 1
             return None
         key = (rule, attacker.get("ip") or attacker.get("mac"), group)
@@ -255,6 +256,7 @@ class Detector:
         self.store = AlertStore(self.cfg, self.stats, self.evictions)
         self.first_ts: float | None = None
         self.last_ts: float | None = None
+        self.observations = 0
         self.families: list[Any] = [
             recon.Recon(self),
             protocols.ProtocolAbuse(self),
@@ -277,7 +279,7 @@ class Detector:
             self.first_ts = ts
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
-        self.stats["observations"] += 1
+        self.observations += 1
         if not handlers:
             return
         for handle in handlers:
@@ -329,6 +331,7 @@ class Detector:
 
     def summary(self) -> dict[str, Any]:
         return {
+            "observations": self.observations,
             **dict(self.stats),
             "evictions": dict(self.evictions),
             "learning_end": end if (end := self.learning_end()) != float("inf") else None,

@@ -44,6 +44,19 @@ class Novelty:
             s.last = ts
         return s
 
+    def bump(self, key: Any, ts: float) -> bool:
+        """Update a known key (cheap: the common case); False when the key is new and needs `see`."""
+        s = self.keys.get(key)
+        if s is None:
+            return False
+        self.keys.move_to_end(key)
+        s.count += 1
+        if ts < s.first:
+            s.first = ts
+        elif ts > s.last:
+            s.last = ts
+        return True
+
     def learned(self, key: Any, end: float) -> bool:
         s = self.keys.get(key)
         return s is not None and s.first < end

@@ -28,7 +28,7 @@ class Phi:
         self.resources = {str(r) for r in cfg.get("phi", "fhir_resources")}
         self.max_hashes = int(cfg.get("phi", "max_hashes"))
         self.allowed = {str(e) for e in cfg["trusted"]["ehr_endpoints"] or []}
-        self.patients: Lru[tuple[Any, ...], set[str]] = Lru(
+        self.patients: Lru[tuple[Any, ...], tuple[set[str], list[str]]] = Lru(
             int(cfg["limits"]["sources"]), "phi.patients", det.evictions
         )
 
@@ -55,10 +55,13 @@ class Phi:
         return ip in self.allowed or f"{ip}:{port}" in self.allowed
 
     def _count(self, key: tuple[Any, ...], h: Any) -> tuple[int, list[str]]:
-        seen = self.patients.touch(key, set)
-        if isinstance(h, str) and len(seen) < 10000:
+        """Distinct patients of a service or destination (up to 10000) and the first few hashes."""
+        seen, first = self.patients.touch(key, lambda: (set(), []))
+        if isinstance(h, str) and h not in seen and len(seen) < 10000:
             seen.add(h)
-        return len(seen), sorted(seen)[: self.max_hashes]
+            if len(first) < self.max_hashes:
+                first.append(h)
+        return len(seen), first
 
     def _external(self, obs: Observation, what: str, fields: list[str]) -> None:
         n, hashes = self._count(("ext", obs.src_ip, obs.dst_ip), obs.fields.get("patient_id_hash"))

@@ -121,15 +121,19 @@ class ProtocolAbuse:
             return  # the broker relaying to a subscriber
         topic = str(obs.fields.get("topic") or "")
         who = obs.src_mac or obs.src_ip or "?"
-        pubs = self.publishers.touch(topic, dict)
+        # topics belong to a broker's namespace: the same name on another broker is another topic
+        pubs = self.publishers.touch((obs.dst_ip, topic), dict)
         others = [p for p in pubs if p != who]
         if who not in pubs and len(pubs) < 8:
             pubs[who] = obs.ts
         if not others or self._infra(obs):
             return
+        key = ("topic", obs.dst_ip, topic, who)
+        if self.novel.bump(key, obs.ts):
+            return
         short = short_topic(topic)
         self.novel.see(
-            ("topic", topic, who),
+            key,
             obs.ts,
             rule="abuse.mqtt_topic_spoof",
             attacker=endpoint(obs.src_mac, obs.src_ip),
@@ -137,7 +141,7 @@ class ProtocolAbuse:
             explanation=f"{obs.src_ip} published on the MQTT topic {short} that another device publishes "
             "on: someone is injecting readings in that device's name.",
             evidence={"kind": obs.kind, "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}", "topic": short},
-            group=topic,
+            group=(obs.dst_ip, topic),
         )
 
     # -- DICOM ---------------------------------------------------------------------------------------------
@@ -205,8 +209,11 @@ class ProtocolAbuse:
                 },
             )
         mtype = f"{f.get('message_type') or '?'}^{f.get('trigger_event') or ''}"
+        key = ("hl7", obs.src_ip, obs.dst_ip, mtype)
+        if self.novel.bump(key, obs.ts):
+            return
         self.novel.see(
-            ("hl7", obs.src_ip, obs.dst_ip, mtype),
+            key,
             obs.ts,
             rule="abuse.hl7_unexpected_message",
             attacker=endpoint(obs.src_mac, obs.src_ip),

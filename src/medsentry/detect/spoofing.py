@@ -165,8 +165,10 @@ class Spoofing:
         ae = str(obs.fields.get("calling_ae") or "")
         if not ae or not obs.src_ip:
             return
-        home = self.ae_home.get(ae)
-        self.ae_home.put(ae, home or (obs.src_mac, obs.src_ip))
+        # an AE title names a station in the called node's configuration: judged per called node
+        key = f"{obs.dst_ip}|{ae}"
+        home = self.ae_home.get(key)
+        self.ae_home.put(key, home or (obs.src_mac, obs.src_ip))
         if home is None:
             return
         hmac, hip = home
@@ -181,7 +183,7 @@ class Spoofing:
             f"{obs.src_ip} opened a DICOM association as AE title '{ae}', which belongs to {hip}: a machine "
             "is masquerading as another DICOM station.",
             evidence={"kind": obs.kind, "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}", "calling_ae": ae},
-            group=ae,
+            group=key,
         )
 
     def novel_alerts(self, store: AlertStore, end: float, classes: dict[str, str]) -> None:
