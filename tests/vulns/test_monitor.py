@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -133,3 +134,34 @@ def test_renderers(store: VulnStore, built: tuple[Path, Sbom]) -> None:
     assert "first run" in text and "CVE-2020-11022" in text and "jQuery 3.1.1" in text
     payload = json.loads(json.dumps(report.to_json(), default=str))
     assert payload["first_run"] is True and payload["counts"]["new_finding"] == 22
+
+
+def _upgraded(sbom: Sbom, name: str, version: str) -> Sbom:
+    components = []
+    for c in sbom.components:
+        if c.name == name:
+            c = replace(
+                c,
+                version=version,
+                purl=c.purl.replace(f"@{c.version}", f"@{version}"),
+                cpes=tuple(p.replace(f":{c.version}:", f":{version}:") for p in c.cpes),
+            )
+        components.append(c)
+    return replace(sbom, components=components, serial="")
+
+
+def test_a_new_product_version_reports_the_fixed_findings_gone(
+    store: VulnStore, built: tuple[Path, Sbom]
+) -> None:
+    sbom = built[1]
+    monitor(store, [sbom], max_age=None)
+    report = monitor(store, [_upgraded(sbom, "jQuery", "3.5.1")], max_age=None)
+    assert sorted((c.kind, c.vulnerability) for c in report.changes) == [
+        ("gone", "CVE-2019-11358"),
+        ("gone", "CVE-2020-11022"),
+        ("gone", "CVE-2020-11023"),
+    ]
+    assert all(c.subject["name"] == "jQuery" for c in report.changes)
+    # and back: the old version's findings are new again
+    back = monitor(store, [sbom], max_age=None)
+    assert back.counts()["new_finding"] == 3 and len(back.changes) == 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from medsentry.identify.device import Device, Service
 from medsentry.vulns.feeds import import_path
 from medsentry.vulns.sbom import Sbom, read_sbom
-from medsentry.vulns.scan import Finding, ScanResult, scan_sbom
+from medsentry.vulns.scan import Finding, ScanResult, scan_devices, scan_sbom
 from medsentry.vulns.store import VulnStore
 from medsentry.vulns.triage import TriageStore, load_triage, network_drafts
 from medsentry.vulns.vex import VexStatement, dump_vex
@@ -193,7 +194,7 @@ def _device(services: list[Service], ips: list[str]) -> Device:
     return Device(
         mac="00:11:22:33:44:55",
         ips=ips,
-        device_class="imaging_workstation",
+        device_class="clinical_workstation",
         vendor="Microsoft",
         model="Windows 7",
         first_seen=1_700_000_000.0,
@@ -263,3 +264,57 @@ def test_no_draft_for_a_flaw_without_a_named_network_service(store: VulnStore) -
     assert network_drafts(store, [_device_finding(device, JQUERY_CVE)], [device]) == []
     # the same device and an SMB flaw: a draft
     assert len(network_drafts(store, [_device_finding(device, SMB_CVE)], [device])) == 1
+
+
+def test_drafts_for_a_real_icsma_device(shared_data: Path, tmp_path: Path) -> None:
+    # ICSMA-20-170-04: Baxter Spectrum wireless battery modules run Telnet (CVE-2020-12045, -12041) and FTP
+    # (CVE-2020-12047, -12043); the pump below was seen offering only its own port
+    store = VulnStore(tmp_path / "vulns.db")
+    import_path(store, shared_data / "vulns" / "csaf-icsma" / "2020" / "icsma-20-170-04.json")
+    pump = Device(
+        mac="00:09:fb:00:00:03",
+        ips=["10.2.0.6"],
+        device_class="infusion_pump",
+        vendor="Baxter",
+        model="Spectrum LVP",
+        firmware="v8.1",
+        first_seen=1_700_000_000.0,
+        last_seen=1_700_086_400.0,
+        services=[Service("tcp", 51243, None, "offers", 1)],
+    )
+    result = scan_devices(store, [pump], max_age=None)
+    assert {f.vulnerability for f in result.findings} >= {"CVE-2020-12045", "CVE-2020-12047"}
+    drafts = {d.statement.vulnerability: d for d in network_drafts(store, result.findings, [pump])}
+    assert set(drafts) == {"CVE-2020-12045", "CVE-2020-12041", "CVE-2020-12047", "CVE-2020-12043"}
+    assert drafts["CVE-2020-12045"].evidence["services_in_description"] == ["telnet"]
+    assert drafts["CVE-2020-12047"].evidence["services_in_description"] == ["ftp"]
+    assert drafts["CVE-2020-12045"].evidence["device_offers"] == ["tcp/51243"]
+    # the physical-access flaw (AV:P, hard-coded passwords) is nothing the network view can rule out
+    assert "CVE-2020-12039" not in drafts
+    # once the pump is seen answering Telnet, the Telnet drafts go (no public address: a weak control draft)
+    pump.services.append(Service("tcp", 23, "telnet", "offers", 2))
+    again = {d.statement.vulnerability: d for d in network_drafts(store, result.findings, [pump])}
+    assert again["CVE-2020-12045"].statement.justification == "protected_by_mitigating_control"
+    assert again["CVE-2020-12047"].statement.justification == "vulnerable_code_not_in_execute_path"
+    store.close()
+
+
+def test_decision_reopened_when_the_component_version_changes(store: VulnStore, sbom: Sbom) -> None:
+    wolf = next(f for f in _scan(store, sbom).findings if f.subject["name"] == "WolfSSL")
+    with TriageStore(store) as ts:
+        ts.decide(wolf, "not_affected", justification="code_not_present", author="maker")
+        upgraded = replace(
+            sbom,
+            components=[
+                replace(c, version="4.9.0", cpes=tuple(p.replace(":4.8.1:", ":4.9.0:") for p in c.cpes))
+                if c.name == "WolfSSL"
+                else c
+                for c in sbom.components
+            ],
+        )
+        result = _scan(store, upgraded)
+        reopened = ts.reconcile(result.findings)
+    assert [(r.vulnerability, r.subject) for r in reopened] == [(wolf.vulnerability, wolf.subject["ref"])]
+    assert "version 4.8.1 -> 4.9.0" in reopened[0].reason
+    still = next(f for f in result.findings if f.vulnerability == wolf.vulnerability)
+    assert still.status == "under_investigation"

@@ -658,6 +658,27 @@ def _network_vector(store: VulnStore, finding: Any) -> bool | None:
     return bool(_NETWORK_VECTOR.search(vector)) if vector else None
 
 
+def _description(store: VulnStore, finding: Any) -> str:
+    """The CVE record's description, else (an advisory-only CVE, as ICSMA often has) the advisory's own
+    notes on that vulnerability."""
+    record = store.vulnerability(finding.vulnerability)
+    if record is not None and record.description:
+        return record.description
+    tracking = str(finding.source or "").removeprefix("csaf:")
+    texts = []
+    for doc in store.csaf_documents(store.csaf_for_cve(finding.vulnerability)):
+        if doc.tracking_id != tracking:
+            continue
+        for v in doc.document.get("vulnerabilities") or []:
+            if isinstance(v, dict) and str(v.get("cve", "")).upper() == finding.vulnerability.upper():
+                texts += [
+                    str(n.get("text", ""))
+                    for n in v.get("notes") or []
+                    if isinstance(n, dict) and n.get("category") in ("description", "summary")
+                ]
+    return "\n".join(texts)
+
+
 def network_drafts(store: VulnStore, findings: Iterable[Any], devices: Iterable[Device]) -> list[Draft]:
     """`not_affected` drafts for device findings whose vulnerable network service the inventory never saw
     the device offer (or offer beyond the hospital network). Passive observation only sees what happened in
@@ -670,10 +691,7 @@ def network_drafts(store: VulnStore, findings: Iterable[Any], devices: Iterable[
         device = by_id.get(str(f.subject.get("id")))
         if device is None:
             continue
-        record = store.vulnerability(f.vulnerability)
-        if record is None or not record.description:
-            continue
-        wanted = services_named(record.description)
+        wanted = services_named(_description(store, f))
         if not wanted or _network_vector(store, f) is False:
             continue  # not a network service flaw (or a local/physical vector): nothing to rule out
         offered = [s for s in device.services if s.role == "offers"]
