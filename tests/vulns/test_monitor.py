@@ -165,3 +165,40 @@ def test_a_new_product_version_reports_the_fixed_findings_gone(
     # and back: the old version's findings are new again
     back = monitor(store, [sbom], max_age=None)
     assert back.counts()["new_finding"] == 3 and len(back.changes) == 3
+
+
+def test_devices_are_grouped_per_device_and_drafts_proposed(shared_data: Path, tmp_path: Path) -> None:
+    from medsentry.identify.device import Device, Service
+
+    with VulnStore(tmp_path / "vulns.db") as store:
+        import_path(store, shared_data / "vulns" / "csaf-icsma" / "2020" / "icsma-20-170-04.json")
+        pump = Device(
+            mac="00:09:fb:00:00:03",
+            ips=["10.2.0.6"],
+            device_class="infusion_pump",
+            vendor="Baxter",
+            model="Spectrum LVP",
+            firmware="v8.1",
+            services=[Service("tcp", 51243, None, "offers", 1)],
+        )
+        first = monitor(store, devices=[pump], max_age=None)
+        assert first.first_run and {g for g, _ in first.findings} == {pump.key}
+        assert first.counts()["new_finding"] == len(first.findings) >= 4
+        assert first.drafts_proposed == 4  # Telnet and FTP flaws on a pump not seen offering either
+        second = monitor(store, devices=[pump], max_age=None)
+        assert second.changes == [] and second.drafts_proposed == 0
+        with TriageStore(store) as ts:
+            assert len(ts.drafts()) == 4
+        # the pump turns out to answer Telnet on a public address: the Telnet drafts no longer hold
+        pump.services.append(Service("tcp", 23, "telnet", "offers", 2))
+        pump.ips = ["8.8.4.4"]
+        monitor(store, devices=[pump], max_age=None)
+        with TriageStore(store) as ts:
+            assert sorted(d.statement.vulnerability for d in ts.drafts()) == [
+                "CVE-2020-12043",
+                "CVE-2020-12047",
+            ]
+            assert sorted(d.statement.vulnerability for d in ts.drafts("withdrawn")) == [
+                "CVE-2020-12041",
+                "CVE-2020-12045",
+            ]

@@ -179,7 +179,9 @@ def monitor(
             result = scan_devices(store, devices, triage, max_age=None)
             grouped += [(str(f.subject.get("id")), f) for f in result.findings]
             if propose_drafts:
-                drafts = ts.propose(network_drafts(store, result.findings, devices))
+                drafts = ts.propose(
+                    network_drafts(store, result.findings, devices), subjects=[d.key for d in devices]
+                )
         reopened = ts.reconcile(f for _, f in grouped)
 
     conn = open_extension(store.path)

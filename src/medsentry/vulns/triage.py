@@ -60,7 +60,6 @@ __all__ = [
     "subject_of",
 ]
 
-Triage = Mapping[tuple[str, str], VexStatement]  # the shape `scan` takes
 
 MIGRATIONS = (
     Migration(
@@ -153,7 +152,7 @@ class Draft:
     statement: VexStatement
     evidence: dict[str, Any]
     confidence: float  # how far the inventory supports the proposal (passive observation can miss a service)
-    state: str = "proposed"  # proposed | accepted | rejected
+    state: str = "proposed"  # proposed | accepted | rejected | withdrawn (its evidence no longer holds)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -497,28 +496,45 @@ class TriageStore:
 
     # .. drafts ...........................................................................................
 
-    def propose(self, drafts: Iterable[Draft]) -> int:
-        """Store drafts (a draft already accepted or rejected for that key is not proposed again)."""
-        n = 0
+    def propose(self, drafts: Iterable[Draft], subjects: Iterable[str] = ()) -> int:
+        """Store drafts; returns how many are newly proposed. A proposed draft gets the newest evidence; a
+        key already decided, or whose draft was accepted or rejected, is not proposed again. Proposed drafts
+        of `subjects` (the devices just looked at) that this batch no longer proposes are withdrawn: their
+        evidence no longer holds (the service has been seen since)."""
+        decided = {d.key for d in self.current()}
+        states = {
+            (r["subject"], r["vulnerability"]): r["state"]
+            for r in self._conn.execute("SELECT subject, vulnerability, state FROM triage_drafts")
+        }
+        fresh = 0
+        keep: set[tuple[str, str]] = set()
         with _transaction(self._conn):
             for d in drafts:
-                cur = self._conn.execute(
+                key = (d.statement.subject, d.statement.vulnerability.upper())
+                keep.add(key)
+                if key in decided or states.get(key) in ("accepted", "rejected"):
+                    continue
+                fresh += states.get(key) != "proposed"
+                self._conn.execute(
                     "INSERT INTO triage_drafts (subject, vulnerability, statement, evidence, confidence, "
                     "state, proposed) VALUES (?, ?, ?, ?, ?, 'proposed', ?) "
                     "ON CONFLICT (subject, vulnerability) DO UPDATE SET statement = excluded.statement, "
                     "evidence = excluded.evidence, confidence = excluded.confidence, "
-                    "proposed = excluded.proposed WHERE triage_drafts.state = 'proposed'",
+                    "state = 'proposed', proposed = excluded.proposed",
                     (
-                        d.statement.subject,
-                        d.statement.vulnerability.upper(),
+                        *key,
                         json.dumps(d.statement.as_dict()),
                         json.dumps(d.evidence, default=str),
                         d.confidence,
                         time.time(),
                     ),
                 )
-                n += cur.rowcount
-        return n
+            looked_at = set(subjects)
+            self._conn.executemany(
+                "UPDATE triage_drafts SET state = 'withdrawn' WHERE subject = ? AND vulnerability = ?",
+                [k for k, st in states.items() if st == "proposed" and k[0] in looked_at and k not in keep],
+            )
+        return fresh
 
     def drafts(self, state: str | None = "proposed") -> list[Draft]:
         sql = "SELECT * FROM triage_drafts" + (" WHERE state = ?" if state else "")
