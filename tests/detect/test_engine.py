@@ -234,3 +234,20 @@ def test_malformed_dicom_and_hl7_flood_stays_bounded() -> None:
     assert len(fams["Recon"].conns) <= 100 and len(fams["ProtocolAbuse"].conns) <= 100
     assert len(fams["Spoofing"].ae_home) <= 100 and len(fams["ProtocolAbuse"].novel.keys) <= 500
     assert det.summary()["evictions"]["dicom.ae_home"] > 0
+
+
+def test_closed_alerts_are_capped_too() -> None:
+    # the same condition every two hours: each repeat is a new alert, the superseded ones are bounded
+    det, alerts = run([_anon(1.0 + i * 7200) for i in range(200)], SMALL)
+    assert len(alerts) <= 2 * 50 and det.summary()["evictions"]["alerts.closed"] > 0
+
+
+def test_live_learning_period_is_absolute() -> None:
+    det = Detector(load_config(overrides={"learning": {"period_s": 20}}), live=True)
+    det.add(_anon(0.0))
+    det.add(_anon(1000.0))
+    assert det.learning_end() == 20.0
+    files = Detector(load_config(overrides={"learning": {"period_s": 20}}))
+    files.add(_anon(0.0))
+    files.add(_anon(30.0))
+    assert files.learning_end() == 15.0  # half of a 30 s capture is shorter than period_s

@@ -14,7 +14,7 @@ gives the same ids on every run.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -119,7 +119,9 @@ class AlertStore:
         self.max_evidence = int(a["max_evidence"])
         self.id_bucket = int(a["id_bucket_s"])
         self.open: Lru[tuple[Any, ...], _Open] = Lru(int(a["max_alerts"]), "alerts", evictions)
-        self.closed: list[Alert] = []  # superseded by a later alert of the same key (outside the window)
+        # superseded by a later alert of the same key (outside the window); capped like the open ones
+        self.closed: deque[Alert] = deque(maxlen=int(a["max_alerts"]))
+        self.evictions = evictions
         self.minute: dict[str, tuple[int, int]] = {}
         self.stats = stats
         self.accept = list(cfg["accept"] or [])
@@ -145,6 +147,8 @@ class AlertStore:
         key = (rule, attacker.get("ip") or attacker.get("mac"), group)
         op = self.open.get(key)
         if op is not None and ts - op.alert.last_seen > self.window and ts > op.alert.last_seen:
+            if len(self.closed) == self.closed.maxlen:
+                self.evictions["alerts.closed"] += 1
             self.closed.append(self._finish(op))
             del self.open[key]
             op = None
@@ -229,7 +233,7 @@ class AlertStore:
         return al
 
     def all(self) -> list[Alert]:
-        return self.closed + [self._finish(op) for op in self.open.values()]
+        return list(self.closed) + [self._finish(op) for op in self.open.values()]
 
 
 class Family(Protocol):
