@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from medsentry.capture.zeek import read_zeek
-from medsentry.detect import Alert, Detector, load_config
-from medsentry.pipeline import analyze_files
+from medsentry.detect import Alert, Detector, detect_files, load_config
 
 SLACK_S = 5.0
 EXPECTED = {
@@ -41,9 +40,7 @@ EXPECTED = {
 
 
 def run_capture(path: Path, config_path: str | None = None) -> tuple[Detector, list[Alert]]:
-    det = Detector(load_config(config_path))
-    analyze_files([path], det.add)
-    return det, det.alerts()
+    return detect_files([path], load_config(config_path))
 
 
 def _ids(d: dict[str, Any] | None) -> set[str]:

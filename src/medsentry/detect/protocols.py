@@ -123,6 +123,8 @@ class ProtocolAbuse:
         who = obs.src_mac or obs.src_ip or "?"
         # topics belong to a broker's namespace: the same name on another broker is another topic
         pubs = self.publishers.touch((obs.dst_ip, topic), dict)
+        if len(pubs) == 1 and who in pubs:
+            return  # the topic's only publisher: the common case, decided without building anything
         others = [p for p in pubs if p != who]
         if who not in pubs and len(pubs) < 8:
             pubs[who] = obs.ts
