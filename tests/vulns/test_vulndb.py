@@ -210,7 +210,7 @@ def test_stale_and_fresh(loaded: VulnStore) -> None:
 
 def test_reopen_keeps_schema_and_data(loaded: VulnStore) -> None:
     again = VulnStore(loaded.path)
-    assert again.schema_version == 1 and _counts(again) == _counts(loaded)
+    assert again.schema_version == 2 and _counts(again) == _counts(loaded)
     assert default_vulndb_path({"MEDSENTRY_VULN_DB": "/x/v.db"}) == Path("/x/v.db")
     assert default_vulndb_path({"MEDSENTRY_DB": "/data/inv.db"}) == Path("/data/vulns.db")
 

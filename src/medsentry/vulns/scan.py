@@ -52,7 +52,7 @@ from medsentry.vulns.match.cpe import ANY, Cpe, CpeError, evaluate
 from medsentry.vulns.match.csaf import AFFECTED_CONFIDENCE, AFFECTED_STATUSES, Advisory, match_device
 from medsentry.vulns.match.purl import InvalidPurl, Purl
 from medsentry.vulns.match.vendors import families
-from medsentry.vulns.match.versions import InvalidVersion, Version
+from medsentry.vulns.match.versions import InvalidVersion, Version, version_in
 from medsentry.vulns.prioritize import FindingInputs, prioritize
 from medsentry.vulns.records import OsvAdvisory, Vulnerability
 from medsentry.vulns.sbom import Component, Sbom
@@ -177,6 +177,8 @@ CONFIDENCE = {
 }
 _UNBOUNDED_PENALTY = 0.7  # "all versions" criteria reached through a name we had to infer
 DESCRIPTION_CONFIDENCE = 0.5
+# A product name shared by more vendors than this says nothing about which one a component is.
+_MAX_OTHER_VENDORS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,7 +457,6 @@ class _Scanner:
         self.feeds = feeds
         self.findings: list[Finding] = []
         self.suppressed: list[dict[str, Any]] = []
-        self._pairs: tuple[dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]] | None = None
         self._advisories: dict[str, Advisory | None] = {}
         self._documents: dict[str, Mapping[str, Any]] = {}
 
@@ -463,18 +464,6 @@ class _Scanner:
         return ScanResult(self.findings, self.feeds, self.suppressed)
 
     # .. targets ..........................................................................................
-
-    def _pair_index(self) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]]:
-        if self._pairs is None:
-            by_vendor: dict[str, list[tuple[str, str]]] = {}
-            by_vendor_product: dict[str, list[tuple[str, str]]] = {}
-            for vendor, product in self.store.product_pairs():
-                by_vendor.setdefault(_compact(vendor), []).append((vendor, product))
-                by_vendor_product.setdefault(_compact(vendor) + _strip_markers(product), []).append(
-                    (vendor, product)
-                )
-            self._pairs = (by_vendor, by_vendor_product)
-        return self._pairs
 
     def _compatible(self, subject: Subject, product: str) -> bool:
         marked = _name_languages(product)
@@ -495,52 +484,57 @@ class _Scanner:
                         add(_Target(vendor, product, "device-model", f"model {subject.name!r} of {vendor}"))
             return list(found.values())
 
-        own_vendors = [c.vendor for c in subject.cpes] + [subject.vendor]
+        own_vendors = [v for v in (*(c.vendor for c in subject.cpes), subject.vendor) if v]
+        names: dict[str, str] = {}  # product key -> what it came from
         for c in subject.cpes:
             pair = cpe_vendor_product(c.fs())
-            if pair is None:
-                continue
-            for vendor in self.store.vendors_of(pair[1]):
-                if vendor == pair[0]:
-                    add(_Target(vendor, pair[1], "exact", f"SBOM CPE {c.fs()}"))
-                elif same_vendor(pair[0], vendor):
-                    add(_Target(vendor, pair[1], "vendor-alias", f"SBOM CPE vendor {pair[0]} = {vendor}"))
-                elif self._compatible(subject, pair[1]):
-                    add(_Target(vendor, pair[1], "product-only", f"product {pair[1]} under vendor {vendor}"))
+            if pair is not None:
+                names.setdefault(pair[1], f"SBOM CPE {c.fs()}")
         for name in _name_variants(subject):
-            for product in {name_key(name), name_key(re.sub(r"[.\s-]+", "_", name)), _compact(name)}:
-                for vendor in self.store.vendors_of(product):
-                    if (vendor, product) in found:
-                        continue
-                    if any(same_vendor(v, vendor) for v in own_vendors if v):
-                        add(_Target(vendor, product, "package-name", f"package name {name!r}"))
-                    elif self._compatible(subject, product):
-                        add(_Target(vendor, product, "product-only", f"package name {name!r} under {vendor}"))
-        by_vendor, by_vendor_product = self._pair_index()
-        for name in {_compact(n) for n in _name_variants(subject)}:
-            for vendor, product in by_vendor_product.get(name, []):
-                if self._compatible(subject, product):
-                    add(
-                        _Target(
-                            vendor,
-                            product,
-                            "vendor-package",
-                            f"package {subject.name!r} = {vendor}:{product}",
-                        )
-                    )
-            if subject.languages:  # the vendor's product for this language: needs a known ecosystem
-                for vendor, product in by_vendor.get(name, []):
-                    if _name_languages(product) & subject.languages and self._compatible(subject, product):
-                        add(
-                            _Target(
-                                vendor,
-                                product,
-                                "vendor-package",
-                                f"package {subject.name!r} = vendor {vendor}, product for "
-                                f"{'/'.join(sorted(_name_languages(product) & subject.languages))}",
-                            )
-                        )
+            for key in (name_key(name), name_key(re.sub(r"[.\s-]+", "_", name)), _compact(name)):
+                names.setdefault(key, f"package name {name!r}")
+        others: list[_Target] = []
+        for product, why in names.items():
+            vendors = self.store.vendors_of(product)
+            for vendor in vendors:
+                if any(name_key(v) == vendor for v in own_vendors):
+                    add(_Target(vendor, product, "exact" if why.startswith("SBOM") else "package-name", why))
+                elif any(same_vendor(v, vendor) for v in own_vendors):
+                    add(_Target(vendor, product, "vendor-alias", f"{why}; vendor {vendor} is the SBOM's"))
+                elif self._compatible(subject, product) and len(vendors) <= _MAX_OTHER_VENDORS:
+                    others.append(_Target(vendor, product, "product-only", f"{why}; under vendor {vendor}"))
+        self._vendor_named(subject, add)
+        if not found:  # the same name under an unrelated vendor: only when nothing better names it
+            for t in others:
+                add(t)
         return list(found.values())
+
+    def _vendor_named(self, subject: Subject, add: Any) -> None:
+        """Packages named after their NVD vendor: `Newtonsoft.Json` = `newtonsoft:json.net` (vendor +
+        product without language words), NuGet `BouncyCastle` = `bouncycastle:bc-csharp` (the vendor's
+        product for the component's language)."""
+        for name in _name_variants(subject):
+            tokens = [t for t in re.split(r"[^0-9A-Za-z]+", _CAMEL.sub(" ", name).lower()) if t]
+            whole = "".join(tokens)
+            for cut in range(1, len(tokens) + 1):
+                for vendor in {"".join(tokens[:cut]), "_".join(tokens[:cut])}:
+                    for product in self.store.products_of(vendor):
+                        if not self._compatible(subject, product):
+                            continue
+                        marked = _name_languages(product) & subject.languages
+                        if _compact(vendor) + _strip_markers(product) == whole:
+                            add(
+                                _Target(
+                                    vendor,
+                                    product,
+                                    "vendor-package",
+                                    f"package {name!r} = {vendor}:{product}",
+                                )
+                            )
+                        elif cut == len(tokens) and marked:
+                            langs = "/".join(sorted(marked))
+                            why = f"package {name!r} = vendor {vendor}, its product for {langs}"
+                            add(_Target(vendor, product, "vendor-package", why))
 
     # .. scanning .........................................................................................
 
@@ -557,6 +551,8 @@ class _Scanner:
         by_cve: dict[str, list[_Target]] = {}
         for t in targets:
             for hit in self.store.candidates(t.product, t.vendor):
+                if hit.origin == "cpe" and not _may_contain(hit.versions, subject.version):
+                    continue  # no criteria of this product can hold our version: skip loading the record
                 if t not in by_cve.setdefault(hit.cve_id, []):
                     by_cve[hit.cve_id].append(t)
         records = self.store.vulnerabilities(by_cve)
@@ -853,6 +849,34 @@ def _csaf_vectors(document: Mapping[str, Any], cve: str) -> list[str]:
 
 def _cpe_escape(value: str) -> str:
     return re.sub(r"([^0-9A-Za-z._\-*])", r"\\\1", value)
+
+
+def _may_contain(constraints: Any, version: str) -> bool:
+    """Could any vulnerable criteria ([version, update, startIncl, startExcl, endIncl, endExcl], as the
+    store indexes them) hold `version`? True whenever unsure: `evaluate` decides for real."""
+    if not version or not isinstance(constraints, list):
+        return True
+    try:
+        ours = Version(version)
+    except InvalidVersion:
+        return True
+    for entry in constraints:
+        try:
+            ver, update, *bounds = entry
+            if ver in (ANY, "-", "") or update not in (ANY, "-", ""):
+                if ver != ANY or version_in(
+                    ours,
+                    start_including=bounds[0],
+                    start_excluding=bounds[1],
+                    end_including=bounds[2],
+                    end_excluding=bounds[3],
+                ):
+                    return True
+            elif Version(ver.replace("\\", "")) == ours:
+                return True
+        except (InvalidVersion, ValueError, TypeError, IndexError):
+            return True
+    return False
 
 
 def _criteria_for(configurations: Iterable[Any], t: _Target | None) -> list[Cpe]:

@@ -133,6 +133,7 @@ MIGRATIONS = (
             "CREATE INDEX csaf_cves_doc ON csaf_cves (doc_key)",
         ),
     ),
+    Migration(2, "products by vendor", ("CREATE INDEX products_vendor ON products (vendor, product)",)),
 )
 
 
@@ -708,10 +709,13 @@ class VulnStore:
         )
         return {r[0] for r in rows}
 
-    def product_pairs(self) -> list[tuple[str, str]]:
-        """Every distinct (vendor, product) the index holds: for name matching the index cannot do by key
-        (a package named after the NVD vendor, `Newtonsoft.Json` vs `newtonsoft:json.net`)."""
-        return [(r[0], r[1]) for r in self._conn.execute("SELECT DISTINCT vendor, product FROM products")]
+    def products_of(self, vendor: str) -> set[str]:
+        """Products indexed under `vendor`: for packages named after their NVD vendor (`Newtonsoft.Json` is
+        `newtonsoft:json.net`, NuGet `BouncyCastle` is `bouncycastle:bc-csharp`)."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT product FROM products WHERE vendor = ?", (name_key(vendor),)
+        )
+        return {r[0] for r in rows}
 
     def search_unconfigured(self, words: Sequence[str], limit: int = 200) -> list[str]:
         """CVE ids without an NVD configuration whose description holds all `words` (FTS5, any case)."""
