@@ -10,7 +10,7 @@ import pytest
 
 from medsentry.identify.device import Device, Service
 from medsentry.vulns.feeds import import_path
-from medsentry.vulns.records import Cvss, KevEntry, Vulnerability
+from medsentry.vulns.records import Cvss, KevEntry, OsvAdvisory, OsvAffected, Record, Vulnerability
 from medsentry.vulns.sbom import Component, Sbom
 from medsentry.vulns.scan import same_vendor, scan_devices, scan_sbom
 from medsentry.vulns.store import FeedsEmpty, VulnStore
@@ -45,7 +45,7 @@ def _vuln(
     )
 
 
-def _store(*records: Vulnerability | KevEntry) -> VulnStore:
+def _store(*records: Record) -> VulnStore:
     store = VulnStore(":memory:")
     store.import_records(records)
     return store
@@ -299,3 +299,27 @@ def test_device_matches_nvd_firmware_running_on_its_hardware() -> None:
     reasons = "\n".join(result.findings[0].priority["reasons"])
     assert "Human Impact = Very High" in reasons  # a patient monitor
     assert "exposure_hint='hospital'" in reasons  # it offers a service on the hospital network
+
+
+def test_purl_finds_osv_advisory_with_ecosystem_ranges() -> None:
+    advisory = OsvAdvisory(
+        id="GHSA-5crp-9r3c-p9vr",
+        modified=WHEN,
+        aliases=("CVE-2024-21907",),
+        summary="Improper Handling of Exceptional Conditions in Newtonsoft.Json",
+        affected=(
+            OsvAffected(
+                "NuGet",
+                "Newtonsoft.Json",
+                ranges=[{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "13.0.1"}]}],
+            ),
+        ),
+    )
+    old = Component("old", "Newtonsoft.Json", "9.0.1", purl="pkg:nuget/Newtonsoft.Json@9.0.1")
+    new = Component("new", "Newtonsoft.Json", "13.0.1", purl="pkg:nuget/Newtonsoft.Json@13.0.1")
+    found = _scan(_store(advisory), old, new)
+    hit = found[("old", "CVE-2024-21907")]
+    assert hit.status == "affected" and hit.source == "osv"  # type: ignore[attr-defined]
+    assert hit.match["advisory"] == "GHSA-5crp-9r3c-p9vr"  # type: ignore[attr-defined]
+    assert hit.match["rule"].startswith(">= 0 < 13.0.1")  # type: ignore[attr-defined]
+    assert ("new", "CVE-2024-21907") not in found
