@@ -318,3 +318,65 @@ def test_decision_reopened_when_the_component_version_changes(store: VulnStore, 
     assert "version 4.8.1 -> 4.9.0" in reopened[0].reason
     still = next(f for f in result.findings if f.vulnerability == wolf.vulnerability)
     assert still.status == "under_investigation"
+
+
+def test_real_vex_examples_import_and_survive_export(shared_data: Path, tmp_path: Path) -> None:
+    cdx = sorted((shared_data / "sbom/cyclonedx-examples/VEX").rglob("*.json"))
+    csaf = sorted((shared_data / "vulns/csaf-oasis").glob("csaf_2.*/examples/csaf/csaf_vex/*.json"))
+    assert cdx and csaf
+    for i, path in enumerate([*cdx, *csaf]):
+        with TriageStore(tmp_path / f"a{i}.db") as ts:
+            try:
+                got = ts.import_vex(path)
+            except ValueError:
+                continue  # examples that are no VEX (a plain BOM in the folder) are refused, not half-read
+            if not got.recorded:
+                continue
+            before = ts.triage()
+            for fmt in ("cyclonedx", "openvex", "csaf"):
+                out = tmp_path / f"{i}.{fmt}.json"
+                out.write_text(ts.export_vex(fmt))
+                with TriageStore(tmp_path / f"b{i}{fmt}.db") as other:
+                    other.import_vex(out)
+                    assert other.triage() == before, (path.name, fmt)
+
+
+def test_malformed_vex_is_an_error_and_writes_nothing(store: VulnStore, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"@context": "https://openvex.dev/ns/v0.2.0", "statements": [{"status": 1}]}')
+    with TriageStore(store) as ts:
+        with pytest.raises(ValueError, match=r"bad\.json"):
+            ts.import_vex(bad)
+        assert ts.current() == []
+
+
+def test_version_specific_statements_apply_to_their_version_only(
+    store: VulnStore, sbom: Sbom, tmp_path: Path
+) -> None:
+    jq = _finding(_scan(store, sbom), JQUERY_CVE)
+    ref = jq.subject["ref"]
+    path = tmp_path / "versions.cdx.json"
+    statements = [
+        VexStatement(JQUERY_CVE, ref, "not_affected", version="3.1.1", justification="code_not_reachable"),
+        VexStatement(JQUERY_CVE, ref, "fixed", version="vers:nuget/>=3.5.0"),
+        VexStatement(JQUERY_CVE, ref, "affected", version="3.0.0"),
+    ]
+    path.write_text(dump_vex(statements, "cyclonedx"))
+    with TriageStore(store) as ts:
+        assert ts.import_vex(path).recorded == 3
+        assert len(ts.current()) == 3  # three versions, three current decisions
+        assert ts.triage() == {}  # none is for every version: the scan alone cannot apply them
+        result = _scan(store, sbom)
+        assert _finding(result, JQUERY_CVE).status == "affected"
+        ts.reconcile(result.findings)
+        applied = _finding(result, JQUERY_CVE)
+        assert applied.status == "not_affected" and applied.triage is not None
+        assert applied.triage["version"] == "3.1.1"
+        # a decision for every version is less specific than the one for 3.1.1
+        ts.record(VexStatement(JQUERY_CVE, ref, "under_investigation"))
+        again = _scan(store, sbom)
+        assert _finding(again, JQUERY_CVE).status == "under_investigation"
+        ts.reconcile(again.findings)
+        assert _finding(again, JQUERY_CVE).status == "not_affected"
+        exported = ts.export_vex("openvex")
+    assert exported.count(JQUERY_CVE) == 4

@@ -44,6 +44,7 @@ from typing import Any, Self
 from medsentry.identify.device import Device
 from medsentry.store.base import SchemaTooNew, StoreError
 from medsentry.store.sqlite import Migration
+from medsentry.vulns.match.versions import InvalidVersion, purl_range_contains
 from medsentry.vulns.records import iso
 from medsentry.vulns.store import VulnStore
 from medsentry.vulns.vex import VexStatement, dump_vex, read_vex
@@ -70,6 +71,7 @@ MIGRATIONS = (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             subject TEXT NOT NULL,
             vulnerability TEXT NOT NULL,
+            version TEXT NOT NULL,
             statement TEXT NOT NULL,
             origin TEXT NOT NULL,
             fingerprint TEXT,
@@ -77,7 +79,7 @@ MIGRATIONS = (
             reason TEXT NOT NULL DEFAULT '',
             recorded REAL NOT NULL
         )""",
-            "CREATE INDEX triage_decisions_key ON triage_decisions (subject, vulnerability, id)",
+            "CREATE INDEX triage_decisions_key ON triage_decisions (subject, vulnerability, version, id)",
             """CREATE TABLE triage_drafts (
             subject TEXT NOT NULL,
             vulnerability TEXT NOT NULL,
@@ -116,8 +118,9 @@ class Decision:
     recorded: datetime
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.statement.subject, self.statement.vulnerability.upper())
+    def key(self) -> tuple[str, str, str]:
+        """What a newer decision supersedes: the same subject, vulnerability and version (range)."""
+        return (self.statement.subject, self.statement.vulnerability.upper(), self.statement.version)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -192,7 +195,22 @@ def subject_of(label: Mapping[str, Any]) -> str:
 
 
 def _subject_version(label: Mapping[str, Any]) -> str:
-    return str(label.get("firmware") if label.get("type") == "device" else label.get("version") or "")
+    return str((label.get("firmware") if label.get("type") == "device" else label.get("version")) or "")
+
+
+def applies(spec: str, version: str) -> int | None:
+    """How specifically a statement's `version` ("" = every version, a version, or a `vers:` range) covers
+    a subject at `version`: 2 exactly, 1 by range, 0 as every version; None: it does not apply."""
+    if not spec:
+        return 0
+    if not version:
+        return None
+    if spec.startswith("vers:"):
+        try:
+            return 1 if purl_range_contains(spec, version) else None
+        except InvalidVersion:
+            return None
+    return 2 if spec == version else None
 
 
 # -- evidence fingerprints -----------------------------------------------------------------------------
@@ -326,7 +344,7 @@ class TriageStore:
         evidence: Mapping[str, Any] | None = None,
         reason: str = "",
     ) -> Decision:
-        """Add a decision (the newest one per subject and vulnerability is current)."""
+        """Add a decision (the newest one per subject, vulnerability and version is current)."""
         with _transaction(self._conn):
             return self._insert(statement, origin, evidence, reason)
 
@@ -338,11 +356,12 @@ class TriageStore:
         now = time.time()
         fp = None if evidence is None else fingerprint(evidence)
         cur = self._conn.execute(
-            "INSERT INTO triage_decisions (subject, vulnerability, statement, origin, fingerprint, evidence, "
-            "reason, recorded) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO triage_decisions (subject, vulnerability, version, statement, origin, fingerprint, "
+            "evidence, reason, recorded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 statement.subject,
                 statement.vulnerability.upper(),
+                statement.version,
                 json.dumps(statement.as_dict()),
                 origin,
                 fp,
@@ -372,15 +391,18 @@ class TriageStore:
         responses: Sequence[str] = (),
         author: str = "",
         subject: str | None = None,
+        version: str = "",
     ) -> Decision:
-        """Record a decision on a scan finding, bound to the evidence the finding shows now."""
+        """Record a decision on a scan finding, bound to the evidence the finding shows now (its version
+        among it: a new version re-opens the decision). `version` narrows it to a version or `vers:` range,
+        as a VEX statement can."""
         if self.vulns is None:
             raise StoreError("deciding on a finding needs the VulnStore (for the record's evidence)")
         statement = VexStatement(
             vulnerability=finding.vulnerability,
             subject=subject or subject_of(finding.subject),
             status=status,
-            version=_subject_version(finding.subject),
+            version=version,
             justification=justification,
             impact_statement=impact_statement,
             action_statement=action_statement,
@@ -392,7 +414,8 @@ class TriageStore:
     def current(self) -> list[Decision]:
         rows = self._conn.execute(
             "SELECT d.* FROM triage_decisions d JOIN (SELECT MAX(id) AS id FROM triage_decisions "
-            "GROUP BY subject, vulnerability) last ON last.id = d.id ORDER BY d.vulnerability, d.subject"
+            "GROUP BY subject, vulnerability, version) last ON last.id = d.id "
+            "ORDER BY d.vulnerability, d.subject, d.version"
         )
         return [_decision(r) for r in rows]
 
@@ -408,7 +431,13 @@ class TriageStore:
         return [_decision(r) for r in self._conn.execute(sql + " ORDER BY id", args)]
 
     def triage(self) -> dict[tuple[str, str], VexStatement]:
-        return {d.key: d.statement for d in self.current()}
+        """Current decisions for every version of their subject, in the shape `scan` takes. Decisions
+        narrowed to a version or range need the finding's version: `reconcile` applies them."""
+        return {
+            (d.statement.subject, d.statement.vulnerability.upper()): d.statement
+            for d in self.current()
+            if not d.statement.version
+        }
 
     # .. VEX files ........................................................................................
 
@@ -428,11 +457,12 @@ class TriageStore:
                     continue
                 if author and not st.author:
                     st = replace(st, author=author)
-                if _same(current.get((st.subject, st.vulnerability.upper())), st):
+                key = (st.subject, st.vulnerability.upper(), st.version)
+                if _same(current.get(key), st):
                     result.unchanged += 1
                     continue
                 self._insert(st, origin, None, "")
-                current[(st.subject, st.vulnerability.upper())] = st
+                current[key] = st
                 result.recorded += 1
         return result
 
@@ -445,24 +475,39 @@ class TriageStore:
 
     # .. re-opening .......................................................................................
 
+    def applicable(self, finding: Any, current: Iterable[Decision] | None = None) -> Decision | None:
+        """The decision that applies to a finding: by the subject's names in `scan`'s order, the most
+        specific version match (exact, then range, then every version), the newest on a tie."""
+        names = subject_names(finding.subject)
+        version = _subject_version(finding.subject)
+        vuln = finding.vulnerability.upper()
+        best: tuple[int, int, int] | None = None
+        chosen = None
+        for d in self.current() if current is None else current:
+            st = d.statement
+            if st.vulnerability.upper() != vuln or st.subject not in names:
+                continue
+            level = applies(st.version, version)
+            if level is None:
+                continue
+            rank = (-names.index(st.subject), level, d.id)
+            if best is None or rank > best:
+                best, chosen = rank, d
+        return chosen
+
     def reconcile(self, findings: Iterable[Any]) -> list[Reopened]:
-        """Compare each finding of a scan with the decision that applies to it; re-open decisions whose
-        evidence changed. Findings are updated in place (status and triage of a re-opened decision), so a
-        report made after this call shows what the store now says."""
+        """Apply to each finding of a scan the decision that fits it (version-specific ones included, which
+        `triage()` cannot hand to the scan) and re-open decisions whose evidence changed. Findings are
+        updated in place (status and triage), so a report made after this call shows what the store says."""
         if self.vulns is None:
             raise StoreError("reconciling findings needs the VulnStore (for the record's evidence)")
-        by_key: dict[tuple[str, str], Decision] = {d.key: d for d in self.current()}
+        by_vuln: dict[str, list[Decision]] = {}
+        for d in self.current():
+            by_vuln.setdefault(d.statement.vulnerability.upper(), []).append(d)
         reopened: list[Reopened] = []
         with _transaction(self._conn):
             for f in findings:
-                decision = next(
-                    (
-                        by_key[(n, f.vulnerability.upper())]
-                        for n in subject_names(f.subject)
-                        if (n, f.vulnerability.upper()) in by_key
-                    ),
-                    None,
-                )
+                decision = self.applicable(f, by_vuln.get(f.vulnerability.upper(), []))
                 if decision is None:
                     continue
                 evidence = evidence_of(self.vulns, f)
@@ -473,25 +518,31 @@ class TriageStore:
                         "UPDATE triage_decisions SET fingerprint = ?, evidence = ? WHERE id = ?",
                         (fp, json.dumps(evidence, default=str), decision.id),
                     )
+                elif fp != decision.fingerprint:
+                    reason = _changes(decision.evidence, evidence)
+                    old = decision.statement
+                    previous = f"{old.status}" + (f" ({old.justification})" if old.justification else "")
+                    st = VexStatement(
+                        vulnerability=old.vulnerability,
+                        subject=old.subject,
+                        status="under_investigation",
+                        version=old.version,  # the same key: this supersedes the old decision
+                        impact_statement=f"re-opened: {reason}; previous decision: {previous}",
+                        author="medsentry",
+                    )
+                    new = self._insert(st, "reopened", evidence, reason)
+                    bucket = by_vuln[f.vulnerability.upper()]
+                    bucket[bucket.index(decision)] = new
+                    reopened.append(Reopened(old.subject, old.vulnerability, decision, reason))
+                    f.status = "under_investigation"
+                    f.triage = {
+                        **st.as_dict(),
+                        "timestamp": new.statement.as_dict()["timestamp"],
+                        "reopened": reason,
+                    }
                     continue
-                if fp == decision.fingerprint:
-                    continue
-                reason = _changes(decision.evidence, evidence)
-                old = decision.statement
-                previous = f"{old.status}" + (f" ({old.justification})" if old.justification else "")
-                st = VexStatement(
-                    vulnerability=old.vulnerability,
-                    subject=old.subject,
-                    status="under_investigation",
-                    version=_subject_version(f.subject) or old.version,
-                    impact_statement=f"re-opened: {reason}; previous decision: {previous}",
-                    author="medsentry",
-                )
-                new = self._insert(st, "reopened", evidence, reason)
-                by_key[decision.key] = new
-                reopened.append(Reopened(old.subject, old.vulnerability, decision, reason))
-                f.status = "under_investigation"
-                f.triage = {**new.statement.as_dict(), "reopened": reason}
+                f.status = decision.statement.status
+                f.triage = decision.statement.as_dict()
         return reopened
 
     # .. drafts ...........................................................................................
@@ -501,7 +552,7 @@ class TriageStore:
         key already decided, or whose draft was accepted or rejected, is not proposed again. Proposed drafts
         of `subjects` (the devices just looked at) that this batch no longer proposes are withdrawn: their
         evidence no longer holds (the service has been seen since)."""
-        decided = {d.key for d in self.current()}
+        decided = {(d.statement.subject, d.statement.vulnerability.upper()) for d in self.current()}
         states = {
             (r["subject"], r["vulnerability"]): r["state"]
             for r in self._conn.execute("SELECT subject, vulnerability, state FROM triage_drafts")
@@ -750,7 +801,6 @@ def network_drafts(store: VulnStore, findings: Iterable[Any], devices: Iterable[
             vulnerability=f.vulnerability,
             subject=subject_of(f.subject),
             status="not_affected",
-            version=_subject_version(f.subject),
             justification=justification,
             impact_statement=impact,
             author="medsentry (draft)",
