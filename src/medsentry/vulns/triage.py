@@ -535,11 +535,7 @@ class TriageStore:
                     bucket[bucket.index(decision)] = new
                     reopened.append(Reopened(old.subject, old.vulnerability, decision, reason))
                     f.status = "under_investigation"
-                    f.triage = {
-                        **st.as_dict(),
-                        "timestamp": new.statement.as_dict()["timestamp"],
-                        "reopened": reason,
-                    }
+                    f.triage = {**new.statement.as_dict(), "reopened": reason}
                     continue
                 f.status = decision.statement.status
                 f.triage = decision.statement.as_dict()
