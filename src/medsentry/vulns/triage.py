@@ -3,8 +3,10 @@
 A decision says what one vulnerability means for one subject (a finding's bom-ref, purl, CPE or component
 name; a device's anchor, address or "vendor model"), in the neutral `vex.VexStatement` model. Decisions
 are never updated in place: every change (a person deciding, a VEX file imported, a re-open) adds a row, and
-the newest row per (subject, vulnerability) is the current decision. `load_triage` hands the current ones
-to `scan.scan_sbom` / `scan.scan_devices`.
+the newest row per (subject, vulnerability, version) is the current decision; "" is every version, else a
+version or a `vers:` range, as VEX statements narrow it. `load_triage` hands the decisions for every version
+to `scan.scan_sbom` / `scan.scan_devices` (whose lookup has no version); `TriageStore.reconcile` then applies
+the most specific decision for each finding's version (exact, range, every version).
 
 Evidence and re-opening. A decision is bound to the evidence it was made on: the finding's match evidence
 (matched range / CPE criteria / CNA rule / advisory product and range), the record's `modified` time (NVD/CVE
