@@ -7,18 +7,27 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from medsentry.store.base import (
+    ALERT_STATES,
+    AlertChange,
+    AlertFilter,
+    AlertUpsert,
     DeviceChange,
     DeviceFilter,
     Run,
     RunStats,
     SchemaTooNew,
     Store,
+    StoredAlert,
     StoreError,
     UpsertResult,
 )
 from medsentry.store.sqlite import SQLiteStore, default_db_path
 
 __all__ = [
+    "ALERT_STATES",
+    "AlertChange",
+    "AlertFilter",
+    "AlertUpsert",
     "DeviceChange",
     "DeviceFilter",
     "Run",
@@ -27,6 +36,7 @@ __all__ = [
     "SchemaTooNew",
     "Store",
     "StoreError",
+    "StoredAlert",
     "UpsertResult",
     "default_db_path",
     "open_store",

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
+from medsentry.detect.engine import Alert
 from medsentry.identify.device import Device
+
+ALERT_STATES = ("new", "acknowledged", "closed")
 
 
 class StoreError(Exception):
@@ -80,6 +83,57 @@ class DeviceFilter:
     min_confidence: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AlertUpsert:
+    new: int  # alerts not stored before
+    updated: int  # merged into a stored alert (re-opened ones included)
+    reopened: int = 0  # closed alerts that fired again and are new again
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """All given criteria must hold; None means "any"."""
+
+    state: str | None = None  # one of ALERT_STATES
+    rule: str | None = None  # a rule ("recon.port_scan") or a family ("recon")
+    severity: str | None = None  # at least this severity
+    since: float | None = None  # last_seen >= this epoch time
+    device: str | None = None  # a MAC or IP the alert names, as attacker or victim
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    """One state change of an alert; `ts` is wall-clock time, `old_state` None when first stored."""
+
+    alert_id: str
+    ts: float
+    old_state: str | None
+    new_state: str
+    actor: str
+    note: str | None
+    run_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlert:
+    """An alert as the store holds it: the `Alert` of every run that raised it, merged, and its state."""
+
+    alert: Alert
+    state: str
+    state_changed: float
+    first_run: int | None
+    last_run: int | None
+    history: tuple[AlertChange, ...] = ()  # oldest first; filled by `get_alert` only
+
+    @property
+    def id(self) -> str:
+        return self.alert.id
+
+    def to_dict(self) -> dict[str, Any]:
+        """`Alert.to_dict()` plus the state: accepted by `medsentry.detect.output` as is."""
+        return self.alert.to_dict() | {"state": self.state}
+
+
 class Store(Protocol):
     def get_or_create_salt(self) -> bytes:
         """The per-installation salt for `medsentry.privacy.phi_hash`, created on first use."""
@@ -105,6 +159,26 @@ class Store(Protocol):
 
     def device_history(self, key: str) -> list[DeviceChange]:
         """Oldest first."""
+        ...
+
+    def upsert_alerts(self, alerts: Sequence[Alert], run_id: int | None) -> AlertUpsert:
+        """Merge alerts by `Alert.id`, all or nothing: a repeat extends first/last seen, adds to the count
+        and merges bounded evidence; a closed alert with new traffic is new again (with a history row)."""
+        ...
+
+    def list_alerts(self, filters: AlertFilter | None = None) -> list[StoredAlert]:
+        """Most recently seen first."""
+        ...
+
+    def get_alert(self, alert_id: str) -> StoredAlert | None:
+        """By id or a unique id prefix (the short id of the table), with its history."""
+        ...
+
+    def set_alert_state(
+        self, alert_id: str, state: str, note: str | None = None, actor: str | None = None
+    ) -> StoredAlert | None:
+        """Move an alert to `state` (one of ALERT_STATES), recording who (default: the OS user), when and
+        why; None if there is no such alert."""
         ...
 
     def close(self) -> None: ...

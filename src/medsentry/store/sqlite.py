@@ -9,6 +9,7 @@ are noted where they occur. Needs SQLite >= 3.24 (upsert) with JSON1 (migration 
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sqlite3
@@ -22,13 +23,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from medsentry.detect.engine import SEVERITIES, Alert
 from medsentry.identify.device import Device, Evidence, Service
 from medsentry.store.base import (
+    ALERT_STATES,
+    AlertChange,
+    AlertFilter,
+    AlertUpsert,
     DeviceChange,
     DeviceFilter,
     Run,
     RunStats,
     SchemaTooNew,
+    StoredAlert,
     StoreError,
     UpsertResult,
 )
@@ -38,6 +45,9 @@ ENV_VAR = "MEDSENTRY_DB"
 DEFAULT_PATH = "~/.local/share/medsentry/medsentry.db"
 EVIDENCE_PER_ATTRIBUTE = 20  # kept per device and attribute: the strongest, then the newest
 MAX_IPS = 32  # DHCP churn would otherwise grow a long-lived device's address list without bound
+ALERT_EVIDENCE = 32  # evidence items kept per alert across runs; the rest are counted in a "truncated" item
+EVIDENCE_LIST_ITEMS = 16  # as the detector bounds list-valued evidence (field names, hashes)
+RUN_ACTOR = "medsentry"  # the actor of state changes that a run made
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +169,25 @@ INSERT INTO device_changes (device_key, attribute, old, new, ts, run_id) VALUES 
 _INSERT_RUN = """
 INSERT INTO runs (started, ended, inputs, packets, bytes, flows, observations, malformed)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+_UPSERT_ALERT = """
+INSERT INTO alerts (id, rule, technique, severity, attacker_mac, attacker_ip, victims, first_seen, last_seen,
+                    count, run_count, evidence, explanation, id_bucket_s, state, state_changed, first_run,
+                    last_run)
+VALUES (:id, :rule, :technique, :severity, :attacker_mac, :attacker_ip, :victims, :first_seen, :last_seen,
+        :count, :run_count, :evidence, :explanation, :id_bucket_s, :state, :state_changed, :run_id, :run_id)
+ON CONFLICT (id) DO UPDATE SET
+    rule = excluded.rule, technique = excluded.technique, severity = excluded.severity,
+    attacker_mac = excluded.attacker_mac, attacker_ip = excluded.attacker_ip, victims = excluded.victims,
+    first_seen = excluded.first_seen, last_seen = excluded.last_seen, count = excluded.count,
+    run_count = excluded.run_count, evidence = excluded.evidence, explanation = excluded.explanation,
+    state = excluded.state, state_changed = excluded.state_changed, last_run = excluded.last_run
+"""
+
+_INSERT_ALERT_CHANGE = """
+INSERT INTO alert_history (alert_id, ts, old_state, new_state, actor, note, run_id)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 
 # Device fields stored as they are; ips, identities and mac_randomized need converting.
@@ -328,6 +357,134 @@ class SQLiteStore:
         )
         return [DeviceChange(*row) for row in rows]
 
+    def upsert_alerts(self, alerts: Sequence[Alert], run_id: int | None) -> AlertUpsert:
+        now = time.time()
+        new = updated = reopened = 0
+        with _transaction(self._conn):
+            for alert in alerts:
+                row = self._conn.execute("SELECT * FROM alerts WHERE id = ?", (alert.id,)).fetchone()
+                if row is None:
+                    self._write_alert(alert, "new", now, alert.count, alert.count, run_id)
+                    self._conn.execute(
+                        _INSERT_ALERT_CHANGE, (alert.id, now, None, "new", RUN_ACTOR, None, run_id)
+                    )
+                    new += 1
+                    continue
+                stored = _stored_alert(row)
+                merged, run_count, fresh = _merge_alert(
+                    stored.alert, alert, row["run_count"], row["last_run"], run_id
+                )
+                state, changed = stored.state, stored.state_changed
+                if state == "closed" and fresh:
+                    state, changed = "new", now
+                    note = "fired again" + ("" if run_id is None else f" in run {run_id}")
+                    self._conn.execute(
+                        _INSERT_ALERT_CHANGE, (alert.id, now, "closed", "new", RUN_ACTOR, note, run_id)
+                    )
+                    reopened += 1
+                self._write_alert(merged, state, changed, merged.count, run_count, run_id)
+                updated += 1
+        return AlertUpsert(new, updated, reopened)
+
+    def _write_alert(
+        self, alert: Alert, state: str, changed: float, count: int, run_count: int, run_id: int | None
+    ) -> None:
+        row = {
+            "id": alert.id,
+            "rule": alert.rule,
+            "technique": canonical_json(alert.technique),
+            "severity": alert.severity,
+            "attacker_mac": alert.attacker.get("mac"),
+            "attacker_ip": alert.attacker.get("ip"),
+            "victims": canonical_json(alert.victims),
+            "first_seen": alert.first_seen,
+            "last_seen": alert.last_seen,
+            "count": count,
+            "run_count": run_count,
+            "evidence": canonical_json(alert.evidence),
+            "explanation": alert.explanation,
+            "id_bucket_s": alert.id_bucket_s,
+            "state": state,
+            "state_changed": changed,
+            "run_id": run_id,
+        }
+        self._conn.execute(_UPSERT_ALERT, row)
+        addresses = {(a, "attacker") for a in (alert.attacker.get("mac"), alert.attacker.get("ip")) if a}
+        addresses |= {(a, "victim") for v in alert.victims for a in (v.get("mac"), v.get("ip")) if a}
+        self._conn.executemany(
+            "INSERT INTO alert_addresses (alert_id, address, role) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(alert.id, address, role) for address, role in sorted(addresses)],
+        )
+
+    def list_alerts(self, filters: AlertFilter | None = None) -> list[StoredAlert]:
+        f = filters or AlertFilter()
+        clauses: list[str] = []
+        params: list[Any] = []
+        if f.state is not None:
+            clauses.append("state = ?")
+            params.append(_check_state(f.state))
+        if f.rule is not None:
+            clauses.append("(rule = ? OR rule LIKE ? ESCAPE '\\')")
+            params += [f.rule, _like_escape(f.rule.rstrip(".")) + ".%"]
+        if f.severity is not None:
+            if f.severity not in SEVERITIES:
+                raise ValueError(f"severity must be one of {SEVERITIES}, not {f.severity!r}")
+            at_least = SEVERITIES[SEVERITIES.index(f.severity) :]
+            clauses.append(f"severity IN ({', '.join('?' * len(at_least))})")
+            params += at_least
+        if f.since is not None:
+            clauses.append("last_seen >= ?")
+            params.append(f.since)
+        if f.device is not None:
+            # MACs are stored lower-case by the pipeline; accept what a person types.
+            clauses.append("id IN (SELECT alert_id FROM alert_addresses WHERE address = ? OR address = ?)")
+            params += [f.device, f.device.lower()]
+        where = " AND ".join(clauses) or "1 = 1"
+        rows = self._conn.execute(f"SELECT * FROM alerts WHERE {where} ORDER BY last_seen DESC, id", params)
+        return [_stored_alert(r) for r in rows]
+
+    def get_alert(self, alert_id: str) -> StoredAlert | None:
+        row = self._alert_row(alert_id)
+        if row is None:
+            return None
+        history = self._conn.execute(
+            "SELECT alert_id, ts, old_state, new_state, actor, note, run_id FROM alert_history"
+            " WHERE alert_id = ? ORDER BY ts, id",
+            (row["id"],),
+        )
+        return _stored_alert(row, tuple(AlertChange(*h) for h in history))
+
+    def set_alert_state(
+        self, alert_id: str, state: str, note: str | None = None, actor: str | None = None
+    ) -> StoredAlert | None:
+        _check_state(state)
+        with _transaction(self._conn):
+            row = self._alert_row(alert_id)
+            if row is None:
+                return None
+            if row["state"] != state or note:
+                now = time.time()
+                self._conn.execute(
+                    "UPDATE alerts SET state = ?, state_changed = ? WHERE id = ?", (state, now, row["id"])
+                )
+                self._conn.execute(
+                    _INSERT_ALERT_CHANGE, (row["id"], now, row["state"], state, actor or _user(), note, None)
+                )
+        return self.get_alert(row["id"])
+
+    def _alert_row(self, alert_id: str) -> sqlite3.Row | None:
+        """By id, else by a prefix that only one id has."""
+        row = self._conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        if row is not None or not alert_id:
+            return row
+        rows = self._conn.execute(
+            "SELECT * FROM alerts WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 2",
+            (_like_escape(alert_id.lower()) + "%",),
+        ).fetchall()
+        if len(rows) > 1:
+            raise StoreError(f"alert id {alert_id!r} is ambiguous: give more of it")
+        return rows[0] if rows else None
+
     def _select(self, where: str, params: Sequence[Any], evidence: bool = True) -> list[Device]:
         """Devices matching `where`, one of this module's constant fragments, in three queries."""
         rows = self._conn.execute(f"SELECT * FROM devices WHERE {where} ORDER BY key", params).fetchall()
@@ -383,6 +540,121 @@ def _run(r: sqlite3.Row) -> Run:
         malformed=json.loads(r["malformed"]),
     )
     return Run(r["id"], json.loads(r["inputs"]), stats)
+
+
+def _stored_alert(r: sqlite3.Row, history: tuple[AlertChange, ...] = ()) -> StoredAlert:
+    alert = Alert(
+        rule=r["rule"],
+        technique=json.loads(r["technique"]),
+        severity=r["severity"],
+        attacker={"mac": r["attacker_mac"], "ip": r["attacker_ip"]},
+        victims=json.loads(r["victims"]),
+        first_seen=r["first_seen"],
+        last_seen=r["last_seen"],
+        evidence=json.loads(r["evidence"]),
+        explanation=r["explanation"],
+        count=r["count"],
+        id_bucket_s=r["id_bucket_s"],
+    )
+    return StoredAlert(alert, r["state"], r["state_changed"], r["first_run"], r["last_run"], history)
+
+
+def _merge_alert(
+    old: Alert, new: Alert, run_count: int, last_run: int | None, run_id: int | None
+) -> tuple[Alert, int, bool]:
+    """The stored alert with a repeat merged in; returns it, the count `run_id` contributed, and whether
+    the repeat brought traffic the store had not seen (which re-opens a closed alert).
+
+    Counting: a run that stores the same alert again (a live run saving periodically) replaces its own
+    earlier contribution; traffic inside the stored first..last window (the same capture analysed again)
+    is not counted twice; anything else adds."""
+    fresh = new.last_seen > old.last_seen or new.first_seen < old.first_seen
+    same_run = run_id is not None and run_id == last_run
+    if not fresh:
+        count = old.count
+        run_count = run_count if same_run else 0
+    elif same_run:
+        count = old.count - run_count + new.count
+        run_count = new.count
+    else:
+        count = old.count + new.count
+        run_count = new.count
+    worse = _rank(new.severity) > _rank(old.severity)
+    evidence = _merge_evidence(old.evidence, new.evidence, add=not same_run) if fresh else old.evidence
+    merged = Alert(
+        rule=old.rule,
+        technique=new.technique,
+        severity=new.severity if worse else old.severity,
+        attacker=old.attacker,
+        victims=new.victims or old.victims,  # the id covers the victim set: they are the same
+        first_seen=min(old.first_seen, new.first_seen),
+        last_seen=max(old.last_seen, new.last_seen),
+        evidence=evidence,
+        explanation=new.explanation if new.last_seen >= old.last_seen else old.explanation,
+        count=count,
+        id_bucket_s=old.id_bucket_s,
+    )
+    return merged, run_count, fresh
+
+
+def _merge_evidence(old: list[dict[str, Any]], new: list[dict[str, Any]], add: bool) -> list[dict[str, Any]]:
+    """Items keyed by (kind, flow) as the detector keys them: times widened, counts added (`add`) or the
+    larger kept (the same run again), list values united; at most ALERT_EVIDENCE items plus one counting
+    what did not fit."""
+    items: dict[tuple[Any, Any], dict[str, Any]] = {}
+    dropped = {"victims_dropped": 0, "evidence_dropped": 0}
+    for e in old:
+        if e.get("kind") == "truncated":
+            for k in dropped:
+                dropped[k] = max(dropped[k], int(e.get(k, 0)))
+        else:
+            items[(e.get("kind"), e.get("flow"))] = dict(e)
+    for e in new:
+        if e.get("kind") == "truncated":
+            for k in dropped:
+                dropped[k] = dropped[k] + int(e.get(k, 0)) if add else max(dropped[k], int(e.get(k, 0)))
+            continue
+        key = (e.get("kind"), e.get("flow"))
+        have = items.get(key)
+        if have is None:
+            if len(items) >= ALERT_EVIDENCE:
+                dropped["evidence_dropped"] += 1
+            else:
+                items[key] = dict(e)
+            continue
+        for k, v in e.items():
+            mine = have.get(k)
+            if k == "first" and isinstance(mine, int | float):
+                have[k] = min(mine, v)
+            elif k == "last" and isinstance(mine, int | float):
+                have[k] = max(mine, v)
+            elif k == "count" and isinstance(mine, int):
+                have[k] = mine + v if add else max(mine, v)
+            elif isinstance(v, list) and isinstance(mine, list):
+                have[k] = sorted({*map(str, mine), *map(str, v)})[:EVIDENCE_LIST_ITEMS]
+            else:
+                have[k] = v
+    out = sorted(items.values(), key=lambda e: e.get("first") or 0.0)
+    if any(dropped.values()):
+        out.append({"kind": "truncated", **dropped})
+    return out
+
+
+def _rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
+
+
+def _check_state(state: str) -> str:
+    if state not in ALERT_STATES:
+        raise ValueError(f"alert state must be one of {ALERT_STATES}, not {state!r}")
+    return state
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (containers)
+        return "unknown"
 
 
 def _like_escape(text: str) -> str:
