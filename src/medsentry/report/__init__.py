@@ -1,20 +1,32 @@
-"""Rendering devices and runs: rich tables for people, JSON and CSV for machines."""
+"""Rendering devices, runs and alerts: rich tables for people, JSON and CSV for machines."""
 
 from __future__ import annotations
 
+from medsentry.report.alerts import (
+    alert_detail,
+    alert_dicts,
+    alert_table,
+    render_alerts,
+    write_alerts_json,
+)
 from medsentry.report.console import device_detail, device_table, feed_table, run_summary
 from medsentry.report.export import evidence_summary, render_csv, render_json
 from medsentry.report.serialize import device_from_dict, device_to_dict, stats_to_dict
 
 __all__ = [
+    "alert_detail",
+    "alert_dicts",
+    "alert_table",
     "device_detail",
     "device_from_dict",
     "device_table",
     "device_to_dict",
     "evidence_summary",
     "feed_table",
+    "render_alerts",
     "render_csv",
     "render_json",
     "run_summary",
     "stats_to_dict",
+    "write_alerts_json",
 ]
