@@ -362,11 +362,12 @@ class SQLiteStore:
         new = updated = reopened = 0
         with _transaction(self._conn):
             for alert in alerts:
-                row = self._conn.execute("SELECT * FROM alerts WHERE id = ?", (alert.id,)).fetchone()
+                alert_id = alert.id
+                row = self._conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
                 if row is None:
-                    self._write_alert(alert, "new", now, alert.count, alert.count, run_id)
+                    self._write_alert(alert, "new", now, alert.count, run_id)
                     self._conn.execute(
-                        _INSERT_ALERT_CHANGE, (alert.id, now, None, "new", RUN_ACTOR, None, run_id)
+                        _INSERT_ALERT_CHANGE, (alert_id, now, None, "new", RUN_ACTOR, None, run_id)
                     )
                     new += 1
                     continue
@@ -379,18 +380,19 @@ class SQLiteStore:
                     state, changed = "new", now
                     note = "fired again" + ("" if run_id is None else f" in run {run_id}")
                     self._conn.execute(
-                        _INSERT_ALERT_CHANGE, (alert.id, now, "closed", "new", RUN_ACTOR, note, run_id)
+                        _INSERT_ALERT_CHANGE, (alert_id, now, "closed", "new", RUN_ACTOR, note, run_id)
                     )
                     reopened += 1
-                self._write_alert(merged, state, changed, merged.count, run_count, run_id)
+                self._write_alert(merged, state, changed, run_count, run_id)
                 updated += 1
         return AlertUpsert(new, updated, reopened)
 
     def _write_alert(
-        self, alert: Alert, state: str, changed: float, count: int, run_count: int, run_id: int | None
+        self, alert: Alert, state: str, changed: float, run_count: int, run_id: int | None
     ) -> None:
+        alert_id = alert.id  # a hash over the victims: computed once
         row = {
-            "id": alert.id,
+            "id": alert_id,
             "rule": alert.rule,
             "technique": canonical_json(alert.technique),
             "severity": alert.severity,
@@ -399,7 +401,7 @@ class SQLiteStore:
             "victims": canonical_json(alert.victims),
             "first_seen": alert.first_seen,
             "last_seen": alert.last_seen,
-            "count": count,
+            "count": alert.count,
             "run_count": run_count,
             "evidence": canonical_json(alert.evidence),
             "explanation": alert.explanation,
@@ -413,7 +415,7 @@ class SQLiteStore:
         addresses |= {(a, "victim") for v in alert.victims for a in (v.get("mac"), v.get("ip")) if a}
         self._conn.executemany(
             "INSERT INTO alert_addresses (alert_id, address, role) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            [(alert.id, address, role) for address, role in sorted(addresses)],
+            [(alert_id, address, role) for address, role in sorted(addresses)],
         )
 
     def list_alerts(self, filters: AlertFilter | None = None) -> list[StoredAlert]:
