@@ -34,6 +34,29 @@ class Result:
     stats_dict: dict[str, object]
     inputs: list[str]
     stats: Stats = field(default_factory=Stats)
+    alerts: list[Any] = field(default_factory=list)  # medsentry.detect.Alert, when a detector ran
+
+
+def _sink(ident: Any, detector: Any | None) -> Callable[[Observation], None]:
+    """Every observation goes to identification and, when asked, to detection."""
+    if detector is None:
+        return ident.add
+    identify, detect = ident.add, detector.add
+
+    def both(obs: Observation) -> None:
+        identify(obs)
+        detect(obs)
+
+    return both
+
+
+def _finish(ident: Any, detector: Any | None) -> tuple[list[Device], list[Any]]:
+    devices = ident.devices()
+    if detector is None:
+        return devices, []
+    # A device may do what others of its class did while the baseline was learned.
+    classes = {key: d.device_class for d in devices for key in (d.mac, *d.ips) if key and d.device_class}
+    return devices, detector.alerts(classes)
 
 
 def split_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -136,34 +159,42 @@ def _run_sharded(captures: list[Path], workers: int, add: Callable[[Observation]
 
 
 def run_inputs(
-    paths: list[Path], fingerprints: Path | None = None, workers: int = 1, console: Console | None = None
+    paths: list[Path],
+    fingerprints: Path | None = None,
+    workers: int = 1,
+    console: Console | None = None,
+    detector: Any | None = None,
 ) -> Result:
+    """`detector` (a `medsentry.detect.Detector`) sees every observation too; its alerts are in the result."""
     captures, zeek = split_inputs(paths)
     ident = _identifier(fingerprints)
+    sink = _sink(ident, detector)
     stats = Stats()
     if captures:
         total = sum(p.stat().st_size for p in captures)
         with _progress(console, total) as advance:
             if workers == 1:
-                stats = analyze_files(captures, ident.add, progress=advance)
+                stats = analyze_files(captures, sink, progress=advance)
             else:
-                stats = _run_sharded(captures, workers, ident.add, advance, total)
+                stats = _run_sharded(captures, workers, sink, advance, total)
     zeek_stats: dict[str, object] = {}
     if zeek:
         from medsentry.capture.zeek import ZeekStats, read_zeek
 
         zs = ZeekStats()
         for o in read_zeek(zeek, zs):
-            ident.add(o)
+            sink(o)
         stats.observations += zs.observations
         stats.errors.extend(str(e) for e in zs.errors)
         zeek_stats = {"rows": dict(zs.rows), "skipped": dict(zs.skipped), "errors": zs.error_count}
-    devices = ident.devices()
+    devices, alerts = _finish(ident, detector)
     d = stats.to_dict()
     if zeek_stats:
         d["zeek"] = zeek_stats
     d["devices"] = len(devices)
-    return Result(devices, d, [str(p) for p in paths], stats)
+    if detector is not None:
+        d["detection"] = detector.summary()
+    return Result(devices, d, [str(p) for p in paths], stats, alerts)
 
 
 def run_live(
@@ -172,11 +203,12 @@ def run_live(
     duration: float | None,
     fingerprints: Path | None = None,
     console: Console | None = None,
+    detector: Any | None = None,
 ) -> Result:
     from medsentry.capture.live import capture
 
     ident = _identifier(fingerprints)
-    analyzer = Analyzer(ident.add, source="live")
+    analyzer = Analyzer(_sink(ident, detector), source="live")
     try:
         for batch in capture(interface, bpf, duration):
             analyzer.feed(batch)
@@ -185,9 +217,11 @@ def run_live(
     except KeyboardInterrupt:
         pass
     stats = analyzer.finish()
-    devices = ident.devices()
+    devices, alerts = _finish(ident, detector)
     d = stats.to_dict() | {"devices": len(devices)}
-    return Result(devices, d, [f"live:{interface}"], stats)
+    if detector is not None:
+        d["detection"] = detector.summary()
+    return Result(devices, d, [f"live:{interface}"], stats, alerts)
 
 
 def run_stats(result: Result, started: float):  # -> store.base.RunStats
