@@ -60,6 +60,19 @@ def main() -> None:
     show_default=True,
     help="Processes; packets are sharded by flow.",
 )
+@click.option(
+    "--alerts",
+    "alerts_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the run's alerts as JSON ('-' for stdout).",
+)
+@click.option(
+    "--rules",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="MEDSENTRY_RULES",
+    help="Detection config merged over the defaults: address space, trusted AEs/brokers, thresholds.",
+)
+@click.option("--no-detect", is_flag=True, help="Identify devices only; no attack or PHI detection.")
 @click.option("--no-store", is_flag=True, help="Do not merge the result into the inventory database.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no tables.")
 @DB_OPTION
@@ -72,16 +85,23 @@ def analyze(
     json_out: Path | None,
     csv_out: Path | None,
     workers: int,
+    alerts_out: Path | None,
+    rules: Path | None,
+    no_detect: bool,
     no_store: bool,
     quiet: bool,
     db: Path | None,
 ) -> None:
-    """Identify the devices in capture files (pcap, pcapng, .gz, directories), Zeek logs or live traffic."""
+    """Identify the devices in capture files (pcap, pcapng, .gz, directories), Zeek logs or live traffic,
+    and detect attacks and patient-data leaks in it."""
     from medsentry import analysis, privacy, report
     from medsentry.store import open_store
 
     if not inputs and not interface:
         raise click.UsageError("give capture files / Zeek logs, or --interface for live capture")
+    if no_detect and alerts_out is not None:
+        raise click.UsageError("--alerts needs detection: drop --no-detect")
+    detector = None if no_detect else _detector(rules, live=interface is not None)
     store = None if no_store else open_store(db)
     try:
         if store is not None:
@@ -91,14 +111,15 @@ def analyze(
         show = not quiet and json_out != Path("-") and csv_out != Path("-")
         console = err if show else None
         if interface:
-            result = analysis.run_live(interface, bpf, duration, fingerprints, console=console)
+            result = analysis.run_live(interface, bpf, duration, fingerprints, console, detector)
         else:
-            result = analysis.run_inputs(list(inputs), fingerprints, workers, console=console)
+            result = analysis.run_inputs(list(inputs), fingerprints, workers, console, detector)
         run = analysis.run_stats(result, started)
         merged = None
         if store is not None:
             run_id = store.record_run(run, result.inputs)
             merged = store.upsert_devices(result.devices, run_id)
+            store.upsert_alerts(result.alerts, run_id)
     finally:
         if store is not None:
             store.close()
@@ -106,9 +127,13 @@ def analyze(
         _write(json_out, report.render_json(result.devices, run, result.inputs, details=result.stats_dict))
     if csv_out is not None:
         _write(csv_out, report.render_csv(result.devices))
+    if alerts_out is not None:
+        report.write_alerts_json(str(alerts_out), result.alerts)
     if show:
         out = Console()
         out.print(report.device_table(result.devices, wide=out.width >= 140))
+        if result.alerts:
+            out.print(report.alert_table(result.alerts, wide=out.width >= 120))
         out.print(report.run_summary(run, result.devices, merged))
     errors = result.stats.errors
     for e in errors:
@@ -166,6 +191,123 @@ def devices_show(db: Path | None, key: str) -> None:
         if device is None:
             raise click.ClickException(f"no device {key!r} in the inventory")
         Console().print(report.device_detail(device, store.device_history(device.key)))
+
+
+def _detector(rules: Path | None, live: bool):  # -> medsentry.detect.Detector
+    from medsentry.detect import ConfigError, Detector, load_config
+
+    try:
+        return Detector(load_config(rules), live=live)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rules") from exc
+
+
+@main.group(invoke_without_command=True)
+@click.option("--state", type=click.Choice(["new", "acknowledged", "closed"]), help="Only this state.")
+@click.option("--rule", help="A rule (recon.port_scan) or a family (recon).")
+@click.option(
+    "--severity", type=click.Choice(["info", "low", "medium", "high", "critical"]), help="At least this."
+)
+@click.option("--device", help="Alerts naming this MAC or IP (attacker or victim).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON, '-' stdout.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "cef"]),
+    help="Write to stdout as CSV, JSON lines or CEF.",
+)
+@click.option("--syslog", "syslog_to", metavar="HOST[:PORT]", help="Send as CEF over syslog (UDP).")
+@click.option("--webhook", metavar="URL", help="POST as JSON to this URL.")
+@DB_OPTION
+@click.pass_context
+def alerts(
+    ctx: click.Context,
+    state: str | None,
+    rule: str | None,
+    severity: str | None,
+    device: str | None,
+    json_out: Path | None,
+    fmt: str | None,
+    syslog_to: str | None,
+    webhook: str | None,
+    db: Path | None,
+) -> None:
+    """List stored alerts (or `alerts show|ack|close ID`); export them to files, syslog or a webhook."""
+    ctx.obj = db
+    if ctx.invoked_subcommand is not None:
+        return
+    from medsentry import report
+    from medsentry.detect import output
+    from medsentry.store import open_store
+    from medsentry.store.base import AlertFilter
+
+    with open_store(db) as store:
+        rows = store.list_alerts(AlertFilter(state=state, rule=rule, severity=severity, device=device))
+    if json_out is not None:
+        report.write_alerts_json(str(json_out), rows)
+    if fmt is not None:
+        _write(Path("-"), report.render_alerts(rows, fmt))
+    if syslog_to is not None:
+        host, _, port = syslog_to.partition(":")
+        sent = output.send_syslog(report.alert_dicts(rows), host, int(port or 514))
+        err.print(f"sent {sent} alerts to syslog {host}:{port or 514}")
+    if webhook is not None:
+        sent = output.post_webhook(report.alert_dicts(rows), webhook)
+        err.print(f"posted {sent} alerts to {webhook}", highlight=False, markup=False)
+    if json_out is None and fmt is None and syslog_to is None and webhook is None:
+        out = Console()
+        out.print(report.alert_table(rows, wide=out.width >= 120))
+
+
+@alerts.command("show")
+@click.argument("alert_id")
+@click.pass_obj
+def alerts_show(db: Path | None, alert_id: str) -> None:
+    """One alert: explanation, evidence, victims and its state history (an id prefix is enough)."""
+    from medsentry import report
+
+    Console().print(report.alert_detail(_stored_alert(db, alert_id)))
+
+
+@alerts.command("ack")
+@click.argument("alert_id")
+@click.option("--note", help="Why: kept in the alert's history.")
+@click.pass_obj
+def alerts_ack(db: Path | None, alert_id: str, note: str | None) -> None:
+    """Mark an alert acknowledged: it stays listed and keeps counting, but is no longer new."""
+    _set_state(db, alert_id, "acknowledged", note)
+
+
+@alerts.command("close")
+@click.argument("alert_id")
+@click.option("--note", help="Why: kept in the alert's history.")
+@click.pass_obj
+def alerts_close(db: Path | None, alert_id: str, note: str | None) -> None:
+    """Close an alert; it is re-opened as new if it fires again."""
+    _set_state(db, alert_id, "closed", note)
+
+
+def _stored_alert(db: Path | None, alert_id: str):  # -> StoredAlert
+    from medsentry.store import open_store
+    from medsentry.store.base import StoreError
+
+    with open_store(db) as store:
+        try:
+            found = store.get_alert(alert_id)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if found is None:
+        raise click.ClickException(f"no alert {alert_id!r}")
+    return found
+
+
+def _set_state(db: Path | None, alert_id: str, state: str, note: str | None) -> None:
+    from medsentry.store import open_store
+
+    full_id = _stored_alert(db, alert_id).alert.id
+    with open_store(db) as store:
+        store.set_alert_state(full_id, state, note)
+    err.print(f"alert {full_id} {state}", highlight=False, markup=False)
 
 
 @main.command()
