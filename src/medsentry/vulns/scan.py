@@ -13,7 +13,9 @@ Candidate products of an SBOM component ("targets"), each with the confidence th
 * `vendor-package`: the package is named after the NVD vendor (+ product): `Newtonsoft.Json` =
   `newtonsoft:json.net`, NuGet `BouncyCastle` = `bouncycastle:bc-csharp`, the product carrying no
   language marker that contradicts the component's ecosystem (0.8);
-* `product-only`: same product name under another vendor (0.5): never more than a candidate.
+* `product-only`: same product name under another vendor (0.5): never more than a candidate, and only
+  when nothing better names the component and at most `_MAX_OTHER_VENDORS` vendors share the name.
+Candidate CVEs whose indexed version constraints cannot hold the component's version are not loaded.
 
 Decisions per record:
 1. NVD configuration mentions the target: `evaluate` decides (AND/negate/platforms); no match = not
@@ -44,6 +46,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from medsentry.identify.device import Device
@@ -404,10 +407,14 @@ def same_vendor(a: str, b: str) -> bool:
     return bool(families(a.replace("_", " ")) & families(b.replace("_", " ")))
 
 
-def _name_languages(product: str) -> set[str]:
-    return {_NAME_MARKERS[t] for t in re.split(r"[^0-9a-z#]+", product.lower()) if t in _NAME_MARKERS}
+@lru_cache(maxsize=65536)
+def _name_languages(product: str) -> frozenset[str]:
+    return frozenset(
+        {_NAME_MARKERS[t] for t in re.split(r"[^0-9a-z#]+", product.lower()) if t in _NAME_MARKERS}
+    )
 
 
+@lru_cache(maxsize=65536)
 def _strip_markers(product: str) -> str:
     return "".join(t for t in re.split(r"[^0-9a-z]+", product.lower()) if t and t not in _NAME_MARKERS)
 
@@ -503,7 +510,8 @@ class _Scanner:
                     add(_Target(vendor, product, "vendor-alias", f"{why}; vendor {vendor} is the SBOM's"))
                 elif self._compatible(subject, product) and len(vendors) <= _MAX_OTHER_VENDORS:
                     others.append(_Target(vendor, product, "product-only", f"{why}; under vendor {vendor}"))
-        self._vendor_named(subject, add)
+        if not found:  # the SBOM's own names found nothing: is the package named after its vendor?
+            self._vendor_named(subject, add)
         if not found:  # the same name under an unrelated vendor: only when nothing better names it
             for t in others:
                 add(t)
@@ -517,22 +525,19 @@ class _Scanner:
             tokens = [t for t in re.split(r"[^0-9A-Za-z]+", _CAMEL.sub(" ", name).lower()) if t]
             whole = "".join(tokens)
             for cut in range(1, len(tokens) + 1):
+                rest = "".join(tokens[cut:])  # what the product must say, language words aside
                 for vendor in {"".join(tokens[:cut]), "_".join(tokens[:cut])}:
+                    # a big vendor has thousands of products: test the cheap substring first
                     for product in self.store.products_of(vendor):
+                        if rest and tokens[cut] not in product:
+                            continue
                         if not self._compatible(subject, product):
                             continue
-                        marked = _name_languages(product) & subject.languages
                         if _compact(vendor) + _strip_markers(product) == whole:
-                            add(
-                                _Target(
-                                    vendor,
-                                    product,
-                                    "vendor-package",
-                                    f"package {name!r} = {vendor}:{product}",
-                                )
-                            )
-                        elif cut == len(tokens) and marked:
-                            langs = "/".join(sorted(marked))
+                            why = f"package {name!r} = {vendor}:{product}"
+                            add(_Target(vendor, product, "vendor-package", why))
+                        elif not rest and _name_languages(product) & subject.languages:
+                            langs = "/".join(sorted(_name_languages(product) & subject.languages))
                             why = f"package {name!r} = vendor {vendor}, its product for {langs}"
                             add(_Target(vendor, product, "vendor-package", why))
 
@@ -892,6 +897,8 @@ def _criteria_for(configurations: Iterable[Any], t: _Target | None) -> list[Cpe]
             crit = m.get("criteria") if isinstance(m, Mapping) else None
             if not isinstance(crit, str) or bool(m.get("vulnerable")) != (t is not None):
                 continue
+            if t is not None and f":{t.vendor}:{t.product}:" not in crit.lower().replace("\\", ""):
+                continue  # most criteria of a long configuration are other products: skip parsing them
             if t is None or cpe_vendor_product(crit) == (t.vendor, t.product):
                 try:
                     c = Cpe.parse(crit)
