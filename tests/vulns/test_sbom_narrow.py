@@ -17,11 +17,9 @@ from medsentry.vulns.store import VulnStore
 
 
 @pytest.fixture(scope="module")
-def narrow(tmp_path_factory: pytest.TempPathFactory) -> tuple[ScanResult, dict[str, Any]]:
-    shared = Path(__file__).resolve().parents[3] / "shared" / "data"
+def narrow(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[ScanResult, dict[str, Any]]:
+    shared = shared_data
     sbom_path = shared / "sbom" / "medical-device-narrow.cdx.json"
-    if not sbom_path.is_file():
-        pytest.skip("../shared/data is not beside the repository")
     store = VulnStore(tmp_path_factory.mktemp("narrow") / "vulns.db")
     import_path(store, shared / "vulns" / "nvd")  # with nvd/unanalyzed
     expected = json.loads((shared / "sbom" / "medical-device-narrow.expected.json").read_text())["components"]
