@@ -16,7 +16,7 @@ from medsentry.vulns.feeds import import_path
 from medsentry.vulns.sbom import Sbom, read_sbom
 from medsentry.vulns.scan import Finding, ScanResult, scan_devices, scan_sbom
 from medsentry.vulns.store import VulnStore
-from medsentry.vulns.triage import TriageStore, load_triage, network_drafts
+from medsentry.vulns.triage import TriageStore, apply_triage, load_triage, network_drafts
 from medsentry.vulns.vex import VexStatement, dump_vex
 
 JQUERY_CVE = "CVE-2020-11022"
@@ -313,7 +313,7 @@ def test_decision_reopened_when_the_component_version_changes(store: VulnStore, 
             ],
         )
         result = _scan(store, upgraded)
-        reopened = ts.reconcile(result.findings)
+    reopened = apply_triage(store, result.findings)
     assert [(r.vulnerability, r.subject) for r in reopened] == [(wolf.vulnerability, wolf.subject["ref"])]
     assert "version 4.8.1 -> 4.9.0" in reopened[0].reason
     still = next(f for f in result.findings if f.vulnerability == wolf.vulnerability)

@@ -56,6 +56,8 @@ __all__ = [
     "Draft",
     "Reopened",
     "TriageStore",
+    "applies",
+    "apply_triage",
     "evidence_of",
     "load_triage",
     "network_drafts",
@@ -633,6 +635,13 @@ def load_triage(store: VulnStore | str | Path) -> dict[tuple[str, str], VexState
     decisions and are not included."""
     with TriageStore(store) as ts:
         return ts.triage()
+
+
+def apply_triage(store: VulnStore, findings: Iterable[Any]) -> list[Reopened]:
+    """After `scan_sbom(store, sbom, triage=load_triage(store))`: apply version-specific decisions and
+    re-open those whose evidence changed (findings updated in place); returns the re-opened ones."""
+    with TriageStore(store) as ts:
+        return ts.reconcile(findings)
 
 
 def _decision(r: sqlite3.Row) -> Decision:
