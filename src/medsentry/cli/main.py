@@ -28,6 +28,15 @@ DB_OPTION = click.option(
 )
 
 
+VULN_DB_OPTION = click.option(
+    "--vuln-db",
+    "vuln_db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="MEDSENTRY_VULN_DB",
+    help="Vulnerability database (default vulns.db beside the inventory; env MEDSENTRY_VULN_DB).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="medsentry")
 def main() -> None:
@@ -310,6 +319,302 @@ def _set_state(db: Path | None, alert_id: str, state: str, note: str | None) -> 
     err.print(f"alert {full_id} {state}", highlight=False, markup=False)
 
 
+MAX_AGE_OPTION = click.option(
+    "--max-age",
+    "max_age_days",
+    type=click.IntRange(0),
+    default=7,
+    show_default=True,
+    help="Refuse feeds older than this many days (0: accept any age, e.g. an archived snapshot).",
+)
+
+
+@main.group()
+def vulns() -> None:
+    """Known vulnerabilities of SBOM components and inventory devices: matched, triaged, prioritised."""
+
+
+@vulns.command("sbom")
+@click.argument("sbom_path", metavar="SBOM", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--role",
+    type=click.Choice(["supplier", "deployer"]),
+    default="supplier",
+    show_default=True,
+    help="SSVC tree: the product's maker (supplier) or a hospital running it (deployer).",
+)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON, '-' stdout.")
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), help="CSV, '-' stdout.")
+@MAX_AGE_OPTION
+@VULN_DB_OPTION
+def vulns_sbom(
+    sbom_path: Path,
+    role: str,
+    json_out: Path | None,
+    csv_out: Path | None,
+    max_age_days: int,
+    vuln_db: Path | None,
+) -> None:
+    """Findings for every component of a CycloneDX (JSON/XML) or SPDX (JSON/tag-value) SBOM."""
+    from medsentry.vulns.sbom import SbomError, read_sbom
+    from medsentry.vulns.scan import scan_sbom
+    from medsentry.vulns.triage import apply_triage, load_triage
+
+    try:
+        sbom = read_sbom(sbom_path)
+    except SbomError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with _vuln_store(vuln_db) as store:
+        result = _scan(
+            lambda: scan_sbom(store, sbom, load_triage(store), role=role, max_age=_age(max_age_days))
+        )
+        apply_triage(store, result.findings)
+    _findings_out(result, json_out, csv_out)
+
+
+@vulns.command("devices")
+@click.option("--class", "device_class", help="Only devices of this class.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON, '-' stdout.")
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), help="CSV, '-' stdout.")
+@MAX_AGE_OPTION
+@DB_OPTION
+@VULN_DB_OPTION
+def vulns_devices(
+    device_class: str | None,
+    json_out: Path | None,
+    csv_out: Path | None,
+    max_age_days: int,
+    db: Path | None,
+    vuln_db: Path | None,
+) -> None:
+    """Findings for the inventory's devices (vendor/model/firmware from identification)."""
+    from medsentry.store import open_store
+    from medsentry.store.base import DeviceFilter
+    from medsentry.vulns.scan import scan_devices
+    from medsentry.vulns.triage import apply_triage, load_triage
+
+    with open_store(db) as inventory:
+        found = inventory.list_devices(DeviceFilter(device_class=device_class))
+    with _vuln_store(vuln_db) as store:
+        result = _scan(lambda: scan_devices(store, found, load_triage(store), max_age=_age(max_age_days)))
+        apply_triage(store, result.findings)
+    _findings_out(result, json_out, csv_out)
+
+
+@vulns.group("triage", invoke_without_command=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON, '-' stdout.")
+@VULN_DB_OPTION
+@click.pass_context
+def vulns_triage(ctx: click.Context, json_out: Path | None, vuln_db: Path | None) -> None:
+    """Triage decisions (VEX): list the current ones, or `import`, `export`, `set`, `drafts`, `accept`."""
+    ctx.obj = vuln_db
+    if ctx.invoked_subcommand is not None:
+        return
+    from medsentry.report import vulns as vulns_report
+
+    with _triage_store(vuln_db) as triage:
+        decisions = triage.current()
+    if json_out is not None:
+        _write(json_out, json.dumps({"decisions": [d.to_json() for d in decisions]}, indent=2, default=str))
+    else:
+        Console().print(vulns_report.decisions_table(decisions))
+
+
+@vulns_triage.command("import")
+@click.argument("vex_path", metavar="VEX", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--author", default="", help="Who stands behind these decisions.")
+@click.pass_obj
+def vulns_triage_import(vuln_db: Path | None, vex_path: Path, author: str) -> None:
+    """Import a CycloneDX VEX, OpenVEX or CSAF VEX document as decisions (nothing is written if it is bad)."""
+    from medsentry.vulns.vex import VexError
+
+    with _triage_store(vuln_db) as triage:
+        try:
+            result = triage.import_vex(vex_path, author)
+        except VexError as exc:
+            raise click.ClickException(str(exc)) from exc
+    err.print(
+        f"{vex_path}: {result.recorded} decisions recorded, {result.unchanged} unchanged, "
+        f"{len(result.problems)} skipped",
+        highlight=False,
+        markup=False,
+    )
+    for problem in result.problems:
+        err.print(f"  skipped: {problem}", highlight=False, markup=False)
+
+
+@vulns_triage.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["cyclonedx", "openvex", "csaf"]),
+    default="cyclonedx",
+    show_default=True,
+)
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("-"), help="File."
+)
+@click.pass_obj
+def vulns_triage_export(vuln_db: Path | None, fmt: str, out: Path) -> None:
+    """The current decisions as a VEX document."""
+    with _triage_store(vuln_db) as triage:
+        _write(out, triage.export_vex(fmt))
+
+
+@vulns_triage.command("set")
+@click.argument("subject")
+@click.argument("vulnerability")
+@click.argument("status", type=click.Choice(["affected", "not_affected", "fixed", "under_investigation"]))
+@click.option(
+    "--justification", default="", help="For not_affected, e.g. vulnerable_code_not_in_execute_path."
+)
+@click.option("--impact", "impact_statement", default="", help="Why it does not affect the subject.")
+@click.option("--action", "action_statement", default="", help="What to do (for affected).")
+@click.option("--version", default="", help="Only this version or vers: range of the subject.")
+@click.option("--author", default="", help="Who decided.")
+@click.pass_obj
+def vulns_triage_set(
+    vuln_db: Path | None,
+    subject: str,
+    vulnerability: str,
+    status: str,
+    justification: str,
+    impact_statement: str,
+    action_statement: str,
+    version: str,
+    author: str,
+) -> None:
+    """Record a decision for SUBJECT (bom-ref, purl, CPE, device MAC/IP) and VULNERABILITY."""
+    from datetime import UTC, datetime
+
+    from medsentry.vulns.vex import VexStatement
+
+    statement = VexStatement(
+        vulnerability,
+        subject,
+        status,
+        version=version,
+        justification=justification,
+        impact_statement=impact_statement,
+        action_statement=action_statement,
+        timestamp=datetime.now(UTC),
+        author=author,
+    )
+    with _triage_store(vuln_db) as triage:
+        triage.record(statement)
+    err.print(f"{subject} {vulnerability}: {status}", highlight=False, markup=False)
+
+
+@vulns_triage.command("drafts")
+@click.pass_obj
+def vulns_triage_drafts(vuln_db: Path | None) -> None:
+    """Network-aware not_affected proposals from the last device scans (proposals, not decisions)."""
+    from medsentry.report import vulns as vulns_report
+
+    with _triage_store(vuln_db) as triage:
+        Console().print(vulns_report.drafts_table(triage.drafts()))
+
+
+@vulns_triage.command("accept")
+@click.argument("subject")
+@click.argument("vulnerability")
+@click.option("--author", default="", help="Who accepts the draft.")
+@click.pass_obj
+def vulns_triage_accept(vuln_db: Path | None, subject: str, vulnerability: str, author: str) -> None:
+    """Turn a draft into a decision."""
+    with _triage_store(vuln_db) as triage:
+        try:
+            decision = triage.accept_draft(subject, vulnerability, author)
+        except (KeyError, LookupError) as exc:
+            raise click.ClickException(f"no draft for {subject} {vulnerability}") from exc
+    err.print(f"{subject} {vulnerability}: {decision.statement.status}", highlight=False, markup=False)
+
+
+@main.command()
+@click.option("--sbom", "sboms", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--devices", "with_devices", is_flag=True, help="Also the inventory's devices.")
+@click.option("--scope", default="default", show_default=True, help="Name of this watch list (own history).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON, '-' stdout.")
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), help="CSV, '-' stdout.")
+@MAX_AGE_OPTION
+@DB_OPTION
+@VULN_DB_OPTION
+def monitor(
+    sboms: tuple[Path, ...],
+    with_devices: bool,
+    scope: str,
+    json_out: Path | None,
+    csv_out: Path | None,
+    max_age_days: int,
+    db: Path | None,
+    vuln_db: Path | None,
+) -> None:
+    """Re-match products (SBOMs) and devices and report what is new since the last run: new CVEs, new KEV
+    entries, EPSS jumps, re-opened triage. Run it after every `feeds sync`."""
+    from medsentry.report import vulns as vulns_report
+    from medsentry.store import open_store
+    from medsentry.vulns.monitor import monitor as run_monitor
+    from medsentry.vulns.sbom import SbomError, read_sbom
+
+    if not sboms and not with_devices:
+        raise click.UsageError("give --sbom FILE (repeatable) and/or --devices")
+    try:
+        products = [read_sbom(p) for p in sboms]
+    except SbomError as exc:
+        raise click.ClickException(str(exc)) from exc
+    devices = []
+    if with_devices:
+        with open_store(db) as inventory:
+            devices = inventory.list_devices()
+    with _vuln_store(vuln_db) as store:
+        result = _scan(lambda: run_monitor(store, products, devices, scope=scope, max_age=_age(max_age_days)))
+    if json_out is not None:
+        _write(json_out, json.dumps(result.to_json(), indent=2, default=str))
+    if csv_out is not None:
+        _write(csv_out, vulns_report.monitor_csv(result))
+    if json_out != Path("-") and csv_out != Path("-"):
+        Console().print(vulns_report.monitor_table(result))
+
+
+def _triage_store(path: Path | None):  # -> TriageStore on the vulnerability database
+    from medsentry.vulns.store import default_vulndb_path
+    from medsentry.vulns.triage import TriageStore
+
+    return TriageStore(path if path is not None else default_vulndb_path())
+
+
+def _vuln_store(path: Path | None):  # -> VulnStore
+    from medsentry.vulns.store import open_vulndb
+
+    return open_vulndb(path)
+
+
+def _age(days: int):  # -> timedelta | None
+    from datetime import timedelta
+
+    return None if days == 0 else timedelta(days=days)
+
+
+def _scan(run):  # -> ScanResult; feed problems are the user's to fix, not a crash
+    from medsentry.vulns.store import FeedsError
+
+    try:
+        return run()
+    except FeedsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _findings_out(result, json_out: Path | None, csv_out: Path | None) -> None:
+    from medsentry.report import vulns as vulns_report
+
+    if json_out is not None:
+        _write(json_out, json.dumps(result.to_json(), indent=2, default=str))
+    if csv_out is not None:
+        _write(csv_out, vulns_report.findings_csv(result.findings))
+    if json_out != Path("-") and csv_out != Path("-"):
+        Console().print(vulns_report.findings_table(result.findings))
+
+
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -327,15 +632,6 @@ def learn(directory: Path, out: Path) -> None:
     fingerprints = learning.learn_directory(directory)
     out.write_text(json.dumps(fingerprints, indent=2, sort_keys=True) + "\n")
     err.print(f"learned {len(fingerprints.get('types', {}))} device types -> {out}")
-
-
-VULN_DB_OPTION = click.option(
-    "--vuln-db",
-    "vuln_db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="MEDSENTRY_VULN_DB",
-    help="Vulnerability database (default vulns.db beside the inventory; env MEDSENTRY_VULN_DB).",
-)
 
 
 @main.group()
