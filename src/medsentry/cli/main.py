@@ -28,6 +28,13 @@ DB_OPTION = click.option(
 )
 
 
+# Every machine-readable output takes a file, or '-' for stdout (the tables then stay off).
+JSON_OPTION = click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON ('-' stdout)."
+)
+CSV_OPTION = click.option(
+    "--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), help="Write CSV ('-' stdout)."
+)
 VULN_DB_OPTION = click.option(
     "--vuln-db",
     "vuln_db",
@@ -53,15 +60,8 @@ def main() -> None:
     type=click.Path(exists=True, path_type=Path),
     help="Learned fingerprint file from `medsentry learn` (classification falls back to it).",
 )
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write devices and run statistics as JSON ('-' for stdout).",
-)
-@click.option(
-    "--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), help="Write devices as CSV."
-)
+@JSON_OPTION
+@CSV_OPTION
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -152,10 +152,8 @@ def analyze(
 
 
 @main.group(invoke_without_command=True)
-@click.option(
-    "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON ('-' stdout)."
-)
-@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), help="CSV ('-' stdout).")
+@JSON_OPTION
+@CSV_OPTION
 @click.option("--class", "device_class", help="Only this device class.")
 @click.option("--vendor", help="Only vendors containing this text.")
 @DB_OPTION
@@ -218,7 +216,7 @@ def _detector(rules: Path | None, live: bool):  # -> medsentry.detect.Detector
     "--severity", type=click.Choice(["info", "low", "medium", "high", "critical"]), help="At least this."
 )
 @click.option("--device", help="Alerts naming this MAC or IP (attacker or victim).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON, '-' stdout.")
+@JSON_OPTION
 @click.option(
     "--format",
     "fmt",
@@ -343,8 +341,8 @@ def vulns() -> None:
     show_default=True,
     help="SSVC tree: the product's maker (supplier) or a hospital running it (deployer).",
 )
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON, '-' stdout.")
-@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), help="CSV, '-' stdout.")
+@JSON_OPTION
+@CSV_OPTION
 @MAX_AGE_OPTION
 @VULN_DB_OPTION
 def vulns_sbom(
@@ -374,8 +372,8 @@ def vulns_sbom(
 
 @vulns.command("devices")
 @click.option("--class", "device_class", help="Only devices of this class.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON, '-' stdout.")
-@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), help="CSV, '-' stdout.")
+@JSON_OPTION
+@CSV_OPTION
 @MAX_AGE_OPTION
 @DB_OPTION
 @VULN_DB_OPTION
@@ -402,7 +400,7 @@ def vulns_devices(
 
 
 @vulns.group("triage", invoke_without_command=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON, '-' stdout.")
+@JSON_OPTION
 @VULN_DB_OPTION
 @click.pass_context
 def vulns_triage(ctx: click.Context, json_out: Path | None, vuln_db: Path | None) -> None:
@@ -534,8 +532,8 @@ def vulns_triage_accept(vuln_db: Path | None, subject: str, vulnerability: str, 
 @click.option("--sbom", "sboms", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--devices", "with_devices", is_flag=True, help="Also the inventory's devices.")
 @click.option("--scope", default="default", show_default=True, help="Name of this watch list (own history).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON, '-' stdout.")
-@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), help="CSV, '-' stdout.")
+@JSON_OPTION
+@CSV_OPTION
 @MAX_AGE_OPTION
 @DB_OPTION
 @VULN_DB_OPTION
@@ -646,7 +644,7 @@ def feeds() -> None:
     type=click.Choice(["nvd", "cve5", "kev", "epss", "csaf", "osv"]),
     help="Feed of every file given (detected from the content otherwise).",
 )
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Summary as JSON.")
+@JSON_OPTION
 @VULN_DB_OPTION
 def feeds_import(
     paths: tuple[Path, ...], kind: str | None, json_out: Path | None, vuln_db: Path | None
@@ -680,7 +678,7 @@ def feeds_import(
 
 
 @feeds.command("status")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON, '-' stdout.")
+@JSON_OPTION
 @VULN_DB_OPTION
 def feeds_status(json_out: Path | None, vuln_db: Path | None) -> None:
     """Record counts, last update and age of every feed."""
@@ -703,7 +701,7 @@ def feeds_status(json_out: Path | None, vuln_db: Path | None) -> None:
 @click.option("--no-nvd", is_flag=True, help="Skip NVD (e.g. when you mirror it otherwise).")
 @click.option("--osv", "osv_ecosystems", multiple=True, help="OSV ecosystem archive to fetch (repeatable).")
 @click.option("--csaf-provider", "csaf_providers", multiple=True, help="URL of a provider-metadata.json.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Summary as JSON.")
+@JSON_OPTION
 @VULN_DB_OPTION
 def feeds_sync(
     nvd_api_key: str | None,
