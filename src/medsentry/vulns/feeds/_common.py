@@ -8,11 +8,11 @@ import json
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
@@ -124,6 +124,25 @@ def files_under(path: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
                 yield entry
     else:
         yield path
+
+
+T = TypeVar("T")
+
+
+def parse_json_files(
+    path: str | Path,
+    suffixes: tuple[str, ...],
+    problems: Problems | None,
+    from_document: Callable[[Any, Path, Problems | None], Iterator[T]],
+) -> Iterator[T]:
+    """A feed's records from each JSON file at `path`; an unreadable file is reported and skipped."""
+    for file in files_under(Path(path), suffixes):
+        try:
+            document = load_json(file)
+        except FeedError as exc:
+            report(problems, exc)
+            continue
+        yield from from_document(document, file, problems)
 
 
 class BadValue(ValueError):

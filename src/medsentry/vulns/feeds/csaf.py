@@ -29,9 +29,8 @@ from medsentry.vulns.feeds._common import (
     Problems,
     array,
     decode_json,
-    files_under,
-    load_json,
     obj,
+    parse_json_files,
     report,
     text,
     timestamp,
@@ -51,13 +50,7 @@ MAX_DEPTH = 30  # product trees nest vendor/family/name/version; deeper is malfo
 
 
 def parse(path: str | Path, problems: Problems | None = None) -> Iterator[CsafDocument]:
-    for file in files_under(Path(path), SUFFIXES):
-        try:
-            document = load_json(file)
-        except FeedError as exc:
-            report(problems, exc)
-            continue
-        yield from from_document(document, file, problems)
+    yield from parse_json_files(path, SUFFIXES, problems, from_document)
 
 
 def is_document(document: Any) -> bool:

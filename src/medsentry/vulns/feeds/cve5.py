@@ -21,10 +21,9 @@ from medsentry.vulns.feeds._common import (
     array,
     cve_id,
     cvss_from_vector,
-    files_under,
     first_english,
-    load_json,
     obj,
+    parse_json_files,
     report,
     ssvc_options,
     text,
@@ -39,13 +38,7 @@ _CVSS_KEYS = {"cvssV3_1": "3", "cvssV3_0": "3", "cvssV4_0": "4"}
 
 
 def parse(path: str | Path, problems: Problems | None = None) -> Iterator[Vulnerability]:
-    for file in files_under(Path(path), SUFFIXES):
-        try:
-            document = load_json(file)
-        except FeedError as exc:
-            report(problems, exc)
-            continue
-        yield from from_document(document, file, problems)
+    yield from parse_json_files(path, SUFFIXES, problems, from_document)
 
 
 def is_document(document: Any) -> bool:

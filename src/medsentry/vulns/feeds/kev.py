@@ -18,9 +18,8 @@ from medsentry.vulns.feeds._common import (
     array,
     cve_id,
     day,
-    files_under,
-    load_json,
     obj,
+    parse_json_files,
     pointer,
     report,
     text,
@@ -34,13 +33,7 @@ SUFFIXES = (".json", ".json.gz")
 
 
 def parse(path: str | Path, problems: Problems | None = None) -> Iterator[KevEntry]:
-    for file in files_under(Path(path), SUFFIXES):
-        try:
-            document = load_json(file)
-        except FeedError as exc:
-            report(problems, exc)
-            continue
-        yield from from_document(document, file, problems)
+    yield from parse_json_files(path, SUFFIXES, problems, from_document)
 
 
 def is_document(document: Any) -> bool:

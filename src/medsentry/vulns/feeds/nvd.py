@@ -28,10 +28,9 @@ from medsentry.vulns.feeds._common import (
     cve_id,
     cvss_from_vector,
     decode_json,
-    files_under,
     first_english,
-    load_json,
     obj,
+    parse_json_files,
     pointer,
     report,
     ssvc_options,
@@ -53,13 +52,7 @@ SUFFIXES = (".json", ".json.gz")
 
 
 def parse(path: str | Path, problems: Problems | None = None) -> Iterator[Vulnerability]:
-    for file in files_under(Path(path), SUFFIXES):
-        try:
-            document = load_json(file)
-        except FeedError as exc:
-            report(problems, exc)
-            continue
-        yield from from_document(document, file, problems)
+    yield from parse_json_files(path, SUFFIXES, problems, from_document)
 
 
 def is_document(document: Any) -> bool:

@@ -23,10 +23,9 @@ from medsentry.vulns.feeds._common import (
     array,
     cve_id,
     cvss_from_vector,
-    files_under,
     first_english,
-    load_json,
     obj,
+    parse_json_files,
     pointer,
     report,
     text,
@@ -41,13 +40,7 @@ _BOUNDS = ("versionStartIncluding", "versionStartExcluding", "versionEndIncludin
 
 
 def parse(path: str | Path, problems: Problems | None = None) -> Iterator[Vulnerability]:
-    for file in files_under(Path(path), SUFFIXES):
-        try:
-            document = load_json(file)
-        except FeedError as exc:
-            report(problems, exc)
-            continue
-        yield from from_document(document, file, problems)
+    yield from parse_json_files(path, SUFFIXES, problems, from_document)
 
 
 def is_document(document: Any) -> bool:
