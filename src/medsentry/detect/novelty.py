@@ -31,17 +31,11 @@ class Novelty:
         self.keys: Lru[Any, Seen] = Lru(cap, name, evictions)
 
     def see(self, key: Any, ts: float, **info: Any) -> Seen:
-        s = self.keys.get(key)
-        if s is None:
-            s = Seen(first=ts, last=ts, **info)
-            self.keys.put(key, s)
-            return s
-        self.keys.move_to_end(key)
-        s.count += 1
-        if ts < s.first:
-            s.first = ts
-        if ts > s.last:
-            s.last = ts
+        """Record key at ts; `info` (rule, attacker, ...) is kept from its first sighting."""
+        if self.bump(key, ts):
+            return self.keys[key]
+        s = Seen(first=ts, last=ts, **info)
+        self.keys.put(key, s)
         return s
 
     def bump(self, key: Any, ts: float) -> bool:
