@@ -26,12 +26,12 @@ class _Source:
     __slots__ = (
         "called",
         "dicom_servers",
+        "hl7_naks",
         "hosts",
         "login_failures",
         "mac",
-        "naks",
+        "mqtt_refused",
         "probes",
-        "refused",
         "rejects",
     )
 
@@ -42,8 +42,8 @@ class _Source:
         self.rejects = Window(window, cap, ev, "recon.dicom_rejects")
         self.called = Window(window, cap, ev, "recon.dicom_called")
         self.dicom_servers = Window(window, cap, ev, "recon.dicom_servers")
-        self.naks = Window(window, cap, ev, "recon.hl7_naks")
-        self.refused = Window(window, cap, ev, "recon.mqtt_refused")
+        self.hl7_naks = Window(window, cap, ev, "recon.hl7_naks")
+        self.mqtt_refused = Window(window, cap, ev, "recon.mqtt_refused")
         self.login_failures = Window(window, cap, ev, "recon.login_failures")
 
 
@@ -190,92 +190,36 @@ class Recon:
 
     # -- HL7 / MQTT / logins ---------------------------------------------------------------------------
     def _hl7_ack(self, obs: Observation) -> None:
-        if str(obs.fields.get("ack_code") or "").upper() in _NAK and obs.dst_ip:
-            self._burst(
-                obs,
-                obs.dst_ip,
-                obs.dst_mac,
-                obs.src_ip,
-                obs.src_mac,
-                "naks",
-                "hl7_naks",
-                "recon.hl7_probe",
-                "HL7 messages refused (negative ACK) or malformed",
-            )
+        if str(obs.fields.get("ack_code") or "").upper() in _NAK:
+            self._burst(obs)
 
     def _hl7_message(self, obs: Observation) -> None:
-        if obs.fields.get("malformed") and obs.src_ip:
-            self._burst(
-                obs,
-                obs.src_ip,
-                obs.src_mac,
-                obs.dst_ip,
-                obs.dst_mac,
-                "naks",
-                "hl7_naks",
-                "recon.hl7_probe",
-                "HL7 messages refused (negative ACK) or malformed",
-            )
+        if obs.fields.get("malformed"):
+            self._burst(obs)
 
     def _mqtt_connack(self, obs: Observation) -> None:
-        if obs.fields.get("return_code") not in (0, None) and obs.dst_ip:
-            self._burst(
-                obs,
-                obs.dst_ip,
-                obs.dst_mac,
-                obs.src_ip,
-                obs.src_mac,
-                "refused",
-                "mqtt_refused",
-                "recon.mqtt_probe",
-                "MQTT connections refused by the broker",
-            )
+        if obs.fields.get("return_code") not in (0, None):
+            self._burst(obs)
 
     def _ftp_login(self, obs: Observation) -> None:
-        if obs.fields.get("success") is False and obs.src_ip:
-            self._burst(
-                obs,
-                obs.src_ip,
-                obs.src_mac,
-                obs.dst_ip,
-                obs.dst_mac,
-                "login_failures",
-                "login_failures",
-                "recon.login_bruteforce",
-                "failed FTP logins",
-            )
+        if obs.fields.get("success") is False:
+            self._burst(obs)
 
-    def _telnet_login(self, obs: Observation) -> None:
-        if obs.fields.get("success") is False and obs.src_ip:
-            self._burst(
-                obs,
-                obs.src_ip,
-                obs.src_mac,
-                obs.dst_ip,
-                obs.dst_mac,
-                "login_failures",
-                "login_failures",
-                "recon.login_bruteforce",
-                "failed Telnet logins",
-            )
+    _telnet_login = _ftp_login
 
-    def _burst(
-        self,
-        obs: Observation,
-        client: str,
-        client_mac: str | None,
-        server: str | None,
-        server_mac: str | None,
-        attr: str,
-        threshold: str,
-        rule: str,
-        what: str,
-    ) -> None:
+    def _burst(self, obs: Observation) -> None:
+        to_client, window, rule, what = _BURSTS[obs.kind]
+        if to_client:
+            client, client_mac, server, server_mac = obs.dst_ip, obs.dst_mac, obs.src_ip, obs.src_mac
+        else:
+            client, client_mac, server, server_mac = obs.src_ip, obs.src_mac, obs.dst_ip, obs.dst_mac
+        if not client:
+            return
         src = self._src(client)
-        win: Window = getattr(src, attr)
+        win: Window = getattr(src, window)
         win.add((server, obs.ts, len(win)), obs.ts)
         n = len(win)
-        if n >= int(self.c[threshold]):
+        if n >= int(self.c[window]):
             self.det.hit(
                 rule,
                 obs.ts,
@@ -284,6 +228,18 @@ class Recon:
                 f"{client}: {n} {what} within {int(self.window)} s.",
                 evidence={"kind": obs.kind, "flow": f"{client}->{server}", "in_window": n},
             )
+
+
+_HL7_PROBE = "HL7 messages refused (negative ACK) or malformed"
+# kind -> (sent to the client: NAKs and refusals are answers; the `_Source` window, also the name of its
+# threshold in the recon config; rule; what is counted)
+_BURSTS: dict[str, tuple[bool, str, str, str]] = {
+    "hl7.ack": (True, "hl7_naks", "recon.hl7_probe", _HL7_PROBE),
+    "hl7.message": (False, "hl7_naks", "recon.hl7_probe", _HL7_PROBE),
+    "mqtt.connack": (True, "mqtt_refused", "recon.mqtt_probe", "MQTT connections refused by the broker"),
+    "ftp.login": (False, "login_failures", "recon.login_bruteforce", "failed FTP logins"),
+    "telnet.login": (False, "login_failures", "recon.login_bruteforce", "failed Telnet logins"),
+}
 
 
 def c_hosts(c: dict[str, Any]) -> int:
