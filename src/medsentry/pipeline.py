@@ -98,7 +98,7 @@ class Stats:
 class _Stream:
     """Inspection state of one TCP connection."""
 
-    __slots__ = ("budget", "dirs", "module", "parser", "tries")
+    __slots__ = ("budget", "dirs", "isn", "module", "parser", "tries")
 
     def __init__(self) -> None:
         self.module: ModuleType | None = None
@@ -106,6 +106,8 @@ class _Stream:
         self.dirs = (Direction(), Direction())  # index: 0 = client to server, 1 = server to client
         self.budget = [0, 0]
         self.tries = 0
+        # each side's SYN(-ACK) sequence numbers + 1 until its first data; then None
+        self.isn: list[list[int] | None] = [[], []]
 
 
 class Analyzer:
@@ -250,18 +252,10 @@ class Analyzer:
         if self._seg_batch is not batch:
             self._seg_batch, self._seg = batch, _Segments(batch.recs)
         seg = self._seg
-        syn = rows[seg.syn[rows]]
-        if len(syn):
-            # Each side's stream starts at its SYN, not at the first data seen: when that segment is
-            # lost or comes late, the bytes after it wait for it (or count as a gap) instead of the
-            # parser starting mid-stream and the earlier bytes being dropped as retransmissions.
-            if flow.state is None:
-                flow.state = _Stream()
-            for d, s in zip(seg.dir[syn].tolist(), seg.seq[syn].tolist(), strict=True):
-                dr = flow.state.dirs[0 if d == flow.client_dir else 1]
-                if dr.next_seq is None:
-                    dr.next_seq = s
-        rows = rows[seg.len[rows] > 0]
+        # SYNs stay in (in capture order): each side's stream starts at its SYN, not at the first data
+        # seen, so a first data segment that is lost or late is waited for (or is a gap) instead of the
+        # parser starting mid-stream and the earlier bytes being dropped as retransmissions.
+        rows = rows[(seg.len[rows] > 0) | seg.syn[rows]]
         if not len(rows):
             return
         if flow.state is None:
@@ -286,8 +280,24 @@ class Analyzer:
         n = len(lens)
         client_dir = flow.client_dir
         budget, tcp_dirs = st.budget, st.dirs
+        isn = st.isn
         for i, (start, length, seq, d, ts) in enumerate(zip(starts, lens, seqs, dirs, tss, strict=True)):
             side = 0 if d == client_dir else 1
+            cand = isn[side]
+            if cand is not None:
+                if not length:  # a SYN or SYN-ACK: `seq` is already its number + 1
+                    if len(cand) < _MAX_ISN:
+                        cand.append(seq)
+                    continue
+                # This side's first data: its stream starts at the SYN(-ACK) just before it (retries
+                # may carry other numbers), unless none is close, e.g. a SYN of an earlier connection.
+                isn[side] = None
+                if cand:
+                    back = min((seq - c) & 0xFFFFFFFF for c in cand)
+                    if back <= _SYN_WINDOW:
+                        tcp_dirs[side].next_seq = (seq - back) & 0xFFFFFFFF
+            elif not length:
+                continue
             if budget[side] == 0 and st.module is not None:
                 # This side's budget is spent: its bytes would be cut to nothing before reaching the
                 # parser, so an in-order segment only moves the sequence on (bulk transfers stay cheap).
@@ -296,7 +306,8 @@ class Analyzer:
                 if seq == dr.next_seq and not dr.pending:
                     dr.next_seq = (seq + length) & 0xFFFFFFFF
                     continue
-            in_order = tcp_dirs[side].accept(seq, bytes(buf[start : start + length]))
+            dr = tcp_dirs[side]
+            in_order = dr.accept(seq, bytes(buf[start : start + length]))
             if in_order is None:
                 self.stats.reassembly_gaps += 1
                 flow.inspect, flow.state = False, None
@@ -311,6 +322,9 @@ class Analyzer:
                     if st.tries >= 2:
                         flow.inspect, flow.state = False, None
                         return None
+                    # Not recognised: these bytes may not start the stream at all (a stray payload on
+                    # an ACK can overlap what follows), so the next segment starts it wherever it is.
+                    dr.next_seq = None
                     continue
                 st.module, st.parser, r.app = mod, mod.StreamParser(), mod.NAME
                 limit = getattr(mod, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES)
@@ -455,6 +469,8 @@ class _Segments:
         self.ts = recs["ts"].copy()
 
 
+_MAX_ISN = 4  # SYN(-ACK)s remembered per side before its first data
+_SYN_WINDOW = 1 << 20  # the first data seen may be this far past its SYN (earlier segments lost or late)
 _BULK_MIN = 8  # segments in a batch below which the per-segment loop is cheaper than numpy
 
 

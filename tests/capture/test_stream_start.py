@@ -7,6 +7,8 @@ import ipaddress
 import struct
 from pathlib import Path
 
+import pytest
+
 from medsentry.observe import Observation
 from medsentry.pipeline import Stats, analyze_files
 
@@ -73,3 +75,32 @@ def test_data_on_the_syn_starts_one_after_its_sequence_number(tmp_path: Path) ->
     obs, stats = _run(tmp_path, frames)
     assert [o.kind for o in obs if o.protocol == "hl7"] == ["hl7.message"]
     assert stats.reassembly_gaps == 0
+
+
+ACK_MSG = (
+    b"\x0bMSH|^~\\&|RECVAPP|RECVFAC|SENDAPP|SENDFAC|20240101120001||ACK^A01|ACK0001|P|2.5\r"
+    b"MSA|AA|MSG0001\r\x1c\r"
+)
+
+
+@pytest.mark.parametrize("real", [0, 1])
+def test_the_syn_ack_just_before_the_data_starts_the_stream(tmp_path: Path, real: int) -> None:
+    # two SYN-ACKs with different numbers (a retry, a middlebox): the data follows one of them
+    c, isns = CLIENT[2], (0x9000, 0x7777_0000)
+    frames = [_frame(CLIENT, SERVER, SYN, c),
+              *(_frame(SERVER, CLIENT, SYN | ACK, s, ack=c + 1) for s in isns),
+              _frame(CLIENT, SERVER, ACK | PSH, c + 1, HL7, ack=isns[real] + 1),
+              _frame(SERVER, CLIENT, ACK | PSH, isns[real] + 1, ACK_MSG, ack=c + 1 + len(HL7))]
+    obs, stats = _run(tmp_path, frames)
+    assert sorted(o.kind for o in obs if o.protocol == "hl7") == ["hl7.ack", "hl7.message"]
+    assert not stats.malformed_by_protocol and stats.reassembly_gaps == 0
+
+
+def test_stray_payload_before_the_first_message_does_not_hide_it(tmp_path: Path) -> None:
+    # two bytes on the handshake's ACK, then the real message from the same sequence number
+    c = CLIENT[2] + 1
+    frames = [*_handshake()[:2], _frame(CLIENT, SERVER, ACK, c, b"\r\n"),
+              _frame(CLIENT, SERVER, ACK | PSH, c, HL7)]
+    obs, stats = _run(tmp_path, frames)
+    assert [o.kind for o in obs if o.protocol == "hl7"] == ["hl7.message"]
+    assert not stats.malformed_by_protocol
