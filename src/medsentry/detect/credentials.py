@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from medsentry.detect.engine import endpoint
+from medsentry.detect.engine import by_sender, endpoint
 from medsentry.observe import Observation
 
 if TYPE_CHECKING:
@@ -52,16 +52,9 @@ class Credentials:
         self.det.hit(
             "cred.cleartext",
             obs.ts,
-            endpoint(obs.src_mac, obs.src_ip),
-            [endpoint(obs.dst_mac, obs.dst_ip)],
-            f"{obs.src_ip} sent a password in clear text to {obs.dst_ip}:{obs.dport} ({what}){outcome}: "
-            "anyone on the path can read it. The secret itself is not recorded.",
-            evidence={
-                "kind": obs.kind,
-                "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}",
-                "protocol": what,
-                "login_succeeded": success,
-            },
+            explanation=f"{obs.src_ip} sent a password in clear text to {obs.dst_ip}:{obs.dport} ({what})"
+            f"{outcome}: anyone on the path can read it. The secret itself is not recorded.",
+            **by_sender(obs, protocol=what, login_succeeded=success),
             group=(obs.dst_ip, obs.kind),
             severity="high" if success else None,
             port=obs.dport,

@@ -60,6 +60,15 @@ def endpoint(mac: str | None, ip: str | None) -> dict[str, str | None]:
     return {"mac": mac, "ip": ip}
 
 
+def by_sender(obs: Observation, **evidence: Any) -> dict[str, Any]:
+    """`attacker`, `victims` and `evidence` of an alert on one observation that flags its sender."""
+    return {
+        "attacker": endpoint(obs.src_mac, obs.src_ip),
+        "victims": [endpoint(obs.dst_mac, obs.dst_ip)],
+        "evidence": {"kind": obs.kind, "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}", **evidence},
+    }
+
+
 @dataclass
 class Alert:
     rule: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from medsentry.detect.engine import endpoint
+from medsentry.detect.engine import by_sender, endpoint
 from medsentry.detect.state import Lru
 from medsentry.observe import Observation
 
@@ -68,19 +68,12 @@ class Phi:
         self.det.hit(
             "phi.external",
             obs.ts,
-            endpoint(obs.src_mac, obs.src_ip),
-            [endpoint(obs.dst_mac, obs.dst_ip)],
-            f"{obs.src_ip} sent patient data ({what}: {', '.join(sorted(set(fields))[:8])}) in clear text to "
+            explanation=f"{obs.src_ip} sent patient data ({what}: {', '.join(sorted(set(fields))[:8])}) in "
+            "clear text to "
             f"{obs.dst_ip}:{obs.dport}, outside the hospital's address space"
             f"{f' ({n} patients so far)' if n else ''}. "
             "Possible exfiltration.",
-            evidence={
-                "kind": obs.kind,
-                "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}",
-                "phi_fields": sorted(set(fields))[:16],
-                "patients": n,
-                "patient_hashes": hashes,
-            },
+            **by_sender(obs, phi_fields=sorted(set(fields))[:16], patients=n, patient_hashes=hashes),
             group=obs.dst_ip,
             port=obs.dport,
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from medsentry.detect.engine import AlertStore, endpoint
+from medsentry.detect.engine import AlertStore, by_sender, endpoint
 from medsentry.detect.novelty import Novelty
 from medsentry.detect.state import Lru, Window
 from medsentry.observe import Observation
@@ -75,11 +75,10 @@ class ProtocolAbuse:
             self.det.hit(
                 "abuse.mqtt_anonymous",
                 obs.ts,
-                endpoint(obs.src_mac, obs.src_ip),
-                [endpoint(obs.dst_mac, obs.dst_ip)],
-                f"{obs.src_ip} connected to the MQTT broker {obs.dst_ip} without a user name: the broker "
-                "accepts anonymous clients, so anyone on the network can read and write its topics.",
-                evidence={"kind": obs.kind, "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}"},
+                explanation=f"{obs.src_ip} connected to the MQTT broker {obs.dst_ip} without a user name: "
+                "the broker accepts anonymous clients, so anyone on the network can read and write its "
+                "topics.",
+                **by_sender(obs),
                 group=obs.dst_ip,
                 port=obs.dport,
             )
@@ -93,16 +92,10 @@ class ProtocolAbuse:
         self.det.hit(
             "abuse.mqtt_wildcard",
             obs.ts,
-            endpoint(obs.src_mac, obs.src_ip),
-            [endpoint(obs.dst_mac, obs.dst_ip)],
-            f"{obs.src_ip} subscribed to {', '.join(sorted(set(broad)))} on {obs.dst_ip}: a wildcard that "
-            "receives every device's messages (vitals, pump status). Only infrastructure clients "
-            "(trusted.mqtt_infrastructure) should do this.",
-            evidence={
-                "kind": obs.kind,
-                "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}",
-                "wildcards": sorted(set(broad))[:5],
-            },
+            explanation=f"{obs.src_ip} subscribed to {', '.join(sorted(set(broad)))} on {obs.dst_ip}: a "
+            "wildcard that receives every device's messages (vitals, pump status). Only infrastructure "
+            "clients (trusted.mqtt_infrastructure) should do this.",
+            **by_sender(obs, wildcards=sorted(set(broad))[:5]),
             port=obs.dport,
         )
 
@@ -164,29 +157,15 @@ class ProtocolAbuse:
             return
         info: dict[str, Any] = {
             "rule": "abuse.dicom_unknown_ae",
-            "attacker": endpoint(obs.src_mac, obs.src_ip),
-            "victims": [endpoint(obs.dst_mac, obs.dst_ip)],
             "explanation": f"{obs.src_ip} sent {cmd} to the DICOM node {obs.dst_ip} as AE title '{ae}', "
             "which "
             "is not a known AE for that address: an unknown station is storing or retrieving images.",
-            "evidence": {
-                "kind": obs.kind,
-                "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}",
-                "command": cmd,
-                "calling_ae": ae,
-            },
             "group": (ae, obs.dst_ip),
+            **by_sender(obs, command=cmd, calling_ae=ae),
         }
         if self.trusted_aes:
             if ae not in self.trusted_aes:
-                self.det.hit(
-                    info.pop("rule"),
-                    obs.ts,
-                    info.pop("attacker"),
-                    info.pop("victims"),
-                    info.pop("explanation"),
-                    **info,
-                )
+                self.det.hit(ts=obs.ts, **info)
             return
         self.novel.see(("ae", ae, obs.src_ip), obs.ts, **info)
 
@@ -199,16 +178,9 @@ class ProtocolAbuse:
             self.det.hit(
                 "abuse.hl7_injection",
                 obs.ts,
-                endpoint(obs.src_mac, obs.src_ip),
-                [endpoint(obs.dst_mac, obs.dst_ip)],
-                f"{obs.src_ip} sent HL7 to {obs.dst_ip} with {', '.join(sorted(set(reasons)))}: a damaged or "
-                "crafted message meant to break or fool the interface engine.",
-                evidence={
-                    "kind": obs.kind,
-                    "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}",
-                    "reasons": sorted(set(reasons)),
-                    "segments": list(f.get("segments") or [])[:12],
-                },
+                explanation=f"{obs.src_ip} sent HL7 to {obs.dst_ip} with {', '.join(sorted(set(reasons)))}: "
+                "a damaged or crafted message meant to break or fool the interface engine.",
+                **by_sender(obs, reasons=sorted(set(reasons)), segments=list(f.get("segments") or [])[:12]),
             )
         mtype = f"{f.get('message_type') or '?'}^{f.get('trigger_event') or ''}"
         key = ("hl7", obs.src_ip, obs.dst_ip, mtype)
@@ -218,16 +190,10 @@ class ProtocolAbuse:
             key,
             obs.ts,
             rule="abuse.hl7_unexpected_message",
-            attacker=endpoint(obs.src_mac, obs.src_ip),
-            victims=[endpoint(obs.dst_mac, obs.dst_ip)],
             explanation=f"{obs.src_ip} sent an HL7 {mtype} message to {obs.dst_ip}, a message type it did "
             "not "
             "send during the learning period.",
-            evidence={
-                "kind": obs.kind,
-                "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}",
-                "message_type": mtype,
-            },
+            **by_sender(obs, message_type=mtype),
         )
 
     # -- HTTP / FHIR ---------------------------------------------------------------------------------------
@@ -245,17 +211,9 @@ class ProtocolAbuse:
         self.det.hit(
             "abuse.http_probe",
             obs.ts,
-            endpoint(obs.src_mac, obs.src_ip),
-            [endpoint(obs.dst_mac, obs.dst_ip)],
-            f"{obs.src_ip} sent HTTP requests to {obs.dst_ip}:{obs.dport} with {' and '.join(found)}: "
-            "automated probing of the web/FHIR service for vulnerabilities.",
-            evidence={
-                "kind": obs.kind,
-                "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}",
-                "scanner": agent,
-                "pattern": pattern,
-                "fhir": bool(f.get("fhir")),
-            },
+            explanation=f"{obs.src_ip} sent HTTP requests to {obs.dst_ip}:{obs.dport} with "
+            f"{' and '.join(found)}: automated probing of the web/FHIR service for vulnerabilities.",
+            **by_sender(obs, scanner=agent, pattern=pattern, fhir=bool(f.get("fhir"))),
             port=obs.dport,
         )
 

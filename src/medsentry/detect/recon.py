@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from medsentry.detect.engine import endpoint
+from medsentry.detect.engine import by_sender, endpoint
 from medsentry.detect.state import Lru, Window
 from medsentry.observe import Observation
 
@@ -148,11 +148,9 @@ class Recon:
             self.det.hit(
                 "recon.dicom_association_scan",
                 obs.ts,
-                endpoint(obs.src_mac, obs.src_ip),
-                [endpoint(obs.dst_mac, obs.dst_ip)],
-                f"{obs.src_ip} opened DICOM associations with {len(src.dicom_servers)} different hosts "
-                f"within {int(self.window)} s: it is looking for DICOM nodes.",
-                evidence={"kind": obs.kind, "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}"},
+                explanation=f"{obs.src_ip} opened DICOM associations with {len(src.dicom_servers)} different "
+                f"hosts within {int(self.window)} s: it is looking for DICOM nodes.",
+                **by_sender(obs),
             )
 
     def _dicom_associate_rj(self, obs: Observation) -> None:
