@@ -2,9 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from hypothesis import strategies as st
 from medsentry.protocols import cdp
 from medsentry.protocols.base import Malformed
 from tests import pcaputil
+from tests.protocols import tshark
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared/data/captures/ndpi/cfgs/default/pcap/capwap.pcap"
 SNAP = b"\xaa\xaa\x03\x00\x00\x0c\x20\x00"
@@ -71,17 +70,6 @@ def test_malformed(payload: bytes) -> None:
         cdp.parse_datagram(payload)
 
 
-def _tshark(frames: list[bytes], tmp_path: Path, *fields: str) -> list[list[str]]:
-    if shutil.which("tshark") is None:
-        pytest.skip("tshark not installed")
-    pcap = tmp_path / "cdp.pcap"
-    pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-                     + b"".join(struct.pack("<IIII", 0, 0, len(f), len(f)) + f for f in frames))  # fmt: skip
-    args = ["tshark", "-r", str(pcap), "-T", "fields", *(a for f in fields for a in ("-e", f))]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    return [line.split("\t") for line in out.splitlines()]
-
-
 def _frame(payload: bytes) -> bytes:
     llc = SNAP + payload
     return bytes.fromhex("01000ccccccc00090faa0001") + struct.pack("!H", len(llc)) + llc
@@ -92,8 +80,8 @@ def test_wireshark_reads_the_same(tmp_path: Path) -> None:
     frames = [_frame(PHONE)]
     if REAL.is_file():
         frames += [f for _ts, _lt, f in pcaputil.frames(REAL) if f[14:22] == SNAP]
-    rows = _tshark(frames, tmp_path, "cdp.deviceid", "cdp.platform", "cdp.portid", "cdp.software_version",
-                   "cdp.nrgyz.ip_address", "cdp.capabilities")  # fmt: skip
+    rows = tshark.fields(frames, tmp_path, "cdp.deviceid", "cdp.platform", "cdp.portid",
+                         "cdp.software_version", "cdp.nrgyz.ip_address", "cdp.capabilities")  # fmt: skip
     assert len(rows) == len(frames) >= 2
     for frame, (device, platform, port, software, ips, caps) in zip(frames, rows, strict=True):
         f = cdp.parse_datagram(frame[22:])[0].fields

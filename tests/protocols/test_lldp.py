@@ -2,9 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from hypothesis import strategies as st
 from medsentry.protocols import lldp
 from medsentry.protocols.base import Malformed
 from tests import pcaputil
+from tests.protocols import tshark
 
 REAL = (
     Path(__file__).resolve().parents[2].parent
@@ -84,25 +83,14 @@ def test_malformed(payload: bytes) -> None:
         lldp.parse_datagram(payload)
 
 
-def _tshark(frames: list[bytes], tmp_path: Path, *fields: str) -> list[list[str]]:
-    if shutil.which("tshark") is None:
-        pytest.skip("tshark not installed")
-    pcap = tmp_path / "lldp.pcap"
-    pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-                     + b"".join(struct.pack("<IIII", 0, 0, len(f), len(f)) + f for f in frames))  # fmt: skip
-    args = ["tshark", "-r", str(pcap), "-T", "fields", *(a for f in fields for a in ("-e", f))]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    return [line.split("\t") for line in out.splitlines()]
-
-
 def test_wireshark_reads_the_same(tmp_path: Path) -> None:
     """Our synthetic frame and the real one from nDPI's captures, decoded by Wireshark and by us."""
     frames = [ETHERNET + PHONE]
     if REAL.is_file():
         frames += [f for _ts, _lt, f in pcaputil.frames(REAL) if f[12:14] == b"\x88\xcc"]
-    rows = _tshark(frames, tmp_path, "lldp.chassis.id.mac", "lldp.port.id", "lldp.port.id.mac",
-                   "lldp.time_to_live", "lldp.tlv.system.name", "lldp.mgn.addr.ip4",
-                   "lldp.media.manufacturer", "lldp.media.model", "lldp.media.firmware")  # fmt: skip
+    rows = tshark.fields(frames, tmp_path, "lldp.chassis.id.mac", "lldp.port.id", "lldp.port.id.mac",
+                         "lldp.time_to_live", "lldp.tlv.system.name", "lldp.mgn.addr.ip4",
+                         "lldp.media.manufacturer", "lldp.media.model", "lldp.media.firmware")  # fmt: skip
     assert len(rows) == len(frames)
     for frame, (chassis, port_text, port_mac, ttl, *rest) in zip(frames, rows, strict=True):
         f = lldp.parse_datagram(frame[14:])[0].fields
