@@ -73,33 +73,20 @@ def _doc(tree: dict[str, Any], vulns: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _branch(category: str, name: str, *branches: dict[str, Any]) -> dict[str, Any]:
+    return {"category": category, "name": name, "branches": list(branches)}
+
+
+def _leaf(category: str, name: str, product: str, product_id: str) -> dict[str, Any]:
+    return {"category": category, "name": name, "product": {"name": product, "product_id": product_id}}
+
+
 def test_status_categories_fixed_and_first_fixed() -> None:
-    tree = {
-        "branches": [
-            {
-                "category": "vendor",
-                "name": "Acme Medical",
-                "branches": [
-                    {
-                        "category": "product_name",
-                        "name": "InfuseX",
-                        "branches": [
-                            {
-                                "category": "product_version_range",
-                                "name": "vers:generic/<3.0",
-                                "product": {"name": "InfuseX < 3.0", "product_id": "A"},
-                            },
-                            {
-                                "category": "product_version",
-                                "name": "3.0",
-                                "product": {"name": "InfuseX 3.0", "product_id": "F"},
-                            },
-                        ],
-                    }
-                ],
-            }
-        ]
-    }
+    versions = (
+        _leaf("product_version_range", "vers:generic/<3.0", "InfuseX < 3.0", "A"),
+        _leaf("product_version", "3.0", "InfuseX 3.0", "F"),
+    )
+    tree = {"branches": [_branch("vendor", "Acme Medical", _branch("product_name", "InfuseX", *versions))]}
     vulns = [
         {
             "cve": "CVE-2099-0001",
@@ -122,32 +109,11 @@ def test_status_categories_fixed_and_first_fixed() -> None:
 
 
 def test_known_not_affected_beats_all_versions() -> None:
-    tree = {
-        "branches": [
-            {
-                "category": "vendor",
-                "name": "Acme",
-                "branches": [
-                    {
-                        "category": "product_name",
-                        "name": "Monitor M1",
-                        "branches": [
-                            {
-                                "category": "product_version_range",
-                                "name": "vers:all/*",
-                                "product": {"name": "Monitor M1 all", "product_id": "ALL"},
-                            },
-                            {
-                                "category": "product_version",
-                                "name": "5.1",
-                                "product": {"name": "Monitor M1 5.1", "product_id": "OK"},
-                            },
-                        ],
-                    }
-                ],
-            }
-        ]
-    }
+    versions = (
+        _leaf("product_version_range", "vers:all/*", "Monitor M1 all", "ALL"),
+        _leaf("product_version", "5.1", "Monitor M1 5.1", "OK"),
+    )
+    tree = {"branches": [_branch("vendor", "Acme", _branch("product_name", "Monitor M1", *versions))]}
     vulns = [
         {"cve": "CVE-2099-0002", "product_status": {"known_affected": ["ALL"], "known_not_affected": ["OK"]}}
     ]
@@ -169,23 +135,15 @@ def test_full_product_names_relationships_and_helpers() -> None:
             {"name": "WiFi module 1.2", "product_id": "WIFI"},
         ],
         "branches": [
-            {
-                "category": "vendor",
-                "name": "Acme",
-                "branches": [
-                    {
-                        "category": "product_name",
-                        "name": "Pump Firmware",
-                        "branches": [
-                            {
-                                "category": "product_version_range",
-                                "name": "<= 7.1",
-                                "product": {"name": "Pump Firmware <= 7.1", "product_id": "FW71"},
-                            }
-                        ],
-                    }
-                ],
-            }
+            _branch(
+                "vendor",
+                "Acme",
+                _branch(
+                    "product_name",
+                    "Pump Firmware",
+                    _leaf("product_version_range", "<= 7.1", "Pump Firmware <= 7.1", "FW71"),
+                ),
+            )
         ],
         "relationships": [
             {
@@ -206,36 +164,9 @@ def test_full_product_names_relationships_and_helpers() -> None:
 
 
 def test_product_family_branch() -> None:
-    tree = {
-        "branches": [
-            {
-                "category": "vendor",
-                "name": "Philips",
-                "branches": [
-                    {
-                        "category": "product_family",
-                        "name": "IntelliVue",
-                        "branches": [
-                            {
-                                "category": "product_name",
-                                "name": "MX40",
-                                "branches": [
-                                    {
-                                        "category": "product_version_range",
-                                        "name": "vers:generic/<B.06.18",
-                                        "product": {
-                                            "name": "IntelliVue MX40 < B.06.18",
-                                            "product_id": "MX40",
-                                        },
-                                    }
-                                ],
-                            }
-                        ],
-                    }
-                ],
-            }
-        ]
-    }
+    mx40 = _leaf("product_version_range", "vers:generic/<B.06.18", "IntelliVue MX40 < B.06.18", "MX40")
+    family = _branch("product_family", "IntelliVue", _branch("product_name", "MX40", mx40))
+    tree = {"branches": [_branch("vendor", "Philips", family)]}
     adv = Advisory(_doc(tree, [{"cve": "CVE-2099-0005", "product_status": {"known_affected": ["MX40"]}}]))
     assert [m.product_id for m in adv.match("Philips", "IntelliVue MX40", "B.06.17") if m.affected] == [
         "MX40"
@@ -245,27 +176,8 @@ def test_product_family_branch() -> None:
 
 
 def test_unknown_version_is_a_candidate_not_a_finding() -> None:
-    tree = {
-        "branches": [
-            {
-                "category": "vendor",
-                "name": "Acme",
-                "branches": [
-                    {
-                        "category": "product_name",
-                        "name": "Scanner S",
-                        "branches": [
-                            {
-                                "category": "product_version_range",
-                                "name": "< 4.0",
-                                "product": {"name": "Scanner S < 4.0", "product_id": "S"},
-                            }
-                        ],
-                    }
-                ],
-            }
-        ]
-    }
+    scanner = _leaf("product_version_range", "< 4.0", "Scanner S < 4.0", "S")
+    tree = {"branches": [_branch("vendor", "Acme", _branch("product_name", "Scanner S", scanner))]}
     adv = Advisory(_doc(tree, [{"cve": "CVE-2099-0004", "product_status": {"known_affected": ["S"]}}]))
     [m] = adv.match("Acme", "Scanner S", None)
     assert m.status == "known_affected" and not m.affected and m.confidence < 0.75
