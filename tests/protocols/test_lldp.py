@@ -13,6 +13,7 @@ from medsentry.protocols import lldp
 from medsentry.protocols.base import Malformed
 from tests import pcaputil
 from tests.protocols import tshark
+from tests.protocols.strategies import spliced
 
 REAL = (
     Path(__file__).resolve().parents[2].parent
@@ -99,16 +100,8 @@ def test_wireshark_reads_the_same(tmp_path: Path) -> None:
         assert [f.get(k, "") for k in keys] == rest
 
 
-@st.composite
-def mutated(draw: st.DrawFn) -> bytes:
-    s = PHONE
-    i = draw(st.integers(0, len(s)))
-    j = draw(st.integers(i, len(s)))
-    return s[:i] + draw(st.binary(max_size=8)) + s[j:]
-
-
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.binary(max_size=300), mutated()))
+@given(st.one_of(st.binary(max_size=300), spliced(PHONE)))
 def test_fuzz_only_malformed_escapes(payload: bytes) -> None:
     with contextlib.suppress(Malformed):
         for msg in lldp.parse_datagram(payload):
