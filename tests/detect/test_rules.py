@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from medsentry.observe import Observation
 from tests.detect.helpers import (
     ATT_IP,
     ATT_MAC,
@@ -325,30 +328,12 @@ def test_weak_tls_version_and_certificates() -> None:
     new = ob("tls.server_hello", 1.0, src=PACS, dst=CT, sport=443, dport=40000, version=0x0303)
     assert rules(run([old])[1]) == ["weak.tls_version"]
     assert not run([new])[1]
-    selfsigned = ob(
-        "tls.certificate",
-        100.0,
-        src=PACS,
-        dst=CT,
-        sport=443,
-        dport=40000,
-        self_signed=True,
-        not_before=0,
-        not_after=10**10,
-        sha256="ab",
-    )
-    expired = ob(
-        "tls.certificate",
-        100.0,
-        src=PACS,
-        dst=CT,
-        sport=9999,
-        dport=40000,
-        self_signed=False,
-        not_before=0,
-        not_after=50,
-        sha256="cd",
-    )
+
+    def cert(sport: int, **fields: Any) -> Observation:
+        return ob("tls.certificate", 100.0, src=PACS, dst=CT, sport=sport, dport=40000, **fields)
+
+    selfsigned = cert(443, self_signed=True, not_before=0, not_after=10**10, sha256="ab")
+    expired = cert(9999, self_signed=False, not_before=0, not_after=50, sha256="cd")
     alerts = run([selfsigned, expired])[1]
     assert {a.severity for a in alerts} == {"medium", "low"}  # 443 is a clinical port, 9999 is not
     assert any("expired" in e["problems"] for a in alerts for e in a.evidence)
