@@ -46,8 +46,7 @@ from pathlib import Path
 
 DEFAULT_CAPTURE = Path("/work/bench-data/big.pcap")
 REPO = Path(__file__).resolve().parents[1]
-# bench/run_medsentry.py is `medsentry analyze` (or the same run_inputs path with a counting sink in
-# place of identification while medsentry.identify.inventory does not exist yet: it says which).
+# bench/run_medsentry.py is `medsentry analyze` with a throw-away inventory database.
 DEFAULT_MEDSENTRY = f"{REPO}/.venv/bin/python {REPO}/bench/run_medsentry.py {{capture}} --json {{json}}"
 DEFAULT_NFSTREAM_PYTHON = "/work/peers-venv/bin/python"
 NFSTREAM_SNIPPET = (
