@@ -194,6 +194,10 @@ class SyncSources:
     osv_ecosystems: tuple[str, ...] = ()
     osv_url: str = osv.ARCHIVE_URL
     csaf_providers: tuple[str, ...] = ()  # provider-metadata.json URLs
+    cve5_url: str = cve5.RELEASES_URL  # before the `cve5` field, which shadows the module from here on
+    # Off by default: its first sync downloads a ~500 MB baseline, and NVD (on by default) carries the same
+    # CVEs with the CNAs' affected[] data; on, later syncs fetch only the hourly deltas.
+    cve5: bool = False
 
 
 @dataclass(slots=True)
@@ -259,6 +263,14 @@ def sync(
                 now=now,
                 http=nvd_http,
                 problems=summary.problems,
+            ),
+        )
+    if sources.cve5:
+        _attempt(
+            summary,
+            "cve5",
+            lambda: cve5.sync(
+                store, base_url=sources.cve5_url, http=http, now=now, problems=summary.problems
             ),
         )
     downloads = [("kev", sources.kev_url, "kev.json"), ("epss", sources.epss_url, "epss.csv.gz")]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TypeVar
 
 USER_AGENT = "medsentry-feeds/0.1 (+https://github.com/medsentry)"
+CHUNK = 1 << 20
+T = TypeVar("T")
 RETRY_STATUS = frozenset({403, 429, 500, 502, 503, 504})  # NVD answers 403/503 when over its rate limit
 
 
@@ -50,6 +55,19 @@ class Http:
     requests: int = 0
 
     def get(self, url: str) -> bytes:
+        return self._fetch(url, lambda response: bytes(response.read()))
+
+    def download(self, url: str, target: Path) -> int:
+        """Stream `url` into `target` (rewritten on each retry) without holding it in memory; its size."""
+
+        def save(response: IO[bytes]) -> int:
+            with target.open("wb") as out:
+                shutil.copyfileobj(response, out, CHUNK)
+            return target.stat().st_size
+
+        return self._fetch(url, save)
+
+    def _fetch(self, url: str, consume: Callable[[IO[bytes]], T]) -> T:
         delay = self.backoff
         for attempt in range(self.retries + 1):
             if self.limiter is not None:
@@ -58,7 +76,7 @@ class Http:
             self.requests += 1
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return bytes(response.read())
+                    return consume(response)
             except urllib.error.HTTPError as exc:
                 if exc.code not in RETRY_STATUS or attempt == self.retries:
                     raise SyncError(f"GET {url}: HTTP {exc.code} {exc.reason}") from exc
