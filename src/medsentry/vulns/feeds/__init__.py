@@ -195,8 +195,8 @@ class SyncSources:
     osv_url: str = osv.ARCHIVE_URL
     csaf_providers: tuple[str, ...] = ()  # provider-metadata.json URLs
     cve5_url: str = cve5.RELEASES_URL  # before the `cve5` field, which shadows the module from here on
-    # Off by default: its first sync downloads a ~500 MB baseline, and NVD (on by default) carries the same
-    # CVEs with the CNAs' affected[] data; on, later syncs fetch only the hourly deltas.
+    # Off by default: its first sync (and any after a missed day without an end-of-day delta) downloads a
+    # ~500 MB baseline needing ~1 GB of temp space, while NVD, on by default, covers the same CVE ids.
     cve5: bool = False
 
 
