@@ -374,6 +374,9 @@ def feeds_status(json_out: Path | None, vuln_db: Path | None) -> None:
 @feeds.command("sync")
 @click.option("--nvd-api-key", envvar="NVD_API_KEY", help="NVD API key (env NVD_API_KEY): 50 requests/30 s.")
 @click.option("--no-nvd", is_flag=True, help="Skip NVD (e.g. when you mirror it otherwise).")
+@click.option(
+    "--cve5", is_flag=True, help="Also CVE List V5 releases (first run downloads the ~500 MB baseline)."
+)
 @click.option("--osv", "osv_ecosystems", multiple=True, help="OSV ecosystem archive to fetch (repeatable).")
 @click.option("--csaf-provider", "csaf_providers", multiple=True, help="URL of a provider-metadata.json.")
 @JSON_OPTION
@@ -381,6 +384,7 @@ def feeds_status(json_out: Path | None, vuln_db: Path | None) -> None:
 def feeds_sync(
     nvd_api_key: str | None,
     no_nvd: bool,
+    cve5: bool,
     osv_ecosystems: tuple[str, ...],
     csaf_providers: tuple[str, ...],
     json_out: Path | None,
@@ -395,6 +399,7 @@ def feeds_sync(
     sources = SyncSources(
         nvd=not no_nvd,
         nvd_api_key=nvd_api_key,
+        cve5=cve5,
         osv_ecosystems=osv_ecosystems,
         csaf_providers=csaf_providers,
     )
