@@ -891,10 +891,10 @@ def _criteria_for(configurations: Iterable[Any], t: _Target | None) -> list[Cpe]
     stack = list(configurations)
     while stack:
         node = stack.pop()
-        if not isinstance(node, Mapping):
+        if not isinstance(node, dict | Mapping):  # dict first: the abc check is slow
             continue
         for m in node.get("cpeMatch") or []:
-            crit = m.get("criteria") if isinstance(m, Mapping) else None
+            crit = m.get("criteria") if isinstance(m, dict | Mapping) else None
             if not isinstance(crit, str) or bool(m.get("vulnerable")) != (t is not None):
                 continue
             if t is not None and f":{t.vendor}:{t.product}:" not in crit.lower().replace("\\", ""):

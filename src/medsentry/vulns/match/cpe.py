@@ -337,13 +337,59 @@ def _node_children(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return list(node.get("nodes") or node.get("children") or [])
 
 
-def _eval_node(node: Mapping[str, Any], subjects: Sequence[Cpe]) -> _Result:
+_NO_MATCH = _Result(False)  # shared, never mutated: only a term that matched is written to
+
+
+class _Subjects:
+    """The subject CPEs indexed by (vendor, product): a long configuration lists hundreds of criteria for
+    other products, and `criteria_matches` on each of them was most of a scan. Only a criteria whose
+    vendor and product are plain values is routed through the index; its `_attr_match` on those two is
+    then exactly unquoted equality (or a subject ANY/NA, which is kept with every key), so the subjects
+    left out are the ones `criteria_matches` would have refused. Order is kept: evidence follows it."""
+
+    __slots__ = ("_by_key", "_open", "all")
+
+    def __init__(self, subjects: Sequence[Cpe]) -> None:
+        self.all = tuple(subjects)
+        self._open = tuple(s for s in subjects if {s.vendor, s.product} & {ANY, NA})
+        self._by_key: dict[tuple[str, str], tuple[Cpe, ...]] = {}
+        for s in subjects:
+            key = (_unquote(s.vendor), _unquote(s.product))
+            if key not in self._by_key and s not in self._open:
+                self._by_key[key] = tuple(
+                    x for x in subjects if x in self._open or (_unquote(x.vendor), _unquote(x.product)) == key
+                )
+
+    def for_criteria(self, crit_text: Any) -> Sequence[Cpe]:
+        key = _plain_key(crit_text) if isinstance(crit_text, str) else None
+        return self.all if key is None else self._by_key.get(key, self._open)
+
+
+@lru_cache(maxsize=262144)
+def _plain_key(crit_text: str) -> tuple[str, str] | None:
+    """Unquoted (vendor, product) of a criteria naming both plainly; None when unparsable, ANY/NA or a
+    wildcard (those go to every subject)."""
+    try:
+        crit = Cpe.parse(crit_text)
+    except CpeError:
+        return None
+    v, p = crit.vendor, crit.product
+    if v in (ANY, NA) or p in (ANY, NA) or _WILDCARD.search(v) or _WILDCARD.search(p):
+        return None
+    return _unquote(v), _unquote(p)
+
+
+def _eval_node(node: Mapping[str, Any], subjects: _Subjects) -> _Result:
     op = str(node.get("operator") or "OR").upper()
     terms: list[_Result] = []
     for m in node.get("cpeMatch") or node.get("cpe_match") or []:
+        candidates = subjects.for_criteria(m.get("criteria") or m.get("cpe23Uri"))
+        if not candidates:
+            terms.append(_NO_MATCH)  # most criteria of a long configuration: nothing to build
+            continue
         vulnerable = bool(m.get("vulnerable", True))
         term = _Result(False)
-        for s in subjects:
+        for s in candidates:
             assumed = criteria_matches(m, s, platform=not vulnerable)
             if assumed is None:
                 continue
@@ -410,12 +456,13 @@ def evaluate(configurations: Iterable[Mapping[str, Any]], subject_cpes: Iterable
     if not subjects:
         return []
     keys = {(s.vendor, s.product) for s in subjects}
+    indexed = _Subjects(subjects)
     out: list[MatchEvidence] = []
     seen: set[tuple[str, str, int]] = set()
     for idx, conf in enumerate(configurations):
         if not _mentions(conf, keys):
             continue
-        res = _eval_node(conf, subjects)
+        res = _eval_node(conf, indexed)
         if not res.ok:
             continue
         conds = tuple(dict.fromkeys(res.conds))
