@@ -888,6 +888,7 @@ def _criteria_for(configurations: Iterable[Any], t: _Target | None) -> list[Cpe]
     """The vulnerable criteria of a configuration naming the target, in their own CPE spelling; with no
     target, the platform (`vulnerable: false`) criteria."""
     out: dict[tuple[str, str, str], Cpe] = {}
+    needle = f":{t.vendor}:{t.product}:" if t is not None else ""
     stack = list(configurations)
     while stack:
         node = stack.pop()
@@ -897,7 +898,7 @@ def _criteria_for(configurations: Iterable[Any], t: _Target | None) -> list[Cpe]
             crit = m.get("criteria") if isinstance(m, dict | Mapping) else None
             if not isinstance(crit, str) or bool(m.get("vulnerable")) != (t is not None):
                 continue
-            if t is not None and f":{t.vendor}:{t.product}:" not in crit.lower().replace("\\", ""):
+            if t is not None and needle not in crit.lower().replace("\\", ""):
                 continue  # most criteria of a long configuration are other products: skip parsing them
             if t is None or cpe_vendor_product(crit) == (t.vendor, t.product):
                 try:

@@ -362,13 +362,13 @@ class _Subjects:
 
     def for_criteria(self, crit_text: Any) -> Sequence[Cpe]:
         key = _plain_key(crit_text) if isinstance(crit_text, str) else None
-        return self.all if key is None else self._by_key.get(key, self._open)
+        return self.all if key is None else self._by_key.get(key[0], self._open)
 
 
 @lru_cache(maxsize=262144)
-def _plain_key(crit_text: str) -> tuple[str, str] | None:
-    """Unquoted (vendor, product) of a criteria naming both plainly; None when unparsable, ANY/NA or a
-    wildcard (those go to every subject)."""
+def _plain_key(crit_text: str) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """(unquoted, as written) (vendor, product) of a criteria naming both plainly; None when unparsable,
+    ANY/NA or a wildcard (those go to every subject)."""
     try:
         crit = Cpe.parse(crit_text)
     except CpeError:
@@ -376,7 +376,7 @@ def _plain_key(crit_text: str) -> tuple[str, str] | None:
     v, p = crit.vendor, crit.product
     if v in (ANY, NA) or p in (ANY, NA) or _WILDCARD.search(v) or _WILDCARD.search(p):
         return None
-    return _unquote(v), _unquote(p)
+    return (_unquote(v), _unquote(p)), (v, p)
 
 
 def _eval_node(node: Mapping[str, Any], subjects: _Subjects) -> _Result:
@@ -482,6 +482,11 @@ def _mentions(node: Mapping[str, Any], keys: set[tuple[str, str]]) -> bool:
     for m in node.get("cpeMatch") or node.get("cpe_match") or []:
         crit = m.get("criteria") or m.get("cpe23Uri") or ""
         if m.get("vulnerable", True):
+            plain = _plain_key(crit) if isinstance(crit, str) else None
+            if plain is not None:  # the common case, decided from the cache: no ANY, no wildcard
+                if plain[1] in keys:
+                    return True
+                continue
             try:
                 c = Cpe.parse(crit)
             except CpeError:
