@@ -114,23 +114,27 @@ def drop_caches() -> bool:
 
 
 def run_cli(db: Path, sbom: Path, out: Path) -> float:
+    """`--json -`: the machine-readable path, as cve-bin-tool's `-f json` is. With `--json FILE` the CLI
+    also renders the findings as a terminal table, ~2.5 s more for 700 findings."""
     started = time.perf_counter()
-    subprocess.run(
-        [
-            str(MEDSENTRY),
-            "vulns",
-            "sbom",
-            str(sbom),
-            "--vuln-db",
-            str(db),
-            "--max-age",
-            "0",
-            "--json",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    with out.open("wb") as sink:
+        subprocess.run(
+            [
+                str(MEDSENTRY),
+                "vulns",
+                "sbom",
+                str(sbom),
+                "--vuln-db",
+                str(db),
+                "--max-age",
+                "0",
+                "--json",
+                "-",
+            ],
+            check=True,
+            stdout=sink,
+            stderr=subprocess.DEVNULL,
+        )
     return time.perf_counter() - started
 
 
