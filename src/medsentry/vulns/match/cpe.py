@@ -60,6 +60,8 @@ class CpeError(ValueError):
 
 
 def _split_fs(s: str) -> list[str]:
+    if "\\" not in s:  # nearly every NVD criteria: nothing quoted, a plain split is the same
+        return s.split(":")
     out: list[str] = []
     cur: list[str] = []
     esc = False
@@ -136,9 +138,9 @@ def _parse(text: str) -> Cpe:
     parts += [ANY] * (11 - len(parts))
     if parts[0] not in ("a", "o", "h", ANY):
         raise CpeError(f"CPE part must be a, o or h: {text!r}")
-    if any(p == "" for p in parts):
+    if "" in parts:
         raise CpeError(f"empty CPE attribute in {text!r}")
-    return Cpe(*(p.lower() for p in parts))
+    return Cpe(*[p.lower() for p in parts])
 
 
 _QUOTED = re.compile(r"\\(.)")
@@ -369,11 +371,16 @@ class _Subjects:
 def _plain_key(crit_text: str) -> tuple[tuple[str, str], tuple[str, str]] | None:
     """(unquoted, as written) (vendor, product) of a criteria naming both plainly; None when unparsable,
     ANY/NA or a wildcard (those go to every subject)."""
-    try:
-        crit = Cpe.parse(crit_text)
-    except CpeError:
-        return None
-    v, p = crit.vendor, crit.product
+    text = crit_text.strip()
+    parts = text[8:].split(":") if text.startswith("cpe:2.3:") and "\\" not in text else []
+    if 3 <= len(parts) <= 11 and parts[0] in ("a", "o", "h", ANY) and "" not in parts:
+        v, p = parts[1].lower(), parts[2].lower()  # what `_parse` gives, without building a Cpe
+    else:
+        try:
+            crit = Cpe.parse(crit_text)
+        except CpeError:
+            return None
+        v, p = crit.vendor, crit.product
     if v in (ANY, NA) or p in (ANY, NA) or _WILDCARD.search(v) or _WILDCARD.search(p):
         return None
     return (_unquote(v), _unquote(p)), (v, p)
