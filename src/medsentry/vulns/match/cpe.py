@@ -381,8 +381,12 @@ def _plain_key(crit_text: str) -> tuple[tuple[str, str], tuple[str, str]] | None
         except CpeError:
             return None
         v, p = crit.vendor, crit.product
-    if v in (ANY, NA) or p in (ANY, NA) or _WILDCARD.search(v) or _WILDCARD.search(p):
+    if v in (ANY, NA) or p in (ANY, NA):
         return None
+    if ("*" in v or "?" in v or "*" in p or "?" in p) and (_WILDCARD.search(v) or _WILDCARD.search(p)):
+        return None  # the regex only when a wildcard character is there at all (rare)
+    if "\\" not in v and "\\" not in p:
+        return (v, p), (v, p)
     return (_unquote(v), _unquote(p)), (v, p)
 
 
