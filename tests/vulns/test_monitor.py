@@ -134,6 +134,11 @@ def test_renderers(store: VulnStore, built: tuple[Path, Sbom]) -> None:
     assert "first run" in text and "CVE-2020-11022" in text and "jQuery 3.1.1" in text
     payload = json.loads(json.dumps(report.to_json(), default=str))
     assert payload["first_run"] is True and payload["counts"]["new_finding"] == 22
+    top = Console(record=True, width=200)
+    top.print(findings_table(findings, limit=5))
+    shown = top.export_text()
+    best = max(findings, key=lambda f: float((f.priority or {}).get("score") or 0.0))
+    assert best.vulnerability in shown and "17 more findings" in shown
 
 
 def _upgraded(sbom: Sbom, name: str, version: str) -> Sbom:

@@ -296,6 +296,9 @@ def _scan(run):  # -> ScanResult; feed problems are the user's to fix, not a cra
         raise click.ClickException(str(exc)) from exc
 
 
+TABLE_ROWS = 50  # findings shown in the terminal, highest priority first
+
+
 def _findings_out(result, json_out: Path | None, csv_out: Path | None) -> None:
     from medsentry.report import vulns as vulns_report
 
@@ -304,7 +307,7 @@ def _findings_out(result, json_out: Path | None, csv_out: Path | None) -> None:
     if csv_out is not None:
         write(csv_out, vulns_report.findings_csv(result.findings))
     if json_out != Path("-") and csv_out != Path("-"):
-        Console().print(vulns_report.findings_table(result.findings))
+        Console().print(vulns_report.findings_table(result.findings, limit=TABLE_ROWS))
 
 
 @click.group()

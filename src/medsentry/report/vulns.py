@@ -67,8 +67,16 @@ def _kev(f: Finding) -> str:
     return "" if k is None else ("yes" if k.get("listed") else "no")
 
 
-def findings_table(findings: Iterable[Finding], title: str = "Vulnerabilities") -> Table:
+def findings_table(
+    findings: Iterable[Finding], title: str = "Vulnerabilities", limit: int | None = None
+) -> Table:
+    """Highest priority first; with `limit`, only that many rows and a caption saying how many more (a
+    terminal is no place for a thousand findings: JSON and CSV carry them all)."""
+    ranked = sorted(findings, key=lambda f: -float((f.priority or {}).get("score") or 0.0))
+    shown = ranked if limit is None else ranked[:limit]
     table = Table(title=title)
+    if len(shown) < len(ranked):
+        table.caption = f"{len(ranked) - len(shown)} more findings of lower priority: use --json or --csv"
     for name in (
         "Subject",
         "Vulnerability",
@@ -81,7 +89,7 @@ def findings_table(findings: Iterable[Finding], title: str = "Vulnerabilities") 
         "Triage",
     ):
         table.add_column(name, justify="right" if name in ("EPSS", "CVSS") else "left", overflow="fold")
-    for f in findings:
+    for f in shown:
         priority = f.priority or {}
         triage = f.triage or {}
         table.add_row(
