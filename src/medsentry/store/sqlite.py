@@ -89,7 +89,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
     """Bring the database to the last of `migrations`, all in one transaction; returns that version.
     `conn` must be in autocommit mode (isolation_level=None) so BEGIN/COMMIT here are the only ones."""
     latest = migrations[-1].version
-    with _transaction(conn):
+    with transaction(conn):
         # DDL is transactional in SQLite and PostgreSQL alike, so a failed step leaves the old schema.
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied REAL)")
         current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
@@ -109,8 +109,8 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
 
 
 @contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock up front: two writers queue instead of failing halfway.
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """All or nothing. IMMEDIATE takes the write lock up front: two writers queue, neither fails halfway."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -241,7 +241,7 @@ class SQLiteStore:
         self.close()
 
     def get_or_create_salt(self) -> bytes:
-        with _transaction(self._conn):
+        with transaction(self._conn):
             self._conn.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
                 ("phi_salt", os.urandom(16).hex()),
@@ -275,7 +275,7 @@ class SQLiteStore:
                 raise ValueError(f"device without MAC or IP cannot be stored: {device!r}")
         now = time.time()
         new = updated = changes = 0
-        with _transaction(self._conn):
+        with transaction(self._conn):
             for device in devices:
                 stored = self._select(_BY_KEY, (device.key,), evidence=False)
                 if stored:
@@ -360,7 +360,7 @@ class SQLiteStore:
     def upsert_alerts(self, alerts: Sequence[Alert], run_id: int | None) -> AlertUpsert:
         now = time.time()
         new = updated = reopened = 0
-        with _transaction(self._conn):
+        with transaction(self._conn):
             for alert in alerts:
                 alert_id = alert.id
                 row = self._conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
@@ -460,7 +460,7 @@ class SQLiteStore:
         self, alert_id: str, state: str, note: str | None = None, actor: str | None = None
     ) -> StoredAlert | None:
         _check_state(state)
-        with _transaction(self._conn):
+        with transaction(self._conn):
             row = self._alert_row(alert_id)
             if row is None:
                 return None

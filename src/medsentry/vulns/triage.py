@@ -35,8 +35,7 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +44,7 @@ from typing import Any, Self
 
 from medsentry.identify.device import Device
 from medsentry.store.base import SchemaTooNew, StoreError
-from medsentry.store.sqlite import Migration
+from medsentry.store.sqlite import Migration, transaction
 from medsentry.vulns.match.versions import InvalidVersion, purl_range_contains
 from medsentry.vulns.records import iso
 from medsentry.vulns.store import VulnStore
@@ -293,7 +292,7 @@ def open_extension(path: str | Path) -> sqlite3.Connection:
 def _migrate(conn: sqlite3.Connection) -> int:
     """`store.sqlite.migrate`, on a version table of its own (that one's table belongs to the feeds)."""
     latest = MIGRATIONS[-1].version
-    with _transaction(conn):
+    with transaction(conn):
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {_VERSION_TABLE} (version INTEGER PRIMARY KEY, applied REAL)"
         )
@@ -307,17 +306,6 @@ def _migrate(conn: sqlite3.Connection) -> int:
                 conn.execute(statement)
             conn.execute(f"INSERT INTO {_VERSION_TABLE} VALUES (?, ?)", (migration.version, time.time()))
     return max(current, latest)
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 class TriageStore:
@@ -349,7 +337,7 @@ class TriageStore:
         reason: str = "",
     ) -> Decision:
         """Add a decision (the newest one per subject, vulnerability and version is current)."""
-        with _transaction(self._conn):
+        with transaction(self._conn):
             return self._insert(statement, origin, evidence, reason)
 
     def _insert(
@@ -452,7 +440,7 @@ class TriageStore:
         statements = read_vex(path, result.problems)
         current = {d.key: d.statement for d in self.current()}
         origin = f"vex:{Path(path).name}"
-        with _transaction(self._conn):
+        with transaction(self._conn):
             for st in statements:
                 if not st.subject:
                     result.problems.append(
@@ -509,7 +497,7 @@ class TriageStore:
         for d in self.current():
             by_vuln.setdefault(d.statement.vulnerability.upper(), []).append(d)
         reopened: list[Reopened] = []
-        with _transaction(self._conn):
+        with transaction(self._conn):
             for f in findings:
                 decision = self.applicable(f, by_vuln.get(f.vulnerability.upper(), []))
                 if decision is None:
@@ -559,7 +547,7 @@ class TriageStore:
         }
         fresh = 0
         keep: set[tuple[str, str]] = set()
-        with _transaction(self._conn):
+        with transaction(self._conn):
             for d in drafts:
                 key = (d.statement.subject, d.statement.vulnerability.upper())
                 keep.add(key)
@@ -604,13 +592,13 @@ class TriageStore:
         """Turn a proposed draft into a decision (the only way a draft ever applies)."""
         draft = self._draft(subject, vulnerability)
         st = replace(draft.statement, author=author or draft.statement.author)
-        with _transaction(self._conn):
+        with transaction(self._conn):
             self._set_draft_state(subject, vulnerability, "accepted")
             return self._insert(st, "draft", draft.evidence.get("finding"), "accepted draft")
 
     def reject_draft(self, subject: str, vulnerability: str) -> None:
         self._draft(subject, vulnerability)
-        with _transaction(self._conn):
+        with transaction(self._conn):
             self._set_draft_state(subject, vulnerability, "rejected")
 
     def _draft(self, subject: str, vulnerability: str) -> Draft:
