@@ -74,3 +74,18 @@ def test_alerts_to_a_real_syslog_listener(analysed: tuple[Path, dict]) -> None:
 
 def test_no_detect_with_alerts_is_a_usage_error(tmp_path: Path) -> None:
     assert run("analyze", EXAMPLE, "--no-detect", "--alerts", tmp_path / "a.json").exit_code == 2
+
+
+def test_accept_as_normal_silences_that_alert_in_later_runs(tmp_path: Path) -> None:
+    db, out = tmp_path / "inv.db", tmp_path / "alerts.json"
+    assert run("analyze", EXAMPLE, "--alerts", out, "--db", db, "-q").exit_code == 0
+    first = json.loads(out.read_text())["alerts"]
+    wildcard = next(a for a in first if a["rule"] == "abuse.mqtt_wildcard")
+    assert run("alerts", "--db", db, "accept", wildcard["id"], "--note", "our bridge").exit_code == 0
+    assert "abuse.mqtt_wildcard" in (tmp_path / "accepted.yaml").read_text()
+    closed = json.loads(run("alerts", "--state", "closed", "--json", "-", "--db", db).stdout)["alerts"]
+    assert [a["id"] for a in closed] == [wildcard["id"]]
+    assert run("analyze", EXAMPLE, "--alerts", out, "--db", db, "-q").exit_code == 0
+    again = {(a["rule"], a["attacker"]["ip"]) for a in json.loads(out.read_text())["alerts"]}
+    assert ("abuse.mqtt_wildcard", wildcard["attacker"]["ip"]) not in again
+    assert len(again) >= len(first) - 2  # everything else is still raised

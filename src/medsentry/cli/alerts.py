@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from medsentry.cli.common import DB_OPTION, JSON_OPTION, err, write
+from medsentry.cli.common import DB_OPTION, JSON_OPTION, accepted_path, err, write
 
 
 @click.group(invoke_without_command=True)
@@ -93,6 +93,26 @@ def alerts_ack(db: Path | None, alert_id: str, note: str | None) -> None:
 def alerts_close(db: Path | None, alert_id: str, note: str | None) -> None:
     """Close an alert; it is re-opened as new if it fires again."""
     _set_state(db, alert_id, "closed", note)
+
+
+@alerts.command("accept")
+@click.argument("alert_id")
+@click.option("--note", help="Why this is normal: kept in the alert's history.")
+@click.pass_obj
+def alerts_accept(db: Path | None, alert_id: str, note: str | None) -> None:
+    """Accept what an alert saw as normal from now on: later runs do not raise it again (the entry goes to
+    accepted.yaml beside the inventory), and the alert is closed."""
+    from medsentry.detect import accept_entry
+    from medsentry.detect.config import add_accepted
+
+    stored = _stored_alert(db, alert_id)
+    entry = accept_entry(stored.alert.to_dict())
+    path = accepted_path(db)
+    added = add_accepted(path, entry)
+    _set_state(db, stored.alert.id, "closed", note or "accepted as normal")
+    err.print(
+        f"{'accepted' if added else 'already accepted'}: {entry} ({path})", highlight=False, markup=False
+    )
 
 
 def _stored_alert(db: Path | None, alert_id: str):  # -> StoredAlert

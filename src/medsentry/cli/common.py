@@ -51,3 +51,10 @@ def write(path: Path, text: str) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
         path.write_text(text if text.endswith("\n") else text + "\n")
+
+
+def accepted_path(db: Path | None) -> Path:
+    """`medsentry alerts accept` entries live beside the inventory database they were decided on."""
+    from medsentry.store.sqlite import default_db_path
+
+    return (db or default_db_path()).with_name("accepted.yaml")

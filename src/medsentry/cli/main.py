@@ -16,7 +16,15 @@ from rich.console import Console
 
 from medsentry import __version__
 from medsentry.cli.alerts import alerts
-from medsentry.cli.common import CSV_OPTION, DB_OPTION, EXIT_INPUT_ERRORS, JSON_OPTION, err, write
+from medsentry.cli.common import (
+    CSV_OPTION,
+    DB_OPTION,
+    EXIT_INPUT_ERRORS,
+    JSON_OPTION,
+    accepted_path,
+    err,
+    write,
+)
 from medsentry.cli.vulns import feeds, monitor, vulns
 
 
@@ -86,7 +94,7 @@ def analyze(
         raise click.UsageError("give capture files / Zeek logs, or --interface for live capture")
     if no_detect and alerts_out is not None:
         raise click.UsageError("--alerts needs detection: drop --no-detect")
-    detector = None if no_detect else _detector(rules, live=interface is not None)
+    detector = None if no_detect else _detector(rules, interface is not None, db)
     store = None if no_store else open_store(db)
     try:
         if store is not None:
@@ -176,11 +184,16 @@ def devices_show(db: Path | None, key: str) -> None:
         Console().print(report.device_detail(device, store.device_history(device.key)))
 
 
-def _detector(rules: Path | None, live: bool):  # -> medsentry.detect.Detector
+def _detector(rules: Path | None, live: bool, db: Path | None):  # -> medsentry.detect.Detector
     from medsentry.detect import ConfigError, Detector, load_config
+    from medsentry.detect.config import read_accepted
 
     try:
-        return Detector(load_config(rules), live=live)
+        config = load_config(rules)
+        extra = read_accepted(accepted_path(db))
+        if extra:
+            config = load_config(rules, overrides={"accept": [*(config["accept"] or []), *extra]})
+        return Detector(config, live=live)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--rules") from exc
 

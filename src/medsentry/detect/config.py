@@ -144,3 +144,30 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             if key in entry:
                 entry[key] = str(entry[key]).lower()
     return Config(doc)
+
+
+def read_accepted(path: Path) -> list[dict[str, Any]]:
+    """The "accept as normal" entries recorded by `medsentry alerts accept` (none if the file is absent)."""
+    if not path.exists():
+        return []
+    try:
+        entries = yaml.safe_load(path.read_text("utf-8")) or []
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{path}: a list of accept entries (mappings) is expected")
+    return entries
+
+
+def add_accepted(path: Path, entry: dict[str, Any]) -> bool:
+    """Record one entry (False if it is there already). This file is medsentry's own, apart from the user's
+    rules file, so rewriting it never loses a hand-written comment."""
+    entries = read_accepted(path)
+    if entry in entries:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = (
+        "# 'Accept as normal' entries from `medsentry alerts accept` (the form of accept: in detect.yaml)\n"
+    )
+    path.write_text(header + yaml.safe_dump([*entries, entry], sort_keys=True), "utf-8")
+    return True
