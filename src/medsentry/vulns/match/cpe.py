@@ -339,9 +339,6 @@ def _node_children(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return list(node.get("nodes") or node.get("children") or [])
 
 
-_NO_MATCH = _Result(False)  # shared, never mutated: only a term that matched is written to
-
-
 class _Subjects:
     """The subject CPEs indexed by (vendor, product): a long configuration lists hundreds of criteria for
     other products, and `criteria_matches` on each of them was most of a scan. Only a criteria whose
@@ -393,10 +390,16 @@ def _plain_key(crit_text: str) -> tuple[tuple[str, str], tuple[str, str]] | None
 def _eval_node(node: Mapping[str, Any], subjects: _Subjects) -> _Result:
     op = str(node.get("operator") or "OR").upper()
     terms: list[_Result] = []
+    # Most criteria of a long configuration have no candidate subject. Such a term never holds and adds
+    # nothing, so it is only remembered (it makes an AND fail); `for_criteria` is inlined for them.
+    missed = False
+    by_key, unrouted, every = subjects._by_key, subjects._open, subjects.all
     for m in node.get("cpeMatch") or node.get("cpe_match") or []:
-        candidates = subjects.for_criteria(m.get("criteria") or m.get("cpe23Uri"))
+        crit = m.get("criteria") or m.get("cpe23Uri")
+        key = _plain_key(crit) if isinstance(crit, str) else None
+        candidates = every if key is None else by_key.get(key[0], unrouted)
         if not candidates:
-            terms.append(_NO_MATCH)  # most criteria of a long configuration: nothing to build
+            missed = True
             continue
         vulnerable = bool(m.get("vulnerable", True))
         term = _Result(False)
@@ -412,7 +415,8 @@ def _eval_node(node: Mapping[str, Any], subjects: _Subjects) -> _Result:
                 break
         terms.append(term)
     terms.extend(_eval_node(child, subjects) for child in _node_children(node))
-    ok = (bool(terms) and all(t.ok for t in terms)) if op == "AND" else any(t.ok for t in terms)
+    held = (t.ok for t in terms)
+    ok = (not missed and bool(terms) and all(held)) if op == "AND" else any(held)
     res = _Result(ok)
     for t in terms:
         if t.ok:
