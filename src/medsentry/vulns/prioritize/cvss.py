@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from cvss import CVSS3, CVSS4
@@ -58,6 +59,15 @@ def score(vector: str, source: str = "", kind: str = "") -> CvssScore:
     """Validate and score one vector; raises CvssVectorError with the reason for a bad one."""
     if not isinstance(vector, str):
         raise CvssVectorError(f"CVSS vector must be text, not {type(vector).__name__}")
+    if isinstance(source, str) and isinstance(kind, str):
+        return _score(vector, source, kind)
+    return _score.__wrapped__(vector, source, kind)
+
+
+# A store repeats a few hundred distinct vectors across all its records; scoring one through the `cvss`
+# library is most of a finding's priority. The result is frozen and a bad vector raises (not cached).
+@lru_cache(maxsize=4096)
+def _score(vector: str, source: str, kind: str) -> CvssScore:
     text = vector.strip()
     if len(text) > MAX_VECTOR:
         raise CvssVectorError(f"CVSS vector too long ({len(text)} characters): {text[:60]!r}...")
