@@ -85,27 +85,53 @@ def _statements(script: str) -> Iterator[str]:
         yield statement  # only comments, or an unterminated statement that fails its migration
 
 
-def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
+def migrate(
+    conn: sqlite3.Connection, migrations: Sequence[Migration], version_table: str = "schema_version"
+) -> int:
     """Bring the database to the last of `migrations`, all in one transaction; returns that version.
-    `conn` must be in autocommit mode (isolation_level=None) so BEGIN/COMMIT here are the only ones."""
+    `conn` must be in autocommit mode (isolation_level=None) so BEGIN/COMMIT here are the only ones.
+    `version_table` lets several sets of migrations share one file, each with its own version."""
     latest = migrations[-1].version
     with transaction(conn):
         # DDL is transactional in SQLite and PostgreSQL alike, so a failed step leaves the old schema.
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied REAL)")
-        current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {version_table} (version INTEGER PRIMARY KEY, applied REAL)"
+        )
+        current = conn.execute(f"SELECT MAX(version) FROM {version_table}").fetchone()[0] or 0
         if current > latest:
             raise SchemaTooNew(
                 f"database schema version {current} is newer than this medsentry knows ({latest}): "
-                "upgrade medsentry or use another database"
+                f"upgrade medsentry or use another database ({version_table})"
             )
         for migration in migrations[current:]:
             for statement in migration.statements:
                 conn.execute(statement)
             conn.execute(
-                "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
+                f"INSERT INTO {version_table} (version, applied) VALUES (?, ?)",
                 (migration.version, time.time()),
             )
     return max(current, latest)
+
+
+def open_database(
+    path: str | Path,
+    migrations: Sequence[Migration],
+    version_table: str = "schema_version",
+    foreign_keys: bool = False,
+) -> tuple[sqlite3.Connection, int]:
+    """A connection in autocommit mode (the sqlite3 module's implicit transactions commit DDL piecemeal;
+    ours are explicit), WAL, rows by name, migrated: (connection, schema version)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: still consistent after a crash
+        if foreign_keys:
+            conn.execute("PRAGMA foreign_keys = ON")
+        return conn, migrate(conn, migrations, version_table)
+    except BaseException:
+        conn.close()
+        raise
 
 
 @contextmanager
@@ -217,17 +243,7 @@ class SQLiteStore:
         if str(path) != ":memory:":
             _create_private(Path(path))
         self.path = path
-        # Autocommit mode: the sqlite3 module's implicit transactions commit DDL piecemeal; ours are explicit.
-        self._conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        self._conn.row_factory = sqlite3.Row
-        try:
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL: still consistent after a crash
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self.schema_version = migrate(self._conn, load_migrations())
-        except BaseException:
-            self._conn.close()
-            raise
+        self._conn, self.schema_version = open_database(path, load_migrations(), foreign_keys=True)
 
     def close(self) -> None:
         self._conn.close()

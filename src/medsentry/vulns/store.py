@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from medsentry.store.base import StoreError
-from medsentry.store.sqlite import Migration, default_db_path, migrate
+from medsentry.store.sqlite import Migration, default_db_path, open_database
 from medsentry.vulns.records import (
     CsafDocument,
     Cvss,
@@ -271,15 +271,7 @@ class VulnStore:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        self._conn.row_factory = sqlite3.Row
-        try:
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self.schema_version = migrate(self._conn, MIGRATIONS)
-        except BaseException:
-            self._conn.close()
-            raise
+        self._conn, self.schema_version = open_database(path, MIGRATIONS)
 
     def close(self) -> None:
         self._conn.close()

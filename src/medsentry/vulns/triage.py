@@ -43,8 +43,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from medsentry.identify.device import Device
-from medsentry.store.base import SchemaTooNew, StoreError
-from medsentry.store.sqlite import Migration, transaction
+from medsentry.store.base import StoreError
+from medsentry.store.sqlite import Migration, open_database, transaction
 from medsentry.vulns.match.versions import InvalidVersion, purl_range_contains
 from medsentry.vulns.records import iso
 from medsentry.vulns.store import VulnStore
@@ -278,34 +278,8 @@ def open_extension(path: str | Path) -> sqlite3.Connection:
     """A connection to the vulnerability store's file with the triage/monitor tables migrated."""
     if str(path) == ":memory:":
         raise StoreError("triage needs a vulnerability store on a file (it opens its own connection)")
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-    conn.row_factory = sqlite3.Row
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        _migrate(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _migrate(conn: sqlite3.Connection) -> int:
-    """`store.sqlite.migrate`, on a version table of its own (that one's table belongs to the feeds)."""
-    latest = MIGRATIONS[-1].version
-    with transaction(conn):
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {_VERSION_TABLE} (version INTEGER PRIMARY KEY, applied REAL)"
-        )
-        current = conn.execute(f"SELECT MAX(version) FROM {_VERSION_TABLE}").fetchone()[0] or 0
-        if current > latest:
-            raise SchemaTooNew(
-                f"triage schema version {current} is newer than this medsentry knows ({latest})"
-            )
-        for migration in MIGRATIONS[current:]:
-            for statement in migration.statements:
-                conn.execute(statement)
-            conn.execute(f"INSERT INTO {_VERSION_TABLE} VALUES (?, ?)", (migration.version, time.time()))
-    return max(current, latest)
+    # Its own version table: the file's `schema_version` belongs to the feeds (vulns.store).
+    return open_database(path, MIGRATIONS, version_table=_VERSION_TABLE)[0]
 
 
 class TriageStore:
