@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -19,35 +17,21 @@ from medsentry.report.vulns import findings_csv, findings_table, monitor_csv, mo
 from medsentry.vulns.feeds import import_path
 from medsentry.vulns.monitor import EpssThreshold, monitor
 from medsentry.vulns.records import EpssScore, KevEntry
-from medsentry.vulns.sbom import Sbom, read_sbom
+from medsentry.vulns.sbom import Sbom
 from medsentry.vulns.store import VulnStore
 from medsentry.vulns.triage import TriageStore
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, Sbom]:
-    sbom_path = shared_data / "sbom" / "medical-device-narrow.cdx.json"
-    if not sbom_path.is_file():
-        pytest.skip("medical-device SBOM not in ../shared/data")
-    path = tmp_path_factory.mktemp("monitor") / "vulns.db"
-    with VulnStore(path) as store:
-        import_path(store, shared_data / "vulns" / "nvd")
-        # EPSS known for two CVEs before the first run
-        store.import_records(
-            [
-                EpssScore("CVE-2020-11023", 0.02, 0.5, date(2026, 11, 1)),
-                EpssScore("CVE-2019-11358", 0.001, 0.1, date(2026, 11, 1)),
-            ]
-        )
-    return path, read_sbom(sbom_path)
-
-
 @pytest.fixture()
-def store(built: tuple[Path, Sbom], tmp_path: Path) -> Iterator[VulnStore]:
-    path = tmp_path / "vulns.db"
-    shutil.copy(built[0], path)
-    with VulnStore(path) as s:
-        yield s
+def store(store: VulnStore) -> VulnStore:
+    """The shared store copy, with EPSS known for two CVEs before the first run."""
+    store.import_records(
+        [
+            EpssScore("CVE-2020-11023", 0.02, 0.5, date(2026, 11, 1)),
+            EpssScore("CVE-2019-11358", 0.001, 0.1, date(2026, 11, 1)),
+        ]
+    )
+    return store
 
 
 def test_first_run_new_then_nothing_then_exactly_the_changes(

@@ -4,8 +4,6 @@ network-aware drafts. Real NVD records and the real medical-device SBOM from ../
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 
 from medsentry.identify.device import Device, Service
 from medsentry.vulns.feeds import import_path
-from medsentry.vulns.sbom import Sbom, read_sbom
+from medsentry.vulns.sbom import Sbom
 from medsentry.vulns.scan import Finding, ScanResult, scan_devices, scan_sbom
 from medsentry.vulns.store import VulnStore
 from medsentry.vulns.triage import TriageStore, apply_triage, load_triage, network_drafts
@@ -21,27 +19,6 @@ from medsentry.vulns.vex import VexStatement, dump_vex
 
 JQUERY_CVE = "CVE-2020-11022"
 SMB_CVE = "CVE-2017-0144"  # EternalBlue: "The SMBv1 server in Microsoft Windows ..."
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, Sbom]:
-    sbom_path = shared_data / "sbom" / "medical-device-narrow.cdx.json"
-    if not sbom_path.is_file():
-        pytest.skip("medical-device SBOM not in ../shared/data")
-    path = tmp_path_factory.mktemp("triage") / "vulns.db"
-    with VulnStore(path) as store:
-        import_path(store, shared_data / "vulns" / "nvd")
-    return path, read_sbom(sbom_path)
-
-
-@pytest.fixture()
-def store(built: tuple[Path, Sbom], tmp_path: Path) -> Iterator[VulnStore]:
-    """A private copy of the built store (tests write decisions and modified records into it)."""
-    path = tmp_path / "vulns.db"
-    shutil.copy(built[0], path)
-    s = VulnStore(path)
-    yield s
-    s.close()
 
 
 @pytest.fixture()
