@@ -105,11 +105,10 @@ def alerts_accept(db: Path | None, alert_id: str, note: str | None) -> None:
     from medsentry.detect import accept_entry
     from medsentry.detect.config import add_accepted
 
-    stored = _stored_alert(db, alert_id)
+    stored = _set_state(db, alert_id, "closed", note or "accepted as normal")
     entry = accept_entry(stored.alert.to_dict())
     path = accepted_path(db)
     added = add_accepted(path, entry)
-    _set_state(db, stored.alert.id, "closed", note or "accepted as normal")
     err.print(
         f"{'accepted' if added else 'already accepted'}: {entry} ({path})", highlight=False, markup=False
     )
@@ -117,22 +116,29 @@ def alerts_accept(db: Path | None, alert_id: str, note: str | None) -> None:
 
 def _stored_alert(db: Path | None, alert_id: str):  # -> StoredAlert
     from medsentry.store import open_store
-    from medsentry.store.base import StoreError
 
     with open_store(db) as store:
-        try:
-            found = store.get_alert(alert_id)
-        except StoreError as exc:
-            raise click.ClickException(str(exc)) from exc
-    if found is None:
-        raise click.ClickException(f"no alert {alert_id!r}")
+        return _find(store, alert_id)
+
+
+def _set_state(db: Path | None, alert_id: str, state: str, note: str | None):  # -> StoredAlert
+    """Resolve an id (or prefix) and change its state over one connection."""
+    from medsentry.store import open_store
+
+    with open_store(db) as store:
+        found = _find(store, alert_id)
+        store.set_alert_state(found.alert.id, state, note)
+    err.print(f"alert {found.alert.id} {state}", highlight=False, markup=False)
     return found
 
 
-def _set_state(db: Path | None, alert_id: str, state: str, note: str | None) -> None:
-    from medsentry.store import open_store
+def _find(store, alert_id: str):  # -> StoredAlert, or a ClickException naming what went wrong
+    from medsentry.store.base import StoreError
 
-    full_id = _stored_alert(db, alert_id).alert.id
-    with open_store(db) as store:
-        store.set_alert_state(full_id, state, note)
-    err.print(f"alert {full_id} {state}", highlight=False, markup=False)
+    try:
+        found = store.get_alert(alert_id)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if found is None:
+        raise click.ClickException(f"no alert {alert_id!r}")
+    return found
