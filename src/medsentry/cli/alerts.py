@@ -105,10 +105,11 @@ def alerts_accept(db: Path | None, alert_id: str, note: str | None) -> None:
     from medsentry.detect import accept_entry
     from medsentry.detect.config import add_accepted
 
-    stored = _set_state(db, alert_id, "closed", note or "accepted as normal")
+    stored = _stored_alert(db, alert_id)
     entry = accept_entry(stored.alert.to_dict())
     path = accepted_path(db)
-    added = add_accepted(path, entry)
+    added = add_accepted(path, entry)  # first: a bad accepted.yaml must not leave the alert closed
+    _set_state(db, stored.alert.id, "closed", note or "accepted as normal")
     err.print(
         f"{'accepted' if added else 'already accepted'}: {entry} ({path})", highlight=False, markup=False
     )
