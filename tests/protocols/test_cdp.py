@@ -83,7 +83,7 @@ def test_wireshark_reads_the_same(tmp_path: Path) -> None:
         frames += [f for _ts, _lt, f in pcaputil.frames(REAL) if f[14:22] == SNAP]
     rows = tshark.fields(frames, tmp_path, "cdp.deviceid", "cdp.platform", "cdp.portid",
                          "cdp.software_version", "cdp.nrgyz.ip_address", "cdp.capabilities")  # fmt: skip
-    assert len(rows) == len(frames) >= 2
+    assert len(rows) == len(frames) >= (2 if REAL.is_file() else 1)  # the nDPI capture only with shared data
     for frame, (device, platform, port, software, ips, caps) in zip(frames, rows, strict=True):
         f = cdp.parse_datagram(frame[22:])[0].fields
         assert (f["device_id"], f["platform"], f["port_id"]) == (device, platform, port)
