@@ -19,7 +19,7 @@ import numpy as np
 from medsentry import protocols
 from medsentry.capture.files import CaptureError, CaptureFile, expand_paths
 from medsentry.capture.records import PACKET_DTYPE, ST_FRAGMENT, ST_MALFORMED, ST_UNSUPPORTED, Batch
-from medsentry.decode.flows import SYN, TCP, Flow, FlowTable, Timeouts, ip_str, mac_str
+from medsentry.decode.flows import SYN, TCP, Flow, FlowTable, Rows, Timeouts, ip_str, mac_str
 from medsentry.decode.streams import Direction
 from medsentry.observe import Observation
 from medsentry.protocols.base import Malformed, Message
@@ -98,7 +98,7 @@ class Stats:
 class _Stream:
     """Inspection state of one TCP connection."""
 
-    __slots__ = ("budget", "dirs", "isn", "module", "parser", "tries")
+    __slots__ = ("armed", "budget", "dirs", "isn", "module", "parser", "tries")
 
     def __init__(self) -> None:
         self.module: ModuleType | None = None
@@ -108,6 +108,7 @@ class _Stream:
         self.tries = 0
         # each side's SYN(-ACK) sequence numbers + 1 until its first data; then None
         self.isn: list[list[int] | None] = [[], []]
+        self.armed = [False, False]  # sides whose in-order segments the C flow table consumes
 
 
 class Analyzer:
@@ -126,8 +127,6 @@ class Analyzer:
         self.shard = shard
         self.source = source
         self._ttl_seen: set[str] = set()
-        self._seg_batch: Batch | None = None  # the batch `_seg` was made from
-        self._seg: _Segments | None = None
 
     # -- batches -------------------------------------------------------------------------------------
     def feed(self, batch: Batch) -> None:
@@ -154,24 +153,25 @@ class Analyzer:
 
         self._link_layer(batch)
         udp_ports = protocols.BY_UDP_PORT
-        for flow, rows, new in self.flows.update(recs):
+        table = self.flows
+        for flow, new, first, rows in table.update(recs):
             r = flow.record
             if new and r.client_ip not in self._ttl_seen:
-                self._first_packet_facts(batch, flow, rows)
-            if not flow.inspect:
+                self._first_packet_facts(batch, flow, first)
+            if not flow.inspect or not rows.row:
                 continue
             if r.transport == "udp":
                 mod = udp_ports.get(r.server_port) or udp_ports.get(r.client_port)
                 if mod is None:
-                    flow.inspect = False
+                    table.stop(flow)
                     continue
                 r.app = mod.NAME
-                self._datagrams(batch, rows, mod)
+                self._datagrams(batch, rows.row, mod)
             elif r.transport == "tcp":
-                self._stream(batch, flow, rows)
+                self._stream(batch.buf, flow, rows)
             else:
-                flow.inspect = False
-        for flow in self.flows.expire(st.last_ts):
+                table.stop(flow)
+        for flow in table.expire(st.last_ts):
             self._flow_ended(flow)
 
     def finish(self) -> Stats:
@@ -207,11 +207,11 @@ class Analyzer:
                     None,
                 )
 
-    def _datagrams(self, batch: Batch, rows: np.ndarray, mod: ModuleType) -> None:
+    def _datagrams(self, batch: Batch, rows: list[int], mod: ModuleType) -> None:
         recs = batch.recs
         buf = batch.buf
         on_ports = getattr(mod, "parse_datagram_on", None)
-        for i in rows.tolist():
+        for i in rows:
             rec = recs[i].tolist()
             start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
             payload = bytes(buf[start : start + rec[_PAYLOAD_LEN]])
@@ -248,40 +248,37 @@ class Analyzer:
             self.stats.malformed_by_protocol[mod.NAME] += 1
             return []
 
-    def _stream(self, batch: Batch, flow: Flow, rows: np.ndarray) -> None:
-        if self._seg_batch is not batch:
-            self._seg_batch, self._seg = batch, _Segments(batch.recs)
-        seg = self._seg
-        # SYNs stay in (in capture order): each side's stream starts at its SYN, not at the first data
-        # seen, so a first data segment that is lost or late is waited for (or is a gap) instead of the
-        # parser starting mid-stream and the earlier bytes being dropped as retransmissions.
-        rows = rows[(seg.len[rows] > 0) | seg.syn[rows]]
-        if not len(rows):
+    def _stream(self, buf: memoryview, flow: Flow, rows: Rows) -> None:
+        """Feed a flow's segments of one batch in order. SYNs are among them (in capture order): each
+        side's stream starts at its SYN, not at the first data seen, so a first data segment that is
+        lost or late is waited for (or is a gap) instead of the parser starting mid-stream and the
+        earlier bytes being dropped as retransmissions."""
+        st = flow.state
+        if st is None:
+            st = flow.state = _Stream()
+        client_dir = flow.client_dir
+        tcp_dirs = st.dirs
+        for side in (0, 1):
+            if st.armed[side]:  # the C table moved this side on since: take its sequence number back
+                st.armed[side] = False
+                tcp_dirs[side].next_seq = self.flows.disarm(flow, client_dir if side == 0 else 1 - client_dir)
+        if not self._segments(buf, flow, st, rows):
             return
-        if flow.state is None:
-            flow.state = _Stream()
-        todo: np.ndarray | None = rows
-        while todo is not None:
-            st = flow.state
-            if st.module is not None and len(todo) >= _BULK_MIN and 0 in st.budget:
-                todo = _skip_spent(seg, todo, st, flow.client_dir)
-                if not len(todo):
-                    return
-            todo = self._segments(batch.buf, flow, st, seg, todo)
+        budget = st.budget
+        for side in (0, 1):
+            dr = tcp_dirs[side]
+            if budget[side] == 0 and st.module is not None and dr.next_seq is not None and not dr.pending:
+                # Spent: its in-order segments would only move the sequence on; let C do that.
+                self.flows.arm(flow, client_dir if side == 0 else 1 - client_dir, dr.next_seq)
+                st.armed[side] = True
 
-    def _segments(
-        self, buf: memoryview, flow: Flow, st: _Stream, seg: _Segments, rows: np.ndarray
-    ) -> np.ndarray | None:
-        """Feed segments in order; stops early and returns the rows not yet looked at when a side's
-        budget has just been spent and enough remain for `_skip_spent` to be worth it."""
-        starts, lens, seqs = seg.start[rows].tolist(), seg.len[rows].tolist(), seg.seq[rows].tolist()
-        dirs, tss = seg.dir[rows].tolist(), seg.ts[rows].tolist()
+    def _segments(self, buf: memoryview, flow: Flow, st: _Stream, rows: Rows) -> bool:
+        """Feed segments in order; False when the flow's inspection ended."""
         r = flow.record
-        n = len(lens)
         client_dir = flow.client_dir
         budget, tcp_dirs = st.budget, st.dirs
         isn = st.isn
-        for i, (start, length, seq, d, ts) in enumerate(zip(starts, lens, seqs, dirs, tss, strict=True)):
+        for start, length, seq, d, ts in zip(rows.start, rows.len, rows.seq, rows.dir, rows.ts, strict=True):
             side = 0 if d == client_dir else 1
             cand = isn[side]
             if cand is not None:
@@ -310,8 +307,8 @@ class Analyzer:
             in_order = dr.accept(seq, bytes(buf[start : start + length]))
             if in_order is None:
                 self.stats.reassembly_gaps += 1
-                flow.inspect, flow.state = False, None
-                return None
+                self.flows.stop(flow)
+                return False
             if not in_order:
                 continue
             if st.module is None:
@@ -320,8 +317,8 @@ class Analyzer:
                 st.tries += 1
                 if mod is None:
                     if st.tries >= 2:
-                        flow.inspect, flow.state = False, None
-                        return None
+                        self.flows.stop(flow)
+                        return False
                     # Not recognised: these bytes may not start the stream at all (a stray payload on
                     # an ACK can overlap what follows), so the next segment starts it wherever it is.
                     dr.next_seq = None
@@ -337,8 +334,8 @@ class Analyzer:
                 msgs = st.parser.feed(in_order, side == 0)  # type: ignore[union-attr]
             except Malformed:
                 self.stats.malformed_by_protocol[r.app or "?"] += 1
-                flow.inspect, flow.state = False, None
-                return None
+                self.flows.stop(flow)
+                return False
             for msg in msgs:
                 c = msg.from_client if msg.from_client is not None else side == 0
                 if c:
@@ -361,15 +358,13 @@ class Analyzer:
                     )
                 self._out(msg, st.module, ts, *where, "tcp")
             if getattr(st.parser, "done", False) or (budget[0] <= 0 and budget[1] <= 0):
-                flow.inspect, flow.state = False, None
-                return None
-            if budget[side] == 0 and n - i > _BULK_MIN:
-                return rows[i + 1 :]
-        return None
+                self.flows.stop(flow)
+                return False
+        return True
 
-    def _first_packet_facts(self, batch: Batch, flow: Flow, rows: np.ndarray) -> None:
+    def _first_packet_facts(self, batch: Batch, flow: Flow, row: int) -> None:
         """TTL (and the SYN's window) of a client IP's first packet: the basis of OS guesses."""
-        rec = batch.recs[rows[0]].tolist()
+        rec = batch.recs[row].tolist()
         r = flow.record
         if rec[_DIR] != flow.client_dir:
             return
@@ -453,49 +448,8 @@ class Analyzer:
         self.stats.observations += 1
 
 
-class _Segments:
-    """What `_stream` needs of a batch's TCP segments, one plain array per field: gathering a flow's
-    rows from the 25-field packet records costs more than the rest of the per-flow work."""
-
-    __slots__ = ("dir", "len", "seq", "start", "syn", "ts")
-
-    def __init__(self, recs: np.ndarray) -> None:
-        self.start = recs["frame_off"] + recs["payload_off"]
-        self.len = recs["payload_len"].astype(np.int64)
-        self.syn = (recs["tcp_flags"] & SYN) != 0
-        # A SYN takes one sequence number: its data (TCP Fast Open) and what follows start one later.
-        self.seq = (recs["tcp_seq"].astype(np.int64) + self.syn) & 0xFFFFFFFF
-        self.dir = recs["dir"].copy()
-        self.ts = recs["ts"].copy()
-
-
 _MAX_ISN = 4  # SYN(-ACK)s remembered per side before its first data
 _SYN_WINDOW = 1 << 20  # the first data seen may be this far past its SYN (earlier segments lost or late)
-_BULK_MIN = 8  # segments in a batch below which the per-segment loop is cheaper than numpy
-
-
-def _skip_spent(seg: _Segments, rows: np.ndarray, st: _Stream, client_dir: int) -> np.ndarray:
-    """Account, all at once, the leading in-order run of segments on each side whose budget is spent
-    (the per-segment loop would only move the sequence number on for them); return the other rows, in
-    order. Dropping them early changes nothing for the other side: a spent side is never fed again."""
-    keep = np.ones(len(rows), dtype=bool)
-    dirs = seg.dir[rows]
-    for side in (0, 1):
-        dr = st.dirs[side]
-        if st.budget[side] != 0 or dr.pending or dr.next_seq is None:
-            continue
-        mine = np.flatnonzero((dirs == client_dir) if side == 0 else (dirs != client_dir))
-        if not len(mine):
-            continue
-        ends = (dr.next_seq + np.cumsum(seg.len[rows[mine]])) & 0xFFFFFFFF
-        expected = np.empty_like(ends)
-        expected[0], expected[1:] = dr.next_seq, ends[:-1]
-        bad = np.flatnonzero(seg.seq[rows[mine]] != expected)
-        run = int(bad[0]) if len(bad) else len(mine)
-        if run:
-            dr.next_seq = int(ends[run - 1])
-            keep[mine[:run]] = False
-    return rows if keep.all() else rows[keep]
 
 
 def analyze_files(

@@ -364,6 +364,439 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args) {
     return Py_BuildValue("nni", (Py_ssize_t)off, n, ret);
 }
 
+/*
+ * FlowTable: the bidirectional flow table, per packet, in C.
+ *
+ * Why: most packets belong to flows whose inspection is over (bulk DICOM image transfers, unrecognised
+ * TCP, UDP without a dissector) or are pure ACKs; Python should not touch them at all. `update` walks a
+ * batch of packet records once, keeps every flow's counters (packets/bytes per direction, first/last
+ * seen, TCP state) and hands Python only the rows it still has to look at, grouped by flow:
+ *   - all rows of a flow Python still inspects, except TCP segments without payload and without SYN;
+ *   - none of a flow Python has given up on (`ignore`);
+ *   - for a TCP side Python has `arm`ed (its inspection budget is spent, nothing out of order pending),
+ *     in-order segments only move that side's sequence number on; the first segment that is not next in
+ *     sequence disarms the side and goes to Python with everything after it.
+ * Semantics follow the former numpy table, which aggregated per batch: TCP flags are OR-ed over a
+ * flow's packets in the batch and the TCP state moves once per batch; a closed flow whose first packet
+ * in a batch is a bare SYN ends and a new flow starts (port reuse); groups come out sorted by flow key.
+ * Flows end on idle/active timeout or closed linger (`expire`), port reuse, or eviction of the oldest
+ * tenth when the table is full; ended flows wait in a list until Python takes their counters.
+ * Memory: entries and the open-addressing index grow by doubling with the number of live flows, which
+ * Python caps (max_flows).
+ */
+enum { FS_NONE = 0, FS_SYN = 1, FS_EST = 2, FS_CLOSED = 3, FS_RESET = 4 };
+#define TH_FIN 0x01
+#define TH_SYN 0x02
+#define TH_RST 0x04
+#define TH_ACK 0x10
+
+typedef struct {
+    uint64_t key, serial;
+    double first_ts, last_ts;
+    uint64_t pk[2], by[2];      /* by the records' `dir` */
+    uint32_t next_seq[2];
+    uint32_t batch, nrows;
+    int32_t head, tail, first_row;
+    uint8_t bflags, proto, state, closed, ignore, is_new, live, evicted_in_batch;
+    uint8_t armed[2];
+} fent;
+
+typedef struct {
+    PyObject_HEAD
+    fent *ents;
+    uint32_t n_ents, cap_ents;  /* ids in use or freed are < n_ents */
+    uint32_t *free_ids;
+    uint32_t n_free;
+    uint32_t *index;            /* id + 1, 0 = empty */
+    uint64_t mask;
+    Py_ssize_t count, max_flows;
+    unsigned long long total, evicted, serial;
+    uint32_t batch;
+    uint32_t *ended;            /* ids, in the order Python gets them */
+    uint32_t n_ended, cap_ended;
+} FlowTableObject;
+
+static int ft_grow_index(FlowTableObject *t, uint64_t size) {
+    uint32_t *ix = PyMem_Calloc(size, sizeof *ix);
+    if (!ix) { PyErr_NoMemory(); return -1; }
+    uint64_t mask = size - 1;
+    if (t->index) {
+        for (uint64_t i = 0; i <= t->mask; i++) {
+            uint32_t v = t->index[i];
+            if (!v) continue;
+            uint64_t j = t->ents[v - 1].key & mask;
+            while (ix[j]) j = (j + 1) & mask;
+            ix[j] = v;
+        }
+        PyMem_Free(t->index);
+    }
+    t->index = ix;
+    t->mask = mask;
+    return 0;
+}
+
+static int ft_init(FlowTableObject *t, PyObject *args, PyObject *kw) {
+    Py_ssize_t max_flows;
+    if (!PyArg_ParseTuple(args, "n", &max_flows)) return -1;
+    if (max_flows < 1) { PyErr_SetString(PyExc_ValueError, "max_flows must be positive"); return -1; }
+    t->max_flows = max_flows;
+    return ft_grow_index(t, 1 << 12);
+}
+
+static void ft_dealloc(FlowTableObject *t) {
+    PyMem_Free(t->ents);
+    PyMem_Free(t->free_ids);
+    PyMem_Free(t->index);
+    PyMem_Free(t->ended);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static int64_t ft_find(FlowTableObject *t, uint64_t key) {
+    uint64_t j = key & t->mask;
+    for (uint32_t v; (v = t->index[j]); j = (j + 1) & t->mask)
+        if (t->ents[v - 1].key == key) return (int64_t)j;
+    return -1;
+}
+
+/* Remove index slot j, shifting the following cluster back (no tombstones). */
+static void ft_unindex(FlowTableObject *t, uint64_t j) {
+    uint64_t mask = t->mask;
+    t->index[j] = 0;
+    for (uint64_t k = (j + 1) & mask; t->index[k]; k = (k + 1) & mask) {
+        uint64_t home = t->ents[t->index[k] - 1].key & mask;
+        /* move k's entry to j if its home is not in the cyclic range (j, k] */
+        if ((k > j && (home <= j || home > k)) || (k < j && home <= j && home > k)) {
+            t->index[j] = t->index[k];
+            t->index[k] = 0;
+            j = k;
+        }
+    }
+}
+
+static int ft_push_ended(FlowTableObject *t, uint32_t id) {
+    if (t->n_ended == t->cap_ended) {
+        uint32_t cap = t->cap_ended ? t->cap_ended * 2 : 1024;
+        uint32_t *e = PyMem_Realloc(t->ended, cap * sizeof *e);
+        if (!e) return -1;
+        t->ended = e;
+        t->cap_ended = cap;
+    }
+    t->ended[t->n_ended++] = id;
+    return 0;
+}
+
+/* End a live flow: out of the index, onto the ended list (its entry stays until take_ended). */
+static int ft_end(FlowTableObject *t, uint32_t id) {
+    int64_t j = ft_find(t, t->ents[id].key);
+    if (j >= 0) ft_unindex(t, (uint64_t)j);
+    t->ents[id].live = 0;
+    t->count--;
+    return ft_push_ended(t, id);
+}
+
+static FlowTableObject *sort_table;  /* qsort has no context argument; the GIL is held */
+static int by_last_seen(const void *a, const void *b) {
+    const fent *x = &sort_table->ents[*(const uint32_t *)a], *y = &sort_table->ents[*(const uint32_t *)b];
+    if (x->last_ts != y->last_ts) return x->last_ts < y->last_ts ? -1 : 1;
+    return x->serial < y->serial ? -1 : x->serial > y->serial;
+}
+static int by_serial(const void *a, const void *b) {
+    uint64_t x = sort_table->ents[*(const uint32_t *)a].serial, y = sort_table->ents[*(const uint32_t *)b].serial;
+    return x < y ? -1 : x > y;
+}
+static int by_key(const void *a, const void *b) {
+    uint64_t x = sort_table->ents[*(const uint32_t *)a].key, y = sort_table->ents[*(const uint32_t *)b].key;
+    return x < y ? -1 : x > y;
+}
+
+/* The n least recently seen flows end (in bulk: a flood of new flows costs one sort per n flows). */
+static int ft_evict_oldest(FlowTableObject *t, Py_ssize_t n) {
+    uint32_t *ids = PyMem_Malloc((t->count ? t->count : 1) * sizeof *ids);
+    if (!ids) { PyErr_NoMemory(); return -1; }
+    Py_ssize_t m = 0;
+    for (uint32_t id = 0; id < t->n_ents; id++)
+        if (t->ents[id].live) ids[m++] = id;
+    sort_table = t;
+    qsort(ids, (size_t)m, sizeof *ids, by_last_seen);
+    if (n > m) n = m;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        t->ents[ids[i]].evicted_in_batch = 1;
+        if (ft_end(t, ids[i]) < 0) { PyMem_Free(ids); PyErr_NoMemory(); return -1; }
+    }
+    t->evicted += (unsigned long long)n;
+    PyMem_Free(ids);
+    return 0;
+}
+
+static int64_t ft_create(FlowTableObject *t, const packet_rec *r, int32_t row) {
+    if (t->count >= t->max_flows) {
+        Py_ssize_t n = t->max_flows / 10;
+        if (ft_evict_oldest(t, n > 1 ? n : 1) < 0) return -1;
+    }
+    uint32_t id;
+    if (t->n_free) {
+        id = t->free_ids[--t->n_free];
+    } else {
+        if (t->n_ents == t->cap_ents) {
+            uint32_t cap = t->cap_ents ? t->cap_ents * 2 : 4096;
+            fent *e = PyMem_Realloc(t->ents, (size_t)cap * sizeof *e);
+            if (!e) { PyErr_NoMemory(); return -1; }
+            uint32_t *f = PyMem_Realloc(t->free_ids, (size_t)cap * sizeof *f);
+            if (!f) { t->ents = e; PyErr_NoMemory(); return -1; }
+            t->ents = e;
+            t->free_ids = f;
+            t->cap_ents = cap;
+        }
+        id = t->n_ents++;
+    }
+    fent *e = &t->ents[id];
+    memset(e, 0, sizeof *e);
+    e->key = r->flow_hash;
+    e->serial = t->serial++;
+    e->first_ts = e->last_ts = r->ts;
+    e->proto = r->proto;
+    e->state = (r->proto == 6 && (r->tcp_flags & TH_SYN)) ? FS_SYN : FS_NONE;
+    e->live = 1;
+    e->is_new = 1;
+    e->first_row = row;
+    e->batch = t->batch - 1;   /* not yet touched in this batch */
+    if ((uint64_t)(t->count + 1) * 2 > t->mask + 1 && ft_grow_index(t, (t->mask + 1) * 2) < 0) return -1;
+    uint64_t j = e->key & t->mask;
+    while (t->index[j]) j = (j + 1) & t->mask;
+    t->index[j] = id + 1;
+    t->count++;
+    t->total++;
+    return id;
+}
+
+/*
+ * update(recs, n, groups, rows) -> (n_groups, n_rows)
+ * groups: writable int64 buffer, 4 per group: id, is_new, first row of the flow in this batch, row count
+ * rows  : writable int64 buffer, 5 per row: row, payload start in the buffer, payload length,
+ *         TCP sequence number of the payload (+1 after a SYN), dir
+ * Both must hold n entries.
+ */
+static PyObject *ft_update(FlowTableObject *t, PyObject *args) {
+    Py_buffer in, gb, rb;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "y*nw*w*", &in, &n, &gb, &rb)) return NULL;
+    PyObject *result = NULL;
+    uint32_t *touched = NULL;
+    int32_t *next_row = NULL;
+    if (n < 0 || (size_t)in.len < (size_t)n * sizeof(packet_rec) || gb.len < n * 32 || rb.len < n * 40) {
+        PyErr_SetString(PyExc_ValueError, "update: buffers too small");
+        goto done;
+    }
+    touched = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *touched);
+    next_row = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *next_row);
+    if (!touched || !next_row) { PyErr_NoMemory(); goto done; }
+    const packet_rec *recs = in.buf;
+    int64_t *go = gb.buf, *ro = rb.buf;
+    uint32_t n_touched = 0, ended_from = t->n_ended;
+    t->batch++;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const packet_rec *r = &recs[i];
+        if (r->ipver == 0 || r->status != ST_OK) continue;
+        int64_t j = ft_find(t, r->flow_hash);
+        int64_t id = j >= 0 ? (int64_t)t->index[j] - 1 : -1;
+        if (id >= 0 && t->ents[id].batch != t->batch && t->ents[id].closed &&
+            (r->tcp_flags & (TH_SYN | TH_ACK)) == TH_SYN) {
+            if (ft_end(t, (uint32_t)id) < 0) { PyErr_NoMemory(); goto done; }  /* 4-tuple reused */
+            id = -1;
+        }
+        if (id < 0 && (id = ft_create(t, r, (int32_t)i)) < 0) goto done;
+        fent *e = &t->ents[id];
+        if (e->batch != t->batch) {
+            e->batch = t->batch;
+            e->bflags = 0;
+            e->nrows = 0;
+            e->head = e->tail = -1;
+            e->first_row = (int32_t)i;
+            e->evicted_in_batch = 0;
+            if (r->ts < e->first_ts) e->first_ts = r->ts;
+            touched[n_touched++] = (uint32_t)id;
+        }
+        int d = r->dir & 1;
+        e->pk[d]++;
+        e->by[d] += r->wirelen;
+        if (r->ts > e->last_ts) e->last_ts = r->ts;
+        e->bflags |= r->tcp_flags;
+        if (e->ignore) continue;
+        if (r->proto == 6) {
+            int syn = (r->tcp_flags & TH_SYN) != 0;
+            if (!r->payload_len && !syn) continue;
+            if (e->armed[d]) {
+                uint32_t seq = r->tcp_seq + (uint32_t)syn;
+                if (!r->payload_len) continue;
+                if (seq == e->next_seq[d]) { e->next_seq[d] = seq + r->payload_len; continue; }
+                e->armed[d] = 0;
+            }
+        }
+        next_row[i] = -1;
+        if (e->tail >= 0) next_row[e->tail] = (int32_t)i; else e->head = (int32_t)i;
+        e->tail = (int32_t)i;
+        e->nrows++;
+    }
+    sort_table = t;
+    qsort(touched, n_touched, sizeof *touched, by_key);
+    Py_ssize_t ng = 0, nr = 0;
+    for (uint32_t k = 0; k < n_touched; k++) {
+        fent *e = &t->ents[touched[k]];
+        if (e->proto == 6 && e->live) {
+            if (e->bflags & TH_RST) { e->state = FS_RESET; e->closed = 1; }
+            else if (e->bflags & TH_FIN) { e->state = FS_CLOSED; e->closed = 1; }
+            else if (e->state <= FS_SYN && (e->bflags & TH_ACK)) e->state = FS_EST;
+        }
+        int is_new = e->is_new;
+        e->is_new = 0;
+        if (e->evicted_in_batch || (!is_new && !e->nrows)) continue;
+        go[ng * 4] = touched[k];
+        go[ng * 4 + 1] = is_new;
+        go[ng * 4 + 2] = e->first_row;
+        go[ng * 4 + 3] = e->nrows;
+        ng++;
+        for (int32_t i = e->head; i >= 0; i = next_row[i]) {
+            const packet_rec *r = &recs[i];
+            int64_t *o = ro + nr * 5;
+            o[0] = i;
+            o[1] = (int64_t)(r->frame_off + r->payload_off);
+            o[2] = r->payload_len;
+            o[3] = (uint32_t)(r->tcp_seq + ((r->proto == 6 && (r->tcp_flags & TH_SYN)) ? 1u : 0u));
+            o[4] = r->dir;
+            nr++;
+        }
+    }
+    /* flows ended inside the batch (port reuse, eviction) in key order, as the groups */
+    qsort(t->ended + ended_from, t->n_ended - ended_from, sizeof *t->ended, by_key);
+    result = Py_BuildValue("nn", ng, nr);
+done:
+    PyMem_Free(touched);
+    PyMem_Free(next_row);
+    PyBuffer_Release(&in);
+    PyBuffer_Release(&gb);
+    PyBuffer_Release(&rb);
+    return result;
+}
+
+/* expire(now, force, closed_linger, tcp_idle, udp_idle, active): end flows timed out by `now`. */
+static PyObject *ft_expire(FlowTableObject *t, PyObject *args) {
+    double now, linger, tcp_idle, udp_idle, active;
+    int force;
+    if (!PyArg_ParseTuple(args, "dpdddd", &now, &force, &linger, &tcp_idle, &udp_idle, &active)) return NULL;
+    uint32_t from = t->n_ended;
+    for (uint32_t id = 0; id < t->n_ents; id++) {
+        fent *e = &t->ents[id];
+        if (!e->live) continue;
+        double limit = e->closed ? linger : (e->proto == 6 ? tcp_idle : udp_idle);
+        if (force || now - e->last_ts > limit || now - e->first_ts > active) {
+            e->live = 0;
+            t->count--;
+            if (ft_push_ended(t, id) < 0) return PyErr_NoMemory();
+        }
+    }
+    if (force) {
+        memset(t->index, 0, (t->mask + 1) * sizeof *t->index);
+    } else {
+        for (uint32_t k = from; k < t->n_ended; k++) {
+            int64_t j = ft_find(t, t->ents[t->ended[k]].key);
+            if (j >= 0) ft_unindex(t, (uint64_t)j);
+        }
+    }
+    sort_table = t;  /* in creation order, as the former dict */
+    qsort(t->ended + from, t->n_ended - from, sizeof *t->ended, by_serial);
+    Py_RETURN_NONE;
+}
+
+/* take_ended() -> [(id, packets by dir 0, by dir 1, bytes by dir 0, by dir 1, first_ts, last_ts, state)] */
+static PyObject *ft_take_ended(FlowTableObject *t, PyObject *noargs) {
+    PyObject *out = PyList_New(t->n_ended);
+    if (!out) return NULL;
+    for (uint32_t k = 0; k < t->n_ended; k++) {
+        uint32_t id = t->ended[k];
+        fent *e = &t->ents[id];
+        PyObject *item = Py_BuildValue("IKKKKddi", id, (unsigned long long)e->pk[0], (unsigned long long)e->pk[1],
+                                       (unsigned long long)e->by[0], (unsigned long long)e->by[1],
+                                       e->first_ts, e->last_ts, (int)e->state);
+        if (!item) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, k, item);
+        t->free_ids[t->n_free++] = id;
+    }
+    t->n_ended = 0;
+    return out;
+}
+
+static fent *ft_live(FlowTableObject *t, PyObject *args, int *d, unsigned int *seq, const char *fmt) {
+    unsigned int id;
+    if (!PyArg_ParseTuple(args, fmt, &id, d, seq)) return NULL;
+    if (id >= t->n_ents || !t->ents[id].live || (d && (*d < 0 || *d > 1))) {
+        PyErr_SetString(PyExc_KeyError, "no such live flow");
+        return NULL;
+    }
+    return &t->ents[id];
+}
+
+/* ignore(id): Python is done with this flow; count its packets only. */
+static PyObject *ft_ignore(FlowTableObject *t, PyObject *args) {
+    fent *e = ft_live(t, args, NULL, NULL, "I");
+    if (!e) return NULL;
+    e->ignore = 1;
+    Py_RETURN_NONE;
+}
+
+/* arm(id, dir, next_seq): consume this side's in-order segments in C from next_seq on. */
+static PyObject *ft_arm(FlowTableObject *t, PyObject *args) {
+    int d;
+    unsigned int seq;
+    fent *e = ft_live(t, args, &d, &seq, "IiI");
+    if (!e) return NULL;
+    e->armed[d] = 1;
+    e->next_seq[d] = seq;
+    Py_RETURN_NONE;
+}
+
+/* disarm(id, dir) -> the side's next sequence number */
+static PyObject *ft_disarm(FlowTableObject *t, PyObject *args) {
+    int d;
+    fent *e = ft_live(t, args, &d, NULL, "Ii");
+    if (!e) return NULL;
+    e->armed[d] = 0;
+    return PyLong_FromUnsignedLong(e->next_seq[d]);
+}
+
+static PyObject *ft_get_total(FlowTableObject *t, void *c) { return PyLong_FromUnsignedLongLong(t->total); }
+static PyObject *ft_get_evicted(FlowTableObject *t, void *c) { return PyLong_FromUnsignedLongLong(t->evicted); }
+static Py_ssize_t ft_len(FlowTableObject *t) { return t->count; }
+
+static PyMethodDef ft_methods[] = {
+    {"update", (PyCFunction)ft_update, METH_VARARGS, "Account a batch; write the groups and rows for Python."},
+    {"expire", (PyCFunction)ft_expire, METH_VARARGS, "End flows that timed out."},
+    {"take_ended", (PyCFunction)ft_take_ended, METH_NOARGS, "Counters of ended flows; frees their ids."},
+    {"ignore", (PyCFunction)ft_ignore, METH_VARARGS, "Stop handing a flow's rows to Python."},
+    {"arm", (PyCFunction)ft_arm, METH_VARARGS, "Consume a spent TCP side's in-order segments in C."},
+    {"disarm", (PyCFunction)ft_disarm, METH_VARARGS, "Hand a TCP side back; returns its next sequence."},
+    {NULL, NULL, 0, NULL},
+};
+static PyGetSetDef ft_getset[] = {
+    {"total", (getter)ft_get_total, NULL, "flows created", NULL},
+    {"evicted", (getter)ft_get_evicted, NULL, "flows evicted because the table was full", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+static PySequenceMethods ft_seq = {.sq_length = (lenfunc)ft_len};
+
+static PyTypeObject FlowTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "medsentry.capture._fastpath.FlowTable",
+    .tp_basicsize = sizeof(FlowTableObject),
+    .tp_dealloc = (destructor)ft_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "FlowTable(max_flows): per-packet flow accounting (see _fastpath.c).",
+    .tp_methods = ft_methods,
+    .tp_getset = ft_getset,
+    .tp_as_sequence = &ft_seq,
+    .tp_init = (initproc)ft_init,
+    .tp_new = PyType_GenericNew,
+};
+
 static PyMethodDef methods[] = {
     {"scan_pcap", scan_pcap, METH_VARARGS, "Decode complete pcap records into packet records."},
     {"scan_pcapng", scan_pcapng, METH_VARARGS, "Decode pcapng EPB/SPB blocks into packet records."},
@@ -373,7 +806,15 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastpath", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
+    if (PyType_Ready(&FlowTableType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (m) PyModule_AddIntConstant(m, "RECORD_SIZE", (long)sizeof(packet_rec));
+    if (!m) return NULL;
+    PyModule_AddIntConstant(m, "RECORD_SIZE", (long)sizeof(packet_rec));
+    Py_INCREF(&FlowTableType);
+    if (PyModule_AddObject(m, "FlowTable", (PyObject *)&FlowTableType) < 0) {
+        Py_DECREF(&FlowTableType);
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

@@ -1,9 +1,11 @@
-"""The bidirectional flow table, updated once per batch.
+"""The bidirectional flow table: counters in C (`_fastpath.FlowTable`), inspection state in Python.
 
-Packets of a batch are grouped by the fast path's direction-independent flow hash with one numpy sort;
-counters, first/last seen and TCP flags are aggregated per group with `reduceat`, so Python runs once per
-flow per batch, not once per packet. A flow ends on TCP FIN/RST (after a short linger for the last
-segments), on idle timeout, on active timeout, or when the table is full (oldest first, counted).
+The C table keys flows by the fast path's direction-independent flow hash and accounts every packet
+(packets/bytes per direction, first/last seen, TCP state). Python sees a flow once per batch, and only
+when it is new or still has rows to inspect: flows it has stopped inspecting (`stop`) and the in-order
+segments of a TCP side whose inspection budget is spent (`arm`) cost it nothing. A flow ends on TCP
+FIN/RST (after a short linger for the last segments), on idle timeout, on active timeout, or when the
+table is full (oldest first, counted); its counters are copied into its `FlowRecord` then.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medsentry.capture.records import PACKET_DTYPE, ST_OK
+from medsentry.capture import _fastpath
+from medsentry.capture.records import PACKET_DTYPE
 from medsentry.observe import FlowRecord
 
 TCP, UDP = 6, 17
@@ -41,12 +44,12 @@ class Timeouts:
 class Flow:
     """One flow's counters (`record`) and its inspection state (owned by the pipeline)."""
 
-    __slots__ = ("client_dir", "closed", "inspect", "record", "state")
+    __slots__ = ("client_dir", "id", "inspect", "record", "state")
 
-    def __init__(self, record: FlowRecord, client_dir: int) -> None:
+    def __init__(self, record: FlowRecord, client_dir: int, flow_id: int = -1) -> None:
         self.record = record
         self.client_dir = client_dir  # the `dir` value of packets the client sends
-        self.closed = False
+        self.id = flow_id  # in the C table
         self.inspect = True  # payloads still worth looking at
         self.state: object = None  # the pipeline's per-flow inspection state
 
@@ -104,86 +107,79 @@ _SERVICE_PORTS = frozenset(
 )
 
 
+_TCP_STATES = (None, "syn", "established", "closed", "reset")  # the C table's FS_* values
+
+
+class Rows:
+    """A flow's rows of one batch that Python still has to look at, one plain list per field, in time
+    order: batch row, payload start in the batch buffer, payload length, TCP sequence number of the
+    payload (one past a SYN's), `dir`, time stamp."""
+
+    __slots__ = ("dir", "len", "row", "seq", "start", "ts")
+
+    def __init__(self, row: list[int], start: list[int], length: list[int], seq: list[int], d: list[int],
+                 ts: list[float]) -> None:
+        self.row, self.start, self.len, self.seq, self.dir, self.ts = row, start, length, seq, d, ts
+
+
 class FlowTable:
     def __init__(self, timeouts: Timeouts | None = None) -> None:
         self.timeouts = timeouts or Timeouts()
-        self.flows: dict[int, Flow] = {}
-        self.ended: list[Flow] = []  # ended inside update(): port reuse, table full
-        self.evicted = 0
-        self.total = 0
+        self._c = _fastpath.FlowTable(self.timeouts.max_flows)
+        self.flows: dict[int, Flow] = {}  # by id in the C table
         self._next_sweep = 0.0
+        self._groups = np.empty(0, dtype=np.int64)
+        self._rows = np.empty(0, dtype=np.int64)
 
-    def update(self, recs: np.ndarray) -> Iterator[tuple[Flow, np.ndarray, bool]]:
-        """Account a batch. Yields (flow, row indices of its packets in time order, is_new) per flow."""
-        ip = np.flatnonzero((recs["ipver"] != 0) & (recs["status"] == ST_OK))
-        if not len(ip):
+    @property
+    def total(self) -> int:
+        return self._c.total
+
+    @property
+    def evicted(self) -> int:
+        return self._c.evicted
+
+    def update(self, recs: np.ndarray) -> Iterator[tuple[Flow, bool, int, Rows]]:
+        """Account a batch. Yields (flow, is_new, its first row in the batch, rows to inspect) for each flow
+        that is new or has rows to inspect, in flow hash order."""
+        n = len(recs)
+        if len(self._rows) < n * 5:
+            self._groups = np.empty(n * 4, dtype=np.int64)
+            self._rows = np.empty(n * 5, dtype=np.int64)
+        ng, nr = self._c.update(recs, n, self._groups, self._rows)
+        if not ng:
             return
-        hashes = recs["flow_hash"][ip]
-        order = ip[np.argsort(hashes, kind="stable")]
-        h = recs["flow_hash"][order]
-        starts = np.flatnonzero(np.concatenate(([True], h[1:] != h[:-1])))
-        ends = np.append(starts[1:], len(order))
-        d = recs["dir"][order].astype(np.int64)
-        wl = recs["wirelen"][order].astype(np.int64)
-        pk1 = np.add.reduceat(d, starts)
-        by1 = np.add.reduceat(wl * d, starts)
-        pk = ends - starts
-        by = np.add.reduceat(wl, starts)
-        flags = np.bitwise_or.reduceat(recs["tcp_flags"][order], starts)
-        ts = recs["ts"][order]
-        first_ts, last_ts = ts[starts].tolist(), np.maximum.reduceat(ts, starts).tolist()
         # Plain Python numbers from here on: numpy scalars cost several times more per operation.
-        groups = zip(
-            h[starts].tolist(),
-            starts.tolist(),
-            ends.tolist(),
-            pk.tolist(),
-            pk1.tolist(),
-            by.tolist(),
-            by1.tolist(),
-            flags.tolist(),
-            first_ts,
-            last_ts,
-            strict=True,
-        )
+        cols = self._rows[: nr * 5].reshape(nr, 5)
+        row, start, length, seq, d = cols.T.tolist()
+        ts = recs["ts"][cols[:, 0]].tolist()
+        groups = self._groups[: ng * 4].tolist()
         table = self.flows
-        for key, s, e, n, n1, b, b1, f, t0, t1 in groups:
-            flow = table.get(key)
-            rows = order[s:e]
-            new = flow is None
-            if flow is not None and flow.closed and recs["tcp_flags"][rows[0]] & (SYN | ACK) == SYN:
-                self.ended.append(table.pop(key))  # the 4-tuple is reused by a new connection
-                new = True
-            if new:
-                flow = self._create(key, recs, rows)
-            r = flow.record
-            n0, b0 = n - n1, b - b1
-            if flow.client_dir == 0:
-                r.packets_c2s += n0
-                r.bytes_c2s += b0
-                r.packets_s2c += n1
-                r.bytes_s2c += b1
-            else:
-                r.packets_c2s += n1
-                r.bytes_c2s += b1
-                r.packets_s2c += n0
-                r.bytes_s2c += b0
-            if t0 < r.first_seen:
-                r.first_seen = t0
-            if t1 > r.last_seen:
-                r.last_seen = t1
-            if r.transport == "tcp":
-                if f & RST:
-                    r.tcp_state, flow.closed = "reset", True
-                elif f & FIN:
-                    r.tcp_state, flow.closed = "closed", True
-                elif r.tcp_state in (None, "syn") and f & ACK:
-                    r.tcp_state = "established"
-            yield flow, rows, new
+        off = 0
+        for k in range(0, ng * 4, 4):
+            fid, new, first, cnt = groups[k : k + 4]
+            flow = self._create(fid, recs, first) if new else table[fid]
+            end = off + cnt
+            rows = Rows(row[off:end], start[off:end], length[off:end], seq[off:end], d[off:end], ts[off:end])
+            off = end
+            yield flow, bool(new), first, rows
 
-    def _create(self, key: int, recs: np.ndarray, rows: np.ndarray) -> Flow:
+    def stop(self, flow: Flow) -> None:
+        """Inspection of this flow is over: its packets are only counted from now on."""
+        flow.inspect, flow.state = False, None
+        self._c.ignore(flow.id)
+
+    def arm(self, flow: Flow, d: int, next_seq: int) -> None:
+        """The side sending with `dir` d is past its budget: C consumes its in-order segments."""
+        self._c.arm(flow.id, d, next_seq)
+
+    def disarm(self, flow: Flow, d: int) -> int:
+        """Take the side back; returns its next expected sequence number."""
+        return self._c.disarm(flow.id, d)
+
+    def _create(self, fid: int, recs: np.ndarray, row: int) -> Flow:
         # One conversion of the whole record: reading numpy fields one by one costs several times more.
-        first = recs[rows[0]].tolist()
+        first = recs[row].tolist()
         flags, sport, dport, proto = first[_F_FLAGS], first[_F_SPORT], first[_F_DPORT], first[_F_PROTO]
         if proto == TCP and flags & (SYN | ACK) == SYN:
             sender_is_client = True
@@ -212,30 +208,26 @@ class FlowTable:
             vlan=first[_F_VLAN] or None,
         )
         d = first[_F_DIR]
-        flow = Flow(rec, d if sender_is_client else 1 - d)
-        if len(self.flows) >= self.timeouts.max_flows:
-            self._evict_oldest(max(1, self.timeouts.max_flows // 10))
-        self.flows[key] = flow
-        self.total += 1
+        flow = Flow(rec, d if sender_is_client else 1 - d, fid)
+        self.flows[fid] = flow
         return flow
 
-    def _evict_oldest(self, n: int) -> None:
-        # In bulk, so a flood of new flows costs one sort per n flows rather than a scan per flow.
-        for key in sorted(self.flows, key=lambda k: self.flows[k].record.last_seen)[:n]:
-            self.ended.append(self.flows.pop(key))
-        self.evicted += n
-
     def expire(self, now: float, force: bool = False) -> list[Flow]:
-        """Flows that ended by `now` (all of them with force), removed from the table."""
-        done, self.ended = self.ended, []
-        if not force and now < self._next_sweep:
-            return done
-        self._next_sweep = now + 5.0
-        t = self.timeouts
-        for key, flow in list(self.flows.items()):
+        """Flows that ended by `now` (all of them with force), removed from the table, counters filled in."""
+        if force or now >= self._next_sweep:
+            self._next_sweep = now + 5.0
+            t = self.timeouts
+            self._c.expire(now, force, t.closed_linger, t.tcp_idle, t.udp_idle, t.active)
+        done = []
+        for fid, p0, p1, b0, b1, t0, t1, state in self._c.take_ended():
+            flow = self.flows.pop(fid)
             r = flow.record
-            idle = now - r.last_seen
-            limit = t.closed_linger if flow.closed else (t.tcp_idle if r.transport == "tcp" else t.udp_idle)
-            if force or idle > limit or now - r.first_seen > t.active:
-                done.append(self.flows.pop(key))
+            if flow.client_dir == 0:
+                r.packets_c2s, r.packets_s2c, r.bytes_c2s, r.bytes_s2c = p0, p1, b0, b1
+            else:
+                r.packets_c2s, r.packets_s2c, r.bytes_c2s, r.bytes_s2c = p1, p0, b1, b0
+            r.first_seen, r.last_seen = t0, t1
+            if r.transport == "tcp":
+                r.tcp_state = _TCP_STATES[state]
+            done.append(flow)
         return done

@@ -1,0 +1,180 @@
+"""The flow table (C counters, Python inspection state): per-batch TCP state, timeouts, port reuse,
+eviction, and which rows reach Python."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import struct
+
+import numpy as np
+import pytest
+
+from medsentry.capture import _fastpath
+from medsentry.capture.records import PACKET_DTYPE
+from medsentry.decode.flows import ACK, FIN, RST, SYN, Flow, FlowTable, Timeouts
+
+A, B, C = ("10.0.0.5", 40000), ("10.0.0.9", 2575), ("10.0.0.7", 5353)
+PSH = 0x08
+
+
+def tcp(src: tuple[str, int], dst: tuple[str, int], flags: int, seq: int = 0, data: bytes = b"") -> bytes:
+    seg = struct.pack("!HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, 0, 5 << 4, flags, 65535, 0, 0) + data
+    return _ip(src, dst, 6, seg)
+
+
+def udp(src: tuple[str, int], dst: tuple[str, int], data: bytes = b"x") -> bytes:
+    return _ip(src, dst, 17, struct.pack("!HHHH", src[1], dst[1], 8 + len(data), 0) + data)
+
+
+def _ip(src: tuple[str, int], dst: tuple[str, int], proto: int, l4: bytes) -> bytes:
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0,
+                     ipaddress.ip_address(src[0]).packed, ipaddress.ip_address(dst[0]).packed)
+    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + l4
+
+
+def records(frames: list[tuple[float, bytes]]) -> np.ndarray:
+    """Packet records of (time stamp, frame) pairs, as the reader makes them."""
+    buf = b"".join(struct.pack("<IIII", int(ts), round(ts % 1 * 1e6), len(f), len(f)) + f for ts, f in frames)
+    out = bytearray(len(frames) * PACKET_DTYPE.itemsize)
+    _, n, _ = _fastpath.scan_pcap(buf, 0, False, False, 1, out, len(frames))
+    assert n == len(frames)
+    return np.frombuffer(out, dtype=PACKET_DTYPE).copy()
+
+
+def run(table: FlowTable, recs: np.ndarray, now: float | None = None) -> tuple[list, list[Flow]]:
+    """Update with one batch: (flow, new, first row, rows handed over) per group, and flows ended."""
+    groups = [(f, new, first, rows.row) for f, new, first, rows in table.update(recs)]
+    return groups, table.expire(float(recs["ts"][-1]) if now is None else now)
+
+
+def test_counters_direction_and_tcp_state() -> None:
+    table = FlowTable()
+    recs = records([
+        (1.0, tcp(A, B, SYN, 100)),
+        (1.1, tcp(B, A, SYN | ACK, 900)),
+        (1.2, tcp(A, B, ACK, 101)),
+        (1.3, tcp(A, B, PSH | ACK, 101, b"hello")),
+        (1.4, udp(C, A)),
+    ])
+    groups, ended = run(table, recs)
+    assert len(groups) == 2 and not ended and len(table._c) == 2
+    (flow, new, first, rows), = [g for g in groups if g[0].record.transport == "tcp"]
+    r = flow.record
+    assert new and first == 0 and (r.client_ip, r.client_port, r.server_port) == (A[0], A[1], B[1])
+    assert rows == [0, 1, 3]  # SYN, SYN-ACK and data; the bare ACK never reaches Python
+    assert flow in table.expire(100.0, force=True)
+    assert (r.packets_c2s, r.packets_s2c) == (3, 1)
+    assert r.bytes_c2s == sum(int(x) for x in recs["wirelen"][[0, 2, 3]])
+    assert r.bytes_s2c == int(recs["wirelen"][1])
+    assert (r.first_seen, r.last_seen, r.tcp_state) == (1.0, 1.3, "established")
+    assert not table.flows and len(table._c) == 0 and table.total == 2
+
+
+@pytest.mark.parametrize(
+    ("batches", "state"),
+    [
+        ([[RST | ACK, FIN | ACK]], "reset"),  # flags are OR-ed over a batch: RST wins whatever the order
+        ([[RST | ACK], [FIN | ACK]], "closed"),  # in separate batches the later FIN moves the state on
+        ([[SYN]], "syn"),
+        ([[ACK]], "established"),  # picked up mid-stream
+        ([[RST]], "reset"),
+    ],
+)
+def test_tcp_state_per_batch(batches: list[list[int]], state: str | None) -> None:
+    table = FlowTable()
+    ts = 1.0
+    for flags in batches:
+        frames = []
+        for f in flags:
+            frames.append((ts, tcp(A, B, f, 100)))
+            ts += 0.1
+        run(table, records(frames))
+    (flow,) = table.expire(ts, force=True)
+    assert flow.record.tcp_state == state
+
+
+def test_timeouts() -> None:
+    table = FlowTable(Timeouts(tcp_idle=300, udp_idle=60, closed_linger=5, active=1800))
+    run(table, records([(0.0, udp(C, A)), (0.0, tcp(A, B, SYN, 1)), (1.0, tcp(B, (C[0], 80), FIN | ACK, 1))]))
+    assert len(table._c) == 3
+    _, ended = run(table, records([(6.5, udp(A, (C[0], 9)))]))  # closed linger (5 s) is over
+    assert [f.record.server_port for f in ended] == [80]
+    _, ended = run(table, records([(61.0, udp(A, (C[0], 9)))]))  # UDP idle 60 s
+    assert [f.record.server_port for f in ended] == [C[1]]
+    _, ended = run(table, records([(300.5, udp(A, (C[0], 9)))]))  # TCP idle 300 s
+    assert [f.record.server_port for f in ended] == [B[1]]
+    # the active timeout ends a flow that never goes idle
+    for t in range(360, 1900, 50):
+        _, ended = run(table, records([(float(t), udp(A, (C[0], 9)))]))
+        if ended:
+            break
+    assert [f.record.first_seen for f in ended] == [6.5] and t > 1806.5
+
+
+def test_port_reuse_after_close_starts_a_new_flow() -> None:
+    table = FlowTable()
+    run(table, records([(1.0, tcp(A, B, SYN, 1)), (1.1, tcp(A, B, FIN | ACK, 2))]))
+    groups, ended = run(table, records([(2.0, tcp(A, B, SYN, 5000)), (2.1, tcp(A, B, ACK, 5001))]))
+    assert [f.record.tcp_state for f in ended] == ["closed"]
+    assert [(new, f.record.first_seen) for f, new, _, _ in groups] == [(True, 2.0)]
+    # in the same batch as the FIN, a SYN does not split the flow (the state moves once per batch)
+    table = FlowTable()
+    run(table, records([(1.0, tcp(A, B, SYN, 1)), (1.1, tcp(A, B, FIN | ACK, 2)), (1.2, tcp(A, B, SYN, 9))]))
+    assert table.total == 1
+
+
+def test_eviction_keeps_the_table_bounded_oldest_first() -> None:
+    table = FlowTable(Timeouts(max_flows=20))
+    ended: list[Flow] = []
+    for i in range(50):
+        _, e = run(table, records([(float(i), udp(("10.1.0.1", 20000 + i), C))]))
+        ended += e
+        assert len(table._c) <= 20
+    assert table.total == 50 and table.evicted == len(ended) == 30
+    assert [f.record.client_port for f in ended] == list(range(20000, 20030))
+
+
+def test_stopped_flows_and_armed_sides_hand_python_nothing() -> None:
+    table = FlowTable()
+    data = b"d" * 100
+    frames = [(1.0, tcp(A, B, SYN, 0)), (1.0, tcp(B, A, SYN | ACK, 0))]
+    frames += [(1.0 + i / 100, tcp(A, B, ACK, 1 + 100 * i, data)) for i in range(5)]
+    ((flow, _, _, rows),), _ = run(table, records(frames))
+    assert len(rows) == 7
+    client = flow.client_dir
+    table.arm(flow, client, 501)
+    # in order: consumed; then one out of order (a gap) and everything after it on that side come back
+    later = [(2.0, tcp(A, B, ACK, 501, data)), (2.1, tcp(A, B, ACK, 601, data)),
+             (2.2, tcp(B, A, ACK, 1, b"r")),
+             (2.3, tcp(A, B, ACK, 901, data)), (2.4, tcp(A, B, ACK, 701, data))]
+    ((_, new, _, rows),), _ = run(table, records(later))
+    assert not new and rows == [2, 3, 4]
+    assert table.disarm(flow, client) == 701
+    table.stop(flow)
+    groups, _ = run(table, records([(3.0, tcp(A, B, ACK, 1001, data)), (3.1, tcp(B, A, ACK, 2, b"r"))]))
+    assert groups == [] and not flow.inspect
+    (done,) = table.expire(10.0, force=True)
+    assert done.record.packets_c2s == 1 + 5 + 4 + 1 and done.record.packets_s2c == 1 + 1 + 1
+
+
+def test_matches_a_plain_python_table_on_random_traffic() -> None:
+    """Per-direction counters and states against a dict-based recomputation, many small batches."""
+    rng = random.Random(7)
+    hosts = [(f"10.0.{i}.1", 1000 + i) for i in range(12)]
+    frames = []
+    for i in range(3000):
+        a, b = rng.sample(hosts, 2)
+        flags = rng.choice([SYN, SYN | ACK, ACK, ACK, ACK, PSH | ACK, FIN | ACK, RST])
+        frames.append((i * 0.01, tcp(a, b, flags, rng.randrange(1 << 32), b"x" * rng.randrange(3))))
+    recs = records(frames)
+    table = FlowTable()
+    ended: list[Flow] = []
+    pos = 0
+    while pos < len(recs):
+        n = rng.randrange(1, 200)
+        ended += run(table, recs[pos : pos + n])[1]
+        pos += n
+    ended += table.expire(1e9, force=True)
+    got = sorted((f.record.first_seen, f.record.packets_c2s + f.record.packets_s2c) for f in ended)
+    assert sum(n for _, n in got) == len(recs) and table.total == len(ended) >= 66
