@@ -17,6 +17,7 @@ from types import ModuleType
 import numpy as np
 
 from medsentry import protocols
+from medsentry.capture import _fastpath
 from medsentry.capture.files import CaptureError, CaptureFile, expand_paths
 from medsentry.capture.records import PACKET_DTYPE, ST_FRAGMENT, ST_MALFORMED, ST_UNSUPPORTED, Batch
 from medsentry.decode.flows import SYN, TCP, Flow, FlowTable, Rows, Timeouts, ip_str, mac_str
@@ -262,7 +263,11 @@ class Analyzer:
             if st.armed[side]:  # the C table moved this side on since: take its sequence number back
                 st.armed[side] = False
                 tcp_dirs[side].next_seq = self.flows.disarm(flow, client_dir if side == 0 else 1 - client_dir)
-        if not self._segments(buf, flow, st, rows):
+        pos = self._segments(buf, flow, st, rows)
+        while pos is not None and pos < len(rows.row):
+            rows = _skip_spent(rows, pos, st, client_dir)
+            pos = self._segments(buf, flow, st, rows)
+        if pos is None:
             return
         budget = st.budget
         for side in (0, 1):
@@ -272,13 +277,18 @@ class Analyzer:
                 self.flows.arm(flow, client_dir if side == 0 else 1 - client_dir, dr.next_seq)
                 st.armed[side] = True
 
-    def _segments(self, buf: memoryview, flow: Flow, st: _Stream, rows: Rows) -> bool:
-        """Feed segments in order; False when the flow's inspection ended."""
+    def _segments(self, buf: memoryview, flow: Flow, st: _Stream, rows: Rows) -> int | None:
+        """Feed segments in order. Returns None when the flow's inspection ended, else the position of
+        the first row not looked at: all of them, or the one after a side's budget was just spent when
+        enough rows remain for `_skip_spent` to be worth it."""
         r = flow.record
         client_dir = flow.client_dir
         budget, tcp_dirs = st.budget, st.dirs
         isn = st.isn
-        for start, length, seq, d, ts in zip(rows.start, rows.len, rows.seq, rows.dir, rows.ts, strict=True):
+        n = len(rows.row)
+        for i, (start, length, seq, d, ts) in enumerate(
+            zip(rows.start, rows.len, rows.seq, rows.dir, rows.ts, strict=True)
+        ):
             side = 0 if d == client_dir else 1
             cand = isn[side]
             if cand is not None:
@@ -308,7 +318,7 @@ class Analyzer:
             if in_order is None:
                 self.stats.reassembly_gaps += 1
                 self.flows.stop(flow)
-                return False
+                return None
             if not in_order:
                 continue
             if st.module is None:
@@ -318,7 +328,7 @@ class Analyzer:
                 if mod is None:
                     if st.tries >= 2:
                         self.flows.stop(flow)
-                        return False
+                        return None
                     # Not recognised: these bytes may not start the stream at all (a stray payload on
                     # an ACK can overlap what follows), so the next segment starts it wherever it is.
                     dr.next_seq = None
@@ -335,7 +345,7 @@ class Analyzer:
             except Malformed:
                 self.stats.malformed_by_protocol[r.app or "?"] += 1
                 self.flows.stop(flow)
-                return False
+                return None
             for msg in msgs:
                 c = msg.from_client if msg.from_client is not None else side == 0
                 if c:
@@ -359,8 +369,10 @@ class Analyzer:
                 self._out(msg, st.module, ts, *where, "tcp")
             if getattr(st.parser, "done", False) or (budget[0] <= 0 and budget[1] <= 0):
                 self.flows.stop(flow)
-                return False
-        return True
+                return None
+            if budget[side] == 0 and n - i > _BULK_MIN:
+                return i + 1
+        return n
 
     def _first_packet_facts(self, batch: Batch, flow: Flow, row: int) -> None:
         """TTL (and the SYN's window) of a client IP's first packet: the basis of OS guesses."""
@@ -450,6 +462,25 @@ class Analyzer:
 
 _MAX_ISN = 4  # SYN(-ACK)s remembered per side before its first data
 _SYN_WINDOW = 1 << 20  # the first data seen may be this far past its SYN (earlier segments lost or late)
+_BULK_MIN = 8  # rows left in a batch below which the per-segment loop is cheaper than `_skip_spent`
+
+
+def _skip_spent(rows: Rows, pos: int, st: _Stream, client_dir: int) -> Rows:
+    """Rows from `pos` on without the leading in-sequence run of each side whose budget is spent (the
+    per-segment loop would only move its sequence number on): a side's budget is often spent in the
+    middle of the batch that carries a whole bulk transfer, before the C table can take the side over."""
+    nxt = [-1, -1]  # by `dir`
+    for side in (0, 1):
+        dr = st.dirs[side]
+        if st.budget[side] == 0 and not dr.pending and dr.next_seq is not None:
+            nxt[client_dir if side == 0 else 1 - client_dir] = dr.next_seq
+    n0, n1, kept = _fastpath.spent_run(rows.seq, rows.len, rows.dir, pos, *nxt)
+    for side in (0, 1):
+        n = n0 if (client_dir if side == 0 else 1 - client_dir) == 0 else n1
+        if n >= 0:
+            st.dirs[side].next_seq = n
+    cols = (rows.row, rows.start, rows.len, rows.seq, rows.dir, rows.ts)
+    return Rows(*([col[k] for k in kept] for col in cols))
 
 
 def analyze_files(

@@ -178,3 +178,17 @@ def test_matches_a_plain_python_table_on_random_traffic() -> None:
     ended += table.expire(1e9, force=True)
     got = sorted((f.record.first_seen, f.record.packets_c2s + f.record.packets_s2c) for f in ended)
     assert sum(n for _, n in got) == len(recs) and table.total == len(ended) >= 66
+
+
+def test_spent_run_consumes_each_spent_sides_leading_in_sequence_run() -> None:
+    seqs = [10, 110, 0, 210, 999, 310, 5]
+    lens = [100, 100, 0, 100, 100, 100, 7]
+    dirs = [0, 0, 0, 1, 0, 0, 1]
+    # dir 0 continues at 10: rows 0, 1 in sequence, row 2 a bare ACK/SYN, row 4 out of sequence ends the run
+    assert _fastpath.spent_run(seqs, lens, dirs, 0, 10, -1) == (210, -1, [3, 4, 5, 6])
+    # both sides spent; dir 1 continues at 210: row 3 consumed, row 6 out of sequence
+    assert _fastpath.spent_run(seqs, lens, dirs, 1, 110, 210) == (210, 310, [4, 5, 6])
+    # sequence numbers wrap at 2**32
+    assert _fastpath.spent_run([0xFFFFFFF0, 0x10], [0x20, 1], [1, 1], 0, -1, 0xFFFFFFF0) == (-1, 0x11, [])
+    with pytest.raises(ValueError):
+        _fastpath.spent_run([1], [], [0], 0, 1, -1)

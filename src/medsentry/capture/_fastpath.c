@@ -797,9 +797,52 @@ static PyTypeObject FlowTableType = {
     .tp_new = PyType_GenericNew,
 };
 
+/*
+ * spent_run(seqs, lens, dirs, begin, next0, next1) -> (next0, next1, kept)
+ * The in-Python counterpart of an armed side, for the rows of a batch Python already holds (a side's
+ * budget is often spent in the middle of the batch that carries a whole bulk transfer): for each `dir`
+ * whose next sequence number is given (>= 0), rows from `begin` on that continue that side in sequence
+ * are consumed, as are its rows without payload (no-ops for a side past its first data), up to its
+ * first row out of sequence. kept: positions (>= begin) of the rows Python still has to look at.
+ */
+static PyObject *spent_run(PyObject *self, PyObject *args) {
+    PyObject *seqs, *lens, *dirs;
+    Py_ssize_t begin;
+    long long nx[2];
+    if (!PyArg_ParseTuple(args, "O!O!O!nLL", &PyList_Type, &seqs, &PyList_Type, &lens, &PyList_Type, &dirs,
+                          &begin, &nx[0], &nx[1]))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(seqs);
+    if (PyList_GET_SIZE(lens) != n || PyList_GET_SIZE(dirs) != n || begin < 0) {
+        PyErr_SetString(PyExc_ValueError, "spent_run: lists of different lengths");
+        return NULL;
+    }
+    int on[2] = {nx[0] >= 0, nx[1] >= 0};
+    uint32_t next[2] = {(uint32_t)nx[0], (uint32_t)nx[1]};
+    PyObject *kept = PyList_New(0);
+    if (!kept) return NULL;
+    for (Py_ssize_t i = begin; i < n; i++) {
+        long d = PyLong_AsLong(PyList_GET_ITEM(dirs, i));
+        long long len = PyLong_AsLongLong(PyList_GET_ITEM(lens, i));
+        long long seq = PyLong_AsLongLong(PyList_GET_ITEM(seqs, i));
+        if (PyErr_Occurred()) { Py_DECREF(kept); return NULL; }
+        if ((d == 0 || d == 1) && on[d]) {
+            if (len == 0) continue;
+            if ((uint32_t)seq == next[d]) { next[d] = (uint32_t)(seq + len); continue; }
+            on[d] = 0;
+        }
+        PyObject *pos = PyLong_FromSsize_t(i);
+        if (!pos || PyList_Append(kept, pos) < 0) { Py_XDECREF(pos); Py_DECREF(kept); return NULL; }
+        Py_DECREF(pos);
+    }
+    return Py_BuildValue("LLN", nx[0] >= 0 ? (long long)next[0] : -1LL, nx[1] >= 0 ? (long long)next[1] : -1LL,
+                         kept);
+}
+
 static PyMethodDef methods[] = {
     {"scan_pcap", scan_pcap, METH_VARARGS, "Decode complete pcap records into packet records."},
     {"scan_pcapng", scan_pcapng, METH_VARARGS, "Decode pcapng EPB/SPB blocks into packet records."},
+    {"spent_run", spent_run, METH_VARARGS, "Consume spent TCP sides' in-sequence rows of a batch."},
     {NULL, NULL, 0, NULL},
 };
 
