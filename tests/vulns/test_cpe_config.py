@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from medsentry.vulns.match.affected import match_affected
 from medsentry.vulns.match.cpe import Cpe, CpeError, configurations_of, evaluate, evaluate_cve
+from medsentry.vulns.store import configuration_slices, cpe_vendor_product
 
 H = "*:*:*:*:*:*:*"  # the seven attributes after the version
 
@@ -290,3 +292,70 @@ def test_cna_affected_in_cve5_records(shared_data: Path) -> None:
                     assert any(m.status == "affected" for m in got), (f.name, aff.get("product"), v)
                     found += 1
     assert found >= 5
+
+
+def _criteria(node: Any) -> list[dict[str, Any]]:
+    out, stack = [], [node]
+    while stack:
+        n = stack.pop()
+        out += [m for m in n.get("cpeMatch") or [] if isinstance(m, dict)]
+        stack += list(n.get("nodes") or []) + list(n.get("children") or [])
+    return out
+
+
+def _subjects_for(matches: list[dict[str, Any]]) -> list[Cpe]:
+    """Subject CPEs at every version a criteria names: its own, its bounds, and any."""
+    out: dict[str, Cpe] = {}
+    for m in matches:
+        c = Cpe.parse(m["criteria"])
+        versions = {c.version, "*"} | {
+            str(m[k])
+            for k in ("versionStartIncluding", "versionEndIncluding", "versionEndExcluding")
+            if k in m
+        }
+        for v in versions:
+            s = dataclasses.replace(c, version=re.sub(r"([^0-9A-Za-z._\-*])", r"\\\1", v) if v != "*" else v)
+            out[s.fs()] = s
+    return list(out.values())
+
+
+def test_configuration_slices_decide_every_shared_record_as_the_whole_configurations(
+    shared_data: Path,
+) -> None:
+    """The store keeps, per product, only what can decide a match for it (`configuration_slices`): on every
+    shared record and product, evaluating the slices gives exactly the evidence of the whole record."""
+    files = sorted((shared_data / "vulns" / "nvd").rglob("*.json"))
+    if not files:
+        pytest.skip("no shared NVD records")
+    products = whole_size = cut_size = 0
+    for path in files:
+        doc = json.loads(path.read_text("utf-8"))
+        for item in doc.get("vulnerabilities", [doc]):
+            confs = configurations_of(item)
+            slices = configuration_slices(confs)
+            for key, cut in slices.items():
+                products += 1
+                mine = [
+                    m
+                    for c in confs
+                    for m in _criteria(c)
+                    if m.get("vulnerable") and cpe_vendor_product(m["criteria"]) == key
+                ]
+                platforms = [
+                    Cpe.parse(m["criteria"]) for c in confs for m in _criteria(c) if not m.get("vulnerable")
+                ]
+                whole_size += sum(len(_criteria(confs[i])) for i, _ in cut)
+                cut_size += sum(len(_criteria(c)) for _, c in cut)
+                for subjects in (_subjects_for(mine), [*_subjects_for(mine), *platforms]):
+                    want = [
+                        e.as_dict()
+                        for e in evaluate(confs, subjects)
+                        if cpe_vendor_product(e.criteria) == key
+                    ]
+                    got = [
+                        e.as_dict()
+                        for e in evaluate([c for _, c in cut], subjects, indices=[i for i, _ in cut])
+                        if cpe_vendor_product(e.criteria) == key
+                    ]
+                    assert got == want, (path.name, key)
+    assert products > 500 and cut_size < whole_size / 2  # many products, and the slices are much smaller

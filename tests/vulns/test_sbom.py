@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medsentry.vulns.sbom import SbomError, parse_sbom, read_sbom
+from medsentry.vulns import sbom as sbom_module
+from medsentry.vulns.sbom import Sbom, SbomError, parse_sbom, read_sbom
 
 
 def _sbom_dir(shared_data: Path) -> Path:
@@ -53,6 +54,56 @@ def test_every_cyclonedx_example_reads(shared_data: Path) -> None:
             return sum(1 + count(c.get("components", [])) for c in cs)
 
         assert len(sbom.components) == count(raw.get("components", [])), f
+
+
+def _library_read(path: Path) -> Sbom:
+    from cyclonedx.model.bom import Bom
+
+    doc = json.loads(path.read_text("utf-8-sig"))
+    parse = lambda: Bom.from_json(doc)  # noqa: E731
+    return sbom_module._cdx_parse(parse, "", doc["specVersion"], "json", str(path), "serialNumber" in doc)
+
+
+def test_fast_cyclonedx_reader_equals_the_library_on_every_example(shared_data: Path) -> None:
+    """The fast JSON reader gives exactly the library's components (order, purls, hashes, parents) on
+    every shared 1.4-1.6 example, and leaves the documents it does not expect to the library."""
+    files = [*_cdx_files(shared_data), _sbom_dir(shared_data) / "medical-device-narrow.cdx.json"]
+    fast = 0
+    for f in files:
+        doc = json.loads(f.read_text("utf-8-sig"))
+        if doc.get("specVersion") not in ("1.4", "1.5", "1.6"):
+            continue
+        try:
+            got = sbom_module._cdx_json_fast(doc, doc["specVersion"], str(f))
+        except sbom_module._Unusual:
+            assert read_sbom(f) == _library_read(f)  # the library's reading is what parse_sbom returns
+            continue
+        fast += 1
+        assert got == _library_read(f) == read_sbom(f), f
+    assert fast >= 30
+
+
+def test_fast_cyclonedx_reader_knows_the_library_vocabulary() -> None:
+    from cyclonedx.model import HashAlgorithm
+    from cyclonedx.model.component import ComponentType
+
+    assert {t.value for t in ComponentType} == sbom_module.COMPONENT_TYPES
+    assert {h.value for h in HashAlgorithm} == sbom_module.HASH_ALGORITHMS
+
+
+def test_fast_cyclonedx_reader_leaves_odd_documents_to_the_library() -> None:
+    base = {"bomFormat": "CycloneDX", "specVersion": "1.5"}
+    two = [{"type": "library", "name": "a", "bom-ref": "x"}, {"type": "library", "name": "b", "bom-ref": "x"}]
+    for components in (
+        [{"type": "library", "name": "a"}],  # no bom-ref: the library's order is not decided by the key
+        two,  # duplicate bom-ref
+        [{"type": "library", "name": "a", "bom-ref": "x", "purl": "not a purl"}],
+        [{"type": "library", "name": 7, "bom-ref": "x"}],
+    ):
+        with pytest.raises(sbom_module._Unusual):
+            sbom_module._cdx_json_fast({**base, "components": components}, "1.5", "x.json")
+    sbom = parse_sbom(json.dumps({**base, "components": two[:1]}), "x.json")
+    assert sbom.serial == "" and [c.ref for c in sbom.components] == ["x"]  # no invented serial number
 
 
 def test_juice_shop_counts_and_dependencies(shared_data: Path) -> None:

@@ -21,6 +21,7 @@ from medsentry.vulns.feeds import Http, RateLimiter, SyncError, SyncSources, imp
 from medsentry.vulns.feeds import csaf as csaf_feed
 from medsentry.vulns.feeds import parse as parse_any
 from medsentry.vulns.store import (
+    MIGRATIONS,
     FeedsEmpty,
     FeedsStale,
     VulnStore,
@@ -210,7 +211,7 @@ def test_stale_and_fresh(loaded: VulnStore) -> None:
 
 def test_reopen_keeps_schema_and_data(loaded: VulnStore) -> None:
     again = VulnStore(loaded.path)
-    assert again.schema_version == 2 and _counts(again) == _counts(loaded)
+    assert again.schema_version == len(MIGRATIONS) == 3 and _counts(again) == _counts(loaded)
     assert default_vulndb_path({"MEDSENTRY_VULN_DB": "/x/v.db"}) == Path("/x/v.db")
     assert default_vulndb_path({"MEDSENTRY_DB": "/data/inv.db"}) == Path("/data/vulns.db")
 

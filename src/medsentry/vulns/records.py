@@ -50,6 +50,12 @@ class Vulnerability:
     configurations: list[dict[str, Any]] = field(default_factory=list)
     affected: list[dict[str, Any]] = field(default_factory=list)
     ssvc: dict[str, str] | None = None  # decision point -> value, from CISA ADP or NVD ssvcV203
+    # the store read this record without its configurations (a scan works on per-product slices of them)
+    configurations_left_out: bool = False
+
+    @property
+    def has_configurations(self) -> bool:
+        return bool(self.configurations) or self.configurations_left_out
 
     @property
     def rejected(self) -> bool:

@@ -59,7 +59,14 @@ from medsentry.vulns.match.versions import InvalidVersion, Version, version_in
 from medsentry.vulns.prioritize import FindingInputs, prioritize
 from medsentry.vulns.records import OsvAdvisory, Vulnerability
 from medsentry.vulns.sbom import Component, Sbom
-from medsentry.vulns.store import DEFAULT_MAX_AGE, FeedStatus, VulnStore, cpe_vendor_product, name_key
+from medsentry.vulns.store import (
+    DEFAULT_MAX_AGE,
+    FeedStatus,
+    ProductHit,
+    VulnStore,
+    cpe_vendor_product,
+    name_key,
+)
 from medsentry.vulns.vex import VexStatement
 
 __all__ = ["Finding", "ScanResult", "Subject", "scan_devices", "scan_sbom"]
@@ -554,20 +561,28 @@ class _Scanner:
 
         targets = self.targets(subject)
         by_cve: dict[str, list[_Target]] = {}
+        cuts: dict[tuple[str, _Target], dict[str, ProductHit]] = {}  # (cve, target) -> feed -> "cpe" row
         for t in targets:
             for hit in self.store.candidates(t.product, t.vendor):
-                if hit.origin == "cpe" and not _may_contain(hit.versions, subject.version):
-                    continue  # no criteria of this product can hold our version: skip loading the record
+                if hit.origin == "cpe":
+                    cuts.setdefault((hit.cve_id, t), {})[hit.source] = hit
+                    if not _may_contain(hit.versions, subject.version):
+                        continue  # no criteria of this product can hold our version: skip loading the record
                 if t not in by_cve.setdefault(hit.cve_id, []):
                     by_cve[hit.cve_id].append(t)
-        records = self.store.vulnerabilities(by_cve)
+        # a component is matched on the stored slices alone; a device also looks for its hardware in the
+        # platform criteria of the whole record, and a store written before slices has none
+        lean = subject.label.get("type") == "component" and all(
+            h.packed_slices is not None for feeds in cuts.values() for h in feeds.values()
+        )
+        records = self.store.vulnerabilities(by_cve, configurations=not lean)
         seen: set[str] = set(by_cve)
         for cve, cands in by_cve.items():
             record = records.get(cve)
             if record is None or record.rejected:
                 continue
             for t in sorted(cands, key=lambda t: -t.confidence):
-                d = self._decide(subject, record, t)
+                d = self._decide(subject, record, t, _configurations(record, cuts.get((cve, t), {}), lean))
                 if d is not None:
                     keep(d)
         if subject.label.get("type") == "component":
@@ -603,10 +618,12 @@ class _Scanner:
             )
         return None
 
-    def _decide(self, subject: Subject, record: Vulnerability, t: _Target) -> _Decision | None:
-        criteria = _criteria_for(record.configurations, t)
+    def _decide(
+        self, subject: Subject, record: Vulnerability, t: _Target, confs: list[tuple[int, Any]]
+    ) -> _Decision | None:
+        criteria = _criteria_for((c for _, c in confs), t)
         if criteria:
-            return self._decide_configuration(subject, record, t, criteria)
+            return self._decide_configuration(subject, record, t, criteria, confs)
         for entry in record.affected:
             vendor = entry.get("vendor") if isinstance(entry.get("vendor"), str) else ""
             names = {name_key(str(entry.get(k))) for k in ("product", "packageName") if entry.get(k)}
@@ -617,7 +634,12 @@ class _Scanner:
         return None
 
     def _decide_configuration(
-        self, subject: Subject, record: Vulnerability, t: _Target, criteria: list[Cpe]
+        self,
+        subject: Subject,
+        record: Vulnerability,
+        t: _Target,
+        criteria: list[Cpe],
+        confs: list[tuple[int, Any]],
     ) -> _Decision | None:
         version = subject.version or ANY
         target_sw = next((c.target_sw for c in subject.cpes if c.target_sw != ANY), ANY)
@@ -645,7 +667,9 @@ class _Scanner:
                 for c in _criteria_for(record.configurations, None)
                 if c.part == "h" and same_vendor(c.vendor, subject.vendor) and name_key(c.product) == model
             ]
-        evidence = evaluate(record.configurations, [*subjects, *platforms], cve=record.id)
+        evidence = evaluate(
+            [c for _, c in confs], [*subjects, *platforms], cve=record.id, indices=[i for i, _ in confs]
+        )
         evidence = [e for e in evidence if cpe_vendor_product(e.criteria) == (t.vendor, t.product)]
         if not evidence:
             return None
@@ -695,7 +719,7 @@ class _Scanner:
             return None
         confidence = t.confidence
         condition = _BUILD_CONDITION.search(record.description)
-        if condition and not record.configurations:
+        if condition and not record.has_configurations:
             match["condition"] = f"applies only with {condition.group(0)!r}, which the subject does not state"
             confidence = min(confidence, DESCRIPTION_CONFIDENCE)
         return self._decision(record, confidence, match)
@@ -717,7 +741,7 @@ class _Scanner:
         records = self.store.vulnerabilities(ids)
         for cve in sorted(ids):
             record = records.get(cve)
-            if record is None or record.rejected or record.configurations or _usable_cna(record):
+            if record is None or record.rejected or record.has_configurations or _usable_cna(record):
                 continue
             try:
                 got = _description_range(subject, record.description)
@@ -882,6 +906,21 @@ def _may_contain(constraints: Any, version: str) -> bool:
         except (InvalidVersion, ValueError, TypeError, IndexError):
             return True
     return False
+
+
+def _configurations(
+    record: Vulnerability, cuts: Mapping[str, ProductHit], lean: bool
+) -> list[tuple[int, Any]]:
+    """The (index, configuration) pairs to decide a target on: the stored slices for it from the feed the
+    record's configurations come from (NVD's when merged), else the whole record. No row from that feed
+    means its configurations do not name the target."""
+    sources = record.source.split("+")
+    hit = cuts.get("nvd" if "nvd" in sources else sources[0])
+    if hit is not None and hit.packed_slices is not None:
+        return hit.slices() or []
+    if lean:
+        return []
+    return list(enumerate(record.configurations))
 
 
 def _criteria_for(configurations: Iterable[Any], t: _Target | None) -> list[Cpe]:

@@ -134,6 +134,8 @@ MIGRATIONS = (
         ),
     ),
     Migration(2, "products by vendor", ("CREATE INDEX products_vendor ON products (vendor, product)",)),
+    # rows written before this migration keep NULL: the matcher then reads the record's whole configurations
+    Migration(3, "configuration slices", ("ALTER TABLE products ADD COLUMN slices BLOB",)),
 )
 
 
@@ -188,6 +190,14 @@ class ProductHit:
     source: str  # feed: nvd / cve5
     origin: str  # cpe (NVD configuration), cna (vendor/product names), cna-package, cna-cpe
     versions: Any = None  # the version constraints stated there (see `_products`), for pre-filtering
+    packed_slices: bytes | None = None  # origin "cpe": `configuration_slices` for this product, packed
+
+    def slices(self) -> list[tuple[int, dict[str, Any]]] | None:
+        """The configurations that can match this product, as (index in the record, pruned configuration);
+        None when the store has none for this row (written before they were kept)."""
+        if self.packed_slices is None:
+            return None
+        return [(idx, conf) for idx, conf in _unpack(self.packed_slices)]
 
 
 def default_vulndb_path(env: Mapping[str, str] = os.environ) -> Path:
@@ -427,14 +437,26 @@ class VulnStore:
                 )
                 self._conn.executemany("DELETE FROM products WHERE source = ? AND cve_id = ?", replaced)
             self._conn.executemany(_UPSERT_VULNERABILITY, [_vulnerability_row(v) for v in fresh])
+            rows = []
+            for v in fresh:
+                slices = configuration_slices(v.configurations)
+                for (vendor, product, origin), versions in _products(v).items():
+                    cut = slices.get((vendor, product)) if origin == "cpe" else None
+                    rows.append(
+                        (
+                            product,
+                            vendor,
+                            v.id,
+                            feed,
+                            origin,
+                            json.dumps(versions, separators=_COMPACT),
+                            None if cut is None else _pack(cut),
+                        )
+                    )
             self._conn.executemany(
-                "INSERT OR IGNORE INTO products (product, vendor, cve_id, source, origin, versions) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (product, vendor, v.id, feed, origin, json.dumps(versions, separators=_COMPACT))
-                    for v in fresh
-                    for (vendor, product, origin), versions in _products(v).items()
-                ],
+                "INSERT OR IGNORE INTO products (product, vendor, cve_id, source, origin, versions, slices) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
             rowids = self._rowids(feed, [v.id for v in fresh if not v.configurations and v.description])
             self._conn.executemany(
@@ -663,15 +685,20 @@ class VulnStore:
     def vulnerability(self, cve_id: str) -> Vulnerability | None:
         return self.vulnerabilities([cve_id]).get(cve_id.upper())
 
-    def vulnerabilities(self, cve_ids: Iterable[str]) -> dict[str, Vulnerability]:
+    def vulnerabilities(
+        self, cve_ids: Iterable[str], configurations: bool = True
+    ) -> dict[str, Vulnerability]:
         """Merged views: NVD's analysis (configurations, CVSS, status) with the CNA's own `affected[]` and
-        CISA's SSVC from CVE 5 where present."""
+        CISA's SSVC from CVE 5 where present. `configurations=False` leaves the configurations out
+        (`configurations_left_out` says there were some): decoding them was a third of a scan, which
+        reads the product's slices instead."""
+        columns = "*" if configurations else _LEAN_COLUMNS
         ids = sorted({c.upper() for c in cve_ids})
         by_id: dict[str, list[Vulnerability]] = {}
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
             rows = self._conn.execute(
-                f"SELECT * FROM vulnerabilities WHERE id IN ({','.join('?' * len(chunk))}) "
+                f"SELECT {columns} FROM vulnerabilities WHERE id IN ({','.join('?' * len(chunk))}) "
                 "ORDER BY source DESC",
                 chunk,
             )
@@ -690,7 +717,13 @@ class VulnStore:
             )
         return [
             ProductHit(
-                r["cve_id"], r["vendor"], r["product"], r["source"], r["origin"], json.loads(r["versions"])
+                r["cve_id"],
+                r["vendor"],
+                r["product"],
+                r["source"],
+                r["origin"],
+                json.loads(r["versions"]),
+                r["slices"],
             )
             for r in rows
         ]
@@ -887,6 +920,86 @@ def _products(v: Vulnerability) -> dict[tuple[str, str, str], Any]:
     return found
 
 
+def configuration_slices(configurations: list[Any]) -> dict[tuple[str, str], list[tuple[int, Any]]]:
+    """Per (vendor, product) of a vulnerable criteria: the configurations that name it, each cut down to
+    what can decide a match *for that product*, with its index in the record.
+
+    Why: a record often lists hundreds of criteria of other products (every Cisco switch, every Oracle
+    module), and walking them for each candidate was most of a scan. Evidence is only ever kept for the
+    target product, so a vulnerable criteria of another product matters only where its truth can change
+    whether the configuration holds. Under AND or negation it can, and such a node is kept whole. On a
+    path of plain OR nodes from the configuration down it cannot: it only adds evidence of its own
+    product, which is dropped. Platform (`vulnerable: false`) criteria are always kept; they add the
+    conditions evidence reports."""
+    out: dict[tuple[str, str], list[tuple[int, Any]]] = {}
+    for idx, conf in enumerate(configurations):
+        if not isinstance(conf, dict):
+            continue
+        keys = _vulnerable_products(conf)
+        for key, cut in sorted(_cut(conf, keys).items()):
+            out.setdefault(key, []).append((idx, cut))
+    return out
+
+
+def _vulnerable_products(node: dict[str, Any]) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    stack: list[Any] = [node]
+    while stack:
+        n = stack.pop()
+        if not isinstance(n, dict):
+            continue
+        for m in _list(n.get("cpeMatch")):
+            if isinstance(m, dict) and m.get("vulnerable") and isinstance(m.get("criteria"), str):
+                pair = cpe_vendor_product(m["criteria"])
+                if pair is not None:
+                    found.add(pair)
+        stack.extend(_list(n.get("nodes")) + _list(n.get("children")))
+    return found
+
+
+def _cut(node: dict[str, Any], keys: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """`node` cut down for each of `keys`, in one pass over its criteria (a record can name hundreds of
+    products in one OR list: cutting once per product was quadratic)."""
+    if str(node.get("operator") or "OR").upper() != "OR" or node.get("negate"):
+        return dict.fromkeys(keys, node)  # the whole node decides
+    cuts = {key: dict(node) for key in keys}
+    if isinstance(node.get("cpeMatch"), list):
+        kept: dict[tuple[str, str], list[Any]] = {key: [] for key in keys}
+        for m in node["cpeMatch"]:
+            crit = m.get("criteria") if isinstance(m, dict) and m.get("vulnerable") else None
+            own = cpe_vendor_product(crit) if isinstance(crit, str) else None
+            if crit is not None and isinstance(crit, str):
+                if own in kept:
+                    kept[own].append(m)
+                continue  # another product's vulnerable criteria, or none at all: decides nothing here
+            for entries in kept.values():
+                entries.append(m)
+        for key in keys:
+            cuts[key]["cpeMatch"] = kept[key]
+    for name in ("nodes", "children"):
+        if isinstance(node.get(name), list):
+            children = [_cut(c, keys) if isinstance(c, dict) else None for c in node[name]]
+            for key in keys:
+                cuts[key][name] = [
+                    c if sub is None else sub[key]
+                    for c, sub in zip(node[name], children, strict=True)
+                    if sub is None or not _empty(sub[key])
+                ]
+    return cuts
+
+
+def _empty(node: Any) -> bool:
+    """An OR node with nothing left holds for no subject; under an OR parent it can go."""
+    return (
+        isinstance(node, dict)
+        and str(node.get("operator") or "OR").upper() == "OR"
+        and not node.get("negate")
+        and not node.get("cpeMatch")
+        and not node.get("nodes")
+        and not node.get("children")
+    )
+
+
 def _list(value: Any) -> list[Any]:
     """Raw feed structures are kept unvalidated for the matcher: index them defensively."""
     return value if isinstance(value, list) else []
@@ -910,8 +1023,15 @@ def _when(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+_LEAN_COLUMNS = (
+    "id, source, published, modified, status, description, aliases, cvss3, cvss4, cwes, refs, affected, "
+    "has_config, ssvc"
+)
+
+
 def _vulnerability(r: sqlite3.Row) -> Vulnerability:
     cvss3, cvss4 = _loads(r["cvss3"], None), _loads(r["cvss4"], None)
+    full = "configurations" in r.keys()  # noqa: SIM118 -- `in` on a Row tests its values
     return Vulnerability(
         id=r["id"],
         source=r["source"],
@@ -924,9 +1044,10 @@ def _vulnerability(r: sqlite3.Row) -> Vulnerability:
         cvss4=Cvss(**cvss4) if cvss4 else None,
         cwes=tuple(json.loads(r["cwes"])),
         references=tuple(json.loads(r["refs"])),
-        configurations=_unpack(r["configurations"]),
+        configurations=_unpack(r["configurations"]) if full else [],
         affected=_unpack(r["affected"]),
         ssvc=_loads(r["ssvc"], None),
+        configurations_left_out=not full and bool(r["has_config"]),
     )
 
 
@@ -951,6 +1072,7 @@ def _merge(records: list[Vulnerability]) -> Vulnerability:
         configurations=nvd.configurations,
         affected=cna.affected or nvd.affected,
         ssvc=cna.ssvc or nvd.ssvc,
+        configurations_left_out=nvd.configurations_left_out,
     )
 
 

@@ -463,10 +463,11 @@ def _cve_id(record: Mapping[str, Any]) -> str | None:
 
 
 def evaluate(configurations: Iterable[Mapping[str, Any]], subject_cpes: Iterable[Cpe | str],
-             *, cve: str | None = None) -> list[MatchEvidence]:
+             *, cve: str | None = None, indices: Sequence[int] | None = None) -> list[MatchEvidence]:
     """Evaluate NVD configurations against everything known to be present on one subject (a device's
     firmware, hardware and OS CPEs, or one SBOM component and its platform). Returns one evidence per
-    vulnerable cpeMatch that matched a subject CPE inside a configuration that holds."""
+    vulnerable cpeMatch that matched a subject CPE inside a configuration that holds. `indices` are the
+    configurations' positions in their record when only some of them are given."""
     subjects = [s if isinstance(s, Cpe) else Cpe.parse(s) for s in subject_cpes]
     if not subjects:
         return []
@@ -474,7 +475,8 @@ def evaluate(configurations: Iterable[Mapping[str, Any]], subject_cpes: Iterable
     indexed = _Subjects(subjects)
     out: list[MatchEvidence] = []
     seen: set[tuple[str, str, int]] = set()
-    for idx, conf in enumerate(configurations):
+    for pos, conf in enumerate(configurations):
+        idx = pos if indices is None else indices[pos]
         if not _mentions(conf, keys):
             continue
         res = _eval_node(conf, indexed)
