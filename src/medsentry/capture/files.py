@@ -78,7 +78,7 @@ class CaptureFile:
         self.path = path
         self.name = str(path)
         self.bytes_read = 0
-        self._out = bytearray(batch_size * PACKET_DTYPE.itemsize)
+        self._out = np.empty(batch_size, dtype=PACKET_DTYPE)
         self._batch_size = batch_size
 
     def __iter__(self) -> Iterator[Batch]:
@@ -152,7 +152,9 @@ class CaptureFile:
                 mm.close()
 
     def _batch(self, view: memoryview, n: int) -> Batch:
-        return Batch(view, np.frombuffer(self._out, dtype=PACKET_DTYPE, count=n).copy(), self.name)
+        # The records stay with the batch and the next scan writes into a new array: no copy.
+        recs, self._out = self._out[:n], np.empty(self._batch_size, dtype=PACKET_DTYPE)
+        return Batch(view, recs, self.name)
 
     def _pcap(self, fh: BinaryIO, head: bytes) -> Iterator[Batch]:
         if len(head) < 24:
