@@ -286,6 +286,7 @@ class Analyzer:
         budget, tcp_dirs = st.budget, st.dirs
         isn = st.isn
         n = len(rows.row)
+        ignores = getattr(st.parser, "ignores", None)
         for i, (start, length, seq, d, ts) in enumerate(
             zip(rows.start, rows.len, rows.seq, rows.dir, rows.ts, strict=True)
         ):
@@ -314,6 +315,18 @@ class Analyzer:
                     dr.next_seq = (seq + length) & 0xFFFFFFFF
                     continue
             dr = tcp_dirs[side]
+            if ignores is not None and seq == dr.next_seq and not dr.pending and length <= ignores(side == 0):
+                # Bytes the parser would only count down (DICOM pixel data): no copy, no feed.
+                take = min(length, budget[side])
+                st.parser.skip(side == 0, take)  # type: ignore[union-attr]
+                budget[side] -= take
+                dr.next_seq = (seq + length) & 0xFFFFFFFF
+                if budget[0] <= 0 and budget[1] <= 0:
+                    self.flows.stop(flow)
+                    return None
+                if budget[side] == 0 and n - i > _BULK_MIN:
+                    return i + 1
+                continue
             in_order = dr.accept(seq, bytes(buf[start : start + length]))
             if in_order is None:
                 self.stats.reassembly_gaps += 1
@@ -334,6 +347,7 @@ class Analyzer:
                     dr.next_seq = None
                     continue
                 st.module, st.parser, r.app = mod, mod.StreamParser(), mod.NAME
+                ignores = getattr(st.parser, "ignores", None)
                 limit = getattr(mod, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES)
                 st.budget = budget = [limit, limit]
             in_order = in_order[: budget[side]]

@@ -267,6 +267,27 @@ def test_byte_by_byte_delivery_gives_the_same_messages(
     assert _run(units, chunk=7)[0] == whole
 
 
+def test_skipping_what_the_parser_ignores_gives_the_same_messages(
+    pdus: dict[str, bytes], vectors: dict[str, dict[str, bytes]]
+) -> None:
+    """The pipeline moves bytes a direction `ignores` on with `skip` instead of feeding them."""
+    big = vectors["encoded_dimse_msg"]["c_store_ds"] + bytes(40_000)  # longer than the scan limit
+    units = _store_association(pdus, dict(vectors["encoded_dimse_msg"], c_store_ds=big))
+    whole, _ = _run(units, chunk=100)
+    parser = dicom.StreamParser()
+    out: list[Message] = []
+    skipped = 0
+    for data, from_client in units:
+        for i in range(0, len(data), 100):
+            chunk = data[i : i + 100]
+            if len(chunk) <= parser.ignores(from_client):
+                parser.skip(from_client, len(chunk))
+                skipped += 1
+            else:
+                out += parser.feed(chunk, from_client)
+    assert skipped >= 40 and out + parser.flush() == whole
+
+
 def test_explicit_vr_data_set_after_negotiation(
     pdus: dict[str, bytes], vectors: dict[str, dict[str, bytes]]
 ) -> None:

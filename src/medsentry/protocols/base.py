@@ -12,6 +12,10 @@ Module-level names a protocol module exposes (all optional except NAME):
     def looks_like(head: bytes) -> bool        content test on the first client payload of a flow
     def parse_datagram(payload: bytes) -> list[Message]          UDP / link-layer protocols
     class StreamParser: feed(data: bytes, from_client: bool) -> list[Message]   TCP protocols
+        optional: ignores(from_client) -> int: how many of the direction's next bytes feed() would
+        discard without any effect but counting them down (e.g. DICOM pixel data), and
+        skip(from_client, n): count n of them down (n <= ignores). The pipeline then moves those
+        bytes on without copying or feeding them.
 
 Parsers raise `Malformed` (never anything else) on bytes that do not follow the wire format; the
 pipeline counts it per protocol and moves on.

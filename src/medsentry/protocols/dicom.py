@@ -291,6 +291,9 @@ def scan_data_set(data: bytes, explicit_vr: bool | None = None) -> dict[str, Any
     return f
 
 
+_EVERYTHING = 1 << 62  # what a dead direction ignores
+
+
 class _Direction:
     __slots__ = ("buf", "command", "dead", "pdu_left", "pending", "pending_context", "skip")
 
@@ -331,6 +334,17 @@ class StreamParser:
             if not out:
                 raise
         return out
+
+    def ignores(self, from_client: bool) -> int:
+        """How many of the direction's next bytes `feed` would only count down (see protocols.base)."""
+        d = self._dirs[from_client]
+        return _EVERYTHING if d.dead else d.skip
+
+    def skip(self, from_client: bool, n: int) -> None:
+        """What `feed` does with n bytes the direction `ignores`."""
+        d = self._dirs[from_client]
+        if not d.dead:
+            d.skip -= n
 
     def flush(self) -> list[Message]:
         """Commands still waiting for a data set that never came (end of the connection)."""
