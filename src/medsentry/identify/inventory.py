@@ -94,7 +94,7 @@ class _Endpoint:
     """What was seen of one (MAC, IP) pair."""
 
     __slots__ = (
-        "claims", "first_seen", "hostnames", "identities", "ip", "last_seen", "mac", "profile",
+        "claimed", "claims", "first_seen", "hostnames", "identities", "ip", "last_seen", "mac", "profile",
         "rule_peers", "sent", "services",
     )  # fmt: skip
 
@@ -104,6 +104,7 @@ class _Endpoint:
         self.last_seen: float | None = None
         self.sent = False  # seen as a sender (a receiver alone may not exist)
         self.claims: dict[tuple[str, str, str, str], _Claim] = {}
+        self.claimed: dict[str, set[str]] = {}  # attribute -> its (casefolded) values in `claims`
         self.rule_peers: dict[str, set[str]] = {}
         self.services: dict[tuple[str, str, int], _Service] = {}
         self.identities: dict[str, dict[str, _Claim]] = {}
@@ -117,19 +118,26 @@ class _Endpoint:
             self.last_seen = ts
 
     def claim(self, c: _Claim, source: str) -> None:
-        key = (c.attribute, c.value.casefold(), c.protocol, source)
-        have = self.claims.get(key)
-        if have is not None:
-            have.count += 1
-            if c.ts is not None and (have.ts is None or c.ts < have.ts):
-                have.ts = c.ts
+        if self.repeat(c.attribute, c.value, c.protocol, source, c.ts):
             return
         if len(self.claims) >= MAX_CLAIMS:
             return
-        values = {k[1] for k in self.claims if k[0] == c.attribute}
-        if len(values) >= MAX_VALUES and key[1] not in values:
+        value = c.value.casefold()
+        values = self.claimed.setdefault(c.attribute, set())
+        if len(values) >= MAX_VALUES and value not in values:
             return  # the first values seen win: later ones cannot push them out
-        self.claims[key] = c
+        values.add(value)
+        self.claims[(c.attribute, value, c.protocol, source)] = c
+
+    def repeat(self, attribute: str, value: str, protocol: str, source: str, ts: float | None) -> bool:
+        """Count a claim made before again (True), so the caller need not build a new one."""
+        have = self.claims.get((attribute, value.casefold(), protocol, source))
+        if have is None:
+            return False
+        have.count += 1
+        if ts is not None and (have.ts is None or ts < have.ts):
+            have.ts = ts
+        return True
 
     def identity(self, key: str, value: str, protocol: str, detail: str, ts: float) -> None:
         value = value.strip()[:MAX_TEXT]
@@ -185,6 +193,18 @@ class _Addr:
         self.order = (a.version, int(a))  # numeric sort: 10.0.0.9 before 10.0.0.10
         self.link_local = a.is_link_local
         self.usable = not (a.is_multicast or a.is_unspecified or ip in _NO_ADDRESS)
+
+
+def _detail(rule: Rule, matched: str, obs: Observation) -> str:
+    """Evidence text of a rule hit: the field and text it matched."""
+    if rule.peers:
+        return f"{obs.kind} with {rule.peers}+ peers (rule {rule.id})"
+    field = ""
+    for n in rule.fields:
+        if matched in str(obs.fields.get(n, getattr(obs, n, ""))):
+            field = n
+            break
+    return f'{obs.kind} {field} "{str(matched)[:MAX_TEXT]}" (rule {rule.id})'
 
 
 class Identifier:
@@ -416,14 +436,7 @@ class Identifier:
             if len(seen) < rule.peers:
                 return
         values, matched = hit
-        field = ""
-        for n in rule.fields:
-            if matched in str(obs.fields.get(n, getattr(obs, n, ""))):
-                field = n
-                break
-        detail = f'{obs.kind} {field} "{str(matched)[:MAX_TEXT]}" (rule {rule.id})'
-        if rule.peers:
-            detail = f"{obs.kind} with {rule.peers}+ peers (rule {rule.id})"
+        detail = None  # built only for a claim not made before: most hits repeat one
         for attribute, value in values.items():
             if attribute == "vendor":
                 norm = self._vendors.get(value)
@@ -432,10 +445,13 @@ class Identifier:
                         self._vendors.clear()
                     norm = self._vendors[value] = oui.normalize_vendor(value) or ""
                 value = norm
-            if value:
-                target.claim(
-                    _Claim(attribute, value, obs.protocol, detail, obs.ts, rule.weights[attribute]), rule.id
-                )
+            if not value or target.repeat(attribute, value, obs.protocol, rule.id, obs.ts):
+                continue
+            if detail is None:
+                detail = _detail(rule, matched, obs)
+            target.claim(
+                _Claim(attribute, value, obs.protocol, detail, obs.ts, rule.weights[attribute]), rule.id
+            )
 
     def _flow(self, obs: Observation, client: _Endpoint | None, server: _Endpoint | None) -> None:
         f = obs.fields
