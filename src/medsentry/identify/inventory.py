@@ -64,6 +64,9 @@ _NO_ADDRESS = frozenset({"0.0.0.0", "255.255.255.255", "::"})
 _ADDRESS = frozenset({"sport", "dport", "transport"})  # rule fields read from the observation itself
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _MAX_HITS = 200_000  # remembered rule results (a few hundred bytes each)
+# A rule as `Identifier` uses it: the rule, its single field, that field's `in` values (or None), the
+# fields it reads.
+_RuleUse = tuple[Rule, str, frozenset[str] | None, tuple[str, ...]]
 
 
 @dataclass(slots=True)
@@ -195,6 +198,30 @@ class _Addr:
         self.usable = not (a.is_multicast or a.is_unspecified or ip in _NO_ADDRESS)
 
 
+def _may_match(v: Any, values: frozenset[str]) -> bool:
+    """`in` rules on one scalar field (ports, message types) mostly miss: test that before the rule."""
+    return v is not None and (isinstance(v, list | dict) or _text(v) in values)
+
+
+def _values_key(head: Any, names: tuple[str, ...], obs: Observation) -> tuple[Any, ...] | None:
+    """A key of the observation's values of these fields (and address fields), None if one is not a
+    plain scalar or list of them. Types are part of it: 1, 1.0 and True are equal but not equal text."""
+    key: list[Any] = [head]
+    f = obs.fields
+    for name in names:
+        v = getattr(obs, name) if name in _ADDRESS else f.get(name)
+        t = v.__class__
+        if t is list:
+            if not all(x.__class__ in _SCALARS for x in v):
+                return None
+            v = tuple((x.__class__, x) for x in v)
+        elif t not in _SCALARS:
+            return None
+        key.append(t)
+        key.append(v)
+    return tuple(key)
+
+
 def _detail(rule: Rule, matched: str, obs: Observation) -> str:
     """Evidence text of a rule hit: the field and text it matched."""
     if rule.peers:
@@ -230,10 +257,11 @@ class Identifier:
         # (MAC, IP) as an observation gives them -> their endpoint: normalising both every time is costly
         self._by_raw: dict[tuple[str | None, str | None], _Endpoint] = {}
         self._macs: dict[str, oui.MacInfo | None] = {}
-        self._by_kind: dict[str, tuple[tuple[Rule, str, frozenset[str] | None, tuple[str, ...]], ...]] = {}
+        self._by_kind: dict[str, tuple[_RuleUse, ...]] = {}
         # A rule's result depends only on the values of the fields it reads: most observations repeat
         # values already seen (the same MQTT topic, DICOM AE title, DHCP option list), so remember it.
-        self._hits: dict[tuple[Any, ...], tuple[dict[str, str], str] | None] = {}
+        self._hits: dict[tuple[Any, ...], Any] = {}
+        self._kind_reads: dict[str, tuple[str, ...]] = {}  # kind -> every field its rules read
         self._vendors: dict[str, str] = {}
         self.dropped = 0  # observations whose endpoint did not fit in MAX_ENDPOINTS
         self.skipped = 0  # observations with malformed fields
@@ -282,28 +310,33 @@ class Identifier:
         # IPv6 neighbour discovery and MLD use fixed hop limits (255, 1; RFC 4861, 2710): no OS in them.
         if kind == "ip.ttl" and f.get("ttl") in (1, 255) and ":" in (obs.src_ip or ""):
             return
-        for rule, field, values, reads in self._rules(kind):
-            if rule.about == "src":
-                target, peer = src, obs.dst_ip or obs.dst_mac
-            else:
-                target, peer = dst, obs.src_ip or obs.src_mac
-            if target is None:
-                continue
-            if values is not None:
-                # `in` rules on one scalar field (ports, message types) mostly miss: test that first
-                v = f.get(field)
-                if v is None or (not isinstance(v, list | dict) and _text(v) not in values):
+        rules = self._rules(kind)
+        hits = self._kind_hits(kind, rules, obs) if rules else ()
+        if hits is not None:
+            for rule, hit in hits:
+                if rule.about == "src":
+                    if src is not None:
+                        self._fire(rule, hit, src, obs.dst_ip or obs.dst_mac, obs)
+                elif dst is not None:
+                    self._fire(rule, hit, dst, obs.src_ip or obs.src_mac, obs)
+        else:
+            for rule, field, values, reads in rules:
+                if rule.about == "src":
+                    target, peer = src, obs.dst_ip or obs.dst_mac
+                else:
+                    target, peer = dst, obs.src_ip or obs.src_mac
+                if target is None or (values is not None and not _may_match(f.get(field), values)):
                     continue
-            hit = self._apply(rule, reads, obs)
-            if hit is not None:
-                self._fire(rule, hit, target, peer, obs)
+                hit = self._apply(rule, reads, obs)
+                if hit is not None:
+                    self._fire(rule, hit, target, peer, obs)
 
         if kind == "flow":
             self._flow(obs, src, dst)
         elif src is not None:
             self._facts(obs, src)
 
-    def _rules(self, kind: str) -> tuple[tuple[Rule, str, frozenset[str] | None, tuple[str, ...]], ...]:
+    def _rules(self, kind: str) -> tuple[_RuleUse, ...]:
         rules = self._by_kind.get(kind)
         if rules is None:
             rules = self._by_kind[kind] = tuple(
@@ -313,24 +346,39 @@ class Identifier:
             )
         return rules
 
+    def _kind_hits(
+        self, kind: str, rules: tuple[_RuleUse, ...], obs: Observation
+    ) -> tuple[tuple[Rule, tuple[dict[str, str], str]], ...] | None:
+        """The hits of all rules of the kind, in rule order, remembered per values of every field they
+        read: per kind these take a handful of values (flows: server port and transport), so one lookup
+        replaces one per rule. None when a value is not a plain scalar (the caller goes rule by rule)."""
+        reads = self._kind_reads.get(kind)
+        if reads is None:
+            reads = self._kind_reads[kind] = tuple(dict.fromkeys(n for r in rules for n in r[3]))
+        key = _values_key(kind, reads, obs)
+        if key is None:
+            return None
+        hits = self._hits.get(key)
+        if hits is None:
+            f = obs.fields
+            hits = tuple(
+                (rule, hit)
+                for rule, field, values, _ in rules
+                if (values is None or _may_match(f.get(field), values))
+                and (hit := rule.apply(obs)) is not None
+            )
+            if len(self._hits) >= _MAX_HITS:
+                self._hits.clear()
+            self._hits[key] = hits
+        return hits  # type: ignore[return-value]
+
     def _apply(
         self, rule: Rule, reads: tuple[str, ...], obs: Observation
     ) -> tuple[dict[str, str], str] | None:
         """`rule.apply(obs)`, remembered per rule and values read when those are plain scalars."""
-        key: list[Any] = [id(rule)]
-        f = obs.fields
-        for name in reads:
-            v = getattr(obs, name) if name in _ADDRESS else f.get(name)
-            t = v.__class__
-            if t is list:
-                if not all(x.__class__ in _SCALARS for x in v):
-                    return rule.apply(obs)
-                v = tuple((x.__class__, x) for x in v)
-            elif t not in _SCALARS:
-                return rule.apply(obs)
-            key.append(t)  # 1, 1.0 and True are equal keys but not equal text for a rule
-            key.append(v)
-        k = tuple(key)
+        k = _values_key(id(rule), reads, obs)
+        if k is None:
+            return rule.apply(obs)
         hits = self._hits
         if k in hits:
             return hits[k]
