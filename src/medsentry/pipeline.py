@@ -1,9 +1,10 @@
 """capture -> decode -> protocols -> observations: the packet pipeline, identical for files and live input.
 
-Per batch: the flow table groups packets by flow (numpy); payloads go to protocol modules only where it
-pays: every datagram of a dissected UDP/link-layer protocol, and the head of each TCP connection up to the
-module's byte budget (`INSPECT_BYTES`, per direction) or until its parser says it is `done`. A TCP
-connection no module claims after the first payload of each side is not looked at again.
+Per batch: the flow table (C) accounts every packet and hands this module only the rows it still has to
+look at, grouped by flow; payloads go to protocol modules only where it pays: every datagram of a
+dissected UDP/link-layer protocol, and the head of each TCP connection up to the module's byte budget
+(`INSPECT_BYTES`, per direction) or until its parser says it is `done`. A TCP connection no module claims
+after the first payload of each side is not looked at again; past its budget a side costs Python nothing.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
  * medsentry fast path: walk pcap / pcapng records in a memory buffer and decode link, network and
  * transport headers of every frame into one fixed-size record per packet.
  *
- * Why C: a Python loop over packets costs ~1-3 us per packet before any work is done; the flow table
- * and dissector selection downstream run per *batch* in numpy, so this walk is the only per-packet
- * code on the hot path. It touches only headers: payload bytes are never copied here.
+ * Why C: a Python loop over packets costs ~1-3 us per packet before any work is done. This walk and the
+ * flow table below are the per-packet code on the hot path; Python sees a packet only when a dissector
+ * still wants its payload. Only headers are touched here: payload bytes are never copied.
  *
  * Record walk (all lengths checked against the buffer, nothing trusted):
  *   pcap   : 16-byte record header (ts_sec, ts_frac, incl_len, orig_len) + incl_len bytes
