@@ -192,3 +192,15 @@ def test_spent_run_consumes_each_spent_sides_leading_in_sequence_run() -> None:
     assert _fastpath.spent_run([0xFFFFFFF0, 0x10], [0x20, 1], [1, 1], 0, -1, 0xFFFFFFF0) == (-1, 0x11, [])
     with pytest.raises(ValueError):
         _fastpath.spent_run([1], [], [0], 0, 1, -1)
+
+
+def test_flows_reach_python_and_end_in_flow_key_order() -> None:
+    """As the former per-batch table: groups in key order, and flows ending together in creation order,
+    which within a batch is key order (identification's peer-count rules depend on the order)."""
+    recs = records([(1.0 + i / 10, udp(("10.2.0.1", 30000 + i), C)) for i in range(12)])
+    table = FlowTable()
+    groups, _ = run(table, recs)
+    by_key = [int(h) for h in np.sort(recs["flow_hash"])]
+    port_of = {int(h): 30000 + i for i, h in enumerate(recs["flow_hash"])}
+    assert [f.record.client_port for f, *_ in groups] == [port_of[h] for h in by_key]
+    assert [f.record.client_port for f in table.expire(99.0, force=True)] == [port_of[h] for h in by_key]

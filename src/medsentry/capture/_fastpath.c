@@ -552,7 +552,7 @@ static int64_t ft_create(FlowTableObject *t, const packet_rec *r, int32_t row) {
     fent *e = &t->ents[id];
     memset(e, 0, sizeof *e);
     e->key = r->flow_hash;
-    e->serial = t->serial++;
+    e->serial = UINT64_MAX;  /* numbered in key order at the end of the batch, as flows reach Python */
     e->first_ts = e->last_ts = r->ts;
     e->proto = r->proto;
     e->state = (r->proto == 6 && (r->tcp_flags & TH_SYN)) ? FS_SYN : FS_NONE;
@@ -649,6 +649,7 @@ static PyObject *ft_update(FlowTableObject *t, PyObject *args) {
         }
         int is_new = e->is_new;
         e->is_new = 0;
+        if (is_new) e->serial = t->serial++;
         if (e->evicted_in_batch || (!is_new && !e->nrows)) continue;
         go[ng * 4] = touched[k];
         go[ng * 4 + 1] = is_new;
