@@ -158,26 +158,90 @@ def test_stopped_flows_and_armed_sides_hand_python_nothing() -> None:
     assert done.record.packets_c2s == 1 + 5 + 4 + 1 and done.record.packets_s2c == 1 + 1 + 1
 
 
-def test_matches_a_plain_python_table_on_random_traffic() -> None:
-    """Per-direction counters and states against a dict-based recomputation, many small batches."""
+def _reference(batches: list[np.ndarray], t: Timeouts) -> list[tuple]:
+    """The former table's rules in plain Python: per batch, groups in key order, flags OR-ed, a bare SYN
+    after a close starts a new flow; ended flows as (first, last, packets and bytes by dir, state)."""
+    live: dict[int, dict] = {}
+    out: list[tuple] = []
+
+    def end(f: dict) -> None:
+        out.append((f["first"], f["last"], *f["pk"], *f["by"], f["state"]))
+
+    next_sweep = 0.0
+    for recs in batches:
+        groups: dict[int, list] = {}
+        for r in recs.tolist():
+            groups.setdefault(r[1], []).append(r)  # r[1]: flow_hash
+        for key in sorted(groups):
+            rows = groups[key]
+            f = live.get(key)
+            if f is not None and f["closed"] and rows[0][15] & (SYN | ACK) == SYN:  # r[15]: tcp_flags
+                end(live.pop(key))
+                f = None
+            if f is None:
+                f = live[key] = {"first": rows[0][0], "last": rows[0][0], "pk": [0, 0], "by": [0, 0],
+                                 "state": "syn" if rows[0][15] & SYN else None, "closed": False}
+            flags = 0
+            for r in rows:
+                f["pk"][r[17]] += 1  # r[17]: dir
+                f["by"][r[17]] += r[4]  # r[4]: wirelen
+                f["last"] = max(f["last"], r[0])
+                flags |= r[15]
+            f["first"] = min(f["first"], rows[0][0])
+            if flags & RST:
+                f["state"], f["closed"] = "reset", True
+            elif flags & FIN:
+                f["state"], f["closed"] = "closed", True
+            elif f["state"] in (None, "syn") and flags & ACK:
+                f["state"] = "established"
+        now = float(recs["ts"][-1])
+        if now >= next_sweep:
+            next_sweep = now + 5.0
+            for key, f in list(live.items()):
+                limit = t.closed_linger if f["closed"] else t.tcp_idle
+                if now - f["last"] > limit or now - f["first"] > t.active:
+                    end(live.pop(key))
+    for f in live.values():
+        end(f)
+    return out
+
+
+def test_matches_the_former_per_batch_rules_on_random_traffic() -> None:
+    """Counters and TCP states of every flow against `_reference`, in many small batches, while Python
+    stops inspecting some flows and arms spent sides (neither may change what is counted)."""
     rng = random.Random(7)
     hosts = [(f"10.0.{i}.1", 1000 + i) for i in range(12)]
     frames = []
-    for i in range(3000):
+    for i in range(4000):
         a, b = rng.sample(hosts, 2)
         flags = rng.choice([SYN, SYN | ACK, ACK, ACK, ACK, PSH | ACK, FIN | ACK, RST])
-        frames.append((i * 0.01, tcp(a, b, flags, rng.randrange(1 << 32), b"x" * rng.randrange(3))))
+        frames.append((i * 0.05, tcp(a, b, flags, rng.randrange(1 << 32), b"x" * rng.randrange(3))))
     recs = records(frames)
-    table = FlowTable()
+    t = Timeouts(tcp_idle=30.0, closed_linger=2.0, active=60.0)
+    table = FlowTable(t)
     ended: list[Flow] = []
+    batches = []
     pos = 0
     while pos < len(recs):
         n = rng.randrange(1, 200)
-        ended += run(table, recs[pos : pos + n])[1]
+        batches.append(recs[pos : pos + n])
+        for flow, _, _, _ in table.update(batches[-1]):
+            if flow.inspect and rng.random() < 0.3:
+                table.stop(flow)
+            elif flow.inspect and rng.random() < 0.3:
+                table.arm(flow, rng.randrange(2), rng.randrange(1 << 32))
+        ended += table.expire(float(batches[-1]["ts"][-1]))
         pos += n
     ended += table.expire(1e9, force=True)
-    got = sorted((f.record.first_seen, f.record.packets_c2s + f.record.packets_s2c) for f in ended)
-    assert sum(n for _, n in got) == len(recs) and table.total == len(ended) >= 66
+    got = [(f.record.first_seen, f.record.last_seen,
+            *((f.record.packets_c2s, f.record.packets_s2c) if f.client_dir == 0 else
+              (f.record.packets_s2c, f.record.packets_c2s)),
+            *((f.record.bytes_c2s, f.record.bytes_s2c) if f.client_dir == 0 else
+              (f.record.bytes_s2c, f.record.bytes_c2s)),
+            f.record.tcp_state) for f in ended]
+    want = _reference(batches, t)
+    assert len(want) > 200 and got == want  # in the same order, too
+    assert table.total == len(ended) and not table.flows
 
 
 def test_spent_run_consumes_each_spent_sides_leading_in_sequence_run() -> None:
