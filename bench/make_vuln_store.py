@@ -45,7 +45,9 @@ class Records:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def copy(self, i: int, modified: str | None = None) -> str:
+    def copy(self, i: int, modified: str | None = None, reanalysed: bool = False) -> str:
+        """Record copy `i`; `modified` re-issues it with that lastModified, and `reanalysed` also changes
+        its configurations (every matchCriteriaId gets the time stamp), as an NVD re-analysis does."""
         j, k = i % len(self.texts), i // len(self.texts)
         s = self.texts[j]
         if k:
@@ -54,20 +56,26 @@ class Records:
             s = _CNA.sub(lambda m: f'"{m.group(1)}": "{m.group(2)} k{k}"', s)
         if modified:
             s = re.sub(r'"lastModified": "[^"]*"', f'"lastModified": "{modified}"', s, count=1)
+            if reanalysed:
+                s = s.replace('"matchCriteriaId": "', f'"matchCriteriaId": "{modified}-')
         return s
 
-    def pages(self, indices: list[int], modified: str | None = None) -> Iterator[str]:
+    def pages(
+        self, indices: list[int], modified: str | None = None, reanalysed: bool = False
+    ) -> Iterator[str]:
         for n in range(0, len(indices), PAGE):
             chunk = indices[n : n + PAGE]
-            body = ",".join(self.copy(i, modified) for i in chunk)
+            body = ",".join(self.copy(i, modified, reanalysed) for i in chunk)
             yield f'{{"totalResults": {len(chunk)}, "vulnerabilities": [{body}]}}'
 
 
-def write_pages(records: Records, folder: Path, indices: list[int], modified: str | None = None) -> None:
+def write_pages(
+    records: Records, folder: Path, indices: list[int], modified: str | None = None, reanalysed: bool = False
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("page-*.json"):
         old.unlink()
-    for n, text in enumerate(records.pages(indices, modified)):
+    for n, text in enumerate(records.pages(indices, modified, reanalysed)):
         (folder / f"page-{n:04d}.json").write_text(text, "utf-8")
 
 

@@ -95,6 +95,39 @@ def test_newer_record_replaces_older_does_not(vulns: Path, tmp_path: Path) -> No
     assert store.search_unconfigured(["newer"]) == ["CVE-2018-10597"]
 
 
+def _product_rows(store: VulnStore) -> list[tuple[object, ...]]:
+    return store._conn.execute("SELECT * FROM products ORDER BY product, vendor, cve_id, origin").fetchall()
+
+
+def test_modified_record_keeps_or_rewrites_its_product_rows(vulns: Path, tmp_path: Path) -> None:
+    """A newer record with the same configurations keeps its index rows as they are; one with other
+    configurations gets rows (with slices) for them alone -- identical to importing it into an empty store."""
+    store = VulnStore(tmp_path / "v.db")
+    records = list(nvd.parse(vulns / "nvd" / "CVE-2017-0144.json"))
+    store.import_records(records)
+    first = _product_rows(store)
+    later = [
+        replace(r, description="references added", modified=r.modified + timedelta(days=1)) for r in records
+    ]
+    changes = store._conn.total_changes
+    assert store.import_records(later).written == {"nvd": len(records)}
+    assert store._conn.total_changes - changes < len(first) / 2  # the product rows were not rewritten
+    assert (
+        _product_rows(store) == first
+        and store.vulnerability("CVE-2017-0144").description == "references added"
+    )
+
+    (record,) = records
+    conf = record.configurations[0]
+    narrowed = {**conf, "nodes": [{**conf["nodes"][0], "cpeMatch": conf["nodes"][0]["cpeMatch"][:1]}]}
+    reanalysed = replace(record, configurations=[narrowed], modified=record.modified + timedelta(days=2))
+    assert store.import_records([reanalysed]).written == {"nvd": 1}
+    fresh = VulnStore(tmp_path / "fresh.db")
+    fresh.import_records([reanalysed])
+    assert _product_rows(store) == _product_rows(fresh) != first
+    assert all(row["slices"] is not None for row in _product_rows(store) if row["origin"] == "cpe")
+
+
 def test_interrupted_import_keeps_previous_data(vulns: Path, tmp_path: Path) -> None:
     store = VulnStore(tmp_path / "v.db")
     import_path(store, vulns / "nvd")

@@ -429,20 +429,29 @@ class VulnStore:
             self._tally(counts, newest, feed, fresh, unchanged, (iso(v.modified) for v in records))
             if not fresh:
                 continue
+            rows = {v.id: _vulnerability_row(v) for v in fresh}
+            # Most NVD modifications leave the configurations and CNA data alone (references, CVSS, status):
+            # then the record's `products` rows are the same, and rewriting them was most of an import.
+            same = self._same_products(feed, [v.id for v in fresh if v.id in stored], rows)
             replaced = [(feed, v.id) for v in fresh if v.id in stored]
             if replaced:
                 old_rowids = self._rowids(feed, [i for _, i in replaced])
                 self._conn.executemany(
                     "DELETE FROM vuln_text WHERE rowid = ?", [(r,) for r in old_rowids.values()]
                 )
-                self._conn.executemany("DELETE FROM products WHERE source = ? AND cve_id = ?", replaced)
-            self._conn.executemany(_UPSERT_VULNERABILITY, [_vulnerability_row(v) for v in fresh])
-            rows = []
+                self._conn.executemany(
+                    "DELETE FROM products WHERE source = ? AND cve_id = ?",
+                    [(f, i) for f, i in replaced if i not in same],
+                )
+            self._conn.executemany(_UPSERT_VULNERABILITY, list(rows.values()))
+            product_rows = []
             for v in fresh:
+                if v.id in same:
+                    continue
                 slices = configuration_slices(v.configurations)
                 for (vendor, product, origin), versions in _products(v).items():
                     cut = slices.get((vendor, product)) if origin == "cpe" else None
-                    rows.append(
+                    product_rows.append(
                         (
                             product,
                             vendor,
@@ -456,13 +465,30 @@ class VulnStore:
             self._conn.executemany(
                 "INSERT OR IGNORE INTO products (product, vendor, cve_id, source, origin, versions, slices) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                product_rows,
             )
             rowids = self._rowids(feed, [v.id for v in fresh if not v.configurations and v.description])
             self._conn.executemany(
                 "INSERT INTO vuln_text (rowid, description) VALUES (?, ?)",
                 [(rowids[v.id], v.description) for v in fresh if v.id in rowids],
             )
+
+    def _same_products(self, feed: str, ids: Sequence[str], rows: Mapping[str, tuple[Any, ...]]) -> set[str]:
+        """Ids whose stored configurations and `affected` are byte-identical to the new row's (packing is
+        deterministic), so their `products` rows, derived from those alone, need no rewrite."""
+        same: set[str] = set()
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = list(ids[start : start + _IN_CHUNK])
+            found = self._conn.execute(
+                f"SELECT id, configurations, affected FROM vulnerabilities WHERE source = ? "
+                f"AND id IN ({','.join('?' * len(chunk))})",
+                (feed, *chunk),
+            )
+            for cve, configurations, affected in found:
+                new = rows[cve]
+                if (configurations, affected) == (new[_CONFIGURATIONS], new[_CONFIGURATIONS + 1]):
+                    same.add(cve)
+        return same
 
     def _rowids(self, feed: str, ids: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -852,6 +878,9 @@ ON CONFLICT (id, source) DO UPDATE SET
 """
 
 _COMPACT = (",", ":")
+
+
+_CONFIGURATIONS = 13  # position of the packed configurations (then `affected`) in `_vulnerability_row`
 
 
 def _vulnerability_row(v: Vulnerability) -> tuple[Any, ...]:
