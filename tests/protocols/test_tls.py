@@ -316,3 +316,18 @@ def test_fuzz_certificate_der(flips: list[tuple[int, int]], length: int) -> None
         der[position] = value
     with contextlib.suppress(Malformed):
         tls._certificate_fields(bytes(der[:length]))
+
+
+def test_repeated_client_hellos_are_parsed_once_and_returned_as_copies() -> None:
+    body = spec_hello()
+    other = body[:2] + bytes(range(32)) + vec(1, b"\x07" * 16) + body[35 + 32 :]  # new random, session id
+    first = tls._client_hello_fields(body)
+    assert first == tls.parse_client_hello(body)
+    first["ciphers"].append(1)
+    first["record_version"] = 0x0301
+    again = tls._client_hello_fields(other)
+    assert again == tls.parse_client_hello(other) == tls.parse_client_hello(body)
+    assert tls._client_hello_fields(client_hello_body([0x002F], [])) == tls.parse_client_hello(
+        client_hello_body([0x002F], []))  # fmt: skip
+    with pytest.raises(Malformed):
+        tls._client_hello_fields(body[:20])

@@ -252,6 +252,26 @@ def parse_server_hello(body: bytes | memoryview) -> dict[str, Any]:
     return fields
 
 
+_HELLO_CACHE: dict[bytes, dict[str, Any]] = {}
+_HELLO_CACHE_MAX = 4096  # distinct ClientHellos remembered (a device repeats its own on every connection)
+
+
+def _client_hello_fields(body: bytes | memoryview) -> dict[str, Any]:
+    """`parse_client_hello`, remembered per body without its random and session id (no field reports
+    them): on big-1of4, 876 ClientHellos are 12 distinct ones. Lists are copied: callers may change them."""
+    b = bytes(body)
+    if len(b) < 35 or 35 + b[34] > len(b):
+        return parse_client_hello(b)  # too short: let the parser say how
+    key = b[:2] + b[35 + b[34] :]
+    fields = _HELLO_CACHE.get(key)
+    if fields is None:
+        fields = parse_client_hello(b)
+        if len(_HELLO_CACHE) >= _HELLO_CACHE_MAX:
+            _HELLO_CACHE.clear()
+        _HELLO_CACHE[key] = fields
+    return {k: list(v) if isinstance(v, list) else v for k, v in fields.items()}
+
+
 _CERT_CACHE: dict[bytes, dict[str, Any]] = {}
 _CERT_CACHE_MAX = 4096  # distinct leaf certificates remembered (a server sends the same one every time)
 
@@ -394,7 +414,7 @@ class StreamParser:
             body = buf[pos + 4 : end]
             pos = end
             if msg_type == CLIENT_HELLO:
-                fields = parse_client_hello(body)
+                fields = _client_hello_fields(body)
                 fields["record_version"] = record_version
                 out.append(Message("tls.client_hello", fields, from_client))
             elif msg_type == SERVER_HELLO:
