@@ -249,3 +249,16 @@ def test_fuzz_stream(chunks: list[tuple[bytes, bool]]) -> None:
     for data, from_client in chunks:
         with contextlib.suppress(Malformed):
             parser.feed(data, from_client)
+
+
+def test_repeated_messages_get_their_own_id_and_fields_dict() -> None:
+    query = question("pacs.hospital.local")
+    a = dns.parse_datagram_on(header(0x0100, qd=1, ident=1) + query, 40000, 53)
+    b = dns.parse_datagram_on(header(0x0100, qd=1, ident=2) + query, 40001, 53)
+    assert [m.fields["id"] for m in a + b] == [1, 2]
+    assert a[0].fields is not b[0].fields and {**a[0].fields, "id": 2} == b[0].fields
+    # the port decides the flavour, so the same bytes on the mDNS port are not the remembered DNS message
+    (m,) = dns.parse_datagram_on(header(0x0100, qd=1, ident=3) + query, 5353, 5353)
+    assert m.fields["mdns"] and not a[0].fields["mdns"]
+    with pytest.raises(Malformed):
+        dns.parse_datagram_on(header(0x0100, qd=2, ident=4) + query, 40000, 53)  # a question missing

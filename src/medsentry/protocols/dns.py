@@ -249,12 +249,39 @@ def txt_dict(strings: list[str]) -> dict[str, str | bool]:
 
 def parse_datagram(payload: bytes, *, mdns: bool = False, llmnr: bool = False) -> list[Message]:
     """A DNS/mDNS/LLMNR datagram; the caller says which from the port (MDNS_PORT, LLMNR_PORT)."""
-    return parse_message(payload, mdns=mdns, llmnr=llmnr)
+    return _parse_remembered(payload, mdns, llmnr)
 
 
 def parse_datagram_on(payload: bytes, sport: int, dport: int) -> list[Message]:
     """The pipeline's hook for modules whose flavour depends on the port: mDNS and LLMNR differ from DNS."""
-    return parse_message(payload, mdns=MDNS_PORT in (sport, dport), llmnr=LLMNR_PORT in (sport, dport))
+    return _parse_remembered(payload, MDNS_PORT in (sport, dport), LLMNR_PORT in (sport, dport))
+
+
+_SEEN: dict[tuple[bytes, bool, bool], list[Message]] = {}
+_SEEN_MAX = 4096  # distinct messages remembered (bounded: cleared when full)
+
+
+def _parse_remembered(payload: bytes, mdns: bool, llmnr: bool) -> list[Message]:
+    """`parse_message`, remembered per message without its id: devices repeat the same queries and
+    announcements (6,209 messages on big-1of4 are 737 distinct ones). Each call gets its own fields dict;
+    the values in it (query and record lists) are shared between repeats, as facts are never changed."""
+    if len(payload) < 12:
+        return parse_message(payload, mdns=mdns, llmnr=llmnr)  # let it say what is wrong
+    key = (payload[2:], mdns, llmnr)
+    messages = _SEEN.get(key)
+    if messages is None:
+        messages = parse_message(payload, mdns=mdns, llmnr=llmnr)
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN[key] = messages
+    ident = _U16.unpack_from(payload)[0]
+    out = []
+    for m in messages:
+        fields = dict(m.fields)
+        if "id" in fields:
+            fields["id"] = ident
+        out.append(Message(m.kind, fields, m.from_client))
+    return out
 
 
 class StreamParser:
