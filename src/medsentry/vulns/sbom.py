@@ -398,7 +398,8 @@ def _fast_component(
     for h in hashes:
         if (
             not isinstance(h, dict)
-            or h.get("alg") not in HASH_ALGORITHMS
+            or not isinstance(h.get("alg"), str)
+            or h["alg"] not in HASH_ALGORITHMS
             or not isinstance(h.get("content"), str)
         ):
             raise _Unusual("hash")

@@ -134,8 +134,18 @@ MIGRATIONS = (
         ),
     ),
     Migration(2, "products by vendor", ("CREATE INDEX products_vendor ON products (vendor, product)",)),
-    # rows written before this migration keep NULL: the matcher then reads the record's whole configurations
-    Migration(3, "configuration slices", ("ALTER TABLE products ADD COLUMN slices BLOB",)),
+    # Slices live apart from `products`: blobs in its product-ordered B-tree made every re-analysed record's
+    # delete touch a dozen scattered pages (4 s of a 2,000-record day, against 0.5 s); here a record's
+    # slices are adjacent ids. Rows written before this migration keep NULL: the matcher then reads the
+    # record's whole configurations.
+    Migration(
+        3,
+        "configuration slices",
+        (
+            "CREATE TABLE slices (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+            "ALTER TABLE products ADD COLUMN slice INTEGER",
+        ),
+    ),
 )
 
 
@@ -439,31 +449,31 @@ class VulnStore:
                 self._conn.executemany(
                     "DELETE FROM vuln_text WHERE rowid = ?", [(r,) for r in old_rowids.values()]
                 )
+                rewritten = [i for _, i in replaced if i not in same]
                 self._conn.executemany(
-                    "DELETE FROM products WHERE source = ? AND cve_id = ?",
-                    [(f, i) for f, i in replaced if i not in same],
+                    "DELETE FROM slices WHERE id = ?", [(i,) for i in self._slice_ids(feed, rewritten)]
+                )
+                self._conn.executemany(
+                    "DELETE FROM products WHERE source = ? AND cve_id = ?", [(feed, i) for i in rewritten]
                 )
             self._conn.executemany(_UPSERT_VULNERABILITY, list(rows.values()))
-            product_rows = []
+            product_rows, slice_rows = [], []
+            next_id = self._conn.execute("SELECT coalesce(max(id), 0) + 1 FROM slices").fetchone()[0]
             for v in fresh:
                 if v.id in same:
                     continue
                 slices = configuration_slices(v.configurations)
                 for (vendor, product, origin), versions in _products(v).items():
                     cut = slices.get((vendor, product)) if origin == "cpe" else None
-                    product_rows.append(
-                        (
-                            product,
-                            vendor,
-                            v.id,
-                            feed,
-                            origin,
-                            json.dumps(versions, separators=_COMPACT),
-                            None if cut is None else _pack(cut),
-                        )
-                    )
+                    slice_id = None
+                    if cut is not None:
+                        slice_id, next_id = next_id, next_id + 1
+                        slice_rows.append((slice_id, _pack(cut)))
+                    stated = json.dumps(versions, separators=_COMPACT)
+                    product_rows.append((product, vendor, v.id, feed, origin, stated, slice_id))
+            self._conn.executemany("INSERT INTO slices (id, data) VALUES (?, ?)", slice_rows)
             self._conn.executemany(
-                "INSERT OR IGNORE INTO products (product, vendor, cve_id, source, origin, versions, slices) "
+                "INSERT OR IGNORE INTO products (product, vendor, cve_id, source, origin, versions, slice) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 product_rows,
             )
@@ -472,6 +482,20 @@ class VulnStore:
                 "INSERT INTO vuln_text (rowid, description) VALUES (?, ?)",
                 [(rowids[v.id], v.description) for v in fresh if v.id in rowids],
             )
+
+    def _slice_ids(self, feed: str, ids: Sequence[str]) -> list[int]:
+        found: list[int] = []
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = list(ids[start : start + _IN_CHUNK])
+            found += [
+                row[0]
+                for row in self._conn.execute(
+                    "SELECT slice FROM products WHERE slice IS NOT NULL AND source = ? "
+                    f"AND cve_id IN ({','.join('?' * len(chunk))})",
+                    (feed, *chunk),
+                )
+            ]
+        return found
 
     def _same_products(self, feed: str, ids: Sequence[str], rows: Mapping[str, tuple[Any, ...]]) -> set[str]:
         """Ids whose stored configurations and `affected` are byte-identical to the new row's (packing is
@@ -734,12 +758,12 @@ class VulnStore:
 
     def candidates(self, product: str, vendor: str | None = None) -> list[ProductHit]:
         """CVEs whose configurations or CNA data name `product` (and `vendor`, if given)."""
+        select = "SELECT p.*, s.data AS slices FROM products p LEFT JOIN slices s ON s.id = p.slice"
         if vendor is None:
-            rows = self._conn.execute("SELECT * FROM products WHERE product = ?", (name_key(product),))
+            rows = self._conn.execute(f"{select} WHERE p.product = ?", (name_key(product),))
         else:
             rows = self._conn.execute(
-                "SELECT * FROM products WHERE product = ? AND vendor = ?",
-                (name_key(product), name_key(vendor)),
+                f"{select} WHERE p.product = ? AND p.vendor = ?", (name_key(product), name_key(vendor))
             )
         return [
             ProductHit(
