@@ -108,6 +108,7 @@ _SERVICE_PORTS = frozenset(
 
 
 _TCP_STATES = (None, "syn", "established", "closed", "reset")  # the C table's FS_* values
+_WINDOW = 4096  # rows converted to Python lists at a time
 
 
 class Rows:
@@ -149,20 +150,26 @@ class FlowTable:
         ng, nr = self._c.update(recs, n, self._groups, self._rows)
         if not ng:
             return
-        # Plain Python numbers from here on: numpy scalars cost several times more per operation.
+        # Plain Python numbers from here on: numpy scalars cost several times more per operation. Rows
+        # are converted a window at a time: a whole batch of them as Python objects is 10+ MB.
         cols = self._rows[: nr * 5].reshape(nr, 5)
-        row, start, length, seq, d = cols.T.tolist()
-        ts = recs["ts"][cols[:, 0]].tolist()
         groups = self._groups[: ng * 4].tolist()
         table = self.flows
-        off = 0
+        off = lo = hi = 0
+        row: list[int] = []
+        start, length, seq, d, ts = row, row, row, row, []
         for k in range(0, ng * 4, 4):
             fid, new, first, cnt = groups[k : k + 4]
             flow = self._create(fid, recs, first) if new else table[fid]
             end = off + cnt
-            rows = Rows(row[off:end], start[off:end], length[off:end], seq[off:end], d[off:end], ts[off:end])
+            if end > hi:
+                lo, hi = off, max(end, off + _WINDOW)
+                block = cols[lo:hi]
+                row, start, length, seq, d = block.T.tolist()
+                ts = recs["ts"][block[:, 0]].tolist()
+            a, b = off - lo, end - lo
             off = end
-            yield flow, bool(new), first, rows
+            yield flow, bool(new), first, Rows(row[a:b], start[a:b], length[a:b], seq[a:b], d[a:b], ts[a:b])
 
     def stop(self, flow: Flow) -> None:
         """Inspection of this flow is over: its packets are only counted from now on."""
