@@ -136,13 +136,15 @@ MIGRATIONS = (
     Migration(2, "products by vendor", ("CREATE INDEX products_vendor ON products (vendor, product)",)),
     # Slices live apart from `products`: blobs in its product-ordered B-tree made every re-analysed record's
     # delete touch a dozen scattered pages (4 s of a 2,000-record day, against 0.5 s); here a record's
-    # slices are adjacent ids. Rows written before this migration keep NULL: the matcher then reads the
-    # record's whole configurations.
+    # slices are adjacent rows, found and deleted by their CVE. Rows written before this migration keep
+    # NULL: the matcher then reads the record's whole configurations.
     Migration(
         3,
         "configuration slices",
         (
-            "CREATE TABLE slices (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+            "CREATE TABLE slices (id INTEGER PRIMARY KEY, cve_id TEXT NOT NULL, source TEXT NOT NULL, "
+            "data BLOB NOT NULL)",
+            "CREATE INDEX slices_cve ON slices (cve_id, source)",
             "ALTER TABLE products ADD COLUMN slice INTEGER",
         ),
     ),
@@ -451,7 +453,7 @@ class VulnStore:
                 )
                 rewritten = [i for _, i in replaced if i not in same]
                 self._conn.executemany(
-                    "DELETE FROM slices WHERE id = ?", [(i,) for i in self._slice_ids(feed, rewritten)]
+                    "DELETE FROM slices WHERE source = ? AND cve_id = ?", [(feed, i) for i in rewritten]
                 )
                 self._conn.executemany(
                     "DELETE FROM products WHERE source = ? AND cve_id = ?", [(feed, i) for i in rewritten]
@@ -468,10 +470,12 @@ class VulnStore:
                     slice_id = None
                     if cut is not None:
                         slice_id, next_id = next_id, next_id + 1
-                        slice_rows.append((slice_id, _pack(cut)))
+                        slice_rows.append((slice_id, v.id, feed, _pack(cut)))
                     stated = json.dumps(versions, separators=_COMPACT)
                     product_rows.append((product, vendor, v.id, feed, origin, stated, slice_id))
-            self._conn.executemany("INSERT INTO slices (id, data) VALUES (?, ?)", slice_rows)
+            self._conn.executemany(
+                "INSERT INTO slices (id, cve_id, source, data) VALUES (?, ?, ?, ?)", slice_rows
+            )
             self._conn.executemany(
                 "INSERT OR IGNORE INTO products (product, vendor, cve_id, source, origin, versions, slice) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -482,20 +486,6 @@ class VulnStore:
                 "INSERT INTO vuln_text (rowid, description) VALUES (?, ?)",
                 [(rowids[v.id], v.description) for v in fresh if v.id in rowids],
             )
-
-    def _slice_ids(self, feed: str, ids: Sequence[str]) -> list[int]:
-        found: list[int] = []
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = list(ids[start : start + _IN_CHUNK])
-            found += [
-                row[0]
-                for row in self._conn.execute(
-                    "SELECT slice FROM products WHERE slice IS NOT NULL AND source = ? "
-                    f"AND cve_id IN ({','.join('?' * len(chunk))})",
-                    (feed, *chunk),
-                )
-            ]
-        return found
 
     def _same_products(self, feed: str, ids: Sequence[str], rows: Mapping[str, tuple[Any, ...]]) -> set[str]:
         """Ids whose stored configurations and `affected` are byte-identical to the new row's (packing is
