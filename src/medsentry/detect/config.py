@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from medsentry.yamlload import safe_load
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -29,7 +31,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def default_document() -> dict[str, Any]:
-    return yaml.safe_load((files("medsentry") / "data" / "detect.yaml").read_text("utf-8"))
+    return safe_load((files("medsentry") / "data" / "detect.yaml").read_text("utf-8"))
 
 
 @dataclass

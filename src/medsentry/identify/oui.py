@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
-import yaml
+from medsentry.yamlload import safe_load
 
 _DATA = files("medsentry") / "data"
 _HEX = frozenset("0123456789abcdef")
@@ -69,7 +69,7 @@ class _Vendor:
 
 @cache
 def _vendors() -> tuple[tuple[_Vendor, ...], re.Pattern[str]]:
-    doc = yaml.safe_load(_DATA.joinpath("vendors.yaml").read_text("utf-8"))
+    doc = safe_load(_DATA.joinpath("vendors.yaml").read_text("utf-8"))
     entries = tuple(
         _Vendor(v["name"], v.get("family", v["name"]), re.compile("|".join(v["match"]), re.IGNORECASE))
         for v in doc["vendors"]

@@ -36,9 +36,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from medsentry.observe import Observation
+from medsentry.yamlload import safe_load
 
 ATTRIBUTES = frozenset({"device_class", "vendor", "model", "firmware", "os"})
 _ADDRESS_ATTRS = frozenset({"sport", "dport", "transport"})
@@ -189,7 +188,7 @@ class Fingerprints:
                      if p.name.endswith(".yaml")]
         else:
             texts = [Path(p).read_text("utf-8") for p in paths]
-        rules = [Rule.from_dict(r) for text in texts for r in (yaml.safe_load(text) or {}).get("rules", [])]
+        rules = [Rule.from_dict(r) for text in texts for r in (safe_load(text) or {}).get("rules", [])]
         ids = [r.id for r in rules]
         if len(ids) != len(set(ids)):
             raise ValueError(f"duplicate rule ids: {sorted({i for i in ids if ids.count(i) > 1})}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
-import yaml
+from medsentry.yamlload import safe_load
 
 UNKNOWN = "unknown"
 
@@ -23,7 +23,7 @@ class DeviceClass:
 
 @cache
 def classes() -> dict[str, DeviceClass]:
-    doc = yaml.safe_load((files("medsentry") / "data" / "taxonomy.yaml").read_text("utf-8"))
+    doc = safe_load((files("medsentry") / "data" / "taxonomy.yaml").read_text("utf-8"))
     return {
         name: DeviceClass(name, c["description"], c["medical"], c["safety_impact"], c["mission_impact"])
         for name, c in doc["classes"].items()
