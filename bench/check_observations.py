@@ -33,8 +33,9 @@ OWN_FILES = (
     "src/medsentry/capture/files.py",
     "src/medsentry/decode/flows.py",
     "src/medsentry/pipeline.py",
-    "src/medsentry/protocols/tls.py",
-    "src/medsentry/protocols/hl7.py",
+    "src/medsentry/decode/streams.py",
+    "src/medsentry/observe/__init__.py",
+    *sorted(f"src/medsentry/protocols/{p.name}" for p in (REPO / "src/medsentry/protocols").glob("*.py")),
 )
 STAT_KEYS = ("packets", "bytes", "malformed", "fragments", "unsupported_link", "flows", "flows_evicted",
              "reassembly_gaps", "observations", "malformed_by_protocol")
