@@ -23,7 +23,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from medsentry.capture.files import CAPTURE_SUFFIXES, CaptureError, expand_paths
 from medsentry.identify.device import Device
 from medsentry.observe import Observation
-from medsentry.pipeline import Analyzer, Stats, analyze_files
+from medsentry.pipeline import Analyzer, Stats, analyze_files, fewer_collections
 
 ZEEK_SUFFIXES = (".log", ".log.gz", ".json", ".json.gz")
 
@@ -166,6 +166,17 @@ def run_inputs(
     detector: Any | None = None,
 ) -> Result:
     """`detector` (a `medsentry.detect.Detector`) sees every observation too; its alerts are in the result."""
+    with fewer_collections():  # identification and detection (and the inventory at the end) too
+        return _run_inputs(paths, fingerprints, workers, console, detector)
+
+
+def _run_inputs(
+    paths: list[Path],
+    fingerprints: Path | None,
+    workers: int,
+    console: Console | None,
+    detector: Any | None,
+) -> Result:
     captures, zeek = split_inputs(paths)
     ident = _identifier(fingerprints)
     sink = _sink(ident, detector)
@@ -209,15 +220,16 @@ def run_live(
 
     ident = _identifier(fingerprints)
     analyzer = Analyzer(_sink(ident, detector), source="live")
-    try:
-        for batch in capture(interface, bpf, duration):
-            analyzer.feed(batch)
-    except CaptureError as exc:
-        analyzer.stats.errors.append(str(exc))
-    except KeyboardInterrupt:
-        pass
-    stats = analyzer.finish()
-    devices, alerts = _finish(ident, detector)
+    with fewer_collections():
+        try:
+            for batch in capture(interface, bpf, duration):
+                analyzer.feed(batch)
+        except CaptureError as exc:
+            analyzer.stats.errors.append(str(exc))
+        except KeyboardInterrupt:
+            pass
+        stats = analyzer.finish()
+        devices, alerts = _finish(ident, detector)
     d = stats.to_dict() | {"devices": len(devices)}
     if detector is not None:
         d["detection"] = detector.summary()

@@ -23,7 +23,7 @@ _KINDS = {1: "arp.request", 2: "arp.reply"}
 
 
 def _mac(value: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in value)
+    return value.hex(":")
 
 
 def parse_datagram(payload: bytes) -> list[Message]:
