@@ -205,21 +205,34 @@ def _may_match(v: Any, values: frozenset[str]) -> bool:
 
 def _values_key(head: Any, names: tuple[str, ...], obs: Observation) -> tuple[Any, ...] | None:
     """A key of the observation's values of these fields (and address fields), None if one is not a
-    plain scalar or list of them. Types are part of it: 1, 1.0 and True are equal but not equal text."""
+    plain scalar, a dict of them or a list of either. Types are part of it: 1, 1.0 and True are equal but
+    not equal text; a dict's order is too (rules match its items in order)."""
     key: list[Any] = [head]
     f = obs.fields
     for name in names:
         v = getattr(obs, name) if name in _ADDRESS else f.get(name)
         t = v.__class__
         if t is list:
-            if not all(x.__class__ in _SCALARS for x in v):
+            if all(x.__class__ in _SCALARS for x in v):
+                v = tuple((x.__class__, x) for x in v)
+            else:  # DNS questions: a list of dicts
+                v = tuple((dict, _dict_key(x)) if x.__class__ is dict else (x.__class__, x) for x in v)
+                if not all(x[0] in _SCALARS or (x[0] is dict and x[1] is not None) for x in v):
+                    return None
+        elif t is dict:  # mDNS TXT records
+            v = _dict_key(v)
+            if v is None:
                 return None
-            v = tuple((x.__class__, x) for x in v)
         elif t not in _SCALARS:
             return None
         key.append(t)
         key.append(v)
     return tuple(key)
+
+
+def _dict_key(d: dict[Any, Any]) -> tuple[Any, ...] | None:
+    items = tuple((k.__class__, k, x.__class__, x) for k, x in d.items())
+    return items if all(i[0] in _SCALARS and i[2] in _SCALARS for i in items) else None
 
 
 def _detail(rule: Rule, matched: str, obs: Observation) -> str:
