@@ -514,3 +514,23 @@ def test_small_registry_blocks_name_their_owner() -> None:
     assert d.vendor == '"Digital Solutions" JSC'
     (e,) = [e for e in d.evidence if e.attribute == "vendor"]
     assert e.protocol == "oui" and "MA-M/MA-S" in e.detail and e.weight == 0.7
+
+
+def test_rule_results_remembered_per_dict_and_list_of_dict_values() -> None:
+    """Rule hits are remembered per field values, DNS questions (dicts in a list) included: a repeated
+    question counts again, a question with other values (or a non-scalar inside) is judged on its own."""
+    ident = Identifier()
+    host, other = "00:11:22:33:44:66", "00:11:22:33:44:77"
+
+    def query(mac: str, ip: str, ts: float, name: str, extra: Any = "A") -> Observation:
+        return obs("dns.query", mac, ip, ts, protocol="dns", dst_ip="10.0.0.53", dport=53, transport="udp",
+                   fields={"queries": [{"name": name, "type": extra}]})
+
+    for ts in (1.0, 2.0, 3.0):
+        ident.add(query(host, "10.0.0.5", ts, "www.msftconnecttest.com"))
+    ident.add(query(other, "10.0.0.6", 1.0, "printer.example.org"))
+    ident.add(query(other, "10.0.0.6", 2.0, "www.msftncsi.com", extra=["A", "AAAA"]))  # not a plain value
+    by_mac = {d.mac: d for d in ident.devices()}
+    os_evidence = [e for e in by_mac[host].evidence if e.attribute == "os"]
+    assert [(e.value, e.count) for e in os_evidence] == [("Windows", 3)]
+    assert [(e.value, e.count) for e in by_mac[other].evidence if e.attribute == "os"] == [("Windows", 1)]
