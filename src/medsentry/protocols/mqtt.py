@@ -327,24 +327,50 @@ class StreamParser:
         qos = (flags >> 1) & 0x03
         if qos == 3:
             raise Malformed("PUBLISH with QoS 3")
+        if self.protocol_version != 5:
+            return _publish_v3(r, flags, qos, remaining)
         f: dict[str, Any] = {"topic": r.string(), "qos": qos}
         f["retain"], f["dup"] = bool(flags & 0x01), bool(flags & 0x08)
         if qos:
             f["message_id"] = r.u16()
-        if self.protocol_version == 5:
-            props = r.properties()
-            if props:
-                f["properties"] = props
-            alias = props.get("topic_alias")
-            if alias is not None:
-                # A v5 sender may name a topic once, then refer to it by a number.
-                f["topic_alias"] = alias
-                if f["topic"]:
-                    if len(d.aliases) < _MAX_ALIASES or alias in d.aliases:
-                        d.aliases[alias] = f["topic"]
-                else:
-                    f["topic"] = d.aliases.get(alias, "")
+        props = r.properties()
+        if props:
+            f["properties"] = props
+        alias = props.get("topic_alias")
+        if alias is not None:
+            # A v5 sender may name a topic once, then refer to it by a number.
+            f["topic_alias"] = alias
+            if f["topic"]:
+                if len(d.aliases) < _MAX_ALIASES or alias in d.aliases:
+                    d.aliases[alias] = f["topic"]
+            else:
+                f["topic"] = d.aliases.get(alias, "")
         if r.pos > remaining:
             raise Malformed("PUBLISH head runs past the packet")
         f["payload_len"] = remaining - r.pos
         return f
+
+
+def _publish_v3(r: _Reader, flags: int, qos: int, remaining: int) -> dict[str, Any]:
+    """`StreamParser._publish` without properties (MQTT 3.1, 3.1.1), reading the bytes directly: the most
+    frequent message of all, the reader's calls were most of its cost."""
+    data, pos, end = r.data, r.pos, r.end
+    if pos + 2 > end:
+        raise _Short("field runs past the packet")
+    size = data[pos] << 8 | data[pos + 1]
+    pos += 2
+    if pos + size > end:
+        raise _Short("field runs past the packet")
+    f: dict[str, Any] = {"topic": data[pos : pos + size].decode("utf-8", "replace"), "qos": qos}
+    pos += size
+    f["retain"], f["dup"] = bool(flags & 0x01), bool(flags & 0x08)
+    if qos:
+        if pos + 2 > end:
+            raise _Short("field runs past the packet")
+        f["message_id"] = data[pos] << 8 | data[pos + 1]
+        pos += 2
+    r.pos = pos
+    if pos > remaining:
+        raise Malformed("PUBLISH head runs past the packet")
+    f["payload_len"] = remaining - pos
+    return f
