@@ -155,6 +155,8 @@ class ProtocolAbuse:
         ae = self.conns.get((obs.src_ip, obs.sport, obs.dst_ip, obs.dport))
         if ae is None:
             return
+        if not self.trusted_aes and self.novel.bump(("ae", ae, obs.src_ip), obs.ts):
+            return  # seen before: what `see` would do, without building the alert text first
         info: dict[str, Any] = {
             "rule": "abuse.dicom_unknown_ae",
             "explanation": f"{obs.src_ip} sent {cmd} to the DICOM node {obs.dst_ip} as AE title '{ae}', "
