@@ -96,16 +96,19 @@ def test_newer_record_replaces_older_does_not(vulns: Path, tmp_path: Path) -> No
 
 
 def _product_rows(store: VulnStore) -> list[tuple[object, ...]]:
-    """Index rows with their slices' bytes (slice ids differ between stores)."""
+    """Index rows with their slices."""
     orphans = (
-        "SELECT count(*) FROM slices WHERE id NOT IN (SELECT slice FROM products WHERE slice IS NOT NULL)"
+        "SELECT count(*) FROM slices s WHERE NOT EXISTS (SELECT 1 FROM products p WHERE p.origin = 'cpe' "
+        "AND p.cve_id = s.cve_id AND p.source = s.source AND p.vendor = s.vendor AND p.product = s.product)"
     )
     assert store._conn.execute(orphans).fetchone()[0] == 0  # a rewritten record leaves no slices behind
     return [
         tuple(row)
         for row in store._conn.execute(
             "SELECT p.product, p.vendor, p.cve_id, p.source, p.origin, p.versions, s.data FROM products p "
-            "LEFT JOIN slices s ON s.id = p.slice ORDER BY p.product, p.vendor, p.cve_id, p.origin"
+            "LEFT JOIN slices s ON p.origin = 'cpe' AND s.cve_id = p.cve_id AND s.source = p.source "
+            "AND s.vendor = p.vendor AND s.product = p.product "
+            "ORDER BY p.product, p.vendor, p.cve_id, p.origin"
         )
     ]
 
@@ -129,9 +132,20 @@ def test_modified_record_keeps_or_rewrites_its_product_rows(vulns: Path, tmp_pat
     )
 
     (record,) = records
+    recriteria = json.loads(
+        json.dumps(record.configurations).replace('"matchCriteriaId": "', '"matchCriteriaId": "x')
+    )
+    relabelled = replace(record, configurations=recriteria, modified=record.modified + timedelta(days=2))
+    cpe_rows = sum(row[4] == "cpe" for row in first)
+    changes = store._conn.total_changes
+    assert store.import_records([relabelled]).written == {"nvd": 1}
+    assert store._conn.total_changes - changes <= 2 * cpe_rows + 3  # slices rewritten, products rows kept
+    after = _product_rows(store)
+    assert [r[:6] for r in after] == [r[:6] for r in first] and after != first  # new slices, same products
+
     conf = record.configurations[0]
     narrowed = {**conf, "nodes": [{**conf["nodes"][0], "cpeMatch": conf["nodes"][0]["cpeMatch"][:1]}]}
-    reanalysed = replace(record, configurations=[narrowed], modified=record.modified + timedelta(days=2))
+    reanalysed = replace(record, configurations=[narrowed], modified=record.modified + timedelta(days=3))
     assert store.import_records([reanalysed]).written == {"nvd": 1}
     fresh = VulnStore(tmp_path / "fresh.db")
     fresh.import_records([reanalysed])

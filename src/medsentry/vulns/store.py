@@ -134,18 +134,16 @@ MIGRATIONS = (
         ),
     ),
     Migration(2, "products by vendor", ("CREATE INDEX products_vendor ON products (vendor, product)",)),
-    # Slices live apart from `products`: blobs in its product-ordered B-tree made every re-analysed record's
-    # delete touch a dozen scattered pages (4 s of a 2,000-record day, against 0.5 s); here a record's
-    # slices are adjacent rows, found and deleted by their CVE. Rows written before this migration keep
-    # NULL: the matcher then reads the record's whole configurations.
+    # Slices live apart from `products`, keyed by CVE: in the product-ordered `products` B-tree every
+    # re-analysed record's rewrite touched a dozen scattered pages (4 s of a 2,000-record day); here a
+    # record's slices are adjacent, and its `products` rows stay put while its products do. Records written
+    # before this migration have none: the matcher then reads the whole configurations.
     Migration(
         3,
         "configuration slices",
         (
-            "CREATE TABLE slices (id INTEGER PRIMARY KEY, cve_id TEXT NOT NULL, source TEXT NOT NULL, "
-            "data BLOB NOT NULL)",
-            "CREATE INDEX slices_cve ON slices (cve_id, source)",
-            "ALTER TABLE products ADD COLUMN slice INTEGER",
+            "CREATE TABLE slices (cve_id TEXT NOT NULL, source TEXT NOT NULL, vendor TEXT NOT NULL, "
+            "product TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (cve_id, source, vendor, product))",
         ),
     ),
 )
@@ -442,43 +440,47 @@ class VulnStore:
             if not fresh:
                 continue
             rows = {v.id: _vulnerability_row(v) for v in fresh}
-            # Most NVD modifications leave the configurations and CNA data alone (references, CVSS, status):
-            # then the record's `products` rows are the same, and rewriting them was most of an import.
-            same = self._same_products(feed, [v.id for v in fresh if v.id in stored], rows)
-            replaced = [(feed, v.id) for v in fresh if v.id in stored]
+            # Most NVD modifications leave the configurations and CNA data alone (references, CVSS, status),
+            # and a re-analysis mostly leaves the products and their version bounds: rewriting index rows
+            # that stay the same was most of an import.
+            kept = self._kept_index(feed, [v for v in fresh if v.id in stored], rows)
+            replaced = [v.id for v in fresh if v.id in stored]
             if replaced:
-                old_rowids = self._rowids(feed, [i for _, i in replaced])
+                old_rowids = self._rowids(feed, replaced)
                 self._conn.executemany(
                     "DELETE FROM vuln_text WHERE rowid = ?", [(r,) for r in old_rowids.values()]
                 )
-                rewritten = [i for _, i in replaced if i not in same]
                 self._conn.executemany(
-                    "DELETE FROM slices WHERE source = ? AND cve_id = ?", [(feed, i) for i in rewritten]
+                    "DELETE FROM slices WHERE cve_id = ? AND source = ?",
+                    [(i, feed) for i in replaced if not kept[i][1]],
                 )
                 self._conn.executemany(
-                    "DELETE FROM products WHERE source = ? AND cve_id = ?", [(feed, i) for i in rewritten]
+                    "DELETE FROM products WHERE source = ? AND cve_id = ?",
+                    [(feed, i) for i in replaced if not kept[i][0]],
                 )
             self._conn.executemany(_UPSERT_VULNERABILITY, list(rows.values()))
             product_rows, slice_rows = [], []
-            next_id = self._conn.execute("SELECT coalesce(max(id), 0) + 1 FROM slices").fetchone()[0]
             for v in fresh:
-                if v.id in same:
-                    continue
-                slices = configuration_slices(v.configurations)
-                for (vendor, product, origin), versions in _products(v).items():
-                    cut = slices.get((vendor, product)) if origin == "cpe" else None
-                    slice_id = None
-                    if cut is not None:
-                        slice_id, next_id = next_id, next_id + 1
-                        slice_rows.append((slice_id, v.id, feed, _pack(cut)))
-                    stated = json.dumps(versions, separators=_COMPACT)
-                    product_rows.append((product, vendor, v.id, feed, origin, stated, slice_id))
+                products_kept, slices_kept = kept.get(v.id, (False, False))
+                if not products_kept:
+                    product_rows += [
+                        (product, vendor, v.id, feed, origin, json.dumps(versions, separators=_COMPACT))
+                        for (vendor, product, origin), versions in _products(
+                            v.configurations, v.affected
+                        ).items()
+                    ]
+                if not slices_kept:
+                    slice_rows += [
+                        (v.id, feed, vendor, product, _pack(cut))
+                        for (vendor, product), cut in configuration_slices(v.configurations).items()
+                    ]
             self._conn.executemany(
-                "INSERT INTO slices (id, cve_id, source, data) VALUES (?, ?, ?, ?)", slice_rows
+                "INSERT OR IGNORE INTO slices (cve_id, source, vendor, product, data) VALUES (?, ?, ?, ?, ?)",
+                slice_rows,
             )
             self._conn.executemany(
-                "INSERT OR IGNORE INTO products (product, vendor, cve_id, source, origin, versions, slice) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO products (product, vendor, cve_id, source, origin, versions) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 product_rows,
             )
             rowids = self._rowids(feed, [v.id for v in fresh if not v.configurations and v.description])
@@ -487,22 +489,32 @@ class VulnStore:
                 [(rowids[v.id], v.description) for v in fresh if v.id in rowids],
             )
 
-    def _same_products(self, feed: str, ids: Sequence[str], rows: Mapping[str, tuple[Any, ...]]) -> set[str]:
-        """Ids whose stored configurations and `affected` are byte-identical to the new row's (packing is
-        deterministic), so their `products` rows, derived from those alone, need no rewrite."""
-        same: set[str] = set()
+    def _kept_index(
+        self, feed: str, records: Sequence[Vulnerability], rows: Mapping[str, tuple[Any, ...]]
+    ) -> dict[str, tuple[bool, bool]]:
+        """Per replaced record: (its `products` rows stay, its slices stay). Slices come from the
+        configurations alone, so they stay when the packed configurations are byte-identical (packing is
+        deterministic); the `products` rows also stay when the products and version bounds derived from
+        the stored configurations and `affected` are the ones of the new record."""
+        kept: dict[str, tuple[bool, bool]] = {}
+        by_id = {v.id: v for v in records}
+        ids = list(by_id)
         for start in range(0, len(ids), _IN_CHUNK):
-            chunk = list(ids[start : start + _IN_CHUNK])
+            chunk = ids[start : start + _IN_CHUNK]
             found = self._conn.execute(
                 f"SELECT id, configurations, affected FROM vulnerabilities WHERE source = ? "
                 f"AND id IN ({','.join('?' * len(chunk))})",
                 (feed, *chunk),
             )
             for cve, configurations, affected in found:
-                new = rows[cve]
-                if (configurations, affected) == (new[_CONFIGURATIONS], new[_CONFIGURATIONS + 1]):
-                    same.add(cve)
-        return same
+                new, v = rows[cve], by_id[cve]
+                same_conf = configurations == new[_CONFIGURATIONS]
+                if same_conf and affected == new[_CONFIGURATIONS + 1]:
+                    kept[cve] = (True, True)
+                    continue
+                old = _products(_unpack(configurations), _unpack(affected))
+                kept[cve] = (old == _products(v.configurations, v.affected), same_conf)
+        return kept
 
     def _rowids(self, feed: str, ids: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -748,7 +760,10 @@ class VulnStore:
 
     def candidates(self, product: str, vendor: str | None = None) -> list[ProductHit]:
         """CVEs whose configurations or CNA data name `product` (and `vendor`, if given)."""
-        select = "SELECT p.*, s.data AS slices FROM products p LEFT JOIN slices s ON s.id = p.slice"
+        select = (
+            "SELECT p.*, s.data AS slices FROM products p LEFT JOIN slices s ON p.origin = 'cpe' AND "
+            "s.cve_id = p.cve_id AND s.source = p.source AND s.vendor = p.vendor AND s.product = p.product"
+        )
         if vendor is None:
             rows = self._conn.execute(f"{select} WHERE p.product = ?", (name_key(product),))
         else:
@@ -919,13 +934,13 @@ def _vulnerability_row(v: Vulnerability) -> tuple[Any, ...]:
     )
 
 
-def _products(v: Vulnerability) -> dict[tuple[str, str, str], Any]:
-    """(vendor, product, origin) keys under which `v` is a candidate, each with the version constraints
+def _products(configurations: list[Any], affected: list[Any]) -> dict[tuple[str, str, str], Any]:
+    """(vendor, product, origin) keys under which a record is a candidate, each with the version constraints
     stated there, so a matcher can drop out-of-range candidates before loading whole records:
     origin "cpe": [[version, update, startIncluding, startExcluding, endIncluding, endExcluding], ...] of the
     vulnerable cpeMatch entries; CNA origins: {"default": defaultStatus, "versions": versions[] as given}."""
     found: dict[tuple[str, str, str], Any] = {}
-    stack: list[Any] = list(v.configurations)
+    stack: list[Any] = list(configurations)
     while stack:
         node = stack.pop()
         if not isinstance(node, dict):
@@ -947,7 +962,7 @@ def _products(v: Vulnerability) -> dict[tuple[str, str, str], Any]:
         for key in ("nodes", "children"):
             if isinstance(node.get(key), list):
                 stack.extend(node[key])
-    for entry in v.affected:
+    for entry in affected:
         vendor = entry.get("vendor") if isinstance(entry.get("vendor"), str) else ""
         vendor_key = "" if name_key(vendor) in ("n/a", "") else name_key(vendor)
         versions = _list(entry.get("versions"))
