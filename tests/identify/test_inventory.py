@@ -534,3 +534,20 @@ def test_rule_results_remembered_per_dict_and_list_of_dict_values() -> None:
     os_evidence = [e for e in by_mac[host].evidence if e.attribute == "os"]
     assert [(e.value, e.count) for e in os_evidence] == [("Windows", 3)]
     assert [(e.value, e.count) for e in by_mac[other].evidence if e.attribute == "os"] == [("Windows", 1)]
+
+
+def test_fact_kinds_cover_every_kind_facts_reads() -> None:
+    """`_add` calls `_facts` only for `_FACT_KINDS`: a kind `_facts` handles but the set lacks would be
+    silently ignored."""
+    import inspect
+    import re
+
+    from medsentry.identify import inventory
+
+    source = inspect.getsource(inventory.Identifier._facts)
+    named = set(re.findall(r'kind == "([^"]+)"', source))
+    for group in re.findall(r"kind in \(([^)]*)\)", source):
+        named |= set(re.findall(r'"([^"]+)"', group))
+    assert len(named) > 15
+    assert named <= inventory._FACT_KINDS
+    assert "kind in _DHCP_CLIENT" in source and inventory._DHCP_CLIENT <= inventory._FACT_KINDS

@@ -60,6 +60,13 @@ ROUTER_WEIGHT = 0.6  # forwarding traffic of several off-link addresses
 # Hostname sources, most trusted first: what the device calls itself beats what others call it.
 _HOSTNAME_SOURCES = ("dhcp", "mdns", "nbns", "lldp", "cdp", "snmp", "syslog", "dhcp-server", "dns-ptr")
 _DHCP_CLIENT = frozenset({"dhcp.discover", "dhcp.request", "dhcp.inform", "dhcp.decline", "dhcp.release"})
+# The kinds `Identifier._facts` looks at (most observations are of none of them).
+_FACT_KINDS = _DHCP_CLIENT | frozenset({
+    "cdp", "dhcp.ack", "dicom.associate_ac", "dicom.associate_rq", "dicom.command", "dns.response",
+    "hl7.ack", "hl7.message", "http.request", "http.response", "lldp", "mdns.response", "mdns.service",
+    "mqtt.connect", "nbns.registration", "nbns.response", "rtsp.response", "service.seen",
+    "snmp.response", "syslog.message", "tls.certificate", "tls.client_hello",
+})
 _NO_ADDRESS = frozenset({"0.0.0.0", "255.255.255.255", "::"})
 _ADDRESS = frozenset({"sport", "dport", "transport"})  # rule fields read from the observation itself
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -346,7 +353,7 @@ class Identifier:
 
         if kind == "flow":
             self._flow(obs, src, dst)
-        elif src is not None:
+        elif src is not None and kind in _FACT_KINDS:
             self._facts(obs, src)
 
     def _rules(self, kind: str) -> tuple[_RuleUse, ...]:
