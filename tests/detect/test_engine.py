@@ -251,3 +251,24 @@ def test_live_learning_period_is_absolute() -> None:
     files.add(_anon(0.0))
     files.add(_anon(30.0))
     assert files.learning_end() == 15.0  # half of a 30 s capture is shorter than period_s
+
+
+def test_explanation_given_as_a_function_is_formatted_once_when_read() -> None:
+    det = Detector()
+    calls: list[int] = []
+
+    def text(i: int) -> str:
+        calls.append(i)
+        return f"hit {i}"
+
+    att = {"mac": "aa:bb:cc:00:00:01", "ip": "10.0.0.1"}
+    for i in range(5):
+        det.hit("cred.cleartext", 1.0 + i, att, [], lambda i=i: text(i))  # type: ignore[misc]
+    det.hit("cred.cleartext", 9.0, {"mac": None, "ip": "10.0.0.2"}, [], "plain")
+    assert calls == []
+    alerts = {a.attacker["ip"]: a for a in det.alerts()}
+    assert alerts["10.0.0.1"].explanation == "hit 4" and alerts["10.0.0.1"].count == 5
+    assert alerts["10.0.0.2"].explanation == "plain"
+    assert calls == [4]
+    det.hit("cred.cleartext", 10.0, att, [], "plain again")  # a string after a function replaces it
+    assert {a.explanation for a in det.alerts()} == {"plain again", "plain"} and calls == [4]

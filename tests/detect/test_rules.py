@@ -432,3 +432,19 @@ def test_volume_outlier() -> None:
     ]
     vol = [a for a in run(obs)[1] if a.rule == "baseline.volume"]
     assert len(vol) == 1 and vol[0].attacker["ip"] == CT_IP
+
+
+def test_phi_alert_text_carries_the_latest_hit_and_bad_names_are_counted() -> None:
+    def hl7(ts: float, fields: list[Any], patient: str) -> Observation:
+        return ob("hl7.message", ts, src=CT, dst=PACS, sport=40000, dport=2575, phi_segments=["PID"],
+                  phi_fields_present=fields, patient_id_hash=patient, message_type="ORU")
+
+    det, alerts = run(
+        [hl7(1.0, ["PID-5"], "h1"), hl7(2.0, ["PID-7", "PID-5"], "h2"), hl7(3.0, [5, "x"], "h3")]
+    )
+    clear = [a for a in alerts if a.rule == "phi.cleartext"]
+    assert len(clear) == 1 and clear[0].count == 2
+    # the wording is formatted when the alert is read, from the latest hit's names and patient count
+    assert "(PID-5, PID-7; 2 patient(s) so far)" in clear[0].explanation
+    assert clear[0].evidence[0]["phi_fields"] == ["PID-5", "PID-7"]
+    assert det.stats["bad_observations"] == 1  # a name that is no string, as before

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -114,6 +115,7 @@ class _Open:
     evidence: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     victims_dropped: int = 0
     evidence_dropped: int = 0
+    text: Callable[[], str] | None = None  # the latest hit's explanation, not yet formatted
 
 
 class AlertStore:
@@ -141,13 +143,16 @@ class AlertStore:
         ts: float,
         attacker: dict[str, str | None],
         victims: list[dict[str, Any]],
-        explanation: str,
+        explanation: str | Callable[[], str],
         evidence: dict[str, Any] | None = None,
         group: Any = None,
         severity: str | None = None,
         port: int | None = None,
     ) -> Alert | None:
+        """`explanation` may be a function giving the text: only the latest hit's wording is kept, so a
+        rule whose hits mostly add to an open alert formats it once, when the alert is read."""
         cfg = self.cfg
+        lazy = None if isinstance(explanation, str) else explanation
         if not cfg.enabled(rule):
             return None
         if self.accept and accepted(self.accept, rule, attacker, victims, port):
@@ -180,16 +185,19 @@ class AlertStore:
                 first_seen=ts,
                 last_seen=ts,
                 evidence=[],
-                explanation=explanation,
+                explanation="" if lazy else explanation,  # type: ignore[arg-type]
                 count=0,
                 id_bucket_s=self.id_bucket,
             )
-            op = _Open(alert)
+            op = _Open(alert, text=lazy)
             self.open.put(key, op)
             self.stats["alerts_opened"] += 1
         else:
             self.open.move_to_end(key)
-            op.alert.explanation = explanation  # the latest wording carries the latest counts
+            # the latest wording carries the latest counts
+            if lazy is None:
+                op.alert.explanation = explanation  # type: ignore[assignment]
+            op.text = lazy
             if severity and SEVERITIES.index(severity) > SEVERITIES.index(op.alert.severity):
                 op.alert.severity = cfg.severity(rule, severity)
         al = op.alert
@@ -227,6 +235,8 @@ class AlertStore:
 
     def _finish(self, op: _Open) -> Alert:
         al = op.alert
+        if op.text is not None:
+            al.explanation, op.text = op.text(), None
         al.victims = sorted(op.victims.values(), key=lambda v: (str(v.get("ip")), str(v.get("mac"))))
         al.evidence = sorted(op.evidence.values(), key=lambda e: e["first"])
         for e in al.evidence:
@@ -308,7 +318,7 @@ class Detector:
         ts: float,
         attacker: dict[str, str | None],
         victims: list[dict[str, Any]],
-        explanation: str,
+        explanation: str | Callable[[], str],
         **kw: Any,
     ) -> Alert | None:
         return self.store.hit(rule, ts, attacker, victims, explanation, **kw)

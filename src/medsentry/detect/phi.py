@@ -9,6 +9,7 @@ destination, the sender as attacker.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from medsentry.detect.engine import by_sender, endpoint
@@ -31,6 +32,8 @@ class Phi:
         self.patients: Lru[tuple[Any, ...], tuple[set[str], list[str]]] = Lru(
             int(cfg["limits"]["sources"]), "phi.patients", det.evictions
         )
+        # field names as given -> (first 16 sorted, the first 8 joined): a few combinations recur per message
+        self._names: dict[tuple[Any, ...], tuple[list[str], str]] = {}
 
     def add(self, obs: Observation) -> None:
         f = obs.fields
@@ -51,6 +54,19 @@ class Phi:
             self._external(obs, what, fields)
         self._cleartext(obs, what, fields)
 
+    def _sorted_names(self, fields: list[str]) -> tuple[list[str], str]:
+        """The first 16 sorted distinct names and the first 8 of them joined. The list is shared by every
+        evidence item made from the same names: an open item given the very list it holds skips the merge,
+        which for sorted distinct strings would give that list again."""
+        key = tuple(fields)
+        hit = self._names.get(key)
+        if hit is None:
+            names = sorted(set(fields))[:16]
+            hit = (names, ", ".join(names[:8]))  # a name that is no string raises here, as it did in the text
+            if len(self._names) < 4096:
+                self._names[key] = hit
+        return hit
+
     def _allowed(self, ip: str | None, port: int | None) -> bool:
         return ip in self.allowed or f"{ip}:{port}" in self.allowed
 
@@ -65,15 +81,12 @@ class Phi:
 
     def _external(self, obs: Observation, what: str, fields: list[str]) -> None:
         n, hashes = self._count(("ext", obs.src_ip, obs.dst_ip), obs.fields.get("patient_id_hash"))
+        names, joined = self._sorted_names(fields)
         self.det.hit(
             "phi.external",
             obs.ts,
-            explanation=f"{obs.src_ip} sent patient data ({what}: {', '.join(sorted(set(fields))[:8])}) in "
-            "clear text to "
-            f"{obs.dst_ip}:{obs.dport}, outside the hospital's address space"
-            f"{f' ({n} patients so far)' if n else ''}. "
-            "Possible exfiltration.",
-            **by_sender(obs, phi_fields=sorted(set(fields))[:16], patients=n, patient_hashes=hashes),
+            explanation=partial(_external_text, obs.src_ip, what, joined, obs.dst_ip, obs.dport, n),
+            **by_sender(obs, phi_fields=names, patients=n, patient_hashes=hashes),
             group=obs.dst_ip,
             port=obs.dport,
         )
@@ -85,22 +98,38 @@ class Phi:
         else:
             smac, sip, sport, pmac, pip = obs.dst_mac, obs.dst_ip, obs.dport, obs.src_mac, obs.src_ip
         n, hashes = self._count(("svc", sip, sport), obs.fields.get("patient_id_hash"))
+        names, joined = self._sorted_names(fields)
         self.det.hit(
             "phi.cleartext",
             obs.ts,
             endpoint(smac, sip),
             [endpoint(pmac, pip)],
-            f"{what} traffic of the service {sip}:{sport} carries patient data in clear text "
-            f"({', '.join(sorted(set(fields))[:8])}{f'; {n} patient(s) so far' if n else ''}): anyone on the "
-            "network path can "
-            "read it. Values are not recorded, only field names and salted hashes.",
+            # formatted only when the alert is read: nearly every hit just counts into the open alert
+            partial(_cleartext_text, what, sip, sport, joined, n),
             evidence={
                 "kind": obs.kind,
                 "flow": f"{obs.src_ip}->{obs.dst_ip}:{obs.dport}",
-                "phi_fields": sorted(set(fields))[:16],
+                "phi_fields": names,
                 "patients": n,
                 "patient_hashes": hashes,
             },
             group=sport,
             port=sport,
         )
+
+
+def _external_text(
+    src: str | None, what: str, joined: str, dst: str | None, dport: int | None, n: int
+) -> str:
+    return (
+        f"{src} sent patient data ({what}: {joined}) in clear text to {dst}:{dport}, outside the hospital's "
+        f"address space{f' ({n} patients so far)' if n else ''}. Possible exfiltration."
+    )
+
+
+def _cleartext_text(what: str, sip: str | None, sport: int | None, joined: str, n: int) -> str:
+    return (
+        f"{what} traffic of the service {sip}:{sport} carries patient data in clear text "
+        f"({joined}{f'; {n} patient(s) so far' if n else ''}): anyone on the network path can read it. "
+        "Values are not recorded, only field names and salted hashes."
+    )
