@@ -133,10 +133,13 @@ class Baseline:
     def _volume(self, client: str, first: float, last: float, nbytes: int) -> None:
         buckets = self.volume.touch(client, dict)
         b0, b1 = int(first // self.bucket), int(last // self.bucket)
-        b1 = min(b1, b0 + 99)
-        share = nbytes // (b1 - b0 + 1)
-        for b in range(b0, b1 + 1):
-            buckets[b] = buckets.get(b, 0) + share
+        if b1 == b0:  # most flows: one bucket
+            buckets[b0] = buckets.get(b0, 0) + nbytes
+        else:
+            b1 = min(b1, b0 + 99)
+            share = nbytes // (b1 - b0 + 1)
+            for b in range(b0, b1 + 1):
+                buckets[b] = buckets.get(b, 0) + share
         while len(buckets) > _MAX_BUCKETS:
             del buckets[min(buckets)]
             self.det.evictions["baseline.buckets"] += 1

@@ -70,12 +70,14 @@ class Recon:
         self.conns: Lru[tuple[Any, ...], str] = Lru(
             int(lim["connections"]), "recon.dicom_conns", det.evictions
         )
+        # kind -> its method, looked up once rather than per observation (one per flow)
+        self._handlers = {k: getattr(self, "_" + k.replace(".", "_")) for k in self.KINDS}
 
     def _src(self, ip: str) -> _Source:
         return self.sources.touch(ip, lambda: _Source(self.window, self.cap, self.det.evictions))
 
     def add(self, obs: Observation) -> None:
-        getattr(self, "_" + obs.kind.replace(".", "_"))(obs)
+        self._handlers[obs.kind](obs)
 
     # -- scans -------------------------------------------------------------------------------------------
     def _flow(self, obs: Observation) -> None:
