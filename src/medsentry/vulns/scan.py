@@ -41,24 +41,20 @@ System Exposure from the services the inventory saw it offer.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
 from medsentry.identify.device import Device
 from medsentry.vulns.match.affected import match_affected
 from medsentry.vulns.match.cpe import ANY, Cpe, CpeError, evaluate
 from medsentry.vulns.match.csaf import AFFECTED_CONFIDENCE, AFFECTED_STATUSES, Advisory, match_device
-from medsentry.vulns.match.purl import InvalidPurl, Purl
-from medsentry.vulns.match.vendors import families
 from medsentry.vulns.match.versions import InvalidVersion, Version, version_in
 from medsentry.vulns.prioritize import FindingInputs, prioritize
 from medsentry.vulns.records import OsvAdvisory, Vulnerability
-from medsentry.vulns.sbom import Component, Sbom
+from medsentry.vulns.sbom import Sbom
 from medsentry.vulns.store import (
     DEFAULT_MAX_AGE,
     FeedStatus,
@@ -67,101 +63,27 @@ from medsentry.vulns.store import (
     cpe_vendor_product,
     name_key,
 )
+from medsentry.vulns.subjects import (
+    CAMEL,
+    OSV_ECOSYSTEMS,
+    TARGET_SW,
+    Subject,
+    compact,
+    component_subject,
+    device_subject,
+    name_languages,
+    name_pattern,
+    name_variants,
+    same_vendor,
+    strip_markers,
+    text_languages,
+)
 from medsentry.vulns.vex import VexStatement
 
 __all__ = ["Finding", "ScanResult", "Subject", "scan_devices", "scan_sbom"]
 
 Triage = Mapping[tuple[str, str], VexStatement]
 
-# purl type -> (languages its packages can hold, year the registry opened). NuGet and Maven packages do
-# ship JavaScript (jQuery, WebJars), so that is not a contradiction there.
-ECOSYSTEMS: dict[str, tuple[frozenset[str], int | None]] = {
-    "nuget": (frozenset({"dotnet", "javascript"}), 2010),
-    "maven": (frozenset({"java", "javascript"}), 2002),
-    "npm": (frozenset({"javascript"}), 2010),
-    "pypi": (frozenset({"python"}), 2003),
-    "gem": (frozenset({"ruby"}), 2004),
-    "composer": (frozenset({"php", "javascript"}), 2012),
-    "cargo": (frozenset({"rust"}), 2014),
-    "golang": (frozenset({"go"}), 2009),
-    "cpan": (frozenset({"perl"}), 1995),
-}
-OSV_ECOSYSTEMS = {
-    "nuget": "NuGet",
-    "maven": "Maven",
-    "npm": "npm",
-    "pypi": "PyPI",
-    "gem": "RubyGems",
-    "composer": "Packagist",
-    "cargo": "crates.io",
-    "golang": "Go",
-}
-_TARGET_SW = {
-    ".net": "dotnet",
-    ".net_framework": "dotnet",
-    ".net_core": "dotnet",
-    "asp.net": "dotnet",
-    "node.js": "javascript",
-    "nodejs": "javascript",
-    "java": "java",
-    "python": "python",
-    "ruby": "ruby",
-    "perl": "perl",
-    "php": "php",
-    "rust": "rust",
-    "go": "go",
-    "golang": "go",
-}
-# How a description names a language (file extensions count: "nlog-smb.pl", "ECCurve.java").
-_TEXT_MARKERS = {
-    "dotnet": re.compile(r"\.net\b|c#|\bcsharp\b|\bnuget\b|\.cs\b", re.IGNORECASE),
-    "java": re.compile(r"\bjava\b|\.java\b|\bjdk\b|\bjre\b|\bjvm\b", re.IGNORECASE),
-    "javascript": re.compile(r"\bjavascript\b|\bnode\.js\b|\bnpm\b|\.js\b", re.IGNORECASE),
-    "python": re.compile(r"\bpython\b|\.py\b|\bpypi\b", re.IGNORECASE),
-    "perl": re.compile(r"\bperl\b|\.pl\b|\bcpan\b", re.IGNORECASE),
-    "php": re.compile(r"\bphp\b", re.IGNORECASE),
-    "ruby": re.compile(r"\bruby\b|\.rb\b|\brubygems\b", re.IGNORECASE),
-    "go": re.compile(r"\bgolang\b", re.IGNORECASE),
-    "rust": re.compile(r"\brust\b|\bcrates\.io\b", re.IGNORECASE),
-}
-# How a CPE product name says its language (`bc-csharp`, `json.net`, `fips_java_api`).
-_NAME_MARKERS = {
-    "csharp": "dotnet",
-    "net": "dotnet",
-    "dotnet": "dotnet",
-    "java": "java",
-    "jdk": "java",
-    "js": "javascript",
-    "nodejs": "javascript",
-    "node": "javascript",
-    "python": "python",
-    "perl": "perl",
-    "php": "php",
-    "ruby": "ruby",
-    "golang": "go",
-    "rust": "rust",
-}
-# Vendor words that say nothing about who the vendor is.
-_VENDOR_FILLER = frozenset(
-    {
-        "the",
-        "project",
-        "foundation",
-        "software",
-        "inc",
-        "corp",
-        "corporation",
-        "llc",
-        "ltd",
-        "org",
-        "team",
-        "community",
-        "group",
-        "co",
-        "gmbh",
-        "labs",
-    }
-)
 # A build/configuration option the flaw depends on: a macro assignment or a configure switch.
 _BUILD_CONDITION = re.compile(
     r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\s*=\s*\w+|--(?:enable|disable|with|without)-[\w-]+"
@@ -175,7 +97,6 @@ _BOUND = re.compile(
     rf"|(?P<v2>{_VERSION})\s+and\s+(?:earlier|prior|below|older)",
     re.IGNORECASE,
 )
-_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
 CONFIDENCE = {
     "exact": 1.0,
@@ -189,24 +110,6 @@ _UNBOUNDED_PENALTY = 0.7  # "all versions" criteria reached through a name we ha
 DESCRIPTION_CONFIDENCE = 0.5
 # A product name shared by more vendors than this says nothing about which one a component is.
 _MAX_OTHER_VENDORS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """What is scanned: one SBOM component or one device, with what matching needs to know."""
-
-    key: str  # bom-ref, or the device anchor (MAC / IP)
-    label: dict[str, Any]  # the `subject` of a finding
-    name: str
-    version: str
-    vendor: str = ""
-    cpes: tuple[Cpe, ...] = ()
-    purl: Purl | None = None
-    languages: frozenset[str] = frozenset()
-    registry_year: int | None = None
-    names: tuple[str, ...] = ()  # identifiers a VEX statement may use for it
-    device_class: str | None = None
-    exposure_hint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,145 +213,6 @@ def scan_devices(
 # -- subjects ------------------------------------------------------------------------------------------
 
 
-def component_subject(comp: Component) -> Subject:
-    cpes: list[Cpe] = []
-    for text in comp.cpes:
-        try:
-            cpes.append(Cpe.parse(text))
-        except CpeError:
-            continue
-    purl = None
-    if comp.purl:
-        try:
-            purl = Purl.parse(comp.purl)
-        except InvalidPurl:
-            purl = None
-    languages: set[str] = set()
-    year = None
-    if purl is not None and purl.type in ECOSYSTEMS:
-        languages |= ECOSYSTEMS[purl.type][0]
-        year = ECOSYSTEMS[purl.type][1]
-    for c in cpes:
-        if c.target_sw in _TARGET_SW:
-            languages.add(_TARGET_SW[c.target_sw])
-    label = {"type": "component", "ref": comp.ref, "name": comp.name, "version": comp.version}
-    if comp.purl:
-        label["purl"] = comp.purl
-    if comp.cpes:
-        label["cpe"] = comp.cpes[0]
-    version = comp.version or next((c.version for c in cpes if c.version not in (ANY, "-")), "")
-    return Subject(
-        key=comp.ref,
-        label=label,
-        name=comp.name,
-        version=version,
-        vendor=comp.supplier or (purl.namespace or "" if purl else ""),
-        cpes=tuple(cpes),
-        purl=purl,
-        languages=frozenset(languages),
-        registry_year=year,
-        names=tuple(n for n in (comp.ref, comp.purl, *comp.cpes, comp.name) if n),
-    )
-
-
-def exposure_hint(device: Device) -> str | None:
-    """What the capture says about reachability: a public address means internet exposure; a listening
-    service on the hospital network means controlled; otherwise nothing (the SSVC default, stated)."""
-    for ip in device.ips:
-        try:
-            if ipaddress.ip_address(ip).is_global:
-                return "internet"
-        except ValueError:
-            continue
-    if any(s.role == "offers" for s in device.services):
-        return "hospital"
-    return None
-
-
-def device_subject(device: Device) -> Subject | None:
-    if not device.vendor or not device.model:
-        return None  # nothing to name a product by
-    anchor = device.mac or (device.ips[0] if device.ips else "")
-    label = {
-        "type": "device",
-        "id": anchor,
-        "vendor": device.vendor,
-        "model": device.model,
-        "firmware": device.firmware,
-        "device_class": device.device_class,
-        "ips": list(device.ips),
-    }
-    return Subject(
-        key=anchor,
-        label=label,
-        name=device.model,
-        version=device.firmware or "",
-        vendor=device.vendor,
-        names=tuple(
-            n for n in (anchor, *device.ips, device.hostname, f"{device.vendor} {device.model}") if n
-        ),
-        device_class=device.device_class,
-        exposure_hint=exposure_hint(device),
-    )
-
-
-# -- name helpers --------------------------------------------------------------------------------------
-
-
-def _compact(text: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", text.lower())
-
-
-def _vendor_core(vendor: str) -> str:
-    words = [w for w in re.split(r"[^0-9a-z]+", vendor.lower()) if w and w not in _VENDOR_FILLER]
-    return "".join(words)
-
-
-def same_vendor(a: str, b: str) -> bool:
-    """CPE vendor spellings of one vendor: `the_apache_software_foundation` / `apache`, or one family."""
-    if not a or not b:
-        return False
-    ca, cb = _vendor_core(a), _vendor_core(b)
-    if ca and ca == cb:
-        return True
-    return bool(families(a.replace("_", " ")) & families(b.replace("_", " ")))
-
-
-@lru_cache(maxsize=65536)
-def _name_languages(product: str) -> frozenset[str]:
-    return frozenset(
-        {_NAME_MARKERS[t] for t in re.split(r"[^0-9a-z#]+", product.lower()) if t in _NAME_MARKERS}
-    )
-
-
-@lru_cache(maxsize=65536)
-def _strip_markers(product: str) -> str:
-    return "".join(t for t in re.split(r"[^0-9a-z]+", product.lower()) if t and t not in _NAME_MARKERS)
-
-
-def _text_languages(text: str) -> set[str]:
-    return {lang for lang, rx in _TEXT_MARKERS.items() if rx.search(text)}
-
-
-def _name_variants(subject: Subject) -> list[str]:
-    """Ways a record may spell the component: as written, CamelCase split ("BouncyCastle" -> "Bouncy
-    Castle"), and the purl name."""
-    names = [subject.name]
-    if subject.purl is not None:
-        names.append(subject.purl.name)
-    out: list[str] = []
-    for n in names:
-        for v in (n, _CAMEL.sub(" ", n)):
-            if v and v not in out:
-                out.append(v)
-    return out
-
-
-def _name_pattern(name: str) -> re.Pattern[str]:
-    tokens = [t for t in re.split(r"[^0-9A-Za-z]+", _CAMEL.sub(" ", name)) if t]
-    return re.compile(r"(?<![0-9a-z])" + r"[\W_]*".join(map(re.escape, tokens)) + r"(?![0-9a-z])", re.I)
-
-
 # -- the scanner ---------------------------------------------------------------------------------------
 
 
@@ -480,7 +244,7 @@ class _Scanner:
     # .. targets ..........................................................................................
 
     def _compatible(self, subject: Subject, product: str) -> bool:
-        marked = _name_languages(product)
+        marked = name_languages(product)
         return not (subject.languages and marked and not marked & subject.languages)
 
     def targets(self, subject: Subject) -> list[_Target]:
@@ -504,8 +268,8 @@ class _Scanner:
             pair = cpe_vendor_product(c.fs())
             if pair is not None:
                 names.setdefault(pair[1], f"SBOM CPE {c.fs()}")
-        for name in _name_variants(subject):
-            for key in (name_key(name), name_key(re.sub(r"[.\s-]+", "_", name)), _compact(name)):
+        for name in name_variants(subject):
+            for key in (name_key(name), name_key(re.sub(r"[.\s-]+", "_", name)), compact(name)):
                 names.setdefault(key, f"package name {name!r}")
         others: list[_Target] = []
         for product, why in names.items():
@@ -528,8 +292,8 @@ class _Scanner:
         """Packages named after their NVD vendor: `Newtonsoft.Json` = `newtonsoft:json.net` (vendor +
         product without language words), NuGet `BouncyCastle` = `bouncycastle:bc-csharp` (the vendor's
         product for the component's language)."""
-        for name in _name_variants(subject):
-            tokens = [t for t in re.split(r"[^0-9A-Za-z]+", _CAMEL.sub(" ", name).lower()) if t]
+        for name in name_variants(subject):
+            tokens = [t for t in re.split(r"[^0-9A-Za-z]+", CAMEL.sub(" ", name).lower()) if t]
             whole = "".join(tokens)
             for cut in range(1, len(tokens) + 1):
                 rest = "".join(tokens[cut:])  # what the product must say, language words aside
@@ -540,11 +304,11 @@ class _Scanner:
                             continue
                         if not self._compatible(subject, product):
                             continue
-                        if _compact(vendor) + _strip_markers(product) == whole:
+                        if compact(vendor) + strip_markers(product) == whole:
                             why = f"package {name!r} = {vendor}:{product}"
                             add(_Target(vendor, product, "vendor-package", why))
-                        elif not rest and _name_languages(product) & subject.languages:
-                            langs = "/".join(sorted(_name_languages(product) & subject.languages))
+                        elif not rest and name_languages(product) & subject.languages:
+                            langs = "/".join(sorted(name_languages(product) & subject.languages))
                             why = f"package {name!r} = vendor {vendor}, its product for {langs}"
                             add(_Target(vendor, product, "vendor-package", why))
 
@@ -603,7 +367,7 @@ class _Scanner:
     ) -> str | None:
         """Why this match cannot be about this subject, or None."""
         if t is None or t.how != "exact":
-            said = _text_languages(record.description)
+            said = text_languages(record.description)
             if subject.languages and said and not said & subject.languages:
                 return (
                     f"description is about {'/'.join(sorted(said))} code; the component is "
@@ -732,7 +496,7 @@ class _Scanner:
     def _described(self, subject: Subject, seen: set[str], keep: Any) -> None:
         """Records without NVD configuration or usable CNA data that name the component in their text."""
         ids: set[str] = set()
-        for name in _name_variants(subject):
+        for name in name_variants(subject):
             words = [w for w in re.split(r"\s+", name) if w]
             ids.update(self.store.search_unconfigured(words))
         ids -= seen
@@ -955,7 +719,7 @@ def _target_sw_conflict(subject: Subject, evidence: Iterable[Any]) -> str | None
         return None
     for e in evidence:
         sw = Cpe.parse(e.criteria).target_sw
-        if sw in _TARGET_SW and _TARGET_SW[sw] not in subject.languages:
+        if sw in TARGET_SW and TARGET_SW[sw] not in subject.languages:
             return (
                 f"criteria {e.criteria} is for {sw}; the component is {'/'.join(sorted(subject.languages))}"
             )
@@ -1023,7 +787,7 @@ class _OtherLanguage(Exception):
 def _description_range(subject: Subject, text: str) -> tuple[list[str], str] | None:
     """(upper bounds, clause) a description gives for this subject, or None when it names the subject in
     no sentence with a version bound, or its bounds are for other languages only."""
-    patterns = [_name_pattern(n) for n in _name_variants(subject)]
+    patterns = [name_pattern(n) for n in name_variants(subject)]
     starts_with_name = any(p.match(text.strip()) for p in patterns)
     clauses: list[tuple[str, list[str], set[str]]] = []
     for sentence in _SENTENCE.split(text):
@@ -1039,7 +803,7 @@ def _description_range(subject: Subject, text: str) -> tuple[list[str], str] | N
                 more = re.findall(_VERSION, m.group("more") or "")
                 bounds += [f"{op} {v}" for v in (m.group("v"), *more)]
             if bounds:
-                clauses.append((clause.strip(), bounds, _text_languages(clause)))
+                clauses.append((clause.strip(), bounds, text_languages(clause)))
     if not clauses:
         return None
     if subject.languages:
