@@ -12,9 +12,11 @@ unchanged.
 Indexes serve the matcher's hot path (a 1,000-component SBOM against 300,000 CVEs in under 2 s):
 `products` maps normalised product → vendor → CVE from the *vulnerable* CPEs of NVD configurations and from
 CNA `affected[]` (vendor/product names, packageName, cpes), so candidates for a component are one B-tree
-range scan by product; the matcher decides whether vendor aliases or versions fit. CSAF documents are found
-by name tokens of their product trees (`csaf_tokens`), CVEs without an NVD configuration by words of their
-description (`vuln_text`, FTS5).
+range scan by product; the matcher decides whether vendor aliases or versions fit. `slices` holds, per CVE
+and NVD product, the configurations cut down to what can decide a match for that product
+(`configuration_slices`), so a scan never walks a record's criteria for other products. CSAF documents are
+found by name tokens of their product trees (`csaf_tokens`), CVEs without an NVD configuration by words of
+their description (`vuln_text`, FTS5).
 """
 
 from __future__ import annotations
