@@ -236,14 +236,10 @@ _BY_KEY = "key = ?"
 _BY_IP = "key IN (SELECT device_key FROM device_ips WHERE ip = ?)"
 
 
-class SQLiteStore:
-    """`Store` on one SQLite file; `path` may be ":memory:". Not shared between threads."""
+class OwnsConnection:
+    """A store on one SQLite connection (`_conn`): `close()` closes it, and so does leaving a `with` block."""
 
-    def __init__(self, path: str | Path) -> None:
-        if str(path) != ":memory:":
-            _create_private(Path(path))
-        self.path = path
-        self._conn, self.schema_version = open_database(path, load_migrations(), foreign_keys=True)
+    _conn: sqlite3.Connection
 
     def close(self) -> None:
         self._conn.close()
@@ -255,6 +251,16 @@ class SQLiteStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class SQLiteStore(OwnsConnection):
+    """`Store` on one SQLite file; `path` may be ":memory:". Not shared between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path) != ":memory:":
+            _create_private(Path(path))
+        self.path = path
+        self._conn, self.schema_version = open_database(path, load_migrations(), foreign_keys=True)
 
     def get_or_create_salt(self) -> bytes:
         with transaction(self._conn):

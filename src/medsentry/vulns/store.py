@@ -33,11 +33,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from medsentry.store.base import StoreError
-from medsentry.store.sqlite import Migration, default_db_path, open_database
+from medsentry.store.sqlite import Migration, OwnsConnection, default_db_path, open_database
 from medsentry.vulns.records import (
     CsafDocument,
     Cvss,
@@ -286,7 +285,7 @@ def _osv_name(ecosystem: str, name: str) -> str:
     return name.lower()
 
 
-class VulnStore:
+class VulnStore(OwnsConnection):
     """Feed data on one SQLite file (`path` may be ":memory:"). Not shared between threads."""
 
     def __init__(self, path: str | Path) -> None:
@@ -294,17 +293,6 @@ class VulnStore:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._conn, self.schema_version = open_database(path, MIGRATIONS)
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # -- writing ----------------------------------------------------------------------------------------
 

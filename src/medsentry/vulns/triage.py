@@ -39,12 +39,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from medsentry.identify.device import Device
 from medsentry.store.base import StoreError
-from medsentry.store.sqlite import Migration, open_database, transaction
+from medsentry.store.sqlite import Migration, OwnsConnection, open_database, transaction
 from medsentry.vulns.match.versions import InvalidVersion, purl_range_contains
 from medsentry.vulns.records import iso
 from medsentry.vulns.store import VulnStore
@@ -282,23 +281,12 @@ def open_extension(path: str | Path) -> sqlite3.Connection:
     return open_database(path, MIGRATIONS, version_table=_VERSION_TABLE)[0]
 
 
-class TriageStore:
+class TriageStore(OwnsConnection):
     """Decisions and drafts on the file of `store` (a `VulnStore` or its path)."""
 
     def __init__(self, store: VulnStore | str | Path) -> None:
         self.vulns = store if isinstance(store, VulnStore) else None
         self._conn = open_extension(store.path if isinstance(store, VulnStore) else store)
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # .. decisions ........................................................................................
 
