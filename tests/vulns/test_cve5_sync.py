@@ -6,12 +6,11 @@ from __future__ import annotations
 import copy
 import io
 import json
-import threading
 import urllib.parse
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 from medsentry.vulns.feeds import Http, Problems, SyncError, SyncSources, cve5, sync
 from medsentry.vulns.store import VulnStore
+from tests.httpfake import serve
 
 DAY = "2026-08-01"
 MIDNIGHT = datetime(2026, 8, 1, tzinfo=UTC)
@@ -32,29 +32,19 @@ class FakeReleases:
         self.releases: list[dict[str, Any]] = []
         self.served: list[str] = []
         self.fail: set[str] = set()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urllib.parse.urlsplit(self.path)
-                fake.served.append(url.path)
-                body: bytes | None = None
-                if url.path == "/releases":
-                    page = int(dict(urllib.parse.parse_qsl(url.query))["page"])
-                    body = json.dumps(fake.releases[::-1][(page - 1) * 100 : page * 100]).encode()
-                elif url.path not in fake.fail:
-                    body = fake.assets.get(url.path)
-                self.send_response(200 if body is not None else 404)
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server, self.base = serve(self.get)
         self.url = f"{self.base}/releases"
+
+    def get(self, path: str, headers: Message) -> tuple[int, bytes]:
+        url = urllib.parse.urlsplit(path)
+        self.served.append(url.path)
+        body: bytes | None = None
+        if url.path == "/releases":
+            page = int(dict(urllib.parse.parse_qsl(url.query))["page"])
+            body = json.dumps(self.releases[::-1][(page - 1) * 100 : page * 100]).encode()
+        elif url.path not in self.fail:
+            body = self.assets.get(url.path)
+        return (200, body) if body is not None else (404, b"")
 
     def publish(self, name: str, body: bytes) -> str:
         """A release holding one asset (the real ones hold a baseline and a delta; the sync reads names)."""

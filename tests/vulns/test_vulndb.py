@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from medsentry.vulns.store import (
     default_vulndb_path,
     name_key,
 )
+from tests.httpfake import serve
 
 
 @pytest.fixture(scope="module")
@@ -373,30 +373,18 @@ class FakeNvd:
         self.keys: list[str | None] = []
         self.fail_at: int | None = None
         self.files: dict[str, bytes] = {}
-        fake = self
+        self.server, base = serve(self.get)
+        self.url = f"{base}/rest/json/cves/2.0"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urllib.parse.urlsplit(self.path)
-                if url.path in fake.files:
-                    status, body = 200, fake.files[url.path]
-                elif url.path != "/rest/json/cves/2.0":
-                    status, body = 404, b""
-                else:
-                    fake.requests.append(dict(urllib.parse.parse_qsl(url.query)))
-                    fake.keys.append(self.headers.get("apiKey"))
-                    status, body = fake.answer(fake.requests[-1])
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/rest/json/cves/2.0"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def get(self, path: str, headers: Message) -> tuple[int, bytes]:
+        url = urllib.parse.urlsplit(path)
+        if url.path in self.files:
+            return 200, self.files[url.path]
+        if url.path != "/rest/json/cves/2.0":
+            return 404, b""
+        self.requests.append(dict(urllib.parse.parse_qsl(url.query)))
+        self.keys.append(headers.get("apiKey"))
+        return self.answer(self.requests[-1])
 
     def answer(self, query: dict[str, str]) -> tuple[int, bytes]:
         if self.fail_at is not None and len(self.requests) == self.fail_at:
@@ -549,22 +537,7 @@ class FakeProvider:
     def __init__(self, documents: list[Path]) -> None:
         self.routes: dict[str, bytes] = {}
         self.served: list[str] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                fake.served.append(self.path)
-                body = fake.routes.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server, self.base = serve(self.get)
         self.metadata = f"{self.base}/.well-known/csaf/provider-metadata.json"
         entries, changes = [], []
         for i, doc in enumerate(documents):
@@ -576,6 +549,11 @@ class FakeProvider:
             changes.append(f'"2020/{doc.name}","{stamp}"')
         self.routes["/csaf/feed.json"] = json.dumps({"feed": {"id": "f", "entry": entries}}).encode()
         self.routes["/csaf/changes.csv"] = "\n".join(reversed(changes)).encode()
+
+    def get(self, path: str, headers: Message) -> tuple[int, bytes]:
+        self.served.append(path)
+        body = self.routes.get(path)
+        return (200, body) if body is not None else (404, b"")
 
     def distribute(self, distribution: dict[str, Any]) -> None:
         self.routes["/.well-known/csaf/provider-metadata.json"] = json.dumps(
