@@ -433,8 +433,9 @@ class VulnStore(OwnsConnection):
             # Most NVD modifications leave the configurations and CNA data alone (references, CVSS, status),
             # and a re-analysis mostly leaves the products and their version bounds: rewriting index rows
             # that stay the same was most of an import.
-            kept = self._kept_index(feed, [v for v in fresh if v.id in stored], rows)
-            replaced = [v.id for v in fresh if v.id in stored]
+            products = {v.id: _products(v.configurations, v.affected) for v in fresh if v.id not in stored}
+            kept = self._kept_index(feed, [v for v in fresh if v.id in stored], rows, products)
+            replaced = list(kept)
             if replaced:
                 old_rowids = self._rowids(feed, replaced)
                 self._conn.executemany(
@@ -455,9 +456,7 @@ class VulnStore(OwnsConnection):
                 if not products_kept:
                     product_rows += [
                         (product, vendor, v.id, feed, origin, json.dumps(versions, separators=_COMPACT))
-                        for (vendor, product, origin), versions in _products(
-                            v.configurations, v.affected
-                        ).items()
+                        for (vendor, product, origin), versions in products[v.id].items()
                     ]
                 if not slices_kept:
                     slice_rows += [
@@ -480,12 +479,17 @@ class VulnStore(OwnsConnection):
             )
 
     def _kept_index(
-        self, feed: str, records: Sequence[Vulnerability], rows: Mapping[str, tuple[Any, ...]]
+        self,
+        feed: str,
+        records: Sequence[Vulnerability],
+        rows: Mapping[str, tuple[Any, ...]],
+        products: dict[str, dict[tuple[str, str, str], Any]],
     ) -> dict[str, tuple[bool, bool]]:
         """Per replaced record: (its `products` rows stay, its slices stay). Slices come from the
         configurations alone, so they stay when the packed configurations are byte-identical (packing is
         deterministic); the `products` rows also stay when the products and version bounds derived from
-        the stored configurations and `affected` are the ones of the new record."""
+        the stored configurations and `affected` are the ones of the new record (computed into `products`,
+        which holds them already for new records)."""
         kept: dict[str, tuple[bool, bool]] = {}
         by_id = {v.id: v for v in records}
         ids = list(by_id)
@@ -502,8 +506,9 @@ class VulnStore(OwnsConnection):
                 if same_conf and affected == new[_CONFIGURATIONS + 1]:
                     kept[cve] = (True, True)
                     continue
+                products[cve] = _products(v.configurations, v.affected)  # what the insert then writes
                 old = _products(_unpack(configurations), _unpack(affected))
-                kept[cve] = (old == _products(v.configurations, v.affected), same_conf)
+                kept[cve] = (old == products[cve], same_conf)
         return kept
 
     def _rowids(self, feed: str, ids: Sequence[str]) -> dict[str, int]:
