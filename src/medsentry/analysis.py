@@ -1,19 +1,21 @@
 """One analysis run: inputs -> observations -> identified devices, with statistics.
 
 Used by the CLI (and later the API); file, Zeek and live input all end in the same `Identifier`.
-With `workers > 1` each process reads every capture and keeps only its share of flows (by flow hash), so
-the expensive work splits near-linearly while reading stays cheap; observations stream back to this process
-in bounded chunks and are identified while the workers go on, so memory does not grow with the capture.
+With `workers > 1` each process reads every capture and keeps only its share of flows (by flow hash) and
+identifies what it sees, so the expensive work splits near-linearly while reading stays cheap; the
+observations detection reads stream back to this process in bounded chunks and are judged while the workers
+go on, so memory does not grow with the capture; the workers' identification state is merged at the end.
 """
 
 from __future__ import annotations
 
+import heapq
 import multiprocessing
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -82,78 +84,119 @@ def _identifier(fingerprints: Path | None):  # -> Identifier; imported late so `
 CHUNK = 2048  # observations per message from a worker
 # Observations travel as plain tuples: a frozen dataclass pickles and unpickles several times slower.
 _as_tuple = attrgetter(*(f.name for f in fields(Observation)))
-MAX_CHUNKS = 16  # chunks in flight: a worker waits when identification falls behind
+MAX_CHUNKS = 8  # chunks in flight per worker: a worker waits when detection falls behind
 
 
-def _shard(paths: list[Path], k: int, n: int, out: Any) -> None:
-    """One worker: its share of the flows; observations go to `out` in chunks, then its Stats."""
+@dataclass
+class _ShardEnd:
+    """A worker's last message: its statistics, what its identifier learned, and the time span and count
+    of the observations it did not send (`Detector.saw`)."""
+
+    k: int
+    stats: Stats
+    identified: Any  # identify.inventory.ShardState
+    unsent: tuple[float, float, int]
+
+
+def _shard(paths: list[Path], k: int, n: int, out: Any, fingerprints: Path | None,
+           forward: frozenset[str]) -> None:
+    """One worker: its share of the flows, identified here. Observations of the kinds in `forward` (those
+    detection reads) and each client IP's first TTL go to `out` in chunks of (position, observation);
+    then a `_ShardEnd`."""
+    ident = _identifier(fingerprints)
+    identify = ident.add
     buf: list[tuple[Any, ...]] = []
+    unsent = [float("inf"), float("-inf"), 0]
 
     def emit(o: Observation) -> None:
-        buf.append(_as_tuple(o))
+        kind = o.kind
+        if kind == "ip.ttl":  # the parent keeps the first of all shards' (see `_run_sharded`)
+            buf.append((analyzer.position, _as_tuple(o)))
+        else:
+            identify(o)
+            if kind in forward:
+                buf.append((analyzer.position, _as_tuple(o)))
+            else:
+                unsent[0] = min(unsent[0], o.ts)
+                unsent[1] = max(unsent[1], o.ts)
+                unsent[2] += 1
+                return
         if len(buf) >= CHUNK:
             out.put(buf.copy())
             buf.clear()
 
+    analyzer = Analyzer(emit, shard=(k, n))
     try:
-        stats = analyze_files(paths, emit, shard=(k, n))
+        stats = analyze_files(paths, emit, analyzer=analyzer)
     except BaseException as exc:  # the parent must hear of it, not wait for ever
         out.put(RuntimeError(f"worker {k}: {exc!r}"))
         raise
     out.put(buf)
-    out.put(stats)
+    out.put(_ShardEnd(k, stats, ident.shard_state(), (unsent[0], unsent[1], int(unsent[2]))))
 
 
-def _run_sharded(captures: list[Path], workers: int, add: Callable[[Observation], None],
-                 advance: Callable[[int], None], total: int) -> Stats:
-    """Shards on `workers` processes; each observation goes to `add` in this process while the workers go
-    on.  The queue holds at most MAX_CHUNKS chunks: workers wait when identification falls behind, so
-    memory stays bounded.  Every shard sees a client IP's first packet of its own flows, so each may
-    report an `ip.ttl` for it: only the earliest is kept."""
+def _received(out: Any, proc: Any, ends: list[_ShardEnd]) -> Iterator[tuple[Any, ...]]:
+    """One worker's (position, observation) pairs as they arrive; its `_ShardEnd` goes to `ends`."""
+    while True:
+        try:
+            item = out.get(timeout=1.0)
+        except queue.Empty:
+            if proc.exitcode not in (None, 0):
+                raise RuntimeError("a worker process died") from None
+            continue
+        if isinstance(item, _ShardEnd):
+            ends.append(item)
+            return
+        if isinstance(item, Exception):
+            raise item
+        yield from item
+
+
+def _run_sharded(captures: list[Path], workers: int, ident: Any, detector: Any | None,
+                 fingerprints: Path | None, advance: Callable[[int], None], total: int) -> Stats:
+    """Shards on `workers` processes. Each identifies its own observations; `ident` merges what they
+    learned at the end. Detection needs the observations it reads in one place and in order: they stream
+    here, one bounded queue per worker (a worker waits when detection falls behind, so memory stays
+    bounded), and are merged by position, which puts them in the order one process gives them. Every shard
+    sees a client IP's first packet of its own flows, so each may report an `ip.ttl` for it: the first in
+    that order is kept."""
     ctx = multiprocessing.get_context("fork")
-    out = ctx.Queue(MAX_CHUNKS)
+    outs = [ctx.Queue(MAX_CHUNKS) for _ in range(workers)]
+    forward = detector.kinds if detector is not None else frozenset()
     procs = [
-        ctx.Process(target=_shard, args=(captures, k, workers, out), daemon=True) for k in range(workers)
+        ctx.Process(target=_shard, args=(captures, k, workers, outs[k], fingerprints, forward), daemon=True)
+        for k in range(workers)
     ]
     for p in procs:
         p.start()
-    stats = Stats()
-    ttl: dict[str | None, Observation] = {}
+    detect = detector.add if detector is not None else None
+    ends: list[_ShardEnd] = []
+    ttl_seen: set[str | None] = set()
     dropped_ttl = 0
-    done = 0
     try:
-        while done < workers:
-            try:
-                item = out.get(timeout=1.0)
-            except queue.Empty:
-                if any(p.exitcode not in (None, 0) for p in procs):
-                    raise RuntimeError("a worker process died") from None
-                continue
-            if isinstance(item, Stats):
-                stats.merge(item)
-                done += 1
-                advance(total // workers)
-            elif isinstance(item, Exception):
-                raise item
-            else:
-                for t in item:
-                    o = Observation(*t)
-                    if o.kind == "ip.ttl":
-                        have = ttl.get(o.src_ip)
-                        if have is not None:
-                            dropped_ttl += 1
-                            if o.ts >= have.ts:
-                                continue
-                        ttl[o.src_ip] = o
-                    else:
-                        add(o)
+        streams = [_received(outs[k], procs[k], ends) for k in range(workers)]
+        for _, t in heapq.merge(*streams, key=itemgetter(0)):
+            o = Observation(*t)
+            if o.kind == "ip.ttl":
+                if o.src_ip in ttl_seen:
+                    dropped_ttl += 1
+                    continue
+                ttl_seen.add(o.src_ip)
+                ident.add(o)
+            if detect is not None:
+                detect(o)
     finally:
         for p in procs:
             if p.is_alive():
                 p.terminate()
             p.join()
-    for o in ttl.values():
-        add(o)
+    advance(total)
+    stats = Stats()
+    for end in sorted(ends, key=attrgetter("k")):  # where bounds keep the first values seen: shard order
+        stats.merge(end.stats)
+        ident.merge(end.identified)
+        if detector is not None:
+            detector.saw(*end.unsent)
     stats.observations -= dropped_ttl
     return stats
 
@@ -187,7 +230,7 @@ def _run_inputs(
             if workers == 1:
                 stats = analyze_files(captures, sink, progress=advance)
             else:
-                stats = _run_sharded(captures, workers, sink, advance, total)
+                stats = _run_sharded(captures, workers, ident, detector, fingerprints, advance, total)
     zeek_stats: dict[str, object] = {}
     if zeek:
         from medsentry.capture.zeek import ZeekStats, read_zeek

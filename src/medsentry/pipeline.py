@@ -132,19 +132,33 @@ class Analyzer:
         self.shard = shard
         self.source = source
         self._ttl_seen: set[str] = set()
+        self._batch = 0
+        # Where the observation being emitted belongs in the run's order: (batch, phase, ...), see `feed`.
+        self.position: tuple[Any, ...] = (0, 0, 0)
 
     # -- batches -------------------------------------------------------------------------------------
     def feed(self, batch: Batch) -> None:
+        """Observations come out in `position` order: per batch, (0) link-layer frames, (1) each flow's
+        messages, flows in key order, (2) first-packet facts by row, (3) flows that ended, by last packet
+        and key. A `--workers` shard has only some of the flows, yet its positions are the ones a single
+        process gives them, so merging shards by position restores the single process's order."""
+        self._batch += 1
+        b = self._batch
         recs = batch.recs
+        now = float(recs["ts"][-1]) if len(recs) else None  # flows time out by the whole batch's clock
+        kept = None  # a shard's rows in the whole batch: positions are the whole batch's rows
         if self.shard is not None:
             k, n = self.shard
             mine = (recs["flow_hash"] % np.uint64(n)) == np.uint64(k)
             if k == 0:
                 mine |= recs["ipver"] == 0
-            recs = recs[mine]
+            kept = np.flatnonzero(mine)
+            recs = recs[kept]
             batch = Batch(batch.buf, recs, batch.source)
         st = self.stats
         if not len(recs):
+            if now is not None:
+                self._expire(now, b)
             return
         st.packets += len(recs)
         st.bytes += int(recs["wirelen"].sum(dtype=np.int64))
@@ -156,15 +170,19 @@ class Analyzer:
         st.first_ts = float(ts[0]) if st.first_ts is None else st.first_ts
         st.last_ts = float(ts[-1])
 
+        self.position = (b, 0, 0)
         self._link_layer(batch)
         udp_ports = protocols.BY_UDP_PORT
         table = self.flows
+        ttl_seen = self._ttl_seen
+        firsts: list[tuple[int, Flow]] = []
         for flow, new, first, rows in table.update(recs):
             r = flow.record
-            if new and r.client_ip not in self._ttl_seen:
-                self._first_packet_facts(batch, flow, first)
+            if new and r.client_ip not in ttl_seen:
+                firsts.append((first, flow))
             if not flow.inspect or not rows.row:
                 continue
+            self.position = (b, 1, flow.key)
             if r.transport == "udp":
                 mod = udp_ports.get(r.server_port) or udp_ports.get(r.client_port)
                 if mod is None:
@@ -176,12 +194,24 @@ class Analyzer:
                 self._stream(batch.buf, flow, rows)
             else:
                 table.stop(flow)
-        for flow in table.expire(st.last_ts):
+        # Flows come in hash order: the earliest first packet of an IP is the one whatever the order (and
+        # whichever `--workers` shard has the flow).
+        firsts.sort(key=lambda rf: rf[0])
+        for first, flow in firsts:
+            if flow.record.client_ip not in ttl_seen:
+                self.position = (b, 2, first if kept is None else int(kept[first]))
+                self._first_packet_facts(batch, flow, first)
+        self._expire(now or st.last_ts, b)
+
+    def _expire(self, now: float, b: int, force: bool = False) -> None:
+        ended = self.flows.expire(now, force)
+        ended.sort(key=lambda f: (f.record.last_seen, f.key))
+        for flow in ended:
+            self.position = (b, 3, flow.record.last_seen, flow.key)
             self._flow_ended(flow)
 
     def finish(self) -> Stats:
-        for flow in self.flows.expire(self.stats.last_ts or 0.0, force=True):
-            self._flow_ended(flow)
+        self._expire(self.stats.last_ts or 0.0, self._batch + 1, force=True)
         self.stats.flows = self.flows.total
         self.stats.flows_evicted = self.flows.evicted
         return self.stats
@@ -529,11 +559,13 @@ def analyze_files(
     emit: Callable[[Observation], None],
     shard: tuple[int, int] | None = None,
     progress: Callable[[int], None] | None = None,
+    analyzer: Analyzer | None = None,
 ) -> Stats:
-    """Run every capture through one Analyzer. A broken file is recorded in stats.errors (with its offset)
-    after everything readable before the break was analysed; the other files go on."""
+    """Run every capture through one Analyzer (`analyzer`, or a new one with `emit` and `shard`). A broken
+    file is recorded in stats.errors (with its offset) after everything readable before the break was
+    analysed; the other files go on."""
     with fewer_collections():
-        analyzer = Analyzer(emit, shard=shard)
+        analyzer = analyzer or Analyzer(emit, shard=shard)
         for path in expand_paths(list(paths)):
             cap = CaptureFile(path)
             analyzer.stats.files.append(str(path))

@@ -1,42 +1,49 @@
-"""`--workers N`: shards stream observations back; the union is what one process sees."""
+"""`--workers N`: each shard identifies its own flows and the parent merges; detection sees every observation
+it reads. The result is what one process gives."""
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from medsentry import analysis
-from medsentry.observe import Observation
-from medsentry.pipeline import analyze_files
+from medsentry.detect import Detector
+from medsentry.report.serialize import device_to_dict
 
 
-@pytest.fixture(scope="module")
-def capture(shared_data: Path) -> Path:
-    p = shared_data / "captures/virtual-hospital/general-hospital-normal-60s.pcap"
+@pytest.fixture(scope="module", params=["general-hospital-60s.pcap", "general-hospital-normal-60s.pcap"])
+def capture(shared_data: Path, request: pytest.FixtureRequest) -> Path:
+    p = shared_data / "captures/virtual-hospital" / request.param
     if not p.exists():
         pytest.skip("shared capture absent")
     return p
 
 
-def test_sharded_run_streams_every_observation_once(capture: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    one: list[Observation] = []
-    stats_one = analyze_files([capture], one.append)
+def _run(capture: Path, workers: int) -> tuple[analysis.Result, Detector]:
+    det = Detector()
+    return analysis.run_inputs([capture], workers=workers, detector=det), det
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_sharded_run_gives_the_inventory_and_alerts_of_one_process(
+    capture: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, det_one = _run(capture, 1)
     monkeypatch.setattr(analysis, "CHUNK", 7)  # many chunks, and a final partial one
-    many: list[Observation] = []
-    stats = analysis._run_sharded([capture], 2, many.append, lambda n: None, 1)
-
-    def key(o: Observation) -> tuple[object, ...]:
-        return (o.ts, o.kind, o.src_ip, o.dst_ip, o.sport, o.dport, repr(sorted(o.fields.items())))
-
-    # ip.ttl: each shard reports a client IP's first packet of its own flows; one per IP is kept
-    ttl = [o for o in many if o.kind == "ip.ttl"]
-    assert len(ttl) == len({o.src_ip for o in ttl}) == len({o.src_ip for o in one if o.kind == "ip.ttl"})
-    rest = Counter(key(o) for o in many if o.kind != "ip.ttl")
-    assert rest == Counter(key(o) for o in one if o.kind != "ip.ttl")
-    assert stats.observations == len(many) == stats_one.observations
-    assert stats.packets == stats_one.packets and stats.flows == stats_one.flows
+    many, det_many = _run(capture, workers)
+    assert len(one.devices) > 10
+    # evidence, first times, counts, identities and their order included
+    assert [device_to_dict(d) for d in many.devices] == [device_to_dict(d) for d in one.devices]
+    for key in ("packets", "flows", "observations", "malformed"):
+        assert many.stats_dict[key] == one.stats_dict[key]
+    # observations of kinds no detector reads stay in the workers, but are counted and span the same time
+    assert det_many.summary()["observations"] == det_one.summary()["observations"]
+    assert (det_many.first_ts, det_many.last_ts) == (det_one.first_ts, det_one.last_ts)
+    assert det_many.learning_end() == det_one.learning_end()
+    # detection saw the observations it reads in the order one process gives them
+    assert [a.to_dict() for a in many.alerts] == [a.to_dict() for a in one.alerts]
+    assert len(one.alerts) > 5
 
 
 def test_worker_failure_is_reported(tmp_path: Path) -> None:
@@ -46,4 +53,5 @@ def test_worker_failure_is_reported(tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(analysis, "analyze_files", boom)
         with pytest.raises(RuntimeError, match="boom"):
-            analysis._run_sharded([tmp_path / "x.pcap"], 2, lambda o: None, lambda n: None, 1)
+            ident = analysis._identifier(None)
+            analysis._run_sharded([tmp_path / "x.pcap"], 2, ident, None, None, lambda n: None, 1)

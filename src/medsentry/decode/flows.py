@@ -27,8 +27,8 @@ TRANSPORT = {TCP: "tcp", UDP: "udp", 1: "icmp", 58: "icmp6"}
 _F_TS, _F_FLAGS, _F_SPORT, _F_DPORT, _F_PROTO, _F_IPVER, _F_VLAN, _F_DIR = map(
     PACKET_DTYPE.names.index, ("ts", "tcp_flags", "sport", "dport", "proto", "ipver", "vlan", "dir")
 )
-_F_SRC_MAC, _F_DST_MAC, _F_SRC_IP, _F_DST_IP = map(
-    PACKET_DTYPE.names.index, ("src_mac", "dst_mac", "src_ip", "dst_ip")
+_F_SRC_MAC, _F_DST_MAC, _F_SRC_IP, _F_DST_IP, _F_HASH = map(
+    PACKET_DTYPE.names.index, ("src_mac", "dst_mac", "src_ip", "dst_ip", "flow_hash")
 )
 
 
@@ -44,12 +44,13 @@ class Timeouts:
 class Flow:
     """One flow's counters (`record`) and its inspection state (owned by the pipeline)."""
 
-    __slots__ = ("client_dir", "id", "inspect", "record", "state")
+    __slots__ = ("client_dir", "id", "inspect", "key", "record", "state")
 
-    def __init__(self, record: FlowRecord, client_dir: int, flow_id: int = -1) -> None:
+    def __init__(self, record: FlowRecord, client_dir: int, flow_id: int = -1, key: int = 0) -> None:
         self.record = record
         self.client_dir = client_dir  # the `dir` value of packets the client sends
         self.id = flow_id  # in the C table
+        self.key = key  # the direction-independent flow hash: the C table's key and sort order
         self.inspect = True  # payloads still worth looking at
         self.state: object = None  # the pipeline's per-flow inspection state
 
@@ -215,7 +216,7 @@ class FlowTable:
             vlan=first[_F_VLAN] or None,
         )
         d = first[_F_DIR]
-        flow = Flow(rec, d if sender_is_client else 1 - d, fid)
+        flow = Flow(rec, d if sender_is_client else 1 - d, fid, first[_F_HASH])
         self.flows[fid] = flow
         return flow
 

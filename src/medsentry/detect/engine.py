@@ -312,6 +312,22 @@ class Detector:
                 # a field of an unexpected shape (Zeek, a dissector bug): counted, never fatal
                 self.stats["bad_observations"] += 1
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The observation kinds some family reads; `add` only counts the others."""
+        return frozenset(self._by_kind)
+
+    def saw(self, first_ts: float, last_ts: float, n: int) -> None:
+        """`n` observations of kinds no family reads, spanning first_ts..last_ts, as if each were `add`ed
+        (a `--workers` shard summarises them instead of sending them)."""
+        if not n:
+            return
+        if self.first_ts is None or first_ts < self.first_ts:
+            self.first_ts = first_ts
+        if self.last_ts is None or last_ts > self.last_ts:
+            self.last_ts = last_ts
+        self.observations += n
+
     def hit(
         self,
         rule: str,

@@ -128,8 +128,7 @@ class _Endpoint:
             self.last_seen = ts
 
     def claim(self, c: _Claim, source: str) -> None:
-        if self.repeat(c.attribute, c.value, c.protocol, source, c.ts):
-            return
+        """A claim not made before (callers count repeats themselves), within the bounds."""
         if len(self.claims) >= MAX_CLAIMS:
             return
         value = c.value.casefold()
@@ -139,16 +138,6 @@ class _Endpoint:
         values.add(value)
         self.claims[(c.attribute, value, c.protocol, source)] = c
 
-    def repeat(self, attribute: str, value: str, protocol: str, source: str, ts: float | None) -> bool:
-        """Count a claim made before again (True), so the caller need not build a new one."""
-        have = self.claims.get((attribute, value.casefold(), protocol, source))
-        if have is None:
-            return False
-        have.count += 1
-        if ts is not None and (have.ts is None or ts < have.ts):
-            have.ts = ts
-        return True
-
     def identity(self, key: str, value: str, protocol: str, detail: str, ts: float) -> None:
         value = value.strip()[:MAX_TEXT]
         if not value:
@@ -157,6 +146,8 @@ class _Endpoint:
         have = values.get(value)
         if have is not None:
             have.count += 1
+            if have.ts is None or ts < have.ts:  # the earliest sighting names the source
+                have.ts, have.protocol, have.detail = ts, protocol, detail
         elif len(values) < MAX_IDENTITY_VALUES:
             values[value] = _Claim(f"identity.{key}", value, protocol, detail, ts, 0.9)
 
@@ -167,10 +158,67 @@ class _Endpoint:
         if not name or len(name) > 253:
             return
         have = self.hostnames.get(source)
-        if have is None:
+        if have is None or (have.value != name and have.ts is not None and ts < have.ts):
+            # the name a source gave first (in time, not in the order observations arrive) wins
             self.hostnames[source] = _Claim("hostname", name, protocol, detail, ts, 0.8)
         elif have.value == name:
             have.count += 1
+            if have.ts is None or ts < have.ts:
+                have.ts, have.detail = ts, detail
+
+    def absorb(self, other: _Endpoint) -> None:
+        """Add what another shard saw of the same endpoint (`Identifier.merge`), bounds as in `add`."""
+        for ts in (other.first_seen, other.last_seen):
+            if ts is not None:
+                self.seen(ts)
+        self.sent = self.sent or other.sent
+        for (attribute, _, protocol, source), c in other.claims.items():
+            have = self.claims.get((attribute, c.value.casefold(), protocol, source))
+            if have is None:
+                self.claim(c, source)
+                continue
+            have.count += c.count
+            if c.ts is not None and (have.ts is None or c.ts < have.ts):
+                have.ts, have.detail = c.ts, c.detail
+        for rule, peers in other.rule_peers.items():
+            self.rule_peers.setdefault(rule, set()).update(peers)
+        for key, s in other.services.items():
+            mine = self.services.get(key)
+            if mine is None:
+                if sum(1 for k in self.services if k[0] == key[0]) < MAX_SERVICES:
+                    self.services[key] = s
+                continue
+            mine.count += s.count
+            mine.app = mine.app or s.app
+            mine.extra_peers += s.extra_peers
+            new = s.peers - mine.peers
+            room = MAX_PEERS - len(mine.peers)
+            mine.peers.update(list(new)[: max(room, 0)])
+            mine.extra_peers += max(len(new) - max(room, 0), 0)
+        for key, values in other.identities.items():
+            mine_values = self.identities.setdefault(key, {})
+            for value, c in values.items():
+                have = mine_values.get(value)
+                if have is not None:
+                    have.count += c.count
+                    if c.ts is not None and (have.ts is None or c.ts < have.ts):
+                        have.ts, have.protocol, have.detail = c.ts, c.protocol, c.detail
+                elif len(mine_values) < MAX_IDENTITY_VALUES:
+                    mine_values[value] = c
+        for source, c in other.hostnames.items():
+            have = self.hostnames.get(source)
+            if have is None or (have.value != c.value and c.ts is not None and have.ts is not None
+                                and c.ts < have.ts):
+                self.hostnames[source] = c  # the name seen first wins, as in one process
+            elif have.value == c.value:
+                have.count += c.count
+                if c.ts is not None and (have.ts is None or c.ts < have.ts):
+                    have.ts, have.detail = c.ts, c.detail
+        if other.profile is not None:
+            if self.profile is None:
+                self.profile = other.profile
+            else:
+                self.profile.merge(other.profile)
 
     def service(self, role: str, transport: str, port: int, app: str | None, peer: str | None) -> None:
         key = (role, transport, port)
@@ -254,6 +302,18 @@ def _detail(rule: Rule, matched: str, obs: Observation) -> str:
     return f'{obs.kind} {field} "{str(matched)[:MAX_TEXT]}" (rule {rule.id})'
 
 
+@dataclass(slots=True)
+class ShardState:
+    """An `Identifier`'s accumulated state, as one `--workers` shard sends it to the parent."""
+
+    endpoints: dict[tuple[str | None, str | None], _Endpoint]
+    bindings: dict[str, dict[str, tuple[float, bool]]]
+    names: dict[str, dict[str, tuple[str, str, float]]]
+    dropped: int
+    skipped: int
+    observations: int
+
+
 class Identifier:
     """Collects observations (`add`) and produces the device inventory (`devices`)."""
 
@@ -283,6 +343,7 @@ class Identifier:
         self._hits: dict[tuple[Any, ...], Any] = {}
         self._kind_reads: dict[str, tuple[str, ...]] = {}  # kind -> every field its rules read
         self._vendors: dict[str, str] = {}
+        self._needs_peers = {r.id: r.peers for r in self.fingerprints.rules if r.peers}
         self.dropped = 0  # observations whose endpoint did not fit in MAX_ENDPOINTS
         self.skipped = 0  # observations with malformed fields
         self.observations = 0
@@ -498,11 +559,12 @@ class Identifier:
         obs: Observation,
     ) -> None:
         if rule.peers:
+            # Claimed from the first hit on; `devices` counts them once enough peers were seen. Waiting
+            # for the peers here would make the evidence depend on the order observations come in (and
+            # shards of a `--workers` run each see only some of the peers).
             seen = target.rule_peers.setdefault(rule.id, set())
             if len(seen) < rule.peers and peer is not None:
                 seen.add(peer)
-            if len(seen) < rule.peers:
-                return
         values, matched = hit
         detail = None  # built only for a claim not made before: most hits repeat one
         for attribute, value in values.items():
@@ -513,7 +575,13 @@ class Identifier:
                         self._vendors.clear()
                     norm = self._vendors[value] = oui.normalize_vendor(value) or ""
                 value = norm
-            if not value or target.repeat(attribute, value, obs.protocol, rule.id, obs.ts):
+            if not value:
+                continue
+            have = target.claims.get((attribute, value.casefold(), obs.protocol, rule.id))
+            if have is not None:  # most hits repeat a claim: count it; the earliest hit is its evidence
+                have.count += 1
+                if have.ts is None or obs.ts < have.ts:
+                    have.ts, have.detail = obs.ts, _detail(rule, matched, obs)
                 continue
             if detail is None:
                 detail = _detail(rule, matched, obs)
@@ -627,8 +695,58 @@ class Identifier:
                 return
             names = self._names[ip] = {}
         key = source if source != "dns-a" else f"dns-a:{name.lower()}"
-        if key not in names and len(names) < 2 * MAX_IDENTITY_VALUES:
-            names[key] = (name.strip().rstrip("."), protocol, ts)
+        have = names.get(key)
+        if (have is None and len(names) < 2 * MAX_IDENTITY_VALUES) or (have is not None and ts < have[2]):
+            names[key] = (name.strip().rstrip("."), protocol, ts)  # the earliest answer wins
+
+    # -- shards --------------------------------------------------------------------------------------------
+    def shard_state(self) -> ShardState:
+        """What this identifier learned, for `merge` in another process (`--workers`): the per-endpoint
+        state and bindings only, not the caches."""
+        return ShardState(self._endpoints, self._bindings, self._names, self.dropped, self.skipped,
+                          self.observations)
+
+    def merge(self, state: ShardState) -> None:
+        """Add a shard's state: the inventory is then as if this identifier had seen its observations too
+        (evidence counts and first times add up; where a bound keeps the first values seen, a shard's
+        come after this identifier's)."""
+        self._by_raw.clear()  # it may point at endpoints replaced below
+        for key, e in state.endpoints.items():
+            mine = self._endpoints.get(key)
+            if mine is not None:
+                mine.absorb(e)
+            elif len(self._endpoints) < MAX_ENDPOINTS:
+                self._endpoints[key] = e
+            else:
+                self.dropped += 1
+        for ip, macs in state.bindings.items():
+            mine_macs = self._bindings.get(ip)
+            if mine_macs is None:
+                if len(self._bindings) >= MAX_ENDPOINTS:
+                    continue
+                mine_macs = self._bindings[ip] = {}
+            for mac, (ts, lease) in macs.items():
+                have = mine_macs.get(mac)
+                if have is not None:
+                    mine_macs[mac] = (min(have[0], ts), have[1] or lease)
+                elif len(mine_macs) < MAX_IDENTITY_VALUES:
+                    mine_macs[mac] = (ts, lease)
+        for ip, names in state.names.items():
+            mine_names = self._names.get(ip)
+            if mine_names is None:
+                if len(self._names) >= MAX_NAMES:
+                    continue
+                mine_names = self._names[ip] = {}
+            for key, name in names.items():
+                have = mine_names.get(key)
+                if have is None:
+                    if len(mine_names) < 2 * MAX_IDENTITY_VALUES:
+                        mine_names[key] = name
+                elif name[2] < have[2]:
+                    mine_names[key] = name
+        self.dropped += state.dropped
+        self.skipped += state.skipped
+        self.observations += state.observations
 
     # -- the inventory ---------------------------------------------------------------------------------
     def devices(self) -> list[Device]:
@@ -696,8 +814,12 @@ class Identifier:
         d.first_seen, d.last_seen = (min(firsts), max(lasts)) if firsts else (None, None)
 
         claims: dict[tuple[str, str, str, str], _Claim] = {}
+        needs_peers = self._needs_peers
         for e in members:
             for k, c in e.claims.items():
+                need = needs_peers.get(k[3])
+                if need is not None and len(e.rule_peers.get(k[3], ())) < need:
+                    continue
                 have = claims.get(k)
                 if have is None:
                     claims[k] = _Claim(c.attribute, c.value, c.protocol, c.detail, c.ts, c.weight, c.count)
@@ -725,7 +847,8 @@ class Identifier:
                 ROUTER_WEIGHT,
             )
         by_attr: dict[str, list[_Claim]] = {}
-        for c in claims.values():
+        # earliest first, whatever order the observations came in (ties between values go to the earlier)
+        for c in sorted(claims.values(), key=_claim_order):
             by_attr.setdefault(c.attribute, []).append(c)
 
         evidence: list[_Claim] = []
@@ -761,9 +884,12 @@ class Identifier:
         found: dict[str, _Claim] = {}
         for e in members:
             for source, c in e.hostnames.items():
-                found.setdefault(source, c)
+                have = found.get(source)
+                if have is None or _earlier(c, have):
+                    found[source] = c
         for ip in d.ips:
-            for source, (name, proto, ts) in self._names.get(ip, {}).items():
+            names = self._names.get(ip, {})
+            for source, (name, proto, ts) in sorted(names.items(), key=lambda kv: (kv[1][2], kv[0])):
                 if source in ("dhcp-server", "dns-ptr"):
                     found.setdefault(source, _Claim("hostname", name, proto, _NAME_DETAIL[source], ts, 0.6))
                 else:
@@ -776,7 +902,8 @@ class Identifier:
                 d.hostname = found[source].value
                 evidence.append(found[source])
                 evidence += [
-                    c for s, c in found.items() if s != source and c.value.lower() == d.hostname.lower()
+                    found[s] for s in _HOSTNAME_SOURCES
+                    if s in found and s != source and found[s].value.lower() == d.hostname.lower()
                 ]
                 break
 
@@ -798,13 +925,15 @@ class Identifier:
                 evidence.append(_Claim("service", value, "flow", detail, d.first_seen, 0.9, s.count))
 
     def _identities(self, d: Device, members: list[_Endpoint], evidence: list[_Claim]) -> None:
-        for e in members:
-            for key, values in e.identities.items():
-                have = d.identities.setdefault(key, [])
-                for value, c in values.items():
-                    if value not in have and len(have) < MAX_IDENTITY_VALUES:
-                        have.append(value)
-                        evidence.append(c)
+        seen = sorted(
+            ((key, c) for e in members for key, values in e.identities.items() for c in values.values()),
+            key=lambda kc: (kc[0], kc[1].ts if kc[1].ts is not None else float("inf"), kc[1].value),
+        )  # earliest first: the same list whatever order the observations came in
+        for key, c in seen:
+            have = d.identities.setdefault(key, [])
+            if c.value not in have and len(have) < MAX_IDENTITY_VALUES:
+                have.append(c.value)
+                evidence.append(c)
 
     def _learned(self, d: Device, members: list[_Endpoint], evidence: list[_Claim]) -> None:
         profile = self._profile_type(d.mac)
@@ -832,6 +961,14 @@ class Identifier:
 
 
 _NAME_DETAIL = {"dhcp-server": "DHCP ACK option 12 (name the server assigned)", "dns-ptr": "DNS PTR answer"}
+
+
+def _claim_order(c: _Claim) -> tuple[Any, ...]:
+    return (c.ts is None, c.ts or 0.0, c.attribute, c.value, c.protocol, c.detail)
+
+
+def _earlier(a: _Claim, b: _Claim) -> bool:
+    return a.ts is not None and (b.ts is None or a.ts < b.ts)
 
 
 def _answered(f: dict[str, Any]) -> bool:
