@@ -84,7 +84,7 @@ def _identifier(fingerprints: Path | None):  # -> Identifier; imported late so `
 CHUNK = 2048  # observations per message from a worker
 # Observations travel as plain tuples: a frozen dataclass pickles and unpickles several times slower.
 _as_tuple = attrgetter(*(f.name for f in fields(Observation)))
-MAX_CHUNKS = 8  # chunks in flight per worker: a worker waits when detection falls behind
+MAX_CHUNKS = 16  # chunks in flight per worker: a worker waits when detection falls behind
 
 
 @dataclass
