@@ -99,10 +99,10 @@ class _ShardEnd:
 
 
 def _shard(paths: list[Path], k: int, n: int, out: Any, fingerprints: Path | None,
-           forward: frozenset[str]) -> None:
+           forward: frozenset[str], read: Any) -> None:
     """One worker: its share of the flows, identified here. Observations of the kinds in `forward` (those
     detection reads) and each client IP's first TTL go to `out` in chunks of (position, observation);
-    then a `_ShardEnd`."""
+    then a `_ShardEnd`. `read` (a shared integer) counts the capture bytes it got through."""
     ident = _identifier(fingerprints)
     identify = ident.add
     buf: list[tuple[Any, ...]] = []
@@ -127,7 +127,8 @@ def _shard(paths: list[Path], k: int, n: int, out: Any, fingerprints: Path | Non
 
     analyzer = Analyzer(emit, shard=(k, n))
     try:
-        stats = analyze_files(paths, emit, analyzer=analyzer)
+        stats = analyze_files(paths, emit, progress=lambda b: setattr(read, "value", read.value + b),
+                              analyzer=analyzer)
     except BaseException as exc:  # the parent must hear of it, not wait for ever
         out.put(RuntimeError(f"worker {k}: {exc!r}"))
         raise
@@ -135,9 +136,12 @@ def _shard(paths: list[Path], k: int, n: int, out: Any, fingerprints: Path | Non
     out.put(_ShardEnd(k, stats, ident.shard_state(), (unsent[0], unsent[1], int(unsent[2]))))
 
 
-def _received(out: Any, proc: Any, ends: list[_ShardEnd]) -> Iterator[tuple[Any, ...]]:
-    """One worker's (position, observation) pairs as they arrive; its `_ShardEnd` goes to `ends`."""
+def _received(out: Any, proc: Any, ends: list[_ShardEnd], tick: Callable[[], None]
+              ) -> Iterator[tuple[Any, ...]]:
+    """One worker's (position, observation) pairs as they arrive; its `_ShardEnd` goes to `ends`. `tick`
+    is called at least once a second while waiting (the progress bar)."""
     while True:
+        tick()
         try:
             item = out.get(timeout=1.0)
         except queue.Empty:
@@ -162,11 +166,22 @@ def _run_sharded(captures: list[Path], workers: int, ident: Any, detector: Any |
     that order is kept."""
     ctx = multiprocessing.get_context("fork")
     outs = [ctx.Queue(MAX_CHUNKS) for _ in range(workers)]
+    reads = [ctx.Value("q", 0, lock=False) for _ in range(workers)]  # one writer each
     forward = detector.kinds if detector is not None else frozenset()
     procs = [
-        ctx.Process(target=_shard, args=(captures, k, workers, outs[k], fingerprints, forward), daemon=True)
+        ctx.Process(target=_shard, args=(captures, k, workers, outs[k], fingerprints, forward, reads[k]),
+                    daemon=True)
         for k in range(workers)
     ]
+    shown = 0
+
+    def tick() -> None:  # every worker reads every capture: progress is their average
+        nonlocal shown
+        done = sum(r.value for r in reads) // workers
+        if done > shown:
+            advance(done - shown)
+            shown = done
+
     for p in procs:
         p.start()
     detect = detector.add if detector is not None else None
@@ -174,7 +189,7 @@ def _run_sharded(captures: list[Path], workers: int, ident: Any, detector: Any |
     ttl_seen: set[str | None] = set()
     dropped_ttl = 0
     try:
-        streams = [_received(outs[k], procs[k], ends) for k in range(workers)]
+        streams = [_received(outs[k], procs[k], ends, tick) for k in range(workers)]
         for _, t in heapq.merge(*streams, key=itemgetter(0)):
             o = Observation(*t)
             if o.kind == "ip.ttl":
@@ -190,7 +205,7 @@ def _run_sharded(captures: list[Path], workers: int, ident: Any, detector: Any |
             if p.is_alive():
                 p.terminate()
             p.join()
-    advance(total)
+    advance(total - shown)
     stats = Stats()
     for end in sorted(ends, key=attrgetter("k")):  # where bounds keep the first values seen: shard order
         stats.merge(end.stats)

@@ -55,3 +55,14 @@ def test_worker_failure_is_reported(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="boom"):
             ident = analysis._identifier(None)
             analysis._run_sharded([tmp_path / "x.pcap"], 2, ident, None, None, lambda n: None, 1)
+
+
+def test_sharded_progress_adds_up_to_the_capture_size(shared_data: Path) -> None:
+    capture = shared_data / "captures/virtual-hospital/general-hospital-normal-60s.pcap"
+    if not capture.exists():
+        pytest.skip("shared capture absent")
+    steps: list[int] = []
+    total = capture.stat().st_size
+    analysis._run_sharded([capture], 2, analysis._identifier(None), None, None, steps.append, total)
+    assert steps and all(s >= 0 for s in steps)
+    assert sum(steps) == total
