@@ -12,7 +12,7 @@ A rule file is a YAML document `{rules: [rule, ...]}`; a rule:
     range: [1, 64]                    alternatively: a number in [lo, hi]
     when: {dport: [1883, 8883]}       further conditions: field or address attribute -> allowed values
                                       (null in the list also allows an absent field)
-    peers: 3                          fires only once the device matched it with that many distinct peers
+    peers: 3                          counts only once the device matched it with that many distinct peers
     set: {vendor: Philips, model: 'IntelliVue {model}', device_class: patient_monitor}
     weight: 0.9                       how strongly one firing supports each value (0..1)
     weights: {device_class: 0.6}      per-attribute override of weight
