@@ -66,3 +66,30 @@ def test_sharded_progress_adds_up_to_the_capture_size(shared_data: Path) -> None
     analysis._run_sharded([capture], 2, analysis._identifier(None), None, None, steps.append, total)
     assert steps and all(s >= 0 for s in steps)
     assert sum(steps) == total
+
+
+def test_sharded_run_with_a_learned_model_gives_the_same_labels(shared_data: Path, tmp_path: Path) -> None:
+    """Each shard keeps learned-fingerprint profiles of its own traffic; merged, they classify as one
+    process's do."""
+    import json
+    import shutil
+
+    from medsentry.identify.learn import learn_directory
+
+    root = shared_data / "devices" / "iot-sentinel"
+    if not root.is_dir():
+        pytest.skip("IoT Sentinel captures absent")
+    held_out = []
+    for label in ("TP-LinkPlugHS110", "D-LinkCam", "HueBridge"):
+        caps = sorted((root / label).glob("Setup-A-*.pcap"))
+        (tmp_path / "teach" / label).mkdir(parents=True)
+        for cap in caps[:-1]:
+            shutil.copy(cap, tmp_path / "teach" / label / cap.name)
+        held_out.append(caps[-1])
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps(learn_directory(tmp_path / "teach")))
+
+    one = analysis.run_inputs(held_out, fingerprints=model, workers=1)
+    many = analysis.run_inputs(held_out, fingerprints=model, workers=2)
+    assert {d.label for d in one.devices} >= {"TP-LinkPlugHS110", "D-LinkCam", "HueBridge"}
+    assert [device_to_dict(d) for d in many.devices] == [device_to_dict(d) for d in one.devices]
