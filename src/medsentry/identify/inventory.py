@@ -526,19 +526,20 @@ class Identifier:
         if not isinstance(mac, str) or not isinstance(ip, str) or not self._addr(ip).usable:
             return
         mac = self._unicast(mac)
-        if mac is None:
-            return
+        if mac is not None:
+            self._put_binding(ip, mac, ts, lease)
+
+    def _put_binding(self, ip: str, mac: str, ts: float, lease: bool) -> None:
         macs = self._bindings.get(ip)
         if macs is None:
             if len(self._bindings) >= MAX_ENDPOINTS:
                 return
             macs = self._bindings[ip] = {}
         have = macs.get(mac)
-        if have is None:
-            if len(macs) < MAX_IDENTITY_VALUES:
-                macs[mac] = (ts, lease)
-        elif lease and not have[1]:
-            macs[mac] = (have[0], True)
+        if have is not None:  # the earliest claim counts (`_owners`), in whatever order they came
+            macs[mac] = (min(have[0], ts), have[1] or lease)
+        elif len(macs) < MAX_IDENTITY_VALUES:
+            macs[mac] = (ts, lease)
 
     def _owners(self) -> None:
         """Who owns each bound IP. ARP replies can lie (spoofing): a DHCP lease wins, then the MAC that
@@ -689,15 +690,21 @@ class Identifier:
                     self._name(data, "dns-a", name, obs.protocol, obs.ts)
 
     def _name(self, ip: str, source: str, name: str, protocol: str, ts: float) -> None:
+        key = source if source != "dns-a" else f"dns-a:{name.lower()}"
+        self._put_name(ip, key, (name.strip().rstrip("."), protocol, ts))
+
+    def _put_name(self, ip: str, key: str, entry: tuple[str, str, float]) -> None:
         names = self._names.get(ip)
         if names is None:
             if len(self._names) >= MAX_NAMES:
                 return
             names = self._names[ip] = {}
-        key = source if source != "dns-a" else f"dns-a:{name.lower()}"
         have = names.get(key)
-        if (have is None and len(names) < 2 * MAX_IDENTITY_VALUES) or (have is not None and ts < have[2]):
-            names[key] = (name.strip().rstrip("."), protocol, ts)  # the earliest answer wins
+        if have is None:
+            if len(names) < 2 * MAX_IDENTITY_VALUES:
+                names[key] = entry
+        elif entry[2] < have[2]:
+            names[key] = entry  # the earliest answer wins
 
     # -- shards --------------------------------------------------------------------------------------------
     def shard_state(self) -> ShardState:
@@ -720,30 +727,11 @@ class Identifier:
             else:
                 self.dropped += 1
         for ip, macs in state.bindings.items():
-            mine_macs = self._bindings.get(ip)
-            if mine_macs is None:
-                if len(self._bindings) >= MAX_ENDPOINTS:
-                    continue
-                mine_macs = self._bindings[ip] = {}
             for mac, (ts, lease) in macs.items():
-                have = mine_macs.get(mac)
-                if have is not None:
-                    mine_macs[mac] = (min(have[0], ts), have[1] or lease)
-                elif len(mine_macs) < MAX_IDENTITY_VALUES:
-                    mine_macs[mac] = (ts, lease)
+                self._put_binding(ip, mac, ts, lease)
         for ip, names in state.names.items():
-            mine_names = self._names.get(ip)
-            if mine_names is None:
-                if len(self._names) >= MAX_NAMES:
-                    continue
-                mine_names = self._names[ip] = {}
-            for key, name in names.items():
-                have = mine_names.get(key)
-                if have is None:
-                    if len(mine_names) < 2 * MAX_IDENTITY_VALUES:
-                        mine_names[key] = name
-                elif name[2] < have[2]:
-                    mine_names[key] = name
+            for key, entry in names.items():
+                self._put_name(ip, key, entry)
         self.dropped += state.dropped
         self.skipped += state.skipped
         self.observations += state.observations
