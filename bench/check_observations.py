@@ -10,12 +10,14 @@ HEAD) and the fast path compiled from that commit's source, so protocol modules 
 changing at the same time are the same on both sides.  Compared: the pipeline statistics, observation
 counts per (protocol, kind), and every observation with all its fields, sorted (a change of emission
 order alone is not a difference).  PHI hashes use a fixed salt here so that they compare.
---workers N runs the current side sharded (the union of the shards must equal the reference).
+--workers N runs the current side sharded and puts the shards together as `analyze --workers` does
+(by position; each IP's first TTL): the result must equal the reference.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import shutil
 import subprocess
@@ -23,7 +25,9 @@ import sys
 import sysconfig
 import tempfile
 from collections import Counter
+from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO.parent / "shared/data/captures/virtual-hospital/general-hospital-normal-60s.pcap"
@@ -44,13 +48,29 @@ STAT_KEYS = ("packets", "bytes", "malformed", "fragments", "unsupported_link", "
 def summarise(capture: Path, workers: int) -> dict[str, object]:
     from medsentry import privacy
     from medsentry.observe import Observation
-    from medsentry.pipeline import Stats, analyze_files
+    from medsentry.pipeline import Analyzer, Stats, analyze_files
 
     privacy.set_salt(b"check-observations")
     obs: list[Observation] = []
     stats = Stats()
-    for k in range(workers):
-        stats.merge(analyze_files([capture], obs.append, shard=(k, workers) if workers > 1 else None))
+    if workers == 1:
+        stats = analyze_files([capture], obs.append)
+    else:  # as `analysis._run_sharded` puts shards together: by position, each IP's first TTL kept
+        def shard(k: int) -> list[tuple[Any, Observation]]:
+            pairs: list[tuple[Any, Observation]] = []
+            an = Analyzer(lambda o: pairs.append((an.position, o)), shard=(k, workers))
+            stats.merge(analyze_files([capture], an.emit, analyzer=an))
+            return pairs
+
+        streams = [shard(k) for k in range(workers)]
+        ttl_seen: set[str | None] = set()
+        for _, o in heapq.merge(*streams, key=itemgetter(0)):
+            if o.kind == "ip.ttl":
+                if o.src_ip in ttl_seen:
+                    stats.observations -= 1
+                    continue
+                ttl_seen.add(o.src_ip)
+            obs.append(o)
     lines = sorted(
         json.dumps([o.ts, o.protocol, o.kind, o.src_mac, o.src_ip, o.dst_mac, o.dst_ip, o.sport, o.dport,
                     o.transport, o.fields, o.source], sort_keys=True, default=repr)
