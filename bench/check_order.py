@@ -4,9 +4,10 @@
     .venv/bin/python bench/check_order.py [CAPTURE ...] [--ref COMMIT] [--batch N]
 
 `check_observations.py` compares sorted observations, so a change of emission order passes it. Order
-matters downstream: identification's peer-count rules and evidence time stamps, and detection's rate
-limits, see observations in emission order. This runs the reference pipeline (the same reference tree
-as check_observations.py, default HEAD) and the current one and compares the sequences as emitted;
+matters downstream: detection's windows, rate limits and "who was first" see observations in emission
+order (identification does not depend on it since the sixth pass). This runs the reference pipeline (the
+same reference tree as check_observations.py, default HEAD) and the current one and compares the sequences
+as emitted;
 --batch sets the records per batch on both sides (small batches exercise state kept across batches).
 """
 
