@@ -551,3 +551,34 @@ def test_fact_kinds_cover_every_kind_facts_reads() -> None:
     assert len(named) > 15
     assert named <= inventory._FACT_KINDS
     assert "kind in _DHCP_CLIENT" in source and inventory._DHCP_CLIENT <= inventory._FACT_KINDS
+
+
+@pytest.mark.parametrize("name", ["general-hospital-60s.pcap", "general-hospital-normal-60s.pcap"])
+def test_inventory_does_not_depend_on_observation_order_or_split(shared_data: Path, name: str) -> None:
+    """Shuffled and dealt to three identifiers that are then merged (what `--workers` does), a capture's
+    observations give the very inventory of one identifier seeing them in order: evidence, its counts
+    and first times, identities and their order included."""
+    import random
+
+    from medsentry.pipeline import observe_files
+    from medsentry.report.serialize import device_to_dict
+
+    cap = shared_data / "captures/virtual-hospital" / name
+    if not cap.exists():
+        pytest.skip("shared capture absent")
+    obs, _ = observe_files([cap])
+    one = Identifier()
+    for o in obs:
+        one.add(o)
+    expected = [device_to_dict(d) for d in one.devices()]
+    assert len(expected) > 10
+    for seed in range(3):
+        rnd = random.Random(seed)
+        shuffled = obs[:]
+        rnd.shuffle(shuffled)
+        parts = [Identifier() for _ in range(3)]
+        for o in shuffled:
+            parts[rnd.randrange(3)].add(o)
+        for p in parts[1:]:
+            parts[0].merge(p.shard_state())
+        assert [device_to_dict(d) for d in parts[0].devices()] == expected, seed

@@ -86,6 +86,16 @@ class _Claim:
     weight: float
     count: int = 1
 
+    def sooner(self, ts: float | None, protocol: str, detail: str, value: str) -> bool:
+        """Take this sighting as the evidence if it came earlier. Equal times (two observations of one
+        packet) go by their text, so the evidence never depends on the order observations arrive in."""
+        if ts is None or (self.ts is not None and ts > self.ts):
+            return False
+        if ts == self.ts and (protocol, detail, value) >= (self.protocol, self.detail, self.value):
+            return False
+        self.ts, self.protocol, self.detail, self.value = ts, protocol, detail, value
+        return True
+
     def evidence(self) -> Evidence:
         return Evidence(
             self.attribute, self.value, self.protocol, self.detail, self.ts, self.weight, self.count
@@ -146,8 +156,7 @@ class _Endpoint:
         have = values.get(value)
         if have is not None:
             have.count += 1
-            if have.ts is None or ts < have.ts:  # the earliest sighting names the source
-                have.ts, have.protocol, have.detail = ts, protocol, detail
+            have.sooner(ts, protocol, detail, value)  # the earliest sighting names the source
         elif len(values) < MAX_IDENTITY_VALUES:
             values[value] = _Claim(f"identity.{key}", value, protocol, detail, ts, 0.9)
 
@@ -158,13 +167,13 @@ class _Endpoint:
         if not name or len(name) > 253:
             return
         have = self.hostnames.get(source)
-        if have is None or (have.value != name and have.ts is not None and ts < have.ts):
-            # the name a source gave first (in time, not in the order observations arrive) wins
+        if have is None:
             self.hostnames[source] = _Claim("hostname", name, protocol, detail, ts, 0.8)
         elif have.value == name:
             have.count += 1
-            if have.ts is None or ts < have.ts:
-                have.ts, have.detail = ts, detail
+            have.sooner(ts, protocol, detail, name)
+        elif have.sooner(ts, protocol, detail, name):
+            have.count = 1  # the name a source gave first (in time, not in arrival order) wins
 
     def absorb(self, other: _Endpoint) -> None:
         """Add what another shard saw of the same endpoint (`Identifier.merge`), bounds as in `add`."""
@@ -178,8 +187,7 @@ class _Endpoint:
                 self.claim(c, source)
                 continue
             have.count += c.count
-            if c.ts is not None and (have.ts is None or c.ts < have.ts):
-                have.ts, have.detail = c.ts, c.detail
+            have.sooner(c.ts, c.protocol, c.detail, c.value)
         for rule, peers in other.rule_peers.items():
             self.rule_peers.setdefault(rule, set()).update(peers)
         for key, s in other.services.items():
@@ -189,7 +197,7 @@ class _Endpoint:
                     self.services[key] = s
                 continue
             mine.count += s.count
-            mine.app = mine.app or s.app
+            mine.app = _app(mine.app, s.app)
             mine.extra_peers += s.extra_peers
             new = s.peers - mine.peers
             room = MAX_PEERS - len(mine.peers)
@@ -201,19 +209,18 @@ class _Endpoint:
                 have = mine_values.get(value)
                 if have is not None:
                     have.count += c.count
-                    if c.ts is not None and (have.ts is None or c.ts < have.ts):
-                        have.ts, have.protocol, have.detail = c.ts, c.protocol, c.detail
+                    have.sooner(c.ts, c.protocol, c.detail, c.value)
                 elif len(mine_values) < MAX_IDENTITY_VALUES:
                     mine_values[value] = c
         for source, c in other.hostnames.items():
             have = self.hostnames.get(source)
-            if have is None or (have.value != c.value and c.ts is not None and have.ts is not None
-                                and c.ts < have.ts):
-                self.hostnames[source] = c  # the name seen first wins, as in one process
+            if have is None:
+                self.hostnames[source] = c
             elif have.value == c.value:
                 have.count += c.count
-                if c.ts is not None and (have.ts is None or c.ts < have.ts):
-                    have.ts, have.detail = c.ts, c.detail
+                have.sooner(c.ts, c.protocol, c.detail, c.value)
+            elif have.sooner(c.ts, c.protocol, c.detail, c.value):
+                have.count = c.count  # the name seen first wins, as in one process
         if other.profile is not None:
             if self.profile is None:
                 self.profile = other.profile
@@ -228,7 +235,7 @@ class _Endpoint:
                 return
             s = self.services[key] = _Service(set())
         s.count += 1
-        s.app = s.app or app  # flows a dissector did not take (scans, gaps) still name the port
+        s.app = _app(s.app, app)  # flows a dissector did not take (scans, gaps) still name the port
         if peer is not None and peer not in s.peers:
             if len(s.peers) < MAX_PEERS:
                 s.peers.add(peer)
@@ -547,7 +554,8 @@ class Identifier:
         self._owner, self._bound = {}, {}
         for ip, macs in self._bindings.items():
             leased = [m for m, (_, lease) in macs.items() if lease]
-            owner = max(leased, key=lambda m: macs[m][0]) if leased else min(macs, key=lambda m: macs[m][0])
+            owner = (max(leased, key=lambda m: (macs[m][0], m)) if leased
+                     else min(macs, key=lambda m: (macs[m][0], m)))
             self._owner[ip] = owner
             self._bound.setdefault(owner, set()).add(ip)
 
@@ -581,8 +589,8 @@ class Identifier:
             have = target.claims.get((attribute, value.casefold(), obs.protocol, rule.id))
             if have is not None:  # most hits repeat a claim: count it; the earliest hit is its evidence
                 have.count += 1
-                if have.ts is None or obs.ts < have.ts:
-                    have.ts, have.detail = obs.ts, _detail(rule, matched, obs)
+                if have.ts is None or obs.ts <= have.ts:
+                    have.sooner(obs.ts, obs.protocol, _detail(rule, matched, obs), value)
                 continue
             if detail is None:
                 detail = _detail(rule, matched, obs)
@@ -703,7 +711,7 @@ class Identifier:
         if have is None:
             if len(names) < 2 * MAX_IDENTITY_VALUES:
                 names[key] = entry
-        elif entry[2] < have[2]:
+        elif (entry[2], entry[0], entry[1]) < (have[2], have[0], have[1]):
             names[key] = entry  # the earliest answer wins
 
     # -- shards --------------------------------------------------------------------------------------------
@@ -813,8 +821,7 @@ class Identifier:
                     claims[k] = _Claim(c.attribute, c.value, c.protocol, c.detail, c.ts, c.weight, c.count)
                 else:
                     have.count += c.count
-                    if c.ts is not None and (have.ts is None or c.ts < have.ts):
-                        have.ts = c.ts
+                    have.sooner(c.ts, c.protocol, c.detail, c.value)
         if mac is not None:
             info = self._mac(mac)
             d.mac_randomized = bool(info and info.locally_administered)
@@ -900,7 +907,7 @@ class Identifier:
         for e in members:
             for k, s in e.services.items():
                 m = merged.setdefault(k, _Service(set()))
-                m.app = m.app or s.app
+                m.app = _app(m.app, s.app)
                 m.count += s.count
                 m.extra_peers += s.extra_peers
                 m.peers |= s.peers
@@ -956,7 +963,14 @@ def _claim_order(c: _Claim) -> tuple[Any, ...]:
 
 
 def _earlier(a: _Claim, b: _Claim) -> bool:
-    return a.ts is not None and (b.ts is None or a.ts < b.ts)
+    if a.ts is None or b.ts is None:
+        return a.ts is not None
+    return (a.ts, a.protocol, a.detail, a.value) < (b.ts, b.protocol, b.detail, b.value)
+
+
+def _app(a: str | None, b: str | None) -> str | None:
+    """The application a port is named by: any dissector's, the same whatever order flows come in."""
+    return b if a is None or (b is not None and b < a) else a
 
 
 def _answered(f: dict[str, Any]) -> bool:
