@@ -1,10 +1,11 @@
 """One analysis run: inputs -> observations -> identified devices, with statistics.
 
 Used by the CLI (and later the API); file, Zeek and live input all end in the same `Identifier`.
-With `workers > 1` each process reads every capture and keeps only its share of flows (by flow hash) and
-identifies what it sees, so the expensive work splits near-linearly while reading stays cheap; the
-observations detection reads stream back to this process in bounded chunks and are judged while the workers
-go on, so memory does not grow with the capture; the workers' identification state is merged at the end.
+With `workers > 1` each process reads every capture (about 5 % of the work) and keeps only its share of
+flows (by flow hash), which it dissects and identifies; the observations detection reads stream back to
+this process in bounded chunks, are put back in one process's order and judged while the workers go on,
+so memory does not grow with the capture; the workers' identification state is merged at the end. The
+result is the one-process result.
 """
 
 from __future__ import annotations

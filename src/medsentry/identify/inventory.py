@@ -2,6 +2,10 @@
 
 Streaming: `Identifier.add` is called once per observation and only updates small, bounded per-endpoint
 state; `Identifier.devices` does the joining and deciding at the end (and may be called again later).
+The result does not depend on the order observations arrive in (the pipeline does not emit in time order,
+and `--workers` shards each see some of them): every piece of evidence keeps its earliest sighting, ties
+broken by its text; `shard_state`/`merge` add up identifiers that saw disjoint parts of the traffic. Only
+where a bound below is reached can arrival order still decide what is kept.
 
 Anchoring. State is kept per endpoint = (MAC, IP) as seen in a frame. At the end each endpoint is
 assigned to a device:
