@@ -582,3 +582,40 @@ def test_inventory_does_not_depend_on_observation_order_or_split(shared_data: Pa
         for p in parts[1:]:
             parts[0].merge(p.shard_state())
         assert [device_to_dict(d) for d in parts[0].devices()] == expected, seed
+
+
+@pytest.mark.parametrize("clients", [40, 255, 256, 3000])
+def test_a_busy_servers_peers_are_counted_once_each_whatever_the_order(clients: int) -> None:
+    """Up to MAX_PEERS distinct clients are counted exactly; beyond, estimated (a k-minimum-values sketch,
+    ~6 % standard error) — not recounted with every flow of a client already past the bound, and the same
+    for any order of the flows or split over shards."""
+    import random
+
+    from medsentry.identify.inventory import MAX_PEERS
+
+    server = ("00:50:56:00:00:01", "10.1.0.1")
+    flows = [
+        flow(f"02:00:00:00:{i // 256:02x}:{i % 256:02x}", f"10.2.{i // 256}.{i % 256}", *server, 53,
+             transport="udp", app="dns", ts=2.0 + i)
+        for i in range(clients)
+        for _ in range(4)  # every client asks four times
+    ]
+
+    def peers(observations: list[Observation]) -> int:
+        (s,) = [s for s in by_key(run(observations))[server[0]].services if s.role == "offers"]
+        return s.peers
+
+    counted = peers(flows)
+    if clients <= MAX_PEERS:
+        assert counted == clients
+    else:
+        assert abs(counted - clients) <= 0.2 * clients
+    shuffled = flows[:]
+    random.Random(1).shuffle(shuffled)
+    assert peers(shuffled) == counted
+    halves = Identifier(), Identifier()
+    for i, o in enumerate(shuffled):
+        halves[i % 2].add(o)
+    halves[0].merge(halves[1].shard_state())
+    (s,) = [s for s in by_key(halves[0].devices())[server[0]].services if s.role == "offers"]
+    assert s.peers == counted

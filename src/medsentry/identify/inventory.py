@@ -32,6 +32,7 @@ sets `label`, and its class is used only where the rules gave none.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from medsentry.observe import Observation
 MAX_CLAIMS = 128  # distinct (attribute, value, protocol, rule) claims
 MAX_VALUES = 8  # distinct values per attribute (further ones are dropped: first seen wins)
 MAX_SERVICES = 64  # per role (offers / uses)
-MAX_PEERS = 256  # distinct peers remembered per service (the count goes on)
+MAX_PEERS = 256  # distinct peers remembered per service; beyond, their number is estimated (`_Peers`)
 MAX_IDENTITY_VALUES = 8
 MAX_TEXT = 96  # characters of an identity or a matched text kept
 MAX_ENDPOINTS = 100_000  # overall (about 1 kB each); observations beyond are counted in `dropped`
@@ -106,12 +107,49 @@ class _Claim:
         )
 
 
+class _Peers:
+    """The distinct peers of a service, bounded: counted exactly up to MAX_PEERS; beyond, the MAX_PEERS
+    peers with the smallest hashes are kept and their number is estimated from the largest kept hash (a
+    k-minimum-values sketch, about 6 % standard error). Unlike "the first MAX_PEERS, then count the
+    rest", it does not depend on the order peers come in, a merge is the sketch of the union, and a
+    busy server's repeat clients are not counted again with every flow."""
+
+    __slots__ = ("kept", "top")
+
+    def __init__(self) -> None:
+        self.kept: dict[str, int] = {}  # peer -> its hash
+        self.top = 0  # the largest kept hash once MAX_PEERS are kept
+
+    def add(self, peer: str, h: int | None = None) -> None:
+        kept = self.kept
+        if peer in kept:
+            return
+        if h is None:
+            h = int.from_bytes(hashlib.blake2b(peer.encode(), digest_size=8).digest(), "big")
+        if len(kept) < MAX_PEERS:
+            kept[peer] = h
+            if len(kept) == MAX_PEERS:
+                self.top = max(kept.values())
+        elif h < self.top:
+            del kept[max(kept, key=kept.__getitem__)]
+            kept[peer] = h
+            self.top = max(kept.values())
+
+    def update(self, other: _Peers) -> None:
+        for peer, h in other.kept.items():
+            self.add(peer, h)
+
+    def count(self) -> int:
+        if len(self.kept) < MAX_PEERS:
+            return len(self.kept)
+        return round((MAX_PEERS - 1) * 2.0**64 / max(self.top, 1))
+
+
 @dataclass(slots=True)
 class _Service:
-    peers: set[str]
+    peers: _Peers
     app: str | None = None
     count: int = 0
-    extra_peers: int = 0  # distinct peers not remembered once MAX_PEERS is reached (an estimate)
 
 
 class _Endpoint:
@@ -202,11 +240,7 @@ class _Endpoint:
                 continue
             mine.count += s.count
             mine.app = _app(mine.app, s.app)
-            mine.extra_peers += s.extra_peers
-            new = s.peers - mine.peers
-            room = MAX_PEERS - len(mine.peers)
-            mine.peers.update(list(new)[: max(room, 0)])
-            mine.extra_peers += max(len(new) - max(room, 0), 0)
+            mine.peers.update(s.peers)
         for key, values in other.identities.items():
             mine_values = self.identities.setdefault(key, {})
             for value, c in values.items():
@@ -237,14 +271,11 @@ class _Endpoint:
         if s is None:
             if sum(1 for k in self.services if k[0] == role) >= MAX_SERVICES:
                 return
-            s = self.services[key] = _Service(set())
+            s = self.services[key] = _Service(_Peers())
         s.count += 1
         s.app = _app(s.app, app)  # flows a dissector did not take (scans, gaps) still name the port
-        if peer is not None and peer not in s.peers:
-            if len(s.peers) < MAX_PEERS:
-                s.peers.add(peer)
-            else:
-                s.extra_peers += 1
+        if peer is not None:
+            s.peers.add(peer)
 
 
 class _Addr:
@@ -910,13 +941,12 @@ class Identifier:
         merged: dict[tuple[str, str, int], _Service] = {}
         for e in members:
             for k, s in e.services.items():
-                m = merged.setdefault(k, _Service(set()))
+                m = merged.setdefault(k, _Service(_Peers()))
                 m.app = _app(m.app, s.app)
                 m.count += s.count
-                m.extra_peers += s.extra_peers
-                m.peers |= s.peers
+                m.peers.update(s.peers)
         for (role, transport, port), s in sorted(merged.items(), key=lambda kv: kv[0]):
-            peers = len(s.peers) + s.extra_peers
+            peers = s.peers.count()
             d.services.append(Service(transport, port, s.app, role, peers))
             if role == "offers":
                 value = f"{transport}/{port}" + (f" {s.app}" if s.app else "")
