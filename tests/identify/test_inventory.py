@@ -619,3 +619,35 @@ def test_a_busy_servers_peers_are_counted_once_each_whatever_the_order(clients: 
     halves[0].merge(halves[1].shard_state())
     (s,) = [s for s in by_key(halves[0].devices())[server[0]].services if s.role == "offers"]
     assert s.peers == counted
+
+
+def test_bounded_identities_keep_the_earliest_values_whatever_the_order() -> None:
+    """A workstation with more user agents than MAX_IDENTITY_VALUES keeps the earliest ones: a flood of
+    later values pushes none out, and arrival order or a shard split does not change which are kept."""
+    import random
+
+    from medsentry.identify.inventory import MAX_IDENTITY_VALUES
+
+    ws = ("00:11:22:33:44:66", "10.0.0.20")
+    agents = [f"Agent/{i}.0" for i in range(3 * MAX_IDENTITY_VALUES)]
+    requests = [
+        obs("http.request", *ws, ts=10.0 + i + k / 10, dst_mac=ROUTER, dst_ip="10.0.0.1", sport=40000 + i,
+            dport=80, transport="tcp", fields={"user_agent": ua, "host": "intranet"})
+        for i, ua in enumerate(agents)
+        for k in range(3)
+    ]
+
+    def kept(observations: list[Observation]) -> list[str]:
+        return by_key(run(observations))[ws[0]].identities["http_user_agent"]
+
+    in_order = kept(requests)
+    assert in_order == agents[:MAX_IDENTITY_VALUES]
+    for seed in range(3):
+        shuffled = requests[:]
+        random.Random(seed).shuffle(shuffled)
+        assert kept(shuffled) == in_order
+        parts = Identifier(), Identifier()
+        for i, o in enumerate(shuffled):
+            parts[i % 2].add(o)
+        parts[0].merge(parts[1].shard_state())
+        assert by_key(parts[0].devices())[ws[0]].identities["http_user_agent"] == in_order

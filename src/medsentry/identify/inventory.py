@@ -199,8 +199,8 @@ class _Endpoint:
         if have is not None:
             have.count += 1
             have.sooner(ts, protocol, detail, value)  # the earliest sighting names the source
-        elif len(values) < MAX_IDENTITY_VALUES:
-            values[value] = _Claim(f"identity.{key}", value, protocol, detail, ts, 0.9)
+        else:
+            _keep_earliest(values, _Claim(f"identity.{key}", value, protocol, detail, ts, 0.9))
 
     def hostname(self, source: str, name: str, protocol: str, detail: str, ts: float) -> None:
         name = name.strip().rstrip(".")
@@ -248,8 +248,8 @@ class _Endpoint:
                 if have is not None:
                     have.count += c.count
                     have.sooner(c.ts, c.protocol, c.detail, c.value)
-                elif len(mine_values) < MAX_IDENTITY_VALUES:
-                    mine_values[value] = c
+                else:
+                    _keep_earliest(mine_values, c)
         for source, c in other.hostnames.items():
             have = self.hostnames.get(source)
             if have is None:
@@ -743,11 +743,16 @@ class Identifier:
                 return
             names = self._names[ip] = {}
         have = names.get(key)
-        if have is None:
-            if len(names) < 2 * MAX_IDENTITY_VALUES:
+        if have is not None:
+            if _answer_order(entry) < _answer_order(have):
+                names[key] = entry  # the earliest answer wins
+        elif len(names) < 2 * MAX_IDENTITY_VALUES:
+            names[key] = entry
+        else:  # full: the earliest answers are kept, as `_keep_earliest` does for identities
+            latest = max(names, key=lambda k: (*_answer_order(names[k]), k))
+            if (*_answer_order(entry), key) < (*_answer_order(names[latest]), latest):
+                del names[latest]
                 names[key] = entry
-        elif (entry[2], entry[0], entry[1]) < (have[2], have[0], have[1]):
-            names[key] = entry  # the earliest answer wins
 
     # -- shards --------------------------------------------------------------------------------------------
     def shard_state(self) -> ShardState:
@@ -994,6 +999,28 @@ _NAME_DETAIL = {"dhcp-server": "DHCP ACK option 12 (name the server assigned)", 
 
 def _claim_order(c: _Claim) -> tuple[Any, ...]:
     return (c.ts is None, c.ts or 0.0, c.attribute, c.value, c.protocol, c.detail)
+
+
+def _sighting(c: _Claim) -> tuple[Any, ...]:
+    return (c.ts is None, c.ts or 0.0, c.protocol, c.detail, c.value)
+
+
+def _keep_earliest(values: dict[str, _Claim], c: _Claim) -> None:
+    """Add a value not kept yet, within MAX_IDENTITY_VALUES. When full it takes the place of the latest
+    kept value if it was seen earlier: a later value never pushes out an earlier one (a flood of new user
+    agents changes nothing), and the values kept are the earliest whatever the order they arrive in (only
+    their counts may miss sightings from before they were kept)."""
+    if len(values) < MAX_IDENTITY_VALUES:
+        values[c.value] = c
+        return
+    latest = max(values.values(), key=_sighting)
+    if _sighting(c) < _sighting(latest):
+        del values[latest.value]
+        values[c.value] = c
+
+
+def _answer_order(entry: tuple[str, str, float]) -> tuple[float, str, str]:
+    return (entry[2], entry[0], entry[1])
 
 
 def _earlier(a: _Claim, b: _Claim) -> bool:
