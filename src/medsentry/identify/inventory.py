@@ -72,6 +72,7 @@ _FACT_KINDS = _DHCP_CLIENT | frozenset({
     "mqtt.connect", "nbns.registration", "nbns.response", "rtsp.response", "service.seen",
     "snmp.response", "syslog.message", "tls.certificate", "tls.client_hello",
 })
+_NEVER = float("-inf")
 _NO_ADDRESS = frozenset({"0.0.0.0", "255.255.255.255", "::"})
 _ADDRESS = frozenset({"sport", "dport", "transport"})  # rule fields read from the observation itself
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -156,8 +157,8 @@ class _Endpoint:
     """What was seen of one (MAC, IP) pair."""
 
     __slots__ = (
-        "claimed", "claims", "first_seen", "hostnames", "identities", "ip", "last_seen", "mac", "profile",
-        "rule_peers", "sent", "services",
+        "claimed", "claims", "first_seen", "hostnames", "identities", "ip", "last_seen", "mac", "newest",
+        "profile", "rule_peers", "sent", "services",
     )  # fmt: skip
 
     def __init__(self, mac: str | None, ip: str | None, profile: Any) -> None:
@@ -167,6 +168,9 @@ class _Endpoint:
         self.sent = False  # seen as a sender (a receiver alone may not exist)
         self.claims: dict[tuple[str, str, str, str], _Claim] = {}
         self.claimed: dict[str, set[str]] = {}  # attribute -> its (casefolded) values in `claims`
+        # attribute -> no claim of it in `claims` is later than this (it never decreases: evictions and
+        # earlier sightings only make it an over-estimate, which `claim`'s quick refusal allows)
+        self.newest: dict[str, float] = {}
         self.rule_peers: dict[str, set[str]] = {}
         self.services: dict[tuple[str, str, int], _Service] = {}
         self.identities: dict[str, dict[str, _Claim]] = {}
@@ -180,15 +184,41 @@ class _Endpoint:
             self.last_seen = ts
 
     def claim(self, c: _Claim, source: str) -> None:
-        """A claim not made before (callers count repeats themselves), within the bounds."""
-        if len(self.claims) >= MAX_CLAIMS:
-            return
+        """A claim not made before (callers count repeats themselves), within the bounds. At a bound the
+        earliest claims (and values of an attribute) stay: a new one takes the place of the latest if it
+        was seen earlier, so later claims cannot push earlier ones out, and what is kept does not depend
+        on the order claims arrive in (as `_keep_earliest`)."""
         value = c.value.casefold()
+        key = (c.attribute, value, c.protocol, source)
         values = self.claimed.setdefault(c.attribute, set())
+        newest = self.newest.get(c.attribute, _NEVER)  # no kept claim of the attribute is later
         if len(values) >= MAX_VALUES and value not in values:
-            return  # the first values seen win: later ones cannot push them out
+            if c.ts is None or c.ts > newest:
+                return  # later than every kept value (a flood of new values stops here, cheaply)
+            firsts: dict[str, tuple[Any, ...]] = {}  # value -> its earliest claim
+            for k, x in self.claims.items():
+                if k[0] == c.attribute and (k[1] not in firsts or _sighting(x) < firsts[k[1]]):
+                    firsts[k[1]] = _sighting(x)
+            latest = max(firsts, key=lambda v: (firsts[v], v))
+            if (_sighting(c), value) >= (firsts[latest], latest):
+                return
+            for k in [k for k in self.claims if k[0] == c.attribute and k[1] == latest]:
+                del self.claims[k]
+            values.discard(latest)
+        if len(self.claims) >= MAX_CLAIMS:
+            if c.ts is None or c.ts > max(self.newest.values(), default=_NEVER):
+                return
+            latest_key = max(self.claims, key=lambda k: (_sighting(self.claims[k]), k))
+            if (_sighting(c), key) >= (_sighting(self.claims[latest_key]), latest_key):
+                return
+            del self.claims[latest_key]
+            attribute, gone = latest_key[0], latest_key[1]
+            if not any(k[0] == attribute and k[1] == gone for k in self.claims):
+                self.claimed[attribute].discard(gone)
         values.add(value)
-        self.claims[(c.attribute, value, c.protocol, source)] = c
+        self.claims[key] = c
+        if c.ts is not None and c.ts > newest:
+            self.newest[c.attribute] = c.ts
 
     def identity(self, key: str, value: str, protocol: str, detail: str, ts: float) -> None:
         value = value.strip()[:MAX_TEXT]
