@@ -660,3 +660,21 @@ def test_bounded_identities_keep_the_earliest_values_whatever_the_order() -> Non
             parts[i % 2].add(o)
         parts[0].merge(parts[1].shard_state())
         assert by_key(parts[0].devices())[ws[0]].identities["http_user_agent"] == in_order
+
+
+def test_bounded_services_keep_the_earliest_whatever_the_order() -> None:
+    import random
+
+    from medsentry.identify.inventory import MAX_SERVICES
+
+    client = (PLAIN, "10.0.0.5")
+    flows = [flow(*client, PRINTER, "10.0.0.9", 1000 + i, ts=5.0 + i) for i in range(MAX_SERVICES + 40)]
+
+    def used(observations: list[Observation]) -> list[int]:
+        return [s.port for s in by_key(run(observations))[PLAIN].services if s.role == "uses"]
+
+    in_order = used(flows)
+    assert in_order == [1000 + i for i in range(MAX_SERVICES)]
+    shuffled = flows[:]
+    random.Random(3).shuffle(shuffled)
+    assert used(shuffled) == in_order

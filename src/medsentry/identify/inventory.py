@@ -151,6 +151,7 @@ class _Service:
     peers: _Peers
     app: str | None = None
     count: int = 0
+    first: float = float("inf")  # its earliest flow's start: at the bound the earliest services stay
 
 
 class _Endpoint:
@@ -265,11 +266,12 @@ class _Endpoint:
         for key, s in other.services.items():
             mine = self.services.get(key)
             if mine is None:
-                if sum(1 for k in self.services if k[0] == key[0]) < MAX_SERVICES:
+                if self._room_for_service(key, s.first):
                     self.services[key] = s
                 continue
             mine.count += s.count
             mine.app = _app(mine.app, s.app)
+            mine.first = min(mine.first, s.first)
             mine.peers.update(s.peers)
         for key, values in other.identities.items():
             mine_values = self.identities.setdefault(key, {})
@@ -295,17 +297,32 @@ class _Endpoint:
             else:
                 self.profile.merge(other.profile)
 
-    def service(self, role: str, transport: str, port: int, app: str | None, peer: str | None) -> None:
+    def service(
+        self, role: str, transport: str, port: int, app: str | None, peer: str | None, ts: float
+    ) -> None:
         key = (role, transport, port)
         s = self.services.get(key)
         if s is None:
-            if sum(1 for k in self.services if k[0] == role) >= MAX_SERVICES:
+            if not self._room_for_service(key, ts):
                 return
             s = self.services[key] = _Service(_Peers())
         s.count += 1
         s.app = _app(s.app, app)  # flows a dissector did not take (scans, gaps) still name the port
+        s.first = min(s.first, ts)
         if peer is not None:
             s.peers.add(peer)
+
+    def _room_for_service(self, key: tuple[str, str, int], ts: float) -> bool:
+        """Below MAX_SERVICES for the role, or the role's latest service (by first flow) made room for this
+        earlier one: the earliest services stay, whatever the order flows arrive in."""
+        mine = [k for k in self.services if k[0] == key[0]]
+        if len(mine) < MAX_SERVICES:
+            return True
+        latest = max(mine, key=lambda k: (self.services[k].first, k))
+        if (ts, key) >= (self.services[latest].first, latest):
+            return False
+        del self.services[latest]
+        return True
 
 
 class _Addr:
@@ -669,10 +686,11 @@ class Identifier:
         if transport not in ("tcp", "udp") or not isinstance(port, int) or server is None:
             return
         app = f.get("app")
-        server.service("offers", transport, port, app, _peer(client))
-        if client is not None:
-            client.service("uses", transport, port, app, _peer(server))
         ts = f.get("first_seen")
+        start = float(ts) if isinstance(ts, int | float) else obs.ts
+        server.service("offers", transport, port, app, _peer(client), start)
+        if client is not None:
+            client.service("uses", transport, port, app, _peer(server), start)
         if isinstance(ts, int | float):
             for e in (client, server):
                 if e is not None:
@@ -738,7 +756,8 @@ class Identifier:
         elif kind == "service.seen" and isinstance(f.get("port"), int):  # Zeek known_services
             names = [n for n in f.get("service") or [] if isinstance(n, str)]
             if f.get("transport") in ("tcp", "udp"):
-                src.service("offers", f["transport"], f["port"], names[0].lower() if names else None, None)
+                app = names[0].lower() if names else None
+                src.service("offers", f["transport"], f["port"], app, None, ts)
         elif kind == "tls.client_hello" and isinstance(f.get("ja4"), str):
             src.identity("ja4", f["ja4"], proto, "TLS ClientHello JA4", ts)
 
