@@ -629,6 +629,11 @@ class Identifier:
             macs[mac] = (min(have[0], ts), have[1] or lease)
         elif len(macs) < MAX_IDENTITY_VALUES:
             macs[mac] = (ts, lease)
+        else:  # full: the earliest claimants stay, as `_keep_earliest` does for identities
+            latest = max(macs, key=lambda m: (macs[m][0], m))
+            if (ts, mac) < (macs[latest][0], latest):
+                del macs[latest]
+                macs[mac] = (ts, lease)
 
     def _owners(self) -> None:
         """Who owns each bound IP. ARP replies can lie (spoofing): a DHCP lease wins, then the MAC that
