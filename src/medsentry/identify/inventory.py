@@ -47,7 +47,7 @@ from medsentry.observe import Observation
 
 # Bounds per endpoint: a long capture or a hostile peer cannot grow the state without limit.
 MAX_CLAIMS = 128  # distinct (attribute, value, protocol, rule) claims
-MAX_VALUES = 8  # distinct values per attribute (further ones are dropped: first seen wins)
+MAX_VALUES = 8  # distinct values per attribute (the earliest stay)
 MAX_SERVICES = 64  # per role (offers / uses)
 MAX_PEERS = 256  # distinct peers remembered per service; beyond, their number is estimated (`_Peers`)
 MAX_IDENTITY_VALUES = 8
@@ -937,7 +937,7 @@ class Identifier:
             )
         by_attr: dict[str, list[_Claim]] = {}
         # earliest first, whatever order the observations came in (ties between values go to the earlier)
-        for c in sorted(claims.values(), key=_claim_order):
+        for c in sorted(claims.values(), key=lambda c: (_sighting(c), c.attribute)):
             by_attr.setdefault(c.attribute, []).append(c)
 
         evidence: list[_Claim] = []
@@ -1049,10 +1049,6 @@ class Identifier:
 
 
 _NAME_DETAIL = {"dhcp-server": "DHCP ACK option 12 (name the server assigned)", "dns-ptr": "DNS PTR answer"}
-
-
-def _claim_order(c: _Claim) -> tuple[Any, ...]:
-    return (c.ts is None, c.ts or 0.0, c.attribute, c.value, c.protocol, c.detail)
 
 
 def _sighting(c: _Claim) -> tuple[Any, ...]:
