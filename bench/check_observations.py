@@ -17,7 +17,6 @@ order alone is not a difference).  PHI hashes use a fixed salt here so that they
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import shutil
 import subprocess
@@ -25,7 +24,6 @@ import sys
 import sysconfig
 import tempfile
 from collections import Counter
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -55,22 +53,18 @@ def summarise(capture: Path, workers: int) -> dict[str, object]:
     stats = Stats()
     if workers == 1:
         stats = analyze_files([capture], obs.append)
-    else:  # as `analysis._run_sharded` puts shards together: by position, each IP's first TTL kept
-        def shard(k: int) -> list[tuple[Any, Observation]]:
-            pairs: list[tuple[Any, Observation]] = []
-            an = Analyzer(lambda o: pairs.append((an.position, o)), shard=(k, workers))
+    else:  # put together as `analyze --workers` does
+        from medsentry.analysis import ShardMerge, _as_tuple
+
+        def shard(k: int) -> list[tuple[Any, tuple[Any, ...]]]:
+            pairs: list[tuple[Any, tuple[Any, ...]]] = []
+            an = Analyzer(lambda o: pairs.append((an.position, _as_tuple(o))), shard=(k, workers))
             stats.merge(analyze_files([capture], an.emit, analyzer=an))
             return pairs
 
-        streams = [shard(k) for k in range(workers)]
-        ttl_seen: set[str | None] = set()
-        for _, o in heapq.merge(*streams, key=itemgetter(0)):
-            if o.kind == "ip.ttl":
-                if o.src_ip in ttl_seen:
-                    stats.observations -= 1
-                    continue
-                ttl_seen.add(o.src_ip)
-            obs.append(o)
+        merged = ShardMerge([shard(k) for k in range(workers)])
+        obs.extend(merged)
+        stats.observations -= merged.dropped_ttl
     lines = sorted(
         json.dumps([o.ts, o.protocol, o.kind, o.src_mac, o.src_ip, o.dst_mac, o.dst_ip, o.sport, o.dport,
                     o.transport, o.fields, o.source], sort_keys=True, default=repr)

@@ -14,7 +14,7 @@ import heapq
 import multiprocessing
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from operator import attrgetter, itemgetter
 from pathlib import Path
@@ -187,17 +187,10 @@ def _run_sharded(captures: list[Path], workers: int, ident: Any, detector: Any |
         p.start()
     detect = detector.add if detector is not None else None
     ends: list[_ShardEnd] = []
-    ttl_seen: set[str | None] = set()
-    dropped_ttl = 0
     try:
-        streams = [_received(outs[k], procs[k], ends, tick) for k in range(workers)]
-        for _, t in heapq.merge(*streams, key=itemgetter(0)):
-            o = Observation(*t)
+        merged = ShardMerge([_received(outs[k], procs[k], ends, tick) for k in range(workers)])
+        for o in merged:
             if o.kind == "ip.ttl":
-                if o.src_ip in ttl_seen:
-                    dropped_ttl += 1
-                    continue
-                ttl_seen.add(o.src_ip)
                 ident.add(o)
             if detect is not None:
                 detect(o)
@@ -213,8 +206,29 @@ def _run_sharded(captures: list[Path], workers: int, ident: Any, detector: Any |
         ident.merge(end.identified)
         if detector is not None:
             detector.saw(*end.unsent)
-    stats.observations -= dropped_ttl
+    stats.observations -= merged.dropped_ttl
     return stats
+
+
+class ShardMerge:
+    """Shards' streams of (position, observation tuple) as the observations one process emits, in its
+    order (`Analyzer.feed`): merged by position, and of a client IP's TTL facts (each shard reports the
+    first packet of its own flows) only the first kept; `dropped_ttl` counts the others."""
+
+    def __init__(self, streams: list[Iterable[tuple[Any, tuple[Any, ...]]]]) -> None:
+        self.streams = streams
+        self.dropped_ttl = 0
+
+    def __iter__(self) -> Iterator[Observation]:
+        ttl_seen: set[str | None] = set()
+        for _, t in heapq.merge(*self.streams, key=itemgetter(0)):
+            o = Observation(*t)
+            if o.kind == "ip.ttl":
+                if o.src_ip in ttl_seen:
+                    self.dropped_ttl += 1
+                    continue
+                ttl_seen.add(o.src_ip)
+            yield o
 
 
 def run_inputs(

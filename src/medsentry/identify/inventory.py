@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,9 +95,9 @@ class _Claim:
     def sooner(self, ts: float | None, protocol: str, detail: str, value: str) -> bool:
         """Take this sighting as the evidence if it came earlier. Equal times (two observations of one
         packet) go by their text, so the evidence never depends on the order observations arrive in."""
-        if ts is None or (self.ts is not None and ts > self.ts):
+        if ts is None or (self.ts is not None and ts > self.ts):  # the common case, decided cheaply
             return False
-        if ts == self.ts and (protocol, detail, value) >= (self.protocol, self.detail, self.value):
+        if (False, ts, protocol, detail, value) >= _sighting(self):
             return False
         self.ts, self.protocol, self.detail, self.value = ts, protocol, detail, value
         return True
@@ -188,7 +188,7 @@ class _Endpoint:
         """A claim not made before (callers count repeats themselves), within the bounds. At a bound the
         earliest claims (and values of an attribute) stay: a new one takes the place of the latest if it
         was seen earlier, so later claims cannot push earlier ones out, and what is kept does not depend
-        on the order claims arrive in (as `_keep_earliest`)."""
+        on the order claims arrive in (`_room`)."""
         value = c.value.casefold()
         key = (c.attribute, value, c.protocol, source)
         values = self.claimed.setdefault(c.attribute, set())
@@ -200,21 +200,22 @@ class _Endpoint:
             for k, x in self.claims.items():
                 if k[0] == c.attribute and (k[1] not in firsts or _sighting(x) < firsts[k[1]]):
                     firsts[k[1]] = _sighting(x)
-            latest = max(firsts, key=lambda v: (firsts[v], v))
-            if (_sighting(c), value) >= (firsts[latest], latest):
+            ok, gone = _room(firsts, MAX_VALUES, lambda v: (firsts[v], v), (_sighting(c), value))
+            if not ok:
                 return
-            for k in [k for k in self.claims if k[0] == c.attribute and k[1] == latest]:
+            for k in [k for k in self.claims if k[0] == c.attribute and k[1] == gone]:
                 del self.claims[k]
-            values.discard(latest)
+            values.discard(gone)
         if len(self.claims) >= MAX_CLAIMS:
             if c.ts is None or c.ts > max(self.newest.values(), default=_NEVER):
                 return
-            latest_key = max(self.claims, key=lambda k: (_sighting(self.claims[k]), k))
-            if (_sighting(c), key) >= (_sighting(self.claims[latest_key]), latest_key):
+            claims = self.claims
+            ok, gone_key = _room(claims, MAX_CLAIMS, lambda k: (_sighting(claims[k]), k), (_sighting(c), key))
+            if not ok:
                 return
-            del self.claims[latest_key]
-            attribute, gone = latest_key[0], latest_key[1]
-            if not any(k[0] == attribute and k[1] == gone for k in self.claims):
+            del claims[gone_key]
+            attribute, gone = gone_key[0], gone_key[1]
+            if not any(k[0] == attribute and k[1] == gone for k in claims):
                 self.claimed[attribute].discard(gone)
         values.add(value)
         self.claims[key] = c
@@ -313,16 +314,13 @@ class _Endpoint:
             s.peers.add(peer)
 
     def _room_for_service(self, key: tuple[str, str, int], ts: float) -> bool:
-        """Below MAX_SERVICES for the role, or the role's latest service (by first flow) made room for this
-        earlier one: the earliest services stay, whatever the order flows arrive in."""
-        mine = [k for k in self.services if k[0] == key[0]]
-        if len(mine) < MAX_SERVICES:
-            return True
-        latest = max(mine, key=lambda k: (self.services[k].first, k))
-        if (ts, key) >= (self.services[latest].first, latest):
-            return False
-        del self.services[latest]
-        return True
+        """`_room` among the services of the role, ordered by their first flow."""
+        services = self.services
+        mine = [k for k in services if k[0] == key[0]]
+        ok, gone = _room(mine, MAX_SERVICES, lambda k: (services[k].first, k), (ts, key))
+        if gone is not None:
+            del services[gone]
+        return ok
 
 
 class _Addr:
@@ -627,13 +625,12 @@ class Identifier:
         have = macs.get(mac)
         if have is not None:  # the earliest claim counts (`_owners`), in whatever order they came
             macs[mac] = (min(have[0], ts), have[1] or lease)
-        elif len(macs) < MAX_IDENTITY_VALUES:
+            return
+        ok, gone = _room(macs, MAX_IDENTITY_VALUES, lambda m: (macs[m][0], m), (ts, mac))
+        if gone is not None:
+            del macs[gone]
+        if ok:
             macs[mac] = (ts, lease)
-        else:  # full: the earliest claimants stay, as `_keep_earliest` does for identities
-            latest = max(macs, key=lambda m: (macs[m][0], m))
-            if (ts, mac) < (macs[latest][0], latest):
-                del macs[latest]
-                macs[mac] = (ts, lease)
 
     def _owners(self) -> None:
         """Who owns each bound IP. ARP replies can lie (spoofing): a DHCP lease wins, then the MAC that
@@ -800,13 +797,15 @@ class Identifier:
         if have is not None:
             if _answer_order(entry) < _answer_order(have):
                 names[key] = entry  # the earliest answer wins
-        elif len(names) < 2 * MAX_IDENTITY_VALUES:
+            return
+        def order(k: str) -> tuple[Any, ...]:
+            return (*_answer_order(names[k]), k)
+
+        ok, gone = _room(names, 2 * MAX_IDENTITY_VALUES, order, (*_answer_order(entry), key))
+        if gone is not None:
+            del names[gone]
+        if ok:
             names[key] = entry
-        else:  # full: the earliest answers are kept, as `_keep_earliest` does for identities
-            latest = max(names, key=lambda k: (*_answer_order(names[k]), k))
-            if (*_answer_order(entry), key) < (*_answer_order(names[latest]), latest):
-                del names[latest]
-                names[key] = entry
 
     # -- shards --------------------------------------------------------------------------------------------
     def shard_state(self) -> ShardState:
@@ -974,7 +973,7 @@ class Identifier:
         for e in members:
             for source, c in e.hostnames.items():
                 have = found.get(source)
-                if have is None or _earlier(c, have):
+                if have is None or _sighting(c) < _sighting(have):
                     found[source] = c
         for ip in d.ips:
             names = self._names.get(ip, {})
@@ -1055,28 +1054,29 @@ def _sighting(c: _Claim) -> tuple[Any, ...]:
     return (c.ts is None, c.ts or 0.0, c.protocol, c.detail, c.value)
 
 
+def _room(keys: Collection[Any], bound: int, order: Callable[[Any], Any], new: Any) -> tuple[bool, Any]:
+    """Bounded collections keep their earliest entries. (room for the entry ordered `new`, the entry to
+    drop for it or None): there is room below the bound, or when `new` comes before the latest entry,
+    which then goes. A later entry never pushes out an earlier one (a flood of new user agents changes
+    nothing), and what is kept does not depend on the order entries arrive in (only the counts of kept
+    entries may miss sightings from before they were kept)."""
+    if len(keys) < bound:
+        return True, None
+    latest = max(keys, key=order)
+    return (True, latest) if new < order(latest) else (False, None)
+
+
 def _keep_earliest(values: dict[str, _Claim], c: _Claim) -> None:
-    """Add a value not kept yet, within MAX_IDENTITY_VALUES. When full it takes the place of the latest
-    kept value if it was seen earlier: a later value never pushes out an earlier one (a flood of new user
-    agents changes nothing), and the values kept are the earliest whatever the order they arrive in (only
-    their counts may miss sightings from before they were kept)."""
-    if len(values) < MAX_IDENTITY_VALUES:
-        values[c.value] = c
-        return
-    latest = max(values.values(), key=_sighting)
-    if _sighting(c) < _sighting(latest):
-        del values[latest.value]
+    """Add an identity value not kept yet (`_room`)."""
+    ok, gone = _room(values, MAX_IDENTITY_VALUES, lambda v: _sighting(values[v]), _sighting(c))
+    if gone is not None:
+        del values[gone]
+    if ok:
         values[c.value] = c
 
 
 def _answer_order(entry: tuple[str, str, float]) -> tuple[float, str, str]:
     return (entry[2], entry[0], entry[1])
-
-
-def _earlier(a: _Claim, b: _Claim) -> bool:
-    if a.ts is None or b.ts is None:
-        return a.ts is not None
-    return (a.ts, a.protocol, a.detail, a.value) < (b.ts, b.protocol, b.detail, b.value)
 
 
 def _app(a: str | None, b: str | None) -> str | None:

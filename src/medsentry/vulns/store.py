@@ -935,28 +935,19 @@ def _products(configurations: list[Any], affected: list[Any]) -> dict[tuple[str,
     origin "cpe": [[version, update, startIncluding, startExcluding, endIncluding, endExcluding], ...] of the
     vulnerable cpeMatch entries; CNA origins: {"default": defaultStatus, "versions": versions[] as given}."""
     found: dict[tuple[str, str, str], Any] = {}
-    stack: list[Any] = list(configurations)
-    while stack:
-        node = stack.pop()
-        if not isinstance(node, dict):
-            continue
-        for match in _list(node.get("cpeMatch")):
-            if isinstance(match, dict) and match.get("vulnerable") and isinstance(match.get("criteria"), str):
-                parts = _cpe_parts(match["criteria"])
-                if parts:
-                    found.setdefault((parts[0], parts[1], "cpe"), []).append(
-                        [
-                            parts[2],
-                            parts[3],
-                            match.get("versionStartIncluding"),
-                            match.get("versionStartExcluding"),
-                            match.get("versionEndIncluding"),
-                            match.get("versionEndExcluding"),
-                        ]
-                    )
-        for key in ("nodes", "children"):
-            if isinstance(node.get(key), list):
-                stack.extend(node[key])
+    for match in _vulnerable_matches(configurations):
+        parts = _cpe_parts(match["criteria"])
+        if parts:
+            found.setdefault((parts[0], parts[1], "cpe"), []).append(
+                [
+                    parts[2],
+                    parts[3],
+                    match.get("versionStartIncluding"),
+                    match.get("versionStartExcluding"),
+                    match.get("versionEndIncluding"),
+                    match.get("versionEndExcluding"),
+                ]
+            )
     for entry in affected:
         vendor = entry.get("vendor") if isinstance(entry.get("vendor"), str) else ""
         vendor_key = "" if name_key(vendor) in ("n/a", "") else name_key(vendor)
@@ -995,19 +986,20 @@ def configuration_slices(configurations: list[Any]) -> dict[tuple[str, str], lis
 
 
 def _vulnerable_products(node: dict[str, Any]) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
-    stack: list[Any] = [node]
+    return {pair for m in _vulnerable_matches([node]) if (pair := cpe_vendor_product(m["criteria"]))}
+
+
+def _vulnerable_matches(nodes: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    """The vulnerable cpeMatch entries (with a criteria string) of configuration nodes, at any depth."""
+    stack: list[Any] = list(nodes)
     while stack:
-        n = stack.pop()
-        if not isinstance(n, dict):
+        node = stack.pop()
+        if not isinstance(node, dict):
             continue
-        for m in _list(n.get("cpeMatch")):
-            if isinstance(m, dict) and m.get("vulnerable") and isinstance(m.get("criteria"), str):
-                pair = cpe_vendor_product(m["criteria"])
-                if pair is not None:
-                    found.add(pair)
-        stack.extend(_list(n.get("nodes")) + _list(n.get("children")))
-    return found
+        for match in _list(node.get("cpeMatch")):
+            if isinstance(match, dict) and match.get("vulnerable") and isinstance(match.get("criteria"), str):
+                yield match
+        stack.extend(_list(node.get("nodes")) + _list(node.get("children")))
 
 
 def _cut(node: dict[str, Any], keys: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
