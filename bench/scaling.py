@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""How `analyze --workers N` would scale on a machine with N + 1 free cores, measured on a smaller one.
+
+    .venv/bin/python bench/scaling.py [CAPTURE] [--workers 2,4,8] [--no-detect]
+
+A sharded run is N workers and the parent, all streaming at once: its wall time on enough cores is the
+slowest of them, plus the parent's work after the last worker ends (merging what they identified,
+building the inventory and the alerts). This machine has two cores, so running N + 1 processes at once
+measures the machine, not the design. Here every worker runs alone, one after the other, as
+`analyze --workers N` runs it (the same `_shard` function: its flows, identification, pickling the
+chunks it forwards), and reports its CPU time; then the parent's part runs alone on the recorded chunks
+(unpickling, the merge by position, detection) and reports its CPU time. The one-process run is measured
+the same way. Printed per N: each worker's CPU, the parent's streaming and final CPU, the projected wall
+time (max(slowest worker, parent streaming) + parent final), the speedup against one process, and
+whether the devices and alerts equal the one-process ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import pickle
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+DEFAULT = Path("/work/bench-data/big.pcap")
+
+
+def _digest(devices: list[Any], alerts: list[Any]) -> str:
+    from medsentry.report.serialize import device_to_dict
+
+    text = json.dumps([[device_to_dict(d) for d in devices], [a.to_dict() for a in alerts]], sort_keys=True,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _one_process(capture: Path, detect: bool, out: Any) -> None:
+    from medsentry import analysis
+    from medsentry.detect import Detector
+
+    c = time.process_time()
+    res = analysis.run_inputs([capture], detector=Detector() if detect else None)
+    out.send((time.process_time() - c, _digest(res.devices, res.alerts), len(res.devices), len(res.alerts)))
+
+
+class _Recorder:
+    """Stands in for a worker's queue: pickles each chunk as the queue would and keeps the bytes."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def put(self, item: Any) -> None:
+        self.chunks.append(pickle.dumps(item, pickle.HIGHEST_PROTOCOL))
+
+
+def _worker(capture: Path, k: int, n: int, forward: frozenset[str], where: Path, out: Any) -> None:
+    from medsentry.analysis import _shard
+
+    rec = _Recorder()
+    c = time.process_time()
+    _shard([capture], k, n, rec, None, forward, SimpleNamespace(value=0))
+    cpu = time.process_time() - c
+    where.write_bytes(pickle.dumps(rec.chunks, pickle.HIGHEST_PROTOCOL))
+    out.send(cpu)
+
+
+def _parent(files: list[Path], detect: bool, out: Any) -> None:
+    """The parent's part of `_run_sharded` on the recorded chunks: streaming, then the end."""
+    from medsentry.analysis import ShardMerge, _identifier, _ShardEnd
+    from medsentry.detect import Detector
+    from medsentry.pipeline import Stats, fewer_collections
+
+    recorded = [pickle.loads(f.read_bytes()) for f in files]  # bytes, as they would sit in the pipe
+    with fewer_collections():
+        ident = _identifier(None)
+        detector = Detector() if detect else None
+        ends: list[_ShardEnd] = []
+
+        def received(chunks: list[bytes]) -> Any:
+            for raw in chunks:
+                item = pickle.loads(raw)
+                if isinstance(item, _ShardEnd):
+                    ends.append(item)
+                    return
+                yield from item
+
+        c = time.process_time()
+        merged = ShardMerge([received(chunks) for chunks in recorded])
+        for o in merged:
+            if o.kind == "ip.ttl":
+                ident.add(o)
+            if detector is not None:
+                detector.add(o)
+        streaming = time.process_time() - c
+        c = time.process_time()
+        stats = Stats()
+        for end in sorted(ends, key=lambda e: e.k):
+            stats.merge(end.stats)
+            ident.merge(end.identified)
+            if detector is not None:
+                detector.saw(*end.unsent)
+        devices = ident.devices()
+        classes = {key: d.device_class for d in devices for key in (d.mac, *d.ips) if key and d.device_class}
+        alerts = detector.alerts(classes) if detector is not None else []
+        final = time.process_time() - c
+    out.send((streaming, final, _digest(devices, alerts)))
+
+
+def _run(target: Any, *args: Any) -> Any:
+    """`target` alone in a fresh process (nothing else of this script's state in its memory)."""
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=target, args=(*args, send))
+    p.start()
+    result = recv.recv()
+    p.join()
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("capture", nargs="?", type=Path, default=DEFAULT)
+    ap.add_argument("--workers", default="2,4,8")
+    ap.add_argument("--no-detect", action="store_true")
+    args = ap.parse_args()
+    detect = not args.no_detect
+    from medsentry import privacy
+    from medsentry.detect import Detector
+
+    privacy.set_salt(b"bench-scaling")  # one salt for every process, so PHI hashes compare
+
+    forward = Detector().kinds if detect else frozenset()
+
+    one, digest, n_dev, n_alerts = _run(_one_process, args.capture, detect)
+    print(f"{args.capture.name}, detection {'on' if detect else 'off'}: one process {one:.2f} s CPU, "
+          f"{n_dev} devices, {n_alerts} alerts")
+    print()
+    print("| workers | each worker, CPU s | parent streaming / final, CPU s | projected wall s | speedup | "
+          "same devices + alerts |")
+    print("|---:|---|---|---:|---:|---|")
+    for n in (int(x) for x in args.workers.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            files = [Path(tmp) / f"shard{k}.pickle" for k in range(n)]
+            cpus = [_run(_worker, args.capture, k, n, forward, files[k]) for k in range(n)]
+            streaming, final, shard_digest = _run(_parent, files, detect)
+        wall = max(max(cpus), streaming) + final
+        print(f"| {n} | {', '.join(f'{c:.2f}' for c in cpus)} | {streaming:.2f} / {final:.2f} | {wall:.2f} | "
+              f"{one / wall:.2f}x | {'yes' if shard_digest == digest else 'NO'} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
