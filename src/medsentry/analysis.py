@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from medsentry.capture.files import CAPTURE_SUFFIXES, CaptureError, expand_paths
+from medsentry.identify import oui
 from medsentry.identify.device import Device
 from medsentry.observe import Observation
 from medsentry.pipeline import Analyzer, Stats, analyze_files, fewer_collections
@@ -165,6 +166,7 @@ def _run_sharded(captures: list[Path], workers: int, ident: Any, detector: Any |
     bounded), and are merged by position, which puts them in the order one process gives them. Every shard
     sees a client IP's first packet of its own flows, so each may report an `ip.ttl` for it: the first in
     that order is kept."""
+    oui.preload()  # the parent needs it for the inventory anyway; forked workers share it
     ctx = multiprocessing.get_context("fork")
     outs = [ctx.Queue(MAX_CHUNKS) for _ in range(workers)]
     reads = [ctx.Value("q", 0, lock=False) for _ in range(workers)]  # one writer each
