@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -133,15 +134,20 @@ class Analyzer:
         self.source = source
         self._ttl_seen: set[str] = set()
         self._batch = 0
+        # The batch's observations until they go out in packet order: (row, emission number, observation).
+        self._pending: list[tuple[int, int, Observation]] = []
         # Where the observation being emitted belongs in the run's order: (batch, phase, ...), see `feed`.
         self.position: tuple[Any, ...] = (0, 0, 0)
 
     # -- batches -------------------------------------------------------------------------------------
     def feed(self, batch: Batch) -> None:
-        """Observations come out in `position` order: per batch, (0) link-layer frames, (1) each flow's
-        messages, flows in key order, (2) first-packet facts by row, (3) flows that ended, by last packet
-        and key. A `--workers` shard has only some of the flows, yet its positions are the ones a single
-        process gives them, so merging shards by position restores the single process's order."""
+        """Observations come out in `position` order: per batch, (1) the packets' observations in packet
+        order (a TCP message at the segment that completed it), then (3) flows that ended, by last packet
+        and key. Flows are worked through in key order, so a batch's observations wait and are sorted by
+        packet first: detection judges "who came first" by the capture, not by a hash. A `--workers` shard
+        has only some of the flows, yet its positions are the ones a single process gives them (the whole
+        batch's rows; one packet's observations all come from its own flow), so merging shards by position
+        restores the single process's order."""
         self._batch += 1
         b = self._batch
         recs = batch.recs
@@ -170,7 +176,6 @@ class Analyzer:
         st.first_ts = float(ts[0]) if st.first_ts is None else st.first_ts
         st.last_ts = float(ts[-1])
 
-        self.position = (b, 0, 0)
         self._link_layer(batch)
         udp_ports = protocols.BY_UDP_PORT
         table = self.flows
@@ -182,7 +187,6 @@ class Analyzer:
                 firsts.append((first, flow))
             if not flow.inspect or not rows.row:
                 continue
-            self.position = (b, 1, flow.key)
             if r.transport == "udp":
                 mod = udp_ports.get(r.server_port) or udp_ports.get(r.client_port)
                 if mod is None:
@@ -199,9 +203,20 @@ class Analyzer:
         firsts.sort(key=lambda rf: rf[0])
         for first, flow in firsts:
             if flow.record.client_ip not in ttl_seen:
-                self.position = (b, 2, first if kept is None else int(kept[first]))
                 self._first_packet_facts(batch, flow, first)
+        self._emit_pending(b, kept)
         self._expire(now or st.last_ts, b)
+
+    def _emit_pending(self, b: int, kept: np.ndarray | None) -> None:
+        pending = self._pending
+        pending.sort(key=_ROW_AND_NUMBER)
+        rows = kept.tolist() if kept is not None else None
+        emit = self.emit
+        for row, n, obs in pending:
+            self.position = (b, 1, row if rows is None else rows[row], n)
+            emit(obs)
+        self.stats.observations += len(pending)
+        pending.clear()
 
     def _expire(self, now: float, b: int, force: bool = False) -> None:
         ended = self.flows.expire(now, force)
@@ -224,13 +239,15 @@ class Analyzer:
             return
         by_type = protocols.BY_ETHERTYPE
         buf = batch.buf
-        for rec in _records(recs, rows[np.isin(recs["ethertype"][rows], list(by_type))]):
+        rows = rows[np.isin(recs["ethertype"][rows], list(by_type))]
+        for row, rec in zip(rows.tolist(), _records(recs, rows), strict=True):
             mod = by_type[rec[_ETHERTYPE]]
             start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
             for msg in self._parse(mod, bytes(buf[start : start + rec[_PAYLOAD_LEN]])):
                 self._out(
                     msg,
                     mod,
+                    row,
                     rec[_TS],
                     mac_str(rec[_SRC_MAC]),
                     None,
@@ -245,7 +262,7 @@ class Analyzer:
         recs = batch.recs
         buf = batch.buf
         on_ports = getattr(mod, "parse_datagram_on", None)
-        for rec in _records(recs, rows):
+        for row, rec in zip(rows, _records(recs, rows), strict=True):
             start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
             payload = bytes(buf[start : start + rec[_PAYLOAD_LEN]])
             sport, dport = rec[_SPORT], rec[_DPORT]
@@ -257,6 +274,7 @@ class Analyzer:
                 continue
             v = rec[_IPVER]
             where = (
+                row,
                 rec[_TS],
                 mac_str(rec[_SRC_MAC]),
                 ip_str(rec[_SRC_IP], v),
@@ -412,7 +430,7 @@ class Analyzer:
                         r.server_port,
                         r.client_port,
                     )
-                self._out(msg, st.module, ts, *where, "tcp")
+                self._out(msg, st.module, rows.row[i], ts, *where, "tcp")
             if getattr(st.parser, "done", False) or (budget[0] <= 0 and budget[1] <= 0):
                 self.flows.stop(flow)
                 return None
@@ -435,8 +453,8 @@ class Analyzer:
         obs = Observation(
             rec[_TS], "ip", "ip.ttl", r.client_mac, r.client_ip, fields=fields, source=self.source
         )
-        self.emit(obs)
-        self.stats.observations += 1
+        pending = self._pending
+        pending.append((row, len(pending), obs))
 
     def _flow_ended(self, flow: Flow) -> None:
         r = flow.record
@@ -478,6 +496,7 @@ class Analyzer:
         self,
         msg: Message,
         mod: ModuleType,
+        row: int,
         ts: float,
         src_mac: str | None,
         src_ip: str | None,
@@ -487,23 +506,22 @@ class Analyzer:
         dport: int | None,
         transport: str | None,
     ) -> None:
-        self.emit(
-            Observation(
-                ts,
-                mod.NAME,
-                msg.kind,
-                src_mac,
-                src_ip,
-                dst_mac,
-                dst_ip,
-                sport,
-                dport,
-                transport,
-                msg.fields,
-                self.source,
-            )
+        obs = Observation(
+            ts,
+            mod.NAME,
+            msg.kind,
+            src_mac,
+            src_ip,
+            dst_mac,
+            dst_ip,
+            sport,
+            dport,
+            transport,
+            msg.fields,
+            self.source,
         )
-        self.stats.observations += 1
+        pending = self._pending
+        pending.append((row, len(pending), obs))
 
 
 def _records(recs: np.ndarray, rows: Sequence[int] | np.ndarray) -> Iterator[tuple[Any, ...]]:
@@ -514,6 +532,7 @@ def _records(recs: np.ndarray, rows: Sequence[int] | np.ndarray) -> Iterator[tup
 
 
 _WINDOW = 4096  # records converted to tuples at a time
+_ROW_AND_NUMBER = itemgetter(0, 1)
 _MAX_ISN = 4  # SYN(-ACK)s remembered per side before its first data
 _SYN_WINDOW = 1 << 20  # the first data seen may be this far past its SYN (earlier segments lost or late)
 _BULK_MIN = 8  # rows left in a batch below which the per-segment loop is cheaper than `_skip_spent`

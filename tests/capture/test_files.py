@@ -127,6 +127,19 @@ def test_flow_hash_is_direction_independent() -> None:
     assert recs["dir"][0] != recs["dir"][1]
 
 
+def test_flow_hash_spreads_structured_addresses_over_shards() -> None:
+    # Wards numbered by subnet, hosts numbered alike in each (10.78.K.21 -> 10.78.K.10:1883): the same
+    # flow of 256 wards. `--workers N` shards by flow_hash % N and the flow table indexes by its low bits,
+    # so those must not follow the addresses' low bits (FNV-1a's do: 8 shards got 0.4x-2.4x their share).
+    frames = [
+        _eth(_ipv4_udp(f"10.78.{k}.21", f"10.78.{k}.10", 40000, 1883, b"x")) for k in range(256)
+    ]
+    hashes = np.concatenate([b.recs for b in _iter_bytes(_pcap(frames))])["flow_hash"]
+    for n in (2, 4, 8):
+        per_shard = np.bincount((hashes % np.uint64(n)).astype(np.int64), minlength=n)
+        assert per_shard.max() <= 256 / n * 1.5, (n, per_shard.tolist())
+
+
 def test_fragments_and_malformed_are_flagged() -> None:
     ip = bytearray(_ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"abcdefgh"))
     frag = bytes(ip[:6]) + struct.pack("!H", 0x0010) + bytes(ip[8:])  # offset 16 bytes: a later fragment

@@ -158,6 +158,11 @@ def test_mqtt_publishing_on_another_devices_topic_after_learning() -> None:
     assert len(spoofs) == 1 and spoofs[0].attacker["ip"] == ATT_IP
     assert "BED12" not in spoofs[0].explanation  # topics are cut: they may name a bed or a patient
     assert not [a for a in run(learning() + owner + relay)[1] if a.rule == "abuse.mqtt_topic_spoof"]
+    # the owner goes on publishing after the spoofer came: still only the spoofer is flagged
+    later = [ob("mqtt.publish", t, src=CT, dst=BROKER, sport=40001, dport=1883, topic=topic)
+             for t in (75, 80)]
+    alerts = run(learning() + owner + relay + spoof + later)[1]
+    assert [a.attacker["ip"] for a in alerts if a.rule == "abuse.mqtt_topic_spoof"] == [ATT_IP]
 
 
 def _dicom_op(ts: float, src: tuple[str, str], ae: str, cmd: str, sport: int) -> list:

@@ -102,6 +102,14 @@ static void flow_key(packet_rec *r) {
     h = fnv1a(h, lo_ip, alen);
     h = fnv1a(h, hi_ip, alen);
     h = fnv1a(h, tail, sizeof tail);
+    /* FNV-1a's low bits depend only on the low bits of the input bytes, so flows that differ in a
+     * structured way (the same hosts in ward subnets 10.78.K.0/24) shared low bits: `--workers` shards
+     * by hash % N and the table indexes by the low bits. MurmurHash3's finaliser mixes every bit in. */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
     r->flow_hash = h ? h : 1;
     r->dir = c > 0;
 }

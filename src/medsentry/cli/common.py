@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-err = Console(stderr=True)
+# Messages, not tables: a long path in an error must stay one piece (the terminal wraps it, not us).
+err = Console(stderr=True, soft_wrap=True)
 EXIT_INPUT_ERRORS = 1
 
 DB_OPTION = click.option(

@@ -123,6 +123,8 @@ class ProtocolAbuse:
             pubs[who] = obs.ts
         if not others or self._infra(obs):
             return
+        if who in pubs and pubs[who] <= min(pubs.values()):
+            return  # the topic's first publisher owns it: it goes on publishing after a spoofer came
         key = ("topic", obs.dst_ip, topic, who)
         if self.novel.bump(key, obs.ts):
             return
