@@ -198,7 +198,7 @@ class Analyzer:
                 self._stream(batch.buf, flow, rows)
             else:
                 table.stop(flow)
-        # Flows come in hash order: the earliest first packet of an IP is the one whatever the order (and
+        # Flows come in key order: the earliest first packet of an IP is the one whatever the order (and
         # whichever `--workers` shard has the flow).
         firsts.sort(key=lambda rf: rf[0])
         for first, flow in firsts:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -183,16 +183,8 @@ class Fingerprints:
     def load(cls, paths: Iterable[Path] | None = None) -> Fingerprints:
         """The packaged rule files (data/fingerprints/*.yaml), or the given ones."""
         if paths is None:
-            folder = files("medsentry") / "data" / "fingerprints"
-            texts = [p.read_text("utf-8") for p in sorted(folder.iterdir(), key=lambda p: p.name)
-                     if p.name.endswith(".yaml")]
-        else:
-            texts = [Path(p).read_text("utf-8") for p in paths]
-        rules = [Rule.from_dict(r) for text in texts for r in (safe_load(text) or {}).get("rules", [])]
-        ids = [r.id for r in rules]
-        if len(ids) != len(set(ids)):
-            raise ValueError(f"duplicate rule ids: {sorted({i for i in ids if ids.count(i) > 1})}")
-        return cls(rules)
+            return cls(list(_packaged()))
+        return cls(_parse([Path(p).read_text("utf-8") for p in paths]))
 
     @cached_property
     def _prefixed(self) -> list[tuple[str, Rule]]:
@@ -205,3 +197,20 @@ class Fingerprints:
             rules += tuple(r for prefix, r in self._prefixed if kind.startswith(prefix))
             self._by_kind[kind] = rules
         return rules
+
+
+def _parse(texts: list[str]) -> list[Rule]:
+    rules = [Rule.from_dict(r) for text in texts for r in (safe_load(text) or {}).get("rules", [])]
+    ids = [r.id for r in rules]
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"duplicate rule ids: {sorted({i for i in ids if ids.count(i) > 1})}")
+    return rules
+
+
+@cache
+def _packaged() -> tuple[Rule, ...]:
+    """Parsed once per process (rules are frozen): `analyze --workers` forks after the parent's
+    identifier read them, so workers do not parse the YAML again."""
+    folder = files("medsentry") / "data" / "fingerprints"
+    return tuple(_parse([p.read_text("utf-8") for p in sorted(folder.iterdir(), key=lambda p: p.name)
+                         if p.name.endswith(".yaml")]))
