@@ -31,6 +31,7 @@ from medsentry.observe import Observation
 from medsentry.protocols.base import Malformed, Message
 
 DEFAULT_INSPECT_BYTES = 64 * 1024
+MAX_PENDING = 65_536  # observations held to be put in packet order, per batch
 
 # Positions in a packet record converted with .tolist().
 _TS, _FRAME_OFF, _PAYLOAD_OFF, _PAYLOAD_LEN, _ETHERTYPE, _SPORT, _DPORT, _TCP_WIN = map(
@@ -136,6 +137,8 @@ class Analyzer:
         self._batch = 0
         # The batch's observations until they go out in packet order: (row, emission number, observation).
         self._pending: list[tuple[int, int, Observation]] = []
+        self._emitted = 0  # emission numbers given in this batch
+        self._rows: np.ndarray | list[int] | None = None  # a shard's rows in the whole batch
         # Where the observation being emitted belongs in the run's order: (batch, phase, ...), see `feed`.
         self.position: tuple[Any, ...] = (0, 0, 0)
 
@@ -153,12 +156,13 @@ class Analyzer:
         recs = batch.recs
         now = float(recs["ts"][-1]) if len(recs) else None  # flows time out by the whole batch's clock
         kept = None  # a shard's rows in the whole batch: positions are the whole batch's rows
+        self._rows, self._emitted = None, 0
         if self.shard is not None:
             k, n = self.shard
             mine = (recs["flow_hash"] % np.uint64(n)) == np.uint64(k)
             if k == 0:
                 mine |= recs["ipver"] == 0
-            kept = np.flatnonzero(mine)
+            kept = self._rows = np.flatnonzero(mine)
             recs = recs[kept]
             batch = Batch(batch.buf, recs, batch.source)
         st = self.stats
@@ -204,14 +208,24 @@ class Analyzer:
         for first, flow in firsts:
             if flow.record.client_ip not in ttl_seen:
                 self._first_packet_facts(batch, flow, first)
-        self._emit_pending(b, kept)
+        self._emit_pending()
         self._expire(now or st.last_ts, b)
 
-    def _emit_pending(self, b: int, kept: np.ndarray | None) -> None:
+    def _hold(self, row: int, obs: Observation) -> None:
+        self._pending.append((row, self._emitted, obs))
+        self._emitted += 1
+        if len(self._pending) >= MAX_PENDING:
+            self._emit_pending()
+
+    def _emit_pending(self) -> None:
+        """The held observations, in packet order. Past MAX_PENDING in one batch (only hostile traffic:
+        a segment of 2-byte MQTT pings makes 700 observations) they leave in chunks, each in packet order,
+        so memory stays bounded; such a batch's order may then differ between `--workers` runs."""
         pending = self._pending
         pending.sort(key=_ROW_AND_NUMBER)
-        rows = kept.tolist() if kept is not None else None
-        emit = self.emit
+        if isinstance(self._rows, np.ndarray):
+            self._rows = self._rows.tolist()
+        rows, b, emit = self._rows, self._batch, self.emit
         for row, n, obs in pending:
             self.position = (b, 1, row if rows is None else rows[row], n)
             emit(obs)
@@ -453,8 +467,7 @@ class Analyzer:
         obs = Observation(
             rec[_TS], "ip", "ip.ttl", r.client_mac, r.client_ip, fields=fields, source=self.source
         )
-        pending = self._pending
-        pending.append((row, len(pending), obs))
+        self._hold(row, obs)
 
     def _flow_ended(self, flow: Flow) -> None:
         r = flow.record
@@ -520,8 +533,7 @@ class Analyzer:
             msg.fields,
             self.source,
         )
-        pending = self._pending
-        pending.append((row, len(pending), obs))
+        self._hold(row, obs)
 
 
 def _records(recs: np.ndarray, rows: Sequence[int] | np.ndarray) -> Iterator[tuple[Any, ...]]:

@@ -352,3 +352,35 @@ def test_a_batchs_observations_come_out_in_packet_order() -> None:
     assert [o.fields["queries"][0]["name"] for o in queries] == [f"host{n}.example" for n in range(40)]
     positions = [p for p, _ in out]
     assert positions == sorted(positions)
+
+
+def test_held_observations_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch holds at most MAX_PENDING observations (hostile traffic can make hundreds per packet): past
+    it they leave in chunks, each in packet order, and none is lost."""
+    from medsentry import pipeline
+    from medsentry.capture.records import Batch
+
+    monkeypatch.setattr(pipeline, "MAX_PENDING", 10)
+    clients = [(f"10.4.0.{i}", 50000 + i) for i in range(1, 9)]
+    frames = [
+        (1.0 + n / 100, udp(clients[n % 8], ("10.4.0.53", 53), _dns_query(f"host{n}.example")))
+        for n in range(40)
+    ]
+    recs = records(frames)
+    buf = b"".join(struct.pack("<IIII", int(ts), round(ts % 1 * 1e6), len(f), len(f)) + f for ts, f in frames)
+    held: list[int] = []
+    out: list[tuple[tuple, object]] = []
+
+    def emit(o: object) -> None:
+        held.append(len(analyzer._pending))
+        out.append((analyzer.position, o))
+
+    analyzer = pipeline.Analyzer(emit)
+    analyzer.feed(Batch(memoryview(buf), recs, "bounded"))
+    queries = [(p, o) for p, o in out if o.kind == "dns.query"]
+    assert len(queries) == 40 and max(held) <= 10
+    names = sorted(o.fields["queries"][0]["name"] for _, o in queries)
+    assert names == sorted(f"host{n}.example" for n in range(40))
+    for k in range(0, 40, 10):  # each chunk in packet order
+        chunk = [p for p, _ in queries[k : k + 10]]
+        assert chunk == sorted(chunk)
