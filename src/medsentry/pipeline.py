@@ -144,8 +144,8 @@ class Analyzer:
 
     # -- batches -------------------------------------------------------------------------------------
     def feed(self, batch: Batch) -> None:
-        """Observations come out in `position` order: per batch, (1) the packets' observations in packet
-        order (a TCP message at the segment that completed it), then (3) flows that ended, by last packet
+        """Observations come out in `position` order: per batch, (0) the packets' observations in packet
+        order (a TCP message at the segment that completed it), then (1) flows that ended, by last packet
         and key. Flows are worked through in key order, so a batch's observations wait and are sorted by
         packet first: detection judges "who came first" by the capture, not by a hash. A `--workers` shard
         has only some of the flows, yet its positions are the ones a single process gives them (the whole
@@ -155,15 +155,14 @@ class Analyzer:
         b = self._batch
         recs = batch.recs
         now = float(recs["ts"][-1]) if len(recs) else None  # flows time out by the whole batch's clock
-        kept = None  # a shard's rows in the whole batch: positions are the whole batch's rows
         self._rows, self._emitted = None, 0
         if self.shard is not None:
             k, n = self.shard
             mine = (recs["flow_hash"] % np.uint64(n)) == np.uint64(k)
             if k == 0:
                 mine |= recs["ipver"] == 0
-            kept = self._rows = np.flatnonzero(mine)
-            recs = recs[kept]
+            self._rows = np.flatnonzero(mine)  # positions name rows of the whole batch
+            recs = recs[self._rows]
             batch = Batch(batch.buf, recs, batch.source)
         st = self.stats
         if not len(recs):
@@ -227,7 +226,7 @@ class Analyzer:
             self._rows = self._rows.tolist()
         rows, b, emit = self._rows, self._batch, self.emit
         for row, n, obs in pending:
-            self.position = (b, 1, row if rows is None else rows[row], n)
+            self.position = (b, 0, row if rows is None else rows[row], n)
             emit(obs)
         self.stats.observations += len(pending)
         pending.clear()
@@ -236,7 +235,7 @@ class Analyzer:
         ended = self.flows.expire(now, force)
         ended.sort(key=lambda f: (f.record.last_seen, f.key))
         for flow in ended:
-            self.position = (b, 3, flow.record.last_seen, flow.key)
+            self.position = (b, 1, flow.record.last_seen, flow.key)
             self._flow_ended(flow)
 
     def finish(self) -> Stats:
