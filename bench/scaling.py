@@ -74,9 +74,9 @@ def _worker(capture: Path, k: int, n: int, forward: frozenset[str], where: Path,
 
 def _parent(files: list[Path], detect: bool, out: Any) -> None:
     """The parent's part of `_run_sharded` on the recorded chunks: streaming, then the end."""
-    from medsentry.analysis import ShardMerge, _identifier, _ShardEnd
+    from medsentry.analysis import ShardMerge, _finish, _identifier, _ShardEnd, judge_merged, merge_ends
     from medsentry.detect import Detector
-    from medsentry.pipeline import Stats, fewer_collections
+    from medsentry.pipeline import fewer_collections
 
     recorded = [pickle.loads(f.read_bytes()) for f in files]  # bytes, as they would sit in the pipe
     with fewer_collections():
@@ -93,23 +93,11 @@ def _parent(files: list[Path], detect: bool, out: Any) -> None:
                 yield from item
 
         c = time.process_time()
-        merged = ShardMerge([received(chunks) for chunks in recorded])
-        for o in merged:
-            if o.kind == "ip.ttl":
-                ident.add(o)
-            if detector is not None:
-                detector.add(o)
+        judge_merged(ShardMerge([received(chunks) for chunks in recorded]), ident, detector)
         streaming = time.process_time() - c
         c = time.process_time()
-        stats = Stats()
-        for end in sorted(ends, key=lambda e: e.k):
-            stats.merge(end.stats)
-            ident.merge(end.identified)
-            if detector is not None:
-                detector.saw(*end.unsent)
-        devices = ident.devices()
-        classes = {key: d.device_class for d in devices for key in (d.mac, *d.ips) if key and d.device_class}
-        alerts = detector.alerts(classes) if detector is not None else []
+        merge_ends(ends, ident, detector)
+        devices, alerts = _finish(ident, detector)
         final = time.process_time() - c
     out.send((streaming + final, streaming, final, _digest(devices, alerts)))
 

@@ -187,28 +187,41 @@ def _run_sharded(captures: list[Path], workers: int, ident: Any, detector: Any |
 
     for p in procs:
         p.start()
-    detect = detector.add if detector is not None else None
     ends: list[_ShardEnd] = []
     try:
         merged = ShardMerge([_received(outs[k], procs[k], ends, tick) for k in range(workers)])
-        for o in merged:
-            if o.kind == "ip.ttl":
-                ident.add(o)
-            if detect is not None:
-                detect(o)
+        judge_merged(merged, ident, detector)
     finally:
         for p in procs:
             if p.is_alive():
                 p.terminate()
             p.join()
     advance(total - shown)
+    stats = merge_ends(ends, ident, detector)
+    stats.observations -= merged.dropped_ttl
+    return stats
+
+
+def judge_merged(merged: Iterable[Observation], ident: Any, detector: Any | None) -> None:
+    """The parent's part while the workers run: the merged observations to detection; of identification,
+    only the TTL facts (the first of all shards' is kept by the merge)."""
+    detect = detector.add if detector is not None else None
+    for o in merged:
+        if o.kind == "ip.ttl":
+            ident.add(o)
+        if detect is not None:
+            detect(o)
+
+
+def merge_ends(ends: list[_ShardEnd], ident: Any, detector: Any | None) -> Stats:
+    """The parent's part after the workers: their statistics and identification state, in shard order
+    (where bounds keep the first values seen), and what detection did not need to see."""
     stats = Stats()
-    for end in sorted(ends, key=attrgetter("k")):  # where bounds keep the first values seen: shard order
+    for end in sorted(ends, key=attrgetter("k")):
         stats.merge(end.stats)
         ident.merge(end.identified)
         if detector is not None:
             detector.saw(*end.unsent)
-    stats.observations -= merged.dropped_ttl
     return stats
 
 
