@@ -138,7 +138,7 @@ class Analyzer:
         # The batch's observations until they go out in packet order: (row, emission number, observation).
         self._pending: list[tuple[int, int, Observation]] = []
         self._emitted = 0  # emission numbers given in this batch
-        self._rows: np.ndarray | list[int] | None = None  # a shard's rows in the whole batch
+        self._rows: list[int] | None = None  # a shard's rows in the whole batch
         # Where the observation being emitted belongs in the run's order: (batch, phase, ...), see `feed`.
         self.position: tuple[Any, ...] = (0, 0, 0)
 
@@ -161,8 +161,9 @@ class Analyzer:
             mine = (recs["flow_hash"] % np.uint64(n)) == np.uint64(k)
             if k == 0:
                 mine |= recs["ipver"] == 0
-            self._rows = np.flatnonzero(mine)  # positions name rows of the whole batch
-            recs = recs[self._rows]
+            kept = np.flatnonzero(mine)
+            self._rows = kept.tolist()  # positions name rows of the whole batch
+            recs = recs[kept]
             batch = Batch(batch.buf, recs, batch.source)
         st = self.stats
         if not len(recs):
@@ -222,8 +223,6 @@ class Analyzer:
         so memory stays bounded; such a batch's order may then differ between `--workers` runs."""
         pending = self._pending
         pending.sort(key=_ROW_AND_NUMBER)
-        if isinstance(self._rows, np.ndarray):
-            self._rows = self._rows.tolist()
         rows, b, emit = self._rows, self._batch, self.emit
         for row, n, obs in pending:
             self.position = (b, 0, row if rows is None else rows[row], n)

@@ -33,9 +33,16 @@ def _ip(src: tuple[str, int], dst: tuple[str, int], proto: int, l4: bytes) -> by
     return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + l4
 
 
+def pcap_records(frames: list[tuple[float, bytes]]) -> bytes:
+    """(time stamp, frame) pairs as pcap records without the file header: what a batch's buffer holds."""
+    return b"".join(
+        struct.pack("<IIII", int(ts), round(ts % 1 * 1e6), len(f), len(f)) + f for ts, f in frames
+    )
+
+
 def records(frames: list[tuple[float, bytes]]) -> np.ndarray:
     """Packet records of (time stamp, frame) pairs, as the reader makes them."""
-    buf = b"".join(struct.pack("<IIII", int(ts), round(ts % 1 * 1e6), len(f), len(f)) + f for ts, f in frames)
+    buf = pcap_records(frames)
     out = bytearray(len(frames) * PACKET_DTYPE.itemsize)
     _, n, _ = _fastpath.scan_pcap(buf, 0, False, False, 1, out, len(frames))
     assert n == len(frames)
@@ -310,7 +317,7 @@ def test_pipeline_survives_random_segments_in_random_batches() -> None:
             frames.append((i * 0.01, tcp(server, client, ACK, 7)))
         c[2], c[3] = (seq + len(data)) & 0xFFFFFFFF, sent + 1
     recs = records(frames)
-    buf = b"".join(struct.pack("<IIII", int(ts), round(ts % 1 * 1e6), len(f), len(f)) + f for ts, f in frames)
+    buf = pcap_records(frames)
     ended = []
     analyzer = Analyzer(ended.append)
     pos = 0
@@ -330,19 +337,24 @@ def _dns_query(name: str) -> bytes:
     return struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + labels + struct.pack("!HH", 1, 1)
 
 
+def _dns_queries() -> list[tuple[float, bytes]]:
+    """40 DNS queries, 10 ms apart, from 8 clients in turn: 8 flows whose packets interleave."""
+    clients = [(f"10.4.0.{i}", 50000 + i) for i in range(1, 9)]
+    return [
+        (1.0 + n / 100, udp(clients[n % 8], ("10.4.0.53", 53), _dns_query(f"host{n}.example")))
+        for n in range(40)
+    ]
+
+
 def test_a_batchs_observations_come_out_in_packet_order() -> None:
     """Flows are worked through in key order, yet observations leave in packet order (detection decides
     "who came first" by the capture), with positions increasing."""
     from medsentry.capture.records import Batch
     from medsentry.pipeline import Analyzer
 
-    clients = [(f"10.4.0.{i}", 50000 + i) for i in range(1, 9)]
-    frames = [
-        (1.0 + n / 100, udp(clients[n % 8], ("10.4.0.53", 53), _dns_query(f"host{n}.example")))
-        for n in range(40)
-    ]
+    frames = _dns_queries()
     recs = records(frames)
-    buf = b"".join(struct.pack("<IIII", int(ts), round(ts % 1 * 1e6), len(f), len(f)) + f for ts, f in frames)
+    buf = pcap_records(frames)
     out: list[tuple[tuple, object]] = []
     analyzer = Analyzer(lambda o: out.append((analyzer.position, o)))
     analyzer.feed(Batch(memoryview(buf), recs, "order"))
@@ -361,13 +373,9 @@ def test_held_observations_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None
     from medsentry.capture.records import Batch
 
     monkeypatch.setattr(pipeline, "MAX_PENDING", 10)
-    clients = [(f"10.4.0.{i}", 50000 + i) for i in range(1, 9)]
-    frames = [
-        (1.0 + n / 100, udp(clients[n % 8], ("10.4.0.53", 53), _dns_query(f"host{n}.example")))
-        for n in range(40)
-    ]
+    frames = _dns_queries()
     recs = records(frames)
-    buf = b"".join(struct.pack("<IIII", int(ts), round(ts % 1 * 1e6), len(f), len(f)) + f for ts, f in frames)
+    buf = pcap_records(frames)
     held: list[int] = []
     out: list[tuple[tuple, object]] = []
 

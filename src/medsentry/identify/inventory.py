@@ -2,10 +2,11 @@
 
 Streaming: `Identifier.add` is called once per observation and only updates small, bounded per-endpoint
 state; `Identifier.devices` does the joining and deciding at the end (and may be called again later).
-The result does not depend on the order observations arrive in (the pipeline does not emit in time order,
-and `--workers` shards each see some of them): every piece of evidence keeps its earliest sighting, ties
-broken by its text; `shard_state`/`merge` add up identifiers that saw disjoint parts of the traffic. Only
-where a bound below is reached can arrival order still decide what is kept.
+The result does not depend on the order observations arrive in (the pipeline emits a batch's in packet
+order, but a flow's observation when it ends, and `--workers` shards each see some of them): every piece
+of evidence keeps its earliest sighting, ties broken by its text; `shard_state`/`merge` add up
+identifiers that saw disjoint parts of the traffic. Only where a bound below is reached can arrival
+order still decide what is kept.
 
 Anchoring. State is kept per endpoint = (MAC, IP) as seen in a frame. At the end each endpoint is
 assigned to a device:
@@ -232,7 +233,8 @@ class _Endpoint:
             have.count += 1
             have.sooner(ts, protocol, detail, value)  # the earliest sighting names the source
         else:
-            _keep_earliest(values, _Claim(f"identity.{key}", value, protocol, detail, ts, 0.9))
+            c = _Claim(f"identity.{key}", value, protocol, detail, ts, 0.9)
+            _put_earliest(values, value, c, MAX_IDENTITY_VALUES, _by_sighting)
 
     def hostname(self, source: str, name: str, protocol: str, detail: str, ts: float) -> None:
         name = name.strip().rstrip(".")
@@ -282,7 +284,7 @@ class _Endpoint:
                     have.count += c.count
                     have.sooner(c.ts, c.protocol, c.detail, c.value)
                 else:
-                    _keep_earliest(mine_values, c)
+                    _put_earliest(mine_values, c.value, c, MAX_IDENTITY_VALUES, _by_sighting)
         for source, c in other.hostnames.items():
             have = self.hostnames.get(source)
             if have is None:
@@ -626,11 +628,7 @@ class Identifier:
         if have is not None:  # the earliest claim counts (`_owners`), in whatever order they came
             macs[mac] = (min(have[0], ts), have[1] or lease)
             return
-        ok, gone = _room(macs, MAX_IDENTITY_VALUES, lambda m: (macs[m][0], m), (ts, mac))
-        if gone is not None:
-            del macs[gone]
-        if ok:
-            macs[mac] = (ts, lease)
+        _put_earliest(macs, mac, (ts, lease), MAX_IDENTITY_VALUES, lambda m, bound: (bound[0], m))
 
     def _owners(self) -> None:
         """Who owns each bound IP. ARP replies can lie (spoofing): a DHCP lease wins, then the MAC that
@@ -798,14 +796,7 @@ class Identifier:
             if _answer_order(entry) < _answer_order(have):
                 names[key] = entry  # the earliest answer wins
             return
-        def order(k: str) -> tuple[Any, ...]:
-            return (*_answer_order(names[k]), k)
-
-        ok, gone = _room(names, 2 * MAX_IDENTITY_VALUES, order, (*_answer_order(entry), key))
-        if gone is not None:
-            del names[gone]
-        if ok:
-            names[key] = entry
+        _put_earliest(names, key, entry, 2 * MAX_IDENTITY_VALUES, lambda k, e: (*_answer_order(e), k))
 
     # -- shards --------------------------------------------------------------------------------------------
     def shard_state(self) -> ShardState:
@@ -1066,13 +1057,20 @@ def _room(keys: Collection[Any], bound: int, order: Callable[[Any], Any], new: A
     return (True, latest) if new < order(latest) else (False, None)
 
 
-def _keep_earliest(values: dict[str, _Claim], c: _Claim) -> None:
-    """Add an identity value not kept yet (`_room`)."""
-    ok, gone = _room(values, MAX_IDENTITY_VALUES, lambda v: _sighting(values[v]), _sighting(c))
+def _put_earliest(
+    d: dict[Any, Any], key: Any, value: Any, bound: int, order: Callable[[Any, Any], Any]
+) -> None:
+    """Add an entry not kept yet to a bounded dict that keeps its earliest entries (`_room`); `order`
+    gives an entry's place from its key and value."""
+    ok, gone = _room(d, bound, lambda k: order(k, d[k]), order(key, value))
     if gone is not None:
-        del values[gone]
+        del d[gone]
     if ok:
-        values[c.value] = c
+        d[key] = value
+
+
+def _by_sighting(_value: str, c: _Claim) -> tuple[Any, ...]:
+    return _sighting(c)
 
 
 def _answer_order(entry: tuple[str, str, float]) -> tuple[float, str, str]:
