@@ -96,6 +96,18 @@ def test_json_document_shape() -> None:
     assert (detailed["fragments"], detailed["packets"]) == (2, 1000)  # details never override the contract
 
 
+def test_json_document_devices_are_device_to_dict() -> None:
+    """The document is written straight from the dataclasses; it must say what `device_to_dict` says,
+    also for evidence values JSON has no type for (a set, a tuple, non-string keys)."""
+    odd = sample()
+    odd.evidence.append(Evidence("ports", {2575, 104}, "flow", "seen", None, 0.1))
+    odd.identities["by_port"] = {104: ("STORESCP",)}
+    devices = [odd, routed()]
+    document = json.loads(render_json(devices))
+    assert document["devices"] == json.loads(json.dumps([device_to_dict(d) for d in devices], default=str))
+    assert render_json(devices).startswith('{\n  "devices": [\n    {\n      "key"')  # indented for people
+
+
 def test_csv_one_row_per_device() -> None:
     text = render_csv([sample(), routed()])
     reader = csv.DictReader(io.StringIO(text))

@@ -177,6 +177,8 @@ def test_evidence_is_bounded_keeping_the_strongest(store: SQLiteStore) -> None:
         Evidence("hostname", f"h{i}", "dhcp", f"option 12 #{i}", 1000.0 + i, i / 100) for i in range(60)
     ]
     store.upsert_devices([monitor(evidence=claims[:30])], run(store))
+    first = [e.value for e in store.get_device(MAC).evidence if e.attribute == "hostname"]
+    assert sorted(first) == sorted(f"h{i}" for i in range(10, 30))  # a new device is bounded too
     store.upsert_devices([monitor(evidence=claims[30:])], run(store))
     kept = [e for e in store.get_device(MAC).evidence if e.attribute == "hostname"]
     assert len(kept) == store_sqlite.EVIDENCE_PER_ATTRIBUTE

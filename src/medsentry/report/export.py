@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
+from typing import Any
+
+import orjson
 
 from medsentry.identify.device import Device
-from medsentry.report.serialize import device_to_dict, stats_to_dict
+from medsentry.report.serialize import stats_to_dict
 from medsentry.store.base import RunStats
 from medsentry.store.merge import canonical_json, service_label
 
@@ -33,10 +36,25 @@ def render_json(
     contract's keys."""
     run = stats_to_dict(stats, inputs) if stats is not None else {}
     document = {
-        "devices": [device_to_dict(d) for d in devices],
+        "devices": [_shallow(d) for d in devices],
         "stats": {**(details or {}), **run},
     }
-    return json.dumps(document, indent=2, default=str)
+    # orjson rather than json: json's indented output is its pure-Python encoder, and `device_to_dict`'s
+    # `asdict` deep-copies every evidence record first — together 1.3 s for the bench capture's 1,220
+    # devices, 0.1 s this way. orjson writes the nested dataclasses (services, evidence) itself.
+    return orjson.dumps(document, default=str, option=_JSON_OPTIONS).decode()
+
+
+_JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+_DEVICE_FIELDS = tuple(f.name for f in fields(Device))
+
+
+def _shallow(device: Device) -> dict[str, Any]:
+    """`device_to_dict` without the copies: only for serialising at once."""
+    out: dict[str, Any] = {"key": device.key}
+    for name in _DEVICE_FIELDS:
+        out[name] = getattr(device, name)
+    return out
 
 
 def render_csv(devices: Iterable[Device]) -> str:

@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -306,7 +306,7 @@ class SQLiteStore(OwnsConnection):
                 else:
                     merged, history = device, []
                     new += 1
-                self._write(merged, run_id)
+                self._write(merged, run_id, stored=bool(stored))
                 self._conn.executemany(
                     _INSERT_CHANGE,
                     [(c.device_key, c.attribute, c.old, c.new, c.ts, c.run_id) for c in history],
@@ -314,8 +314,9 @@ class SQLiteStore(OwnsConnection):
                 changes += len(history)
         return UpsertResult(new, updated, changes)
 
-    def _write(self, device: Device, run_id: int | None) -> None:
-        """Replace the stored record with `device`, adding (not replacing) its evidence."""
+    def _write(self, device: Device, run_id: int | None, stored: bool = True) -> None:
+        """Replace the stored record with `device`, adding (not replacing) its evidence. `stored`: a record
+        may exist (if not, there are no old addresses to drop, nor old evidence to prune)."""
         key = device.key
         ips = list(dict.fromkeys(device.ips))[:MAX_IPS]
         row = {name: getattr(device, name) for name in _DEVICE_COLUMNS}
@@ -327,7 +328,8 @@ class SQLiteStore(OwnsConnection):
             "run_id": run_id,
         }
         self._conn.execute(_UPSERT_DEVICE, row)
-        self._conn.execute("DELETE FROM device_ips WHERE device_key = ?", (key,))
+        if stored:
+            self._conn.execute("DELETE FROM device_ips WHERE device_key = ?", (key,))
         self._conn.executemany(
             "INSERT INTO device_ips (device_key, ip) VALUES (?, ?)", [(key, ip) for ip in ips]
         )
@@ -341,8 +343,10 @@ class SQLiteStore(OwnsConnection):
                 for e in device.evidence
             ],
         )
-        for attribute in {e.attribute for e in device.evidence}:
-            self._conn.execute(_PRUNE_EVIDENCE, (key, attribute, key, attribute, EVIDENCE_PER_ATTRIBUTE))
+        per_attribute = Counter(e.attribute for e in device.evidence)
+        for attribute, n in per_attribute.items():
+            if stored or n > EVIDENCE_PER_ATTRIBUTE:
+                self._conn.execute(_PRUNE_EVIDENCE, (key, attribute, key, attribute, EVIDENCE_PER_ATTRIBUTE))
 
     def list_devices(self, filters: DeviceFilter | None = None) -> list[Device]:
         f = filters or DeviceFilter()
