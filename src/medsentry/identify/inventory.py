@@ -1160,21 +1160,22 @@ def _decide(attribute: str, claims: list[_Claim]) -> tuple[str | None, list[_Cla
         # A division ("Siemens Healthineers") is more specific than its family name ("Siemens").
         specific = [n for n in names if n != family] or list(names)
         return max(specific, key=lambda n: _by_protocol(names[n])), support
+    squashed_claims = [(_squash(c.value), c) for c in claims]
     values: dict[str, str] = {}
-    for c in claims:
-        values.setdefault(_squash(c.value), c.value)
+    for sq, c in squashed_claims:
+        values.setdefault(sq, c.value)
     best: tuple[float, int] | None = None
     choice: str | None = None
     for squashed, value in values.items():
         # A claim that is part of a longer value ("Revolution" of "Revolution CT") supports it.
-        support = [c for c in claims if _squash(c.value) and _squash(c.value) in squashed]
+        support = [c for sq, c in squashed_claims if sq and sq in squashed]
         rank = (round(_by_protocol(support), 6), len(squashed))
         if best is None or rank > best:
             best, choice = rank, value
     if best is None or best[0] < ATTR_MIN_SCORE or choice is None:
         return None, []
     squashed = _squash(choice)
-    return choice, [c for c in claims if _squash(c.value) in squashed]
+    return choice, [c for sq, c in squashed_claims if sq in squashed]
 
 
 def _ptr_address(name: str) -> str | None:
