@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import heapq
 import multiprocessing
+import os
 import queue
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -27,7 +30,7 @@ from medsentry.capture.files import CAPTURE_SUFFIXES, CaptureError, expand_paths
 from medsentry.identify import oui
 from medsentry.identify.device import Device
 from medsentry.observe import Observation
-from medsentry.pipeline import Analyzer, Stats, analyze_files, fewer_collections
+from medsentry.pipeline import Analyzer, Stats, analyze_files, analyze_live, fewer_collections
 
 ZEEK_SUFFIXES = (".log", ".log.gz", ".json", ".json.gz")
 
@@ -100,12 +103,12 @@ class _ShardEnd:
     unsent: tuple[float, float, int]
 
 
-def _shard(paths: list[Path], k: int, n: int, out: Any, fingerprints: Path | None,
-           forward: frozenset[str], read: Any) -> None:
-    """One worker: its share of the flows, identified here. Observations of the kinds in `forward` (those
-    detection reads) and each client IP's first TTL go to `out` in chunks of (position, observation);
-    then a `_ShardEnd`. `read` (a shared integer) counts the capture bytes it got through."""
-    ident = _identifier(fingerprints)
+def _worker_sink(ident: Any, forward: frozenset[str], out: Any, at: list[Any]
+                 ) -> tuple[Callable[[Observation], None], Callable[[int, Stats], None]]:
+    """A worker's (emit, end). emit identifies an observation here; those of the kinds in `forward` (the
+    ones detection reads) and each client IP's first TTL go to `out` in chunks of (position, observation),
+    the position being `at[0].position` (the worker's Analyzer). end(k, stats) sends the last chunk, then a
+    `_ShardEnd`."""
     identify = ident.add
     buf: list[tuple[Any, ...]] = []
     unsent = [float("inf"), float("-inf"), 0]
@@ -113,11 +116,11 @@ def _shard(paths: list[Path], k: int, n: int, out: Any, fingerprints: Path | Non
     def emit(o: Observation) -> None:
         kind = o.kind
         if kind == "ip.ttl":  # the parent keeps the first of all shards' (see `_run_sharded`)
-            buf.append((analyzer.position, _as_tuple(o)))
+            buf.append((at[0].position, _as_tuple(o)))
         else:
             identify(o)
             if kind in forward:
-                buf.append((analyzer.position, _as_tuple(o)))
+                buf.append((at[0].position, _as_tuple(o)))
             else:
                 unsent[0] = min(unsent[0], o.ts)
                 unsent[1] = max(unsent[1], o.ts)
@@ -127,15 +130,27 @@ def _shard(paths: list[Path], k: int, n: int, out: Any, fingerprints: Path | Non
             out.put(buf.copy())
             buf.clear()
 
-    analyzer = Analyzer(emit, shard=(k, n))
+    def end(k: int, stats: Stats) -> None:
+        out.put(buf)
+        out.put(_ShardEnd(k, stats, ident.shard_state(), (unsent[0], unsent[1], int(unsent[2]))))
+
+    return emit, end
+
+
+def _shard(paths: list[Path], k: int, n: int, out: Any, fingerprints: Path | None,
+           forward: frozenset[str], read: Any) -> None:
+    """One worker of a file run: its share of the flows (by flow hash), identified here; see
+    `_worker_sink` for what it sends. `read` (a shared integer) counts the capture bytes it got through."""
+    at: list[Any] = [None]
+    emit, end = _worker_sink(_identifier(fingerprints), forward, out, at)
+    at[0] = analyzer = Analyzer(emit, shard=(k, n))
     try:
         stats = analyze_files(paths, emit, progress=lambda b: setattr(read, "value", read.value + b),
                               analyzer=analyzer)
     except BaseException as exc:  # the parent must hear of it, not wait for ever
         out.put(RuntimeError(f"worker {k}: {exc!r}"))
         raise
-    out.put(buf)
-    out.put(_ShardEnd(k, stats, ident.shard_state(), (unsent[0], unsent[1], int(unsent[2]))))
+    end(k, stats)
 
 
 def _received(out: Any, proc: Any, ends: list[_ShardEnd], tick: Callable[[], None]
@@ -303,25 +318,146 @@ def run_live(
     fingerprints: Path | None = None,
     console: Console | None = None,
     detector: Any | None = None,
+    workers: int = 1,
 ) -> Result:
-    from medsentry.capture.live import capture
-
+    """Capture until `duration` has passed or Ctrl-C. With `workers > 1` the kernel shares the interface's
+    flows among that many processes (`LiveCapture` fanout), each identifying its own; the observations
+    detection reads come here as they arrive, and the identification state at the end."""
     ident = _identifier(fingerprints)
-    analyzer = Analyzer(_sink(ident, detector), source="live")
+    deadline = time.monotonic() + duration if duration else None
+    stop = multiprocessing.get_context("fork").Event()
+    previous = _interrupt_sets(stop)  # finish what was captured, then report, as at the deadline
+    try:
+        if workers == 1:
+            analyzer = Analyzer(_sink(ident, detector), source="live")
+            stats = _capture(interface, bpf, deadline, stop, analyzer)
+        else:
+            stats = _run_live_sharded(interface, bpf, deadline, workers, ident, detector, fingerprints, stop)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     with fewer_collections():
-        try:
-            for batch in capture(interface, bpf, duration):
-                analyzer.feed(batch)
-        except CaptureError as exc:
-            analyzer.stats.errors.append(str(exc))
-        except KeyboardInterrupt:
-            pass
-        stats = analyzer.finish()
         devices, alerts = _finish(ident, detector)
     d = stats.to_dict() | {"devices": len(devices)}
     if detector is not None:
         d["detection"] = detector.summary()
     return Result(devices, d, [f"live:{interface}"], stats, alerts)
+
+
+def _interrupt_sets(stop: Any) -> Any:
+    """Ctrl-C sets `stop` instead of raising; returns the previous handler (None off the main thread, where
+    handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+
+def _capture(interface: str, bpf: str | None, deadline: float | None, stop: Any, analyzer: Analyzer) -> Stats:
+    """Capture into `analyzer` (one process) until the deadline or `stop`."""
+    from medsentry.capture.live import LiveCapture
+
+    try:
+        capture = LiveCapture(interface, bpf, deadline=deadline, stop=stop.is_set)
+    except CaptureError as exc:
+        stats = analyzer.finish()
+        stats.errors.append(str(exc))
+        return stats
+    return analyze_live(capture, analyzer)
+
+
+def _live_worker(capture: Any, k: int, out: Any, fingerprints: Path | None, forward: frozenset[str]) -> None:
+    """Worker k of a live run: the flows the kernel gives its `capture`, identified here; sends as `_shard`
+    does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent sets the capture's stop event
+    at: list[Any] = [None]
+    emit, end = _worker_sink(_identifier(fingerprints), forward, out, at)
+    at[0] = analyzer = Analyzer(emit, source="live")
+    try:
+        stats = analyze_live(capture, analyzer)
+    except BaseException as exc:  # the parent must hear of it, not wait for ever
+        out.put(RuntimeError(f"worker {k}: {exc!r}"))
+        raise
+    end(k, stats)
+
+
+def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, workers: int, ident: Any,
+                      detector: Any | None, fingerprints: Path | None, stop: Any) -> Stats:
+    """Workers share the interface by flow (kernel fanout). Every handle is opened (and joins the group)
+    here, before the workers fork, so that no frame after the first join reaches two of them (see
+    `LiveCapture`). Their streams have no common order: detection takes observations as they arrive (each
+    worker's in its own order, workers interleaved by the chunk), so what a rule calls "first" across
+    workers can differ by up to a chunk's time."""
+    from medsentry.capture.live import LiveCapture
+
+    oui.preload()
+    group = os.getpid() & 0xFFFF
+    captures: list[LiveCapture] = []
+    try:
+        for _ in range(workers):
+            captures.append(LiveCapture(interface, bpf, deadline=deadline, stop=stop.is_set, fanout=group))
+    except CaptureError as exc:
+        for c in captures:
+            c.close()
+        stats = Stats()
+        stats.errors.append(str(exc))
+        return stats
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue(MAX_CHUNKS * workers)
+    forward = detector.kinds if detector is not None else frozenset()
+    procs = [
+        ctx.Process(target=_live_worker, args=(c, k, out, fingerprints, forward), daemon=True)
+        for k, c in enumerate(captures)
+    ]
+    for p in procs:
+        p.start()
+    ends: list[_ShardEnd] = []
+    arrivals = _Arrivals(out, procs, ends)
+    try:
+        judge_merged(arrivals, ident, detector)
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(timeout=15)
+            if p.is_alive():
+                p.terminate()
+                p.join()
+        for c in captures:  # only now: closing tears down the kernel ring the worker shared
+            c.close(count=False)
+    stats = merge_ends(ends, ident, detector)
+    stats.observations -= arrivals.dropped_ttl
+    return stats
+
+
+class _Arrivals:
+    """Live workers' observations in the order their chunks arrive, each client IP's first TTL fact only
+    (`dropped_ttl` counts the others), until every worker has sent its `_ShardEnd` (into `ends`)."""
+
+    def __init__(self, out: Any, procs: list[Any], ends: list[_ShardEnd]) -> None:
+        self.out, self.procs, self.ends = out, procs, ends
+        self.dropped_ttl = 0
+
+    def __iter__(self) -> Iterator[Observation]:
+        ttl_seen: set[str | None] = set()
+        while len(self.ends) < len(self.procs):
+            try:
+                item = self.out.get(timeout=1.0)
+            except queue.Empty:
+                if any(p.exitcode not in (None, 0) for p in self.procs):
+                    raise RuntimeError("a worker process died") from None
+                continue
+            if isinstance(item, _ShardEnd):
+                self.ends.append(item)
+                continue
+            if isinstance(item, Exception):
+                raise item
+            for _, t in item:
+                o = Observation(*t)
+                if o.kind == "ip.ttl":
+                    if o.src_ip in ttl_seen:
+                        self.dropped_ttl += 1
+                        continue
+                    ttl_seen.add(o.src_ip)
+                yield o
 
 
 def run_stats(result: Result, started: float):  # -> store.base.RunStats

@@ -24,6 +24,7 @@ import numpy as np
 from medsentry import protocols
 from medsentry.capture import _fastpath
 from medsentry.capture.files import CaptureError, CaptureFile, expand_paths
+from medsentry.capture.live import LiveCapture
 from medsentry.capture.records import PACKET_DTYPE, ST_FRAGMENT, ST_MALFORMED, ST_UNSUPPORTED, Batch
 from medsentry.decode.flows import SYN, TCP, Flow, FlowTable, Rows, Timeouts, ip_str, mac_str
 from medsentry.decode.streams import Direction
@@ -56,6 +57,7 @@ class Stats:
     observations: int = 0
     malformed_by_protocol: Counter[str] = field(default_factory=Counter)
     reassembly_gaps: int = 0
+    capture_dropped: int = 0  # live: frames the kernel or the interface dropped (analysis fell behind)
     files: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     first_ts: float | None = None
@@ -72,6 +74,7 @@ class Stats:
             "flows_evicted",
             "observations",
             "reassembly_gaps",
+            "capture_dropped",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.malformed_by_protocol.update(other.malformed_by_protocol)
@@ -94,6 +97,7 @@ class Stats:
             "flows": self.flows,
             "flows_evicted": self.flows_evicted,
             "reassembly_gaps": self.reassembly_gaps,
+            "capture_dropped": self.capture_dropped,
             "observations": self.observations,
             "files": self.files,
             "errors": self.errors,
@@ -610,6 +614,20 @@ def analyze_files(
             except OSError as exc:
                 analyzer.stats.errors.append(f"{path}: {exc.strerror or exc}")
         return analyzer.finish()
+
+
+def analyze_live(capture: LiveCapture, analyzer: Analyzer) -> Stats:
+    """Run a live capture through `analyzer` until it ends. A capture failure is recorded in stats.errors
+    after everything captured before it was analysed."""
+    with fewer_collections():
+        try:
+            for batch in capture:
+                analyzer.feed(batch)
+        except CaptureError as exc:
+            analyzer.stats.errors.append(str(exc))
+        stats = analyzer.finish()
+        stats.capture_dropped = capture.dropped
+        return stats
 
 
 def observe_files(paths: Iterable[Path]) -> tuple[list[Observation], Stats]:

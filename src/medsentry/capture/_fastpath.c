@@ -316,6 +316,46 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args) {
 }
 
 /*
+ * scan_frames(data, meta, linktype, out) -> n
+ * Frames as a live capture hands them over (pcapy-ng's next_batch): `data` holds the frames, `meta` one
+ * record of four native uint32 per frame: seconds, microseconds, offset in data, captured length. The
+ * wire length is not among them: it is taken to be the captured length (live capture keeps whole frames).
+ * A record pointing outside `data` is counted as malformed, not read.
+ */
+static PyObject *scan_frames(PyObject *self, PyObject *args) {
+    Py_buffer in, meta, out;
+    int linktype;
+    if (!PyArg_ParseTuple(args, "y*y*iw*", &in, &meta, &linktype, &out)) return NULL;
+    const uint8_t *buf = in.buf;
+    size_t len = (size_t)in.len;
+    Py_ssize_t n = meta.len / 16, cap = out.len / (Py_ssize_t)sizeof(packet_rec);
+    if (n > cap) n = cap;
+    packet_rec *recs = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t m[4];
+        memcpy(m, (const uint8_t *)meta.buf + 16 * i, 16);
+        packet_rec *r = &recs[i];
+        memset(r, 0, sizeof *r);
+        r->ts = (double)m[0] + m[1] * 1e-6;
+        r->frame_off = m[2];
+        r->caplen = m[3];
+        r->wirelen = m[3];
+        if ((size_t)m[2] > len || (size_t)m[3] > len - m[2] || m[3] > MAX_CAPLEN) {
+            r->caplen = 0;
+            r->status = ST_MALFORMED;
+            continue;
+        }
+        decode_frame(r, linktype, buf + m[2], m[3]);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&in);
+    PyBuffer_Release(&meta);
+    PyBuffer_Release(&out);
+    return PyLong_FromSsize_t(n);
+}
+
+/*
  * scan_pcapng(buf, start, swapped, ifaces, out, max_records) -> (offset, n, ret)
  * ifaces: packed little-endian {uint32 linktype; uint32 pad; double seconds_per_tick} per interface.
  * Stops before an SHB or IDB (RET_NEED_BLOCK) so Python can update endianness / interfaces.
@@ -867,6 +907,7 @@ static PyObject *spent_run(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"scan_pcap", scan_pcap, METH_VARARGS, "Decode complete pcap records into packet records."},
     {"scan_pcapng", scan_pcapng, METH_VARARGS, "Decode pcapng EPB/SPB blocks into packet records."},
+    {"scan_frames", scan_frames, METH_VARARGS, "Decode live-capture frames (data + per-frame meta)."},
     {"spent_run", spent_run, METH_VARARGS, "Consume spent TCP sides' in-sequence rows of a batch."},
     {NULL, NULL, 0, NULL},
 };

@@ -1,15 +1,23 @@
 """Live capture from an interface through libpcap (pcapy-ng), delivered as the same `Batch`es as files.
 
-Frames are re-framed as pcap records in a buffer and walked by the same C fast path, so live and file
-input share every line of code after this one. Needs capture privileges: root, or
-`setcap cap_net_raw,cap_net_admin=eip $(readlink -f .venv/bin/python)`.
+libpcap hands frames over a batch per call (`next_batch`: the frames, and per frame its time, offset and
+length) and the C fast path decodes them where they lie (`scan_frames`): no Python runs per packet, as
+for files. The handle is non-blocking and waited on with select(): on Linux (TPACKET_V3) libpcap's read
+timeout only expires once a packet has arrived, so a blocking read would never see the end of
+`--duration`, nor a Ctrl-C, on a quiet interface.
+
+`fanout`: several processes share one interface's traffic by flow (Linux PACKET_FANOUT_HASH: the kernel
+hashes the addresses and ports of both directions alike, so a flow's packets all reach one process).
+
+Needs capture privileges: root, or `setcap cap_net_raw,cap_net_admin=eip $(readlink -f .venv/bin/python)`.
 """
 
 from __future__ import annotations
 
-import struct
+import select
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -17,50 +25,141 @@ from medsentry.capture import _fastpath
 from medsentry.capture.files import CaptureError
 from medsentry.capture.records import PACKET_DTYPE, Batch
 
-_REC = struct.Struct("<IIII")
-FLUSH_PACKETS = 4096
-FLUSH_SECONDS = 0.5
+BATCH_PACKETS = 8192  # at most this many frames per batch
+FLUSH_SECONDS = 0.2  # the kernel hands over a partly filled buffer block after this long
+BUFFER_BYTES = 64 << 20  # kernel ring buffer: absorbs bursts while a batch is being analysed
+WAKE_SECONDS = 0.5  # how soon a quiet capture notices its deadline or a stop
+DRAIN_LIMIT_SECONDS = 10.0  # at most this long reading, after a stop, what arrived before it
 
 
-def capture(
-    interface: str, bpf: str | None = None, duration: float | None = None, snaplen: int = 65535
-) -> Iterator[Batch]:
+class LiveCapture:
+    """Iterate to capture; `dropped` counts frames the kernel or the interface dropped because analysis
+    fell behind (final once iteration has ended).
+
+    When the deadline passes or `stop()` turns true at time T, what arrived before T is still read: capture
+    ends at the first frame stamped after T, or once the kernel has nothing more (it hands over its last,
+    partly filled block after FLUSH_SECONDS), or after DRAIN_LIMIT_SECONDS.
+
+    Fanout: the handle joins the group as soon as it is open. A frame that arrived before that reached this
+    handle as well as the group, so frames stamped before the join (`not_before`) are skipped, and the
+    counters start at the join. Open a group's captures one after the other (e.g. in a parent, then fork):
+    every frame after the first join is then seen once (except one arriving during a join call itself,
+    which that handle takes for an earlier one and skips: a window of microseconds, at start only)."""
+
+    def __init__(
+        self,
+        interface: str,
+        bpf: str | None = None,
+        duration: float | None = None,
+        *,
+        deadline: float | None = None,
+        stop: Callable[[], bool] | None = None,
+        fanout: int | None = None,
+        snaplen: int = 65535,
+        buffer_bytes: int = BUFFER_BYTES,
+    ) -> None:
+        """`deadline` (time.monotonic(), shared by all processes of a fanout group) overrides `duration`;
+        `stop` is checked at least every WAKE_SECONDS."""
+        self.interface = interface
+        self.name = f"live:{interface}"
+        self.received = self.dropped = 0
+        if deadline is None and duration:
+            deadline = time.monotonic() + duration
+        self._deadline = deadline
+        self._stop = stop or (lambda: False)
+        self._handle, self.not_before = _open(self.name, interface, bpf, fanout, snaplen, buffer_bytes)
+        # What the counters said on joining: frames before that were not ours to count.
+        self._counted_from = (0, 0)
+        if fanout is not None:
+            self._count()
+            self._counted_from = (self.received, self.dropped)
+
+    def __iter__(self) -> Iterator[Batch]:
+        import pcapy
+
+        handle = self._handle
+        linktype = handle.datalink()
+        fd = handle.getfd()
+        out = bytearray(BATCH_PACKETS * PACKET_DTYPE.itemsize)
+        stopped_at: float | None = None  # wall-clock time of the stop: frames before it are still read
+        drain_end = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if stopped_at is None:
+                    if self._stop() or (self._deadline is not None and now >= self._deadline):
+                        stopped_at, drain_end = time.time(), now + DRAIN_LIMIT_SECONDS
+                        quiet_after = now + 2 * FLUSH_SECONDS
+                        continue
+                    wait = WAKE_SECONDS if self._deadline is None else min(WAKE_SECONDS, self._deadline - now)
+                elif now >= drain_end:
+                    break
+                else:
+                    wait = FLUSH_SECONDS
+                select.select([fd], [], [], wait)
+                try:
+                    data, meta = handle.next_batch(BATCH_PACKETS)
+                except pcapy.PcapError as exc:
+                    raise CaptureError(self.name, 0, f"capture failed: {exc}") from exc
+                if not meta:
+                    if stopped_at is not None and time.monotonic() >= quiet_after:
+                        break  # the kernel has handed over everything it held
+                    continue
+                n = _fastpath.scan_frames(data, meta, linktype, out)
+                recs = np.frombuffer(out, dtype=PACKET_DTYPE, count=n)
+                ts = recs["ts"]
+                if ts[0] < self.not_before:
+                    recs = recs[ts >= self.not_before]
+                if len(recs):
+                    yield Batch(memoryview(data), recs.copy(), self.name)
+                if stopped_at is not None and ts[-1] >= stopped_at:
+                    break  # frames arrive in order: everything before the stop has been read
+        finally:
+            self.close()
+
+    def close(self, count: bool = True) -> None:
+        """Release the handle; `count`: read its drop counters first (not in a process that handed the
+        capture to another, whose counters they are)."""
+        if self._handle is not None:
+            if count:
+                self._count()
+            self._handle.close()
+            self._handle = None
+
+    def _count(self) -> None:
+        import pcapy
+
+        try:
+            received, dropped, if_dropped = self._handle.stats()
+        except pcapy.PcapError:  # a failed handle has no counters: keep the last ones
+            return
+        base_received, base_dropped = self._counted_from
+        self.received, self.dropped = received - base_received, dropped + if_dropped - base_dropped
+
+
+def _open(name: str, interface: str, bpf: str | None, fanout: int | None, snaplen: int, buffer_bytes: int
+          ) -> tuple[Any, float]:
+    """(handle, when it joined `fanout` in epoch seconds, or 0.0)."""
     try:
         import pcapy  # pcapy-ng installs as `pcapy`
     except ImportError as exc:
-        raise CaptureError(
-            f"live:{interface}", 0, "live capture needs pcapy-ng: pip install 'medsentry[live]'"
-        ) from exc
+        raise CaptureError(name, 0, "live capture needs pcapy-ng: pip install 'medsentry[live]'") from exc
+    if not hasattr(pcapy, "PACKET_FANOUT_HASH"):
+        raise CaptureError(name, 0, "live capture needs pcapy-ng >= 2.1: pip install -U 'medsentry[live]'")
     try:
-        handle = pcapy.open_live(interface, snaplen, True, int(FLUSH_SECONDS * 1000))
+        handle = pcapy.create(interface)
+        handle.set_snaplen(snaplen)
+        handle.set_promisc(1)
+        handle.set_timeout(int(FLUSH_SECONDS * 1000))
+        handle.set_buffer_size(buffer_bytes)
+        handle.activate()
+        joined = 0.0
+        if fanout is not None:
+            handle.set_fanout(fanout, pcapy.PACKET_FANOUT_HASH)
+            joined = time.time()
         if bpf:
             handle.setfilter(bpf)
-    except pcapy.PcapError as exc:
-        raise CaptureError(f"live:{interface}", 0, f"cannot capture: {exc}") from exc
-    linktype = handle.datalink()
-    out = bytearray(FLUSH_PACKETS * PACKET_DTYPE.itemsize)
-    name = f"live:{interface}"
-    end = time.monotonic() + duration if duration else None
-    buf, count, flushed = bytearray(), 0, time.monotonic()
-    while end is None or time.monotonic() < end:
-        try:
-            header, data = handle.next()
-        except pcapy.PcapError as exc:
-            raise CaptureError(name, 0, f"capture failed: {exc}") from exc
-        if header is not None and data:
-            sec, usec = header.getts()
-            buf += _REC.pack(sec, usec, header.getcaplen(), header.getlen())
-            buf += data
-            count += 1
-        now = time.monotonic()
-        if count >= FLUSH_PACKETS or (count and now - flushed >= FLUSH_SECONDS):
-            yield _batch(buf, linktype, out, name)
-            buf, count, flushed = bytearray(), 0, now
-    if count:
-        yield _batch(buf, linktype, out, name)
-
-
-def _batch(buf: bytearray, linktype: int, out: bytearray, name: str) -> Batch:
-    view = memoryview(bytes(buf))
-    _, n, _ = _fastpath.scan_pcap(view, 0, False, False, linktype, out, FLUSH_PACKETS)
-    return Batch(view, np.frombuffer(out, dtype=PACKET_DTYPE, count=n).copy(), name)
+        handle.setnonblock(1)
+    except (pcapy.PcapError, OSError, ValueError) as exc:
+        raise CaptureError(name, 0, f"cannot capture: {exc}") from exc
+    return handle, joined

@@ -51,7 +51,7 @@ def main() -> None:
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Processes; packets are sharded by flow.",
+    help="Processes; packets are sharded by flow (live: the kernel shares the interface's flows, Linux).",
 )
 @click.option(
     "--alerts",
@@ -104,7 +104,7 @@ def analyze(
         show = not quiet and json_out != Path("-") and csv_out != Path("-")
         console = err if show else None
         if interface:
-            result = analysis.run_live(interface, bpf, duration, fingerprints, console, detector)
+            result = analysis.run_live(interface, bpf, duration, fingerprints, console, detector, workers)
         else:
             result = analysis.run_inputs(list(inputs), fingerprints, workers, console, detector)
         run = analysis.run_stats(result, started)
