@@ -6,13 +6,14 @@
 # * tshark + editcap/mergecap/capinfos (Debian: tshark, wireshark-common)
 # * ndpiReader (Debian: libndpi-bin)
 # * /usr/bin/time for peak RSS (Debian: time)
+# * tcpreplay for bench/bench_live.py (Debian: tcpreplay)
 # * NFStream in its own venv (default /work/peers-venv) so that the project venv stays clean.
 set -euo pipefail
 VENV=${1:-/work/peers-venv}
 PY=${PYTHON:-python3}
 
 missing=()
-for pair in tshark:tshark capinfos:wireshark-common ndpiReader:libndpi-bin /usr/bin/time:time; do
+for pair in tshark:tshark capinfos:wireshark-common ndpiReader:libndpi-bin /usr/bin/time:time tcpreplay:tcpreplay; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
