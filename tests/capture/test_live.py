@@ -192,3 +192,13 @@ def test_fanout_gives_each_flow_to_one_process(veth: tuple[str, str, str]) -> No
     assert n0 + n1 == 10_010 and dropped0 == dropped1 == 0
     assert min(n0, n1) > 2_000  # shared, not all to one
     assert not set(flows0) & set(flows1)  # both directions of a flow reach the same process
+
+
+def test_live_bpf_filter_is_applied(veth: tuple[str, str, str], tmp_path: Path) -> None:
+    from medsentry.capture.files import CaptureFile
+
+    recs = [b.recs for b in CaptureFile(EXAMPLE)]
+    not_tcp = sum(int(((r["proto"] != 6) | (r["ipver"] == 0)).sum()) for r in recs)
+    ns, tx, rx = veth
+    document = _live(ns, tx, rx, tmp_path / "live.json", "--bpf", "not tcp")
+    assert 0 < document["stats"]["packets"] == not_tcp < document["sent"]
