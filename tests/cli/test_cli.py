@@ -104,3 +104,21 @@ def test_directory_and_gzip_inputs(hl7_pcap: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     assert run("analyze", folder, "--json", out, "--no-store", "-q").exit_code == 0
     assert json.loads(out.read_text())["stats"]["packets"] == sum(1 for _ in pcaputil.frames(hl7_pcap))
+
+
+def test_live_drops_are_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames the kernel dropped are missing from the analysis: say so even with -q (the numbers come from
+    the capture, see tests/capture/test_live.py)."""
+    from medsentry import analysis
+    from medsentry.pipeline import Stats
+
+    def run_live(interface: str, *args: object) -> analysis.Result:
+        stats = Stats(packets=10, capture_dropped=1234)
+        return analysis.Result([], stats.to_dict(), [f"live:{interface}"], stats)
+
+    monkeypatch.setattr(analysis, "run_live", run_live)
+    result = run("analyze", "-i", "eth9", "--no-store", "--no-detect", "-q")
+    assert result.exit_code == 0
+    assert "1,234 frames were dropped" in result.stderr
+    monkeypatch.setattr(analysis, "run_live", lambda i, *a: analysis.Result([], {}, [i], Stats(packets=10)))
+    assert "dropped" not in run("analyze", "-i", "eth9", "--no-store", "--no-detect", "-q").stderr

@@ -128,6 +128,13 @@ def analyze(
         if result.alerts:
             out.print(report.alert_table(result.alerts, wide=out.width >= 120))
         out.print(report.run_summary(run, result.devices, merged))
+    if result.stats.capture_dropped:
+        err.print(
+            f"warning: {result.stats.capture_dropped:,} frames were dropped before analysis (it fell behind"
+            " the interface); more --workers or a narrower --bpf help",
+            highlight=False,
+            markup=False,
+        )
     errors = result.stats.errors
     for e in errors:
         err.print(f"error: {e}", highlight=False, markup=False)
