@@ -202,3 +202,14 @@ def test_live_bpf_filter_is_applied(veth: tuple[str, str, str], tmp_path: Path) 
     ns, tx, rx = veth
     document = _live(ns, tx, rx, tmp_path / "live.json", "--bpf", "not tcp")
     assert 0 < document["stats"]["packets"] == not_tcp < document["sent"]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_missing_interface_is_a_clear_error(workers: str, tmp_path: Path) -> None:
+    pytest.importorskip("pcapy")
+    done = subprocess.run([*MEDSENTRY, "analyze", "-i", "nosuch0", "--duration", "5", "--no-store", "-q",
+                           "--workers", workers, "--json", str(tmp_path / "out.json")],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert "live:nosuch0" in done.stderr and "no such interface" in done.stderr
+    assert json.loads((tmp_path / "out.json").read_text())["devices"] == []

@@ -32,6 +32,16 @@ WAKE_SECONDS = 0.5  # how soon a quiet capture notices its deadline or a stop
 DRAIN_LIMIT_SECONDS = 10.0  # at most this long reading, after a stop, what arrived before it
 
 
+_NO_SUCH_DEVICE = -5
+_ACTIVATE_ERRORS = {  # pcap_activate(3PCAP)
+    _NO_SUCH_DEVICE: "no such interface",
+    -8: "permission denied: run as root, or give the interpreter cap_net_raw,cap_net_admin (README)",
+    -9: "the interface is not up",
+    -11: "permission denied for promiscuous mode",
+    -1: "libpcap could not open it",
+}
+
+
 class LiveCapture:
     """Iterate to capture; `dropped` counts frames the kernel or the interface dropped because analysis
     fell behind (final once iteration has ended).
@@ -152,7 +162,12 @@ def _open(name: str, interface: str, bpf: str | None, fanout: int | None, snaple
         handle.set_promisc(1)
         handle.set_timeout(int(FLUSH_SECONDS * 1000))
         handle.set_buffer_size(buffer_bytes)
-        handle.activate()
+        status = handle.activate()  # pcapy-ng returns libpcap's status rather than raising
+        if status is not None and status < 0:
+            reason = _ACTIVATE_ERRORS.get(status, f"libpcap error {status}")
+            if status == _NO_SUCH_DEVICE:
+                reason += f" (interfaces: {', '.join(pcapy.findalldevs())})"
+            raise CaptureError(name, 0, f"cannot capture: {reason}")
         joined = 0.0
         if fanout is not None:
             handle.set_fanout(fanout, pcapy.PACKET_FANOUT_HASH)
