@@ -162,10 +162,7 @@ class Analyzer:
         self._rows, self._emitted = None, 0
         if self.shard is not None:
             k, n = self.shard
-            mine = (recs["flow_hash"] % np.uint64(n)) == np.uint64(k)
-            if k == 0:
-                mine |= recs["ipver"] == 0
-            kept = np.flatnonzero(mine)
+            kept = np.flatnonzero((recs["flow_hash"] % np.uint64(n)) == np.uint64(k))
             self._rows = kept.tolist()  # positions name rows of the whole batch
             recs = recs[kept]
             batch = Batch(batch.buf, recs, batch.source)

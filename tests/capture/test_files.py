@@ -140,6 +140,19 @@ def test_flow_hash_spreads_structured_addresses_over_shards() -> None:
         assert per_shard.max() <= 256 / n * 1.5, (n, per_shard.tolist())
 
 
+def test_link_layer_frames_are_keyed_by_their_sender() -> None:
+    # ARP and other non-IP frames have no flow; keyed by the source MAC they spread over `--workers` shards
+    # (all in shard 0 made it the slowest worker), one sender's frames in one shard.
+    def arp(k: int) -> bytes:
+        return bytes.fromhex("ffffffffffff") + bytes([0, 0x09, 0xFB, 0, 0, k]) + b"\x08\x06" + b"\x00" * 28
+
+    recs = np.concatenate([b.recs for b in _iter_bytes(_pcap([arp(k) for k in range(64)] + [arp(7)]))])
+    assert (recs["ipver"] == 0).all() and (recs["flow_hash"] != 0).all()
+    assert recs["flow_hash"][7] == recs["flow_hash"][64] and len(set(recs["flow_hash"][:64].tolist())) == 64
+    per_shard = np.bincount((recs["flow_hash"][:64] % np.uint64(4)).astype(np.int64), minlength=4)
+    assert per_shard.min() >= 8, per_shard.tolist()
+
+
 def test_fragments_and_malformed_are_flagged() -> None:
     ip = bytearray(_ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"abcdefgh"))
     frag = bytes(ip[:6]) + struct.pack("!H", 0x0010) + bytes(ip[8:])  # offset 16 bytes: a later fragment

@@ -21,7 +21,7 @@
 #pragma pack(push, 1)
 typedef struct {
     double ts;
-    uint64_t flow_hash;     /* direction-independent hash of (vlan, proto, endpoints); 0 if not IP */
+    uint64_t flow_hash;     /* IP: direction-independent hash of (vlan, proto, endpoints); else of src MAC */
     uint64_t frame_off;     /* frame start, as an offset into the input buffer */
     uint32_t caplen;
     uint32_t wirelen;
@@ -88,6 +88,18 @@ static inline uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
     return h;
 }
 
+/* FNV-1a's low bits depend only on the low bits of the input bytes, so flows that differ in a structured
+ * way (the same hosts in ward subnets 10.78.K.0/24) shared low bits: `--workers` shards by hash % N and
+ * the table indexes by the low bits. MurmurHash3's finaliser mixes every bit in. Never 0. */
+static uint64_t fmix64(uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h ? h : 1;
+}
+
 static void flow_key(packet_rec *r) {
     size_t alen = r->ipver == 4 ? 4 : 16;
     int c = memcmp(r->src_ip, r->dst_ip, alen);
@@ -102,15 +114,7 @@ static void flow_key(packet_rec *r) {
     h = fnv1a(h, lo_ip, alen);
     h = fnv1a(h, hi_ip, alen);
     h = fnv1a(h, tail, sizeof tail);
-    /* FNV-1a's low bits depend only on the low bits of the input bytes, so flows that differ in a
-     * structured way (the same hosts in ward subnets 10.78.K.0/24) shared low bits: `--workers` shards
-     * by hash % N and the table indexes by the low bits. MurmurHash3's finaliser mixes every bit in. */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    r->flow_hash = h ? h : 1;
+    r->flow_hash = fmix64(h);
     r->dir = c > 0;
 }
 
@@ -213,7 +217,7 @@ static void decode_ethertype(packet_rec *r, const uint8_t *f, uint32_t off, uint
     }
 }
 
-static void decode_frame(packet_rec *r, int linktype, const uint8_t *f, uint32_t caplen) {
+static void decode_link(packet_rec *r, int linktype, const uint8_t *f, uint32_t caplen) {
     uint32_t off;
     r->linktype_ok = 1;
     switch (linktype) {
@@ -269,6 +273,17 @@ static void decode_frame(packet_rec *r, int linktype, const uint8_t *f, uint32_t
     default:
         r->linktype_ok = 0;
         r->status = ST_UNSUPPORTED;
+    }
+}
+
+/* Every frame gets a shard key (`flow_hash`): an IP frame its flow's, any other (ARP, LLDP, a malformed
+ * frame) its source MAC's, so that `--workers` spreads link-layer traffic too, one sender's in one shard. */
+static void decode_frame(packet_rec *r, int linktype, const uint8_t *f, uint32_t caplen) {
+    decode_link(r, linktype, f, caplen);
+    if (!r->flow_hash) {
+        uint64_t mac = 0;
+        memcpy(&mac, r->src_mac, 6);
+        r->flow_hash = fmix64(mac ^ 0x9e3779b97f4a7c15ULL);
     }
 }
 
