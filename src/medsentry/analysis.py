@@ -5,7 +5,8 @@ With `workers > 1` each process reads every capture (about 5 % of the work) and 
 flows (by flow hash), which it dissects and identifies; the observations detection reads stream back to
 this process in bounded chunks, are put back in one process's order and judged while the workers go on,
 so memory does not grow with the capture; the workers' identification state is merged at the end. The
-result is the one-process result.
+result is the one-process result. Live (`run_live`) with workers: the kernel's AF_PACKET fanout gives each
+worker its flows, and detection takes their observations as they arrive.
 """
 
 from __future__ import annotations
@@ -250,8 +251,11 @@ class ShardMerge:
         self.dropped_ttl = 0
 
     def __iter__(self) -> Iterator[Observation]:
+        return self._first_ttl_only(heapq.merge(*self.streams, key=itemgetter(0)))
+
+    def _first_ttl_only(self, pairs: Iterable[tuple[Any, tuple[Any, ...]]]) -> Iterator[Observation]:
         ttl_seen: set[str | None] = set()
-        for _, t in heapq.merge(*self.streams, key=itemgetter(0)):
+        for _, t in pairs:
             o = Observation(*t)
             if o.kind == "ip.ttl":
                 if o.src_ip in ttl_seen:
@@ -428,16 +432,18 @@ def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, w
     return stats
 
 
-class _Arrivals:
-    """Live workers' observations in the order their chunks arrive, each client IP's first TTL fact only
-    (`dropped_ttl` counts the others), until every worker has sent its `_ShardEnd` (into `ends`)."""
+class _Arrivals(ShardMerge):
+    """Live workers' observations in the order their chunks arrive (there is no common order to restore),
+    the first TTL fact of a client IP only, until every worker has sent its `_ShardEnd` (into `ends`)."""
 
     def __init__(self, out: Any, procs: list[Any], ends: list[_ShardEnd]) -> None:
+        super().__init__([])
         self.out, self.procs, self.ends = out, procs, ends
-        self.dropped_ttl = 0
 
     def __iter__(self) -> Iterator[Observation]:
-        ttl_seen: set[str | None] = set()
+        return self._first_ttl_only(self._pairs())
+
+    def _pairs(self) -> Iterator[tuple[Any, tuple[Any, ...]]]:
         while len(self.ends) < len(self.procs):
             try:
                 item = self.out.get(timeout=1.0)
@@ -447,17 +453,10 @@ class _Arrivals:
                 continue
             if isinstance(item, _ShardEnd):
                 self.ends.append(item)
-                continue
-            if isinstance(item, Exception):
+            elif isinstance(item, Exception):
                 raise item
-            for _, t in item:
-                o = Observation(*t)
-                if o.kind == "ip.ttl":
-                    if o.src_ip in ttl_seen:
-                        self.dropped_ttl += 1
-                        continue
-                    ttl_seen.add(o.src_ip)
-                yield o
+            else:
+                yield from item
 
 
 def run_stats(result: Result, started: float):  # -> store.base.RunStats
