@@ -11,9 +11,11 @@ worker its flows, and detection takes their observations as they arrive.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import threading
@@ -105,10 +107,11 @@ class _ShardEnd:
 
 
 def _worker_sink(ident: Any, forward: frozenset[str], out: Any, at: list[Any]
-                 ) -> tuple[Callable[[Observation], None], Callable[[int, Stats], None]]:
-    """A worker's (emit, end). emit identifies an observation here; those of the kinds in `forward` (the
-    ones detection reads) and each client IP's first TTL go to `out` in chunks of (position, observation),
-    the position being `at[0].position` (the worker's Analyzer). end(k, stats) sends the last chunk, then a
+                 ) -> tuple[Callable[[Observation], None], Callable[[], None], Callable[[int, Stats], None]]:
+    """A worker's (emit, flush, end). emit identifies an observation here; those of the kinds in `forward`
+    (the ones detection reads) and each client IP's first TTL go to `out` in chunks of (position,
+    observation), the position being `at[0].position` (the worker's Analyzer). flush sends a partial chunk
+    (live: detection must not wait for a chunk to fill). end(k, stats) sends the last chunk, then a
     `_ShardEnd`."""
     identify = ident.add
     buf: list[tuple[Any, ...]] = []
@@ -131,11 +134,16 @@ def _worker_sink(ident: Any, forward: frozenset[str], out: Any, at: list[Any]
             out.put(buf.copy())
             buf.clear()
 
+    def flush() -> None:
+        if buf:
+            out.put(buf.copy())
+            buf.clear()
+
     def end(k: int, stats: Stats) -> None:
         out.put(buf)
         out.put(_ShardEnd(k, stats, ident.shard_state(), (unsent[0], unsent[1], int(unsent[2]))))
 
-    return emit, end
+    return emit, flush, end
 
 
 def _shard(paths: list[Path], k: int, n: int, out: Any, fingerprints: Path | None,
@@ -143,7 +151,7 @@ def _shard(paths: list[Path], k: int, n: int, out: Any, fingerprints: Path | Non
     """One worker of a file run: its share of the flows (by flow hash), identified here; see
     `_worker_sink` for what it sends. `read` (a shared integer) counts the capture bytes it got through."""
     at: list[Any] = [None]
-    emit, end = _worker_sink(_identifier(fingerprints), forward, out, at)
+    emit, _, end = _worker_sink(_identifier(fingerprints), forward, out, at)
     at[0] = analyzer = Analyzer(emit, shard=(k, n))
     try:
         stats = analyze_files(paths, emit, progress=lambda b: setattr(read, "value", read.value + b),
@@ -315,6 +323,10 @@ def _run_inputs(
     return Result(devices, d, [str(p) for p in paths], stats, alerts)
 
 
+CHECKPOINT_SECONDS = 300.0
+Checkpoint = Callable[[list[Device], list[Any], Stats], None]  # devices, alerts so far, statistics so far
+
+
 def run_live(
     interface: str,
     bpf: str | None,
@@ -323,20 +335,33 @@ def run_live(
     console: Console | None = None,
     detector: Any | None = None,
     workers: int = 1,
+    checkpoint: Checkpoint | None = None,
+    every: float = CHECKPOINT_SECONDS,
 ) -> Result:
     """Capture until `duration` has passed or Ctrl-C. With `workers > 1` the kernel shares the interface's
     flows among that many processes (`LiveCapture` fanout), each identifying its own; the observations
-    detection reads come here as they arrive, and the identification state at the end."""
+    detection reads come here as they arrive, and the identification state at the end. `checkpoint` is
+    given the inventory and alerts so far about every `every` seconds while traffic comes (a long capture
+    then keeps them even if it never gets to the end)."""
     ident = _identifier(fingerprints)
     deadline = time.monotonic() + duration if duration else None
     stop = multiprocessing.get_context("fork").Event()
+    due = _Schedule(every if checkpoint is not None else None)
     previous = _interrupt_sets(stop)  # finish what was captured, then report, as at the deadline
     try:
         if workers == 1:
             analyzer = Analyzer(_sink(ident, detector), source="live")
-            stats = _capture(interface, bpf, deadline, stop, analyzer)
+
+            def between() -> None:
+                if due():
+                    assert checkpoint is not None
+                    so_far = _so_far(fingerprints, [ident.shard_state()], analyzer.open_flows())
+                    checkpoint(*_finish(so_far, detector), analyzer.stats)
+
+            stats = _capture(interface, bpf, deadline, stop, analyzer, between)
         else:
-            stats = _run_live_sharded(interface, bpf, deadline, workers, ident, detector, fingerprints, stop)
+            stats = _run_live_sharded(interface, bpf, deadline, workers, ident, detector, fingerprints, stop,
+                                      checkpoint, due)  # fmt: skip
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -348,6 +373,45 @@ def run_live(
     return Result(devices, d, [f"live:{interface}"], stats, alerts)
 
 
+def _so_far(fingerprints: Path | None, states: list[Any], open_flows: Iterable[Observation]) -> Any:
+    """An identifier as if the run ended now: copies of `states` (ShardState) merged, and the flows still
+    open added as they are (a device known only from a long connection would be missing otherwise)."""
+    so_far = _identifier(fingerprints)
+    for state in states:
+        so_far.merge(pickle.loads(pickle.dumps(state, protocol=5)))  # a copy: `merge` adopts what it gets
+    for o in open_flows:
+        so_far.add(o)
+    return so_far
+
+
+class _Schedule:
+    """Calling it says whether a period has passed since it last said so (never with `every` None). The
+    clock is monotonic and shared by forked processes, so a parent and its workers keep one schedule."""
+
+    def __init__(self, every: float | None, lag: float = 0.0) -> None:
+        self.every = every
+        self.next = time.monotonic() + every + lag if every is not None else float("inf")
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now < self.next:
+            return False
+        assert self.every is not None
+        self.next = now + self.every
+        return True
+
+
+@dataclass
+class _ShardSnapshot:
+    """A live worker's identification state and statistics so far (copies made at once: the queue pickles
+    in a thread of its own, while the worker goes on changing the originals)."""
+
+    k: int
+    identified: bytes
+    open_flows: list[tuple[Any, ...]]  # `Analyzer.open_flows`, as observation tuples
+    stats: Stats
+
+
 def _interrupt_sets(stop: Any) -> Any:
     """Ctrl-C sets `stop` instead of raising; returns the previous handler (None off the main thread, where
     handlers cannot be set)."""
@@ -356,7 +420,8 @@ def _interrupt_sets(stop: Any) -> Any:
     return signal.signal(signal.SIGINT, lambda *_: stop.set())
 
 
-def _capture(interface: str, bpf: str | None, deadline: float | None, stop: Any, analyzer: Analyzer) -> Stats:
+def _capture(interface: str, bpf: str | None, deadline: float | None, stop: Any, analyzer: Analyzer,
+             between: Callable[[], None] | None = None) -> Stats:
     """Capture into `analyzer` (one process) until the deadline or `stop`."""
     from medsentry.capture.live import LiveCapture
 
@@ -366,18 +431,28 @@ def _capture(interface: str, bpf: str | None, deadline: float | None, stop: Any,
         stats = analyzer.finish()
         stats.errors.append(str(exc))
         return stats
-    return analyze_live(capture, analyzer)
+    return analyze_live(capture, analyzer, between)
 
 
-def _live_worker(capture: Any, k: int, out: Any, fingerprints: Path | None, forward: frozenset[str]) -> None:
+def _live_worker(capture: Any, k: int, out: Any, fingerprints: Path | None, forward: frozenset[str],
+                 due: _Schedule) -> None:
     """Worker k of a live run: the flows the kernel gives its `capture`, identified here; sends as `_shard`
-    does."""
+    does, and a `_ShardSnapshot` whenever `due`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent sets the capture's stop event
     at: list[Any] = [None]
-    emit, end = _worker_sink(_identifier(fingerprints), forward, out, at)
+    ident = _identifier(fingerprints)
+    emit, flush, end = _worker_sink(ident, forward, out, at)
     at[0] = analyzer = Analyzer(emit, source="live")
+
+    def between() -> None:
+        flush()  # after every batch, and while quiet
+        if due():
+            state = pickle.dumps(ident.shard_state(), protocol=5)
+            flows = [_as_tuple(o) for o in analyzer.open_flows()]
+            out.put(_ShardSnapshot(k, state, flows, copy.deepcopy(analyzer.stats)))
+
     try:
-        stats = analyze_live(capture, analyzer)
+        stats = analyze_live(capture, analyzer, between)
     except BaseException as exc:  # the parent must hear of it, not wait for ever
         out.put(RuntimeError(f"worker {k}: {exc!r}"))
         raise
@@ -385,15 +460,18 @@ def _live_worker(capture: Any, k: int, out: Any, fingerprints: Path | None, forw
 
 
 def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, workers: int, ident: Any,
-                      detector: Any | None, fingerprints: Path | None, stop: Any) -> Stats:
+                      detector: Any | None, fingerprints: Path | None, stop: Any,
+                      checkpoint: Checkpoint | None = None, due: _Schedule | None = None) -> Stats:
     """Workers share the interface by flow (kernel fanout). Every handle is opened (and joins the group)
     here, before the workers fork, so that no frame after the first join reaches two of them (see
     `LiveCapture`). Their streams have no common order: detection takes observations as they arrive (each
     worker's in its own order, workers interleaved by the chunk), so what a rule calls "first" across
-    workers can differ by up to a chunk's time."""
+    workers can differ by up to a chunk's time. Checkpoints merge the workers' latest snapshots into a
+    copy of what this process identified."""
     from medsentry.capture.live import LiveCapture
 
     oui.preload()
+    due = due or _Schedule(None)
     group = os.getpid() & 0xFFFF
     captures: list[LiveCapture] = []
     try:
@@ -409,13 +487,28 @@ def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, w
     out = ctx.Queue(MAX_CHUNKS * workers)
     forward = detector.kinds if detector is not None else frozenset()
     procs = [
-        ctx.Process(target=_live_worker, args=(c, k, out, fingerprints, forward), daemon=True)
+        ctx.Process(target=_live_worker, args=(c, k, out, fingerprints, forward, due), daemon=True)
         for k, c in enumerate(captures)
     ]
     for p in procs:
         p.start()
+
+    def save(snapshots: dict[int, _ShardSnapshot]) -> None:
+        if checkpoint is None or not snapshots:
+            return
+        ordered = [snapshots[k] for k in sorted(snapshots)]
+        states = [ident.shard_state()] + [pickle.loads(s.identified) for s in ordered]
+        so_far = _so_far(fingerprints, states, (Observation(*t) for s in ordered for t in s.open_flows))
+        stats = Stats()
+        for s in ordered:
+            stats.merge(s.stats)
+        checkpoint(*_finish(so_far, detector), stats)
+
     ends: list[_ShardEnd] = []
-    arrivals = _Arrivals(out, procs, ends)
+    # A checkpoint is saved once every worker has sent its snapshot, or half a period late without the
+    # snapshots of workers that had no traffic since.
+    late = _Schedule(due.every, lag=due.every / 2 if due.every is not None else 0.0)
+    arrivals = _Arrivals(out, procs, ends, late, save)
     try:
         judge_merged(arrivals, ident, detector)
     finally:
@@ -434,17 +527,24 @@ def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, w
 
 class _Arrivals(ShardMerge):
     """Live workers' observations in the order their chunks arrive (there is no common order to restore),
-    the first TTL fact of a client IP only, until every worker has sent its `_ShardEnd` (into `ends`)."""
+    the first TTL fact of a client IP only, until every worker has sent its `_ShardEnd` (into `ends`). The
+    workers' latest snapshots go to `save` once each has sent one, or when `due` with some of them."""
 
-    def __init__(self, out: Any, procs: list[Any], ends: list[_ShardEnd]) -> None:
+    def __init__(self, out: Any, procs: list[Any], ends: list[_ShardEnd], due: _Schedule,
+                 save: Callable[[dict[int, _ShardSnapshot]], None]) -> None:
         super().__init__([])
-        self.out, self.procs, self.ends = out, procs, ends
+        self.out, self.procs, self.ends, self.due, self.save = out, procs, ends, due, save
 
     def __iter__(self) -> Iterator[Observation]:
         return self._first_ttl_only(self._pairs())
 
     def _pairs(self) -> Iterator[tuple[Any, tuple[Any, ...]]]:
+        snapshots: dict[int, _ShardSnapshot] = {}
+        fresh: set[int] = set()  # workers whose snapshot came since the last save
         while len(self.ends) < len(self.procs):
+            if len(fresh) == len(self.procs) or (self.due() and fresh):
+                self.save(snapshots)
+                fresh.clear()
             try:
                 item = self.out.get(timeout=1.0)
             except queue.Empty:
@@ -453,6 +553,9 @@ class _Arrivals(ShardMerge):
                 continue
             if isinstance(item, _ShardEnd):
                 self.ends.append(item)
+            elif isinstance(item, _ShardSnapshot):
+                snapshots[item.k] = item
+                fresh.add(item.k)
             elif isinstance(item, Exception):
                 raise item
             else:
@@ -460,9 +563,12 @@ class _Arrivals(ShardMerge):
 
 
 def run_stats(result: Result, started: float):  # -> store.base.RunStats
+    return run_stats_of(result.stats, started)
+
+
+def run_stats_of(s: Stats, started: float):  # -> store.base.RunStats
     from medsentry.store.base import RunStats
 
-    s = result.stats
     return RunStats(
         started=started,
         ended=time.time(),

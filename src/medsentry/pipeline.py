@@ -468,7 +468,16 @@ class Analyzer:
         )
         self._hold(row, obs)
 
+    def open_flows(self) -> list[Observation]:
+        """A `flow` observation for each flow not ended yet, as far as it got (counters are filled in only
+        when a flow ends): for a picture of a live capture so far. Nothing is emitted."""
+        return [self._flow_observation(flow) for flow in self.flows.flows.values()]
+
     def _flow_ended(self, flow: Flow) -> None:
+        self.emit(self._flow_observation(flow))
+        self.stats.observations += 1
+
+    def _flow_observation(self, flow: Flow) -> Observation:
         r = flow.record
         fields = {
             "transport": r.transport,
@@ -486,23 +495,20 @@ class Analyzer:
             "first_seen": r.first_seen,
             "last_seen": r.last_seen,
         }
-        self.emit(
-            Observation(
-                r.last_seen,
-                "flow",
-                "flow",
-                r.client_mac,
-                r.client_ip,
-                r.server_mac,
-                r.server_ip,
-                r.client_port,
-                r.server_port,
-                r.transport,
-                fields,
-                self.source,
-            )
+        return Observation(
+            r.last_seen,
+            "flow",
+            "flow",
+            r.client_mac,
+            r.client_ip,
+            r.server_mac,
+            r.server_ip,
+            r.client_port,
+            r.server_port,
+            r.transport,
+            fields,
+            self.source,
         )
-        self.stats.observations += 1
 
     def _out(
         self,
@@ -613,13 +619,19 @@ def analyze_files(
         return analyzer.finish()
 
 
-def analyze_live(capture: LiveCapture, analyzer: Analyzer) -> Stats:
-    """Run a live capture through `analyzer` until it ends. A capture failure is recorded in stats.errors
-    after everything captured before it was analysed."""
+def analyze_live(
+    capture: LiveCapture, analyzer: Analyzer, between: Callable[[], None] | None = None
+) -> Stats:
+    """Run a live capture through `analyzer` until it ends, calling `between` after every batch and while
+    the interface is quiet. A capture failure is recorded in stats.errors after everything captured before
+    it was analysed."""
+    capture.on_idle = between
     with fewer_collections():
         try:
             for batch in capture:
                 analyzer.feed(batch)
+                if between is not None:
+                    between()
         except CaptureError as exc:
             analyzer.stats.errors.append(str(exc))
         stats = analyzer.finish()

@@ -213,3 +213,36 @@ def test_missing_interface_is_a_clear_error(workers: str, tmp_path: Path) -> Non
     assert done.returncode == 1
     assert "live:nosuch0" in done.stderr and "no such interface" in done.stderr
     assert json.loads((tmp_path / "out.json").read_text())["devices"] == []
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_checkpoints_keep_the_inventory_when_the_run_never_ends(
+    veth: tuple[str, str, str], tmp_path: Path, from_file: dict[str, tuple], workers: str
+) -> None:
+    """A sensor killed outright (power cut, OOM killer) keeps what it had stored at its last checkpoint."""
+    from medsentry.store import open_store
+
+    ns, tx, rx = veth
+    db = tmp_path / "inventory.db"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    listener = subprocess.Popen(
+        _in(ns, *MEDSENTRY, "analyze", "-i", rx, "--checkpoint", "1", "--db", str(db), "-q",
+            "--workers", workers),
+        env=env, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    _wait_for_sockets(ns, int(workers), listener)
+    subprocess.run(_in(ns, sys.executable, "-c", _SENDER, str(EXAMPLE), tx, "20"), check=True,
+                   capture_output=True)  # fmt: skip
+    time.sleep(3.5)  # at least two checkpoints after the last frame
+    os.killpg(listener.pid, signal.SIGKILL)  # the listener and its workers, no chance to finish
+    listener.wait(timeout=30)
+    with open_store(db) as store:
+        stored = {d.key: d for d in store.list_devices()}
+        (run,) = store.list_runs()
+        alerts = store.list_alerts()
+    assert run.stats.packets == 10_010
+    for key, (device_class, vendor, model, firmware, *_) in from_file.items():
+        d = stored[key]  # also those known only from flows not ended yet: they count as they are
+        assert (d.device_class, d.vendor, d.model, d.firmware) == (device_class, vendor, model, firmware), key
+    # alerts judged so far (a port scan is judged as its flows end: those are still open)
+    assert {a.alert.rule for a in alerts} >= {"spoof.arp", "abuse.mqtt_wildcard", "abuse.hl7_injection"}

@@ -77,6 +77,7 @@ class LiveCapture:
             deadline = time.monotonic() + duration
         self._deadline = deadline
         self._stop = stop or (lambda: False)
+        self.on_idle: Callable[[], None] | None = None  # called when a wait ended without frames
         self._handle, self.not_before = _open(self.name, interface, bpf, fanout, snaplen, buffer_bytes)
         # What the counters said on joining: frames before that were not ours to count.
         self._counted_from = (0, 0)
@@ -114,6 +115,8 @@ class LiveCapture:
                 if not meta:
                     if stopped_at is not None and time.monotonic() >= quiet_after:
                         break  # the kernel has handed over everything it held
+                    if self.on_idle is not None:
+                        self.on_idle()
                     continue
                 n = _fastpath.scan_frames(data, meta, linktype, out)
                 recs = np.frombuffer(out, dtype=PACKET_DTYPE, count=n)

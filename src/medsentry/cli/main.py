@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -39,6 +40,14 @@ def main() -> None:
 @click.option("-i", "--interface", help="Capture live from this interface (needs CAP_NET_RAW or root).")
 @click.option("--bpf", "bpf", help="BPF filter for live capture, e.g. 'not port 22'.")
 @click.option("--duration", type=float, help="Stop live capture after this many seconds.")
+@click.option(
+    "--checkpoint",
+    "every",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="Live: store the inventory and alerts so far every this many seconds.",
+)
 @click.option(
     "--fingerprints",
     type=click.Path(exists=True, path_type=Path),
@@ -74,6 +83,7 @@ def analyze(
     interface: str | None,
     bpf: str | None,
     duration: float | None,
+    every: float,
     fingerprints: Path | None,
     json_out: Path | None,
     csv_out: Path | None,
@@ -103,14 +113,27 @@ def analyze(
         started = time.time()
         show = not quiet and json_out != Path("-") and csv_out != Path("-")
         console = err if show else None
+        live_run = None
         if interface:
-            result = analysis.run_live(interface, bpf, duration, fingerprints, console, detector, workers)
+            checkpoint = None
+            if store is not None:
+                # A live run is recorded when it starts and saved as it goes: a capture that never gets
+                # to its end (power cut, kill -9) still leaves its inventory up to the last checkpoint.
+                nothing_yet = analysis.run_stats_of(analysis.Stats(), started)
+                live_run = store.record_run(nothing_yet, [f"live:{interface}"])
+                checkpoint = _saver(store, live_run, started)
+            result = analysis.run_live(interface, bpf, duration, fingerprints, console, detector, workers,
+                                       checkpoint, every)  # fmt: skip
         else:
             result = analysis.run_inputs(list(inputs), fingerprints, workers, console, detector)
         run = analysis.run_stats(result, started)
         merged = None
         if store is not None:
-            run_id = store.record_run(run, result.inputs)
+            if live_run is None:
+                run_id = store.record_run(run, result.inputs)
+            else:
+                run_id = live_run
+                store.update_run(run_id, run)
             merged = store.upsert_devices(result.devices, run_id)
             store.upsert_alerts(result.alerts, run_id)
     finally:
@@ -140,6 +163,19 @@ def analyze(
         err.print(f"error: {e}", highlight=False, markup=False)
     if errors:
         sys.exit(EXIT_INPUT_ERRORS)
+
+
+def _saver(store: Any, run_id: int, started: float) -> Any:
+    """A live run's checkpoint: the inventory, alerts and counters so far, into the store under its run (the
+    store replaces what the same run stored before instead of adding it again)."""
+    from medsentry import analysis
+
+    def save(devices: list[Any], alerts: list[Any], stats: Any) -> None:
+        store.upsert_devices(devices, run_id)
+        store.upsert_alerts(alerts, run_id)
+        store.update_run(run_id, analysis.run_stats_of(stats, started))
+
+    return save
 
 
 @main.group(invoke_without_command=True)

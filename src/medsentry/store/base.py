@@ -143,6 +143,11 @@ class Store(Protocol):
         """Store one analysis run; returns its id for `upsert_devices`."""
         ...
 
+    def update_run(self, run_id: int, stats: RunStats) -> None:
+        """Replace a recorded run's end and counters (a live run records itself when it starts and says how
+        far it got at every checkpoint)."""
+        ...
+
     def list_runs(self, limit: int = 20) -> list[Run]:
         """Most recent first."""
         ...

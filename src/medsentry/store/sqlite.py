@@ -197,6 +197,10 @@ INSERT INTO runs (started, ended, inputs, packets, bytes, flows, observations, m
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
 
+_UPDATE_RUN = """
+UPDATE runs SET ended = ?, packets = ?, bytes = ?, flows = ?, observations = ?, malformed = ? WHERE id = ?
+"""
+
 _UPSERT_ALERT = """
 INSERT INTO alerts (id, rule, technique, severity, attacker_mac, attacker_ip, victims, first_seen, last_seen,
                     count, run_count, evidence, explanation, id_bucket_s, state, state_changed, first_run,
@@ -286,6 +290,21 @@ class SQLiteStore(OwnsConnection):
             ),
         )
         return int(cursor.lastrowid or 0)  # PostgreSQL: INSERT ... RETURNING id
+
+    def update_run(self, run_id: int, stats: RunStats) -> None:
+        with transaction(self._conn):
+            self._conn.execute(
+                _UPDATE_RUN,
+                (
+                    stats.ended,
+                    stats.packets,
+                    stats.bytes,
+                    stats.flows,
+                    stats.observations,
+                    json.dumps(stats.malformed, sort_keys=True),
+                    run_id,
+                ),
+            )
 
     def list_runs(self, limit: int = 20) -> list[Run]:
         rows = self._conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
