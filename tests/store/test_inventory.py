@@ -384,3 +384,14 @@ def test_two_captures_of_one_ward_merge_into_one_inventory(shared_data: Path, st
     pacs = store.list_devices(DeviceFilter(device_class="pacs"))
     assert [(s.port, s.app) for s in pacs[0].services] == [(11112, "dicom")]
     assert pacs[0].identities == {"dicom_ae": ["PACS01"]}
+
+
+def test_update_run_replaces_end_and_counters(store: SQLiteStore) -> None:
+    first, live = run(store), store.record_run(RunStats(started=5.0, ended=5.0), ["live:eth1"])
+    store.update_run(live, RunStats(started=5.0, ended=65.0, packets=7, flows=3, malformed={"hl7": 1}))
+    latest, earlier = store.list_runs()
+    assert latest.id == live and latest.inputs == ["live:eth1"]
+    s = latest.stats
+    assert (s.started, s.ended, s.packets, s.flows) == (5.0, 65.0, 7, 3)
+    assert latest.stats.malformed == {"hl7": 1}
+    assert earlier.id == first and earlier.stats.packets == 10  # the other run untouched
