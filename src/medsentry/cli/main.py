@@ -121,7 +121,7 @@ def analyze(
                 # to its end (power cut, kill -9) still leaves its inventory up to the last checkpoint.
                 nothing_yet = analysis.run_stats_of(analysis.Stats(), started)
                 live_run = store.record_run(nothing_yet, [f"live:{interface}"])
-                checkpoint = _saver(store, live_run, started)
+                checkpoint = _saver(db, live_run, started)
             result = analysis.run_live(interface, bpf, duration, fingerprints, console, detector, workers,
                                        checkpoint, every)  # fmt: skip
         else:
@@ -165,15 +165,18 @@ def analyze(
         sys.exit(EXIT_INPUT_ERRORS)
 
 
-def _saver(store: Any, run_id: int, started: float) -> Any:
+def _saver(db: Path | None, run_id: int, started: float) -> Any:
     """A live run's checkpoint: the inventory, alerts and counters so far, into the store under its run (the
-    store replaces what the same run stored before instead of adding it again)."""
+    store replaces what the same run stored before instead of adding it again). It opens the store itself:
+    it may run in a forked process, which must not use its parent's connection."""
     from medsentry import analysis
+    from medsentry.store import open_store
 
     def save(devices: list[Any], alerts: list[Any], stats: Any) -> None:
-        store.upsert_devices(devices, run_id)
-        store.upsert_alerts(alerts, run_id)
-        store.update_run(run_id, analysis.run_stats_of(stats, started))
+        with open_store(db) as store:
+            store.upsert_devices(devices, run_id)
+            store.upsert_alerts(alerts, run_id)
+            store.update_run(run_id, analysis.run_stats_of(stats, started))
 
     return save
 
