@@ -385,17 +385,6 @@ def run_live(
     return Result(devices, d, [f"live:{interface}"], stats, alerts)
 
 
-def _so_far(fingerprints: Path | None, states: list[Any], open_flows: Iterable[Observation]) -> Any:
-    """An identifier as if the run ended now: copies of `states` (ShardState) merged, and the flows still
-    open added as they are (a device known only from a long connection would be missing otherwise)."""
-    so_far = _identifier(fingerprints)
-    for state in states:
-        so_far.merge(pickle.loads(pickle.dumps(state, protocol=5)))  # a copy: `merge` adopts what it gets
-    for o in open_flows:
-        so_far.add(o)
-    return so_far
-
-
 class _Child:
     """Runs a function in a forked copy of this process, one at a time: a checkpoint builds the inventory
     and writes the store there while capture goes on here (in this process it would pause analysis for
@@ -509,8 +498,8 @@ def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, w
     here, before the workers fork, so that no frame after the first join reaches two of them (see
     `LiveCapture`). Their streams have no common order: detection takes observations as they arrive (each
     worker's in its own order, workers interleaved by the chunk), so what a rule calls "first" across
-    workers can differ by up to a chunk's time. Checkpoints merge the workers' latest snapshots into a
-    copy of what this process identified."""
+    workers can differ by up to a chunk's time. Checkpoints merge the workers' latest snapshots into what
+    this process identified, in a forked child (`_Child`)."""
     from medsentry.capture.live import LiveCapture
 
     oui.preload()
@@ -536,16 +525,24 @@ def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, w
     for p in procs:
         p.start()
 
+    child = _Child()
+
     def save(snapshots: dict[int, _ShardSnapshot]) -> None:
         if checkpoint is None or not snapshots:
             return
         ordered = [snapshots[k] for k in sorted(snapshots)]
-        states = [ident.shard_state()] + [pickle.loads(s.identified) for s in ordered]
-        so_far = _so_far(fingerprints, states, (Observation(*t) for s in ordered for t in s.open_flows))
-        stats = Stats()
-        for s in ordered:
-            stats.merge(s.stats)
-        checkpoint(*_finish(so_far, detector), stats)
+
+        def in_child() -> None:  # its copy of `ident` is its own to change
+            stats = Stats()
+            for s in ordered:
+                ident.merge(pickle.loads(s.identified))
+                stats.merge(s.stats)
+            for s in ordered:
+                for t in s.open_flows:
+                    ident.add(Observation(*t))
+            checkpoint(*_finish(ident, detector), stats)
+
+        child.run(in_child)
 
     ends: list[_ShardEnd] = []
     # A checkpoint is saved once every worker has sent its snapshot, or half a period late without the
@@ -563,6 +560,7 @@ def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, w
                 p.join()
         for c in captures:  # only now: closing tears down the kernel ring the worker shared
             c.close(count=False)
+        child.wait()  # a late checkpoint must not land after the final result
     stats = merge_ends(ends, ident, detector)
     stats.observations -= arrivals.dropped_ttl
     return stats
