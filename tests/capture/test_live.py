@@ -211,7 +211,7 @@ def test_missing_interface_is_a_clear_error(workers: str, tmp_path: Path) -> Non
                            "--workers", workers, "--json", str(tmp_path / "out.json")],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 1
-    assert "live:nosuch0" in done.stderr and "no such interface" in done.stderr
+    assert "live:nosuch0: cannot capture: no such interface" in done.stderr
     assert json.loads((tmp_path / "out.json").read_text())["devices"] == []
 
 

@@ -111,7 +111,7 @@ class LiveCapture:
                 try:
                     data, meta = handle.next_batch(BATCH_PACKETS)
                 except pcapy.PcapError as exc:
-                    raise CaptureError(self.name, 0, f"capture failed: {exc}") from exc
+                    raise CaptureError(self.name, None, f"capture failed: {exc}") from exc
                 if not meta:
                     if stopped_at is not None and time.monotonic() >= quiet_after:
                         break  # the kernel has handed over everything it held
@@ -156,9 +156,9 @@ def _open(name: str, interface: str, bpf: str | None, fanout: int | None, snaple
     try:
         import pcapy  # pcapy-ng installs as `pcapy`
     except ImportError as exc:
-        raise CaptureError(name, 0, "live capture needs pcapy-ng: pip install 'medsentry[live]'") from exc
+        raise CaptureError(name, None, "live capture needs pcapy-ng: pip install 'medsentry[live]'") from exc
     if not hasattr(pcapy, "PACKET_FANOUT_HASH"):
-        raise CaptureError(name, 0, "live capture needs pcapy-ng >= 2.1: pip install -U 'medsentry[live]'")
+        raise CaptureError(name, None, "live capture needs pcapy-ng >= 2.1: pip install -U 'medsentry[live]'")
     try:
         handle = pcapy.create(interface)
         handle.set_snaplen(snaplen)
@@ -170,7 +170,7 @@ def _open(name: str, interface: str, bpf: str | None, fanout: int | None, snaple
             reason = _ACTIVATE_ERRORS.get(status, f"libpcap error {status}")
             if status == _NO_SUCH_DEVICE:
                 reason += f" (interfaces: {', '.join(pcapy.findalldevs())})"
-            raise CaptureError(name, 0, f"cannot capture: {reason}")
+            raise CaptureError(name, None, f"cannot capture: {reason}")
         joined = 0.0
         if fanout is not None:
             handle.set_fanout(fanout, pcapy.PACKET_FANOUT_HASH)
@@ -179,5 +179,5 @@ def _open(name: str, interface: str, bpf: str | None, fanout: int | None, snaple
             handle.setfilter(bpf)
         handle.setnonblock(1)
     except (pcapy.PcapError, OSError, ValueError) as exc:
-        raise CaptureError(name, 0, f"cannot capture: {exc}") from exc
+        raise CaptureError(name, None, f"cannot capture: {exc}") from exc
     return handle, joined
