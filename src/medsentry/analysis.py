@@ -109,13 +109,13 @@ class _ShardEnd:
     unsent: tuple[float, float, int]
 
 
-def _worker_sink(ident: Any, forward: frozenset[str], out: Any, at: list[Any]
-                 ) -> tuple[Callable[[Observation], None], Callable[[], None], Callable[[int, Stats], None]]:
-    """A worker's (emit, flush, end). emit identifies an observation here; those of the kinds in `forward`
-    (the ones detection reads) and each client IP's first TTL go to `out` in chunks of (position,
-    observation), the position being `at[0].position` (the worker's Analyzer). flush sends a partial chunk
-    (live: detection must not wait for a chunk to fill). end(k, stats) sends the last chunk, then a
-    `_ShardEnd`."""
+def _worker(ident: Any, forward: frozenset[str], out: Any, **options: Any
+            ) -> tuple[Analyzer, Callable[[], None], Callable[[int, Callable[[], Stats]], None]]:
+    """A worker's (analyzer, flush, run). The analyzer (made with `options`) identifies its observations
+    here; those of the kinds in `forward` (the ones detection reads) and each client IP's first TTL go to
+    `out` in chunks of (position, observation). flush sends a partial chunk (live: detection must not wait
+    for a chunk to fill). run(k, work) runs the worker (`work` returns its statistics), then sends the last
+    chunk and a `_ShardEnd`; an exception goes to the parent too, which would otherwise wait for ever."""
     identify = ident.add
     buf: list[tuple[Any, ...]] = []
     unsent = [float("inf"), float("-inf"), 0]
@@ -123,66 +123,72 @@ def _worker_sink(ident: Any, forward: frozenset[str], out: Any, at: list[Any]
     def emit(o: Observation) -> None:
         kind = o.kind
         if kind == "ip.ttl":  # the parent keeps the first of all shards' (see `_run_sharded`)
-            buf.append((at[0].position, _as_tuple(o)))
+            buf.append((analyzer.position, _as_tuple(o)))
         else:
             identify(o)
             if kind in forward:
-                buf.append((at[0].position, _as_tuple(o)))
+                buf.append((analyzer.position, _as_tuple(o)))
             else:
                 unsent[0] = min(unsent[0], o.ts)
                 unsent[1] = max(unsent[1], o.ts)
                 unsent[2] += 1
                 return
         if len(buf) >= CHUNK:
-            out.put(buf.copy())
-            buf.clear()
+            flush()
 
     def flush() -> None:
         if buf:
             out.put(buf.copy())
             buf.clear()
 
-    def end(k: int, stats: Stats) -> None:
+    def run(k: int, work: Callable[[], Stats]) -> None:
+        try:
+            stats = work()
+        except BaseException as exc:
+            out.put(RuntimeError(f"worker {k}: {exc!r}"))
+            raise
         out.put(buf)
         out.put(_ShardEnd(k, stats, ident.shard_state(), (unsent[0], unsent[1], int(unsent[2]))))
 
-    return emit, flush, end
+    analyzer = Analyzer(emit, **options)
+    return analyzer, flush, run
 
 
 def _shard(paths: list[Path], k: int, n: int, out: Any, fingerprints: Path | None,
            forward: frozenset[str], read: Any) -> None:
-    """One worker of a file run: its share of the flows (by flow hash), identified here; see
-    `_worker_sink` for what it sends. `read` (a shared integer) counts the capture bytes it got through."""
-    at: list[Any] = [None]
-    emit, _, end = _worker_sink(_identifier(fingerprints), forward, out, at)
-    at[0] = analyzer = Analyzer(emit, shard=(k, n))
-    try:
-        stats = analyze_files(paths, emit, progress=lambda b: setattr(read, "value", read.value + b),
-                              analyzer=analyzer)
-    except BaseException as exc:  # the parent must hear of it, not wait for ever
-        out.put(RuntimeError(f"worker {k}: {exc!r}"))
-        raise
-    end(k, stats)
+    """One worker of a file run: its share of the flows (by flow hash), identified here; see `_worker` for
+    what it sends. `read` (a shared integer) counts the capture bytes it got through."""
+    analyzer, _, run = _worker(_identifier(fingerprints), forward, out, shard=(k, n))
+
+    def progress(n_bytes: int) -> None:
+        read.value += n_bytes
+
+    run(k, lambda: analyze_files(paths, analyzer.emit, progress=progress, analyzer=analyzer))
+
+
+def _next_from(out: Any, procs: list[Any], waiting: Callable[[], None]) -> Any:
+    """The next item workers sent to `out`, raising what a worker sent as an exception, or if one died.
+    `waiting` is called before each wait of at most a second (progress bar, checkpoints)."""
+    while True:
+        waiting()
+        try:
+            item = out.get(timeout=1.0)
+        except queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in procs):
+                raise RuntimeError("a worker process died") from None
+            continue
+        if isinstance(item, Exception):
+            raise item
+        return item
 
 
 def _received(out: Any, proc: Any, ends: list[_ShardEnd], tick: Callable[[], None]
               ) -> Iterator[tuple[Any, ...]]:
     """One worker's (position, observation) pairs as they arrive; its `_ShardEnd` goes to `ends`. `tick`
     is called at least once a second while waiting (the progress bar)."""
-    while True:
-        tick()
-        try:
-            item = out.get(timeout=1.0)
-        except queue.Empty:
-            if proc.exitcode not in (None, 0):
-                raise RuntimeError("a worker process died") from None
-            continue
-        if isinstance(item, _ShardEnd):
-            ends.append(item)
-            return
-        if isinstance(item, Exception):
-            raise item
+    while not isinstance(item := _next_from(out, [proc], tick), _ShardEnd):
         yield from item
+    ends.append(item)
 
 
 def _run_sharded(captures: list[Path], workers: int, ident: Any, detector: Any | None,
@@ -471,10 +477,8 @@ def _live_worker(capture: Any, k: int, out: Any, fingerprints: Path | None, forw
     """Worker k of a live run: the flows the kernel gives its `capture`, identified here; sends as `_shard`
     does, and a `_ShardSnapshot` whenever `due`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent sets the capture's stop event
-    at: list[Any] = [None]
     ident = _identifier(fingerprints)
-    emit, flush, end = _worker_sink(ident, forward, out, at)
-    at[0] = analyzer = Analyzer(emit, source="live")
+    analyzer, flush, run = _worker(ident, forward, out, source="live")
 
     def between() -> None:
         flush()  # after every batch, and while quiet
@@ -483,17 +487,12 @@ def _live_worker(capture: Any, k: int, out: Any, fingerprints: Path | None, forw
             flows = [_as_tuple(o) for o in analyzer.open_flows()]
             out.put(_ShardSnapshot(k, state, flows, copy.deepcopy(analyzer.stats)))
 
-    try:
-        stats = analyze_live(capture, analyzer, between)
-    except BaseException as exc:  # the parent must hear of it, not wait for ever
-        out.put(RuntimeError(f"worker {k}: {exc!r}"))
-        raise
-    end(k, stats)
+    run(k, lambda: analyze_live(capture, analyzer, between))
 
 
 def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, workers: int, ident: Any,
                       detector: Any | None, fingerprints: Path | None, stop: Any,
-                      checkpoint: Checkpoint | None = None, due: _Schedule | None = None) -> Stats:
+                      checkpoint: Checkpoint | None, due: _Schedule) -> Stats:
     """Workers share the interface by flow (kernel fanout). Every handle is opened (and joins the group)
     here, before the workers fork, so that no frame after the first join reaches two of them (see
     `LiveCapture`). Their streams have no common order: detection takes observations as they arrive (each
@@ -503,7 +502,6 @@ def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, w
     from medsentry.capture.live import LiveCapture
 
     oui.preload()
-    due = due or _Schedule(None)
     group = os.getpid() & 0xFFFF
     captures: list[LiveCapture] = []
     try:
@@ -582,23 +580,19 @@ class _Arrivals(ShardMerge):
     def _pairs(self) -> Iterator[tuple[Any, tuple[Any, ...]]]:
         snapshots: dict[int, _ShardSnapshot] = {}
         fresh: set[int] = set()  # workers whose snapshot came since the last save
-        while len(self.ends) < len(self.procs):
+
+        def checkpoint() -> None:
             if len(fresh) == len(self.procs) or (self.due() and fresh):
                 self.save(snapshots)
                 fresh.clear()
-            try:
-                item = self.out.get(timeout=1.0)
-            except queue.Empty:
-                if any(p.exitcode not in (None, 0) for p in self.procs):
-                    raise RuntimeError("a worker process died") from None
-                continue
+
+        while len(self.ends) < len(self.procs):
+            item = _next_from(self.out, self.procs, checkpoint)
             if isinstance(item, _ShardEnd):
                 self.ends.append(item)
             elif isinstance(item, _ShardSnapshot):
                 snapshots[item.k] = item
                 fresh.add(item.k)
-            elif isinstance(item, Exception):
-                raise item
             else:
                 yield from item
 

@@ -287,6 +287,16 @@ static void decode_frame(packet_rec *r, int linktype, const uint8_t *f, uint32_t
     }
 }
 
+/* A record's fields that come from the capture's framing; decode_frame fills in the rest. */
+static inline void start_record(packet_rec *r, double ts, uint64_t frame_off, uint32_t caplen,
+                                uint32_t wirelen) {
+    memset(r, 0, sizeof *r);
+    r->ts = ts;
+    r->frame_off = frame_off;
+    r->caplen = caplen;
+    r->wirelen = wirelen;
+}
+
 /*
  * scan_pcap(buf, start, swapped, nsec, linktype, out, max_records) -> (offset, n, ret)
  * Decodes complete records of buf[start:]; offset is where the next unread record starts.
@@ -316,11 +326,7 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args) {
         if (incl > MAX_CAPLEN) { ret = RET_CORRUPT; break; }
         if (len - off - 16 < incl) break;
         packet_rec *r = &recs[n++];
-        memset(r, 0, sizeof *r);
-        r->ts = (double)rd32(h, swapped) + frac * frac_unit;
-        r->frame_off = off + 16;
-        r->caplen = incl;
-        r->wirelen = orig;
+        start_record(r, (double)rd32(h, swapped) + frac * frac_unit, off + 16, incl, orig);
         decode_frame(r, linktype, buf + off + 16, incl);
         off += 16 + (size_t)incl;
     }
@@ -351,11 +357,7 @@ static PyObject *scan_frames(PyObject *self, PyObject *args) {
         uint32_t m[4];
         memcpy(m, (const uint8_t *)meta.buf + 16 * i, 16);
         packet_rec *r = &recs[i];
-        memset(r, 0, sizeof *r);
-        r->ts = (double)m[0] + m[1] * 1e-6;
-        r->frame_off = m[2];
-        r->caplen = m[3];
-        r->wirelen = m[3];
+        start_record(r, (double)m[0] + m[1] * 1e-6, m[2], m[3], m[3]);
         if ((size_t)m[2] > len || (size_t)m[3] > len - m[2] || m[3] > MAX_CAPLEN) {
             r->caplen = 0;
             r->status = ST_MALFORMED;
@@ -426,11 +428,7 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args) {
             uint32_t lt;
             memcpy(&lt, ifs + iface * 16, 4);
             packet_rec *r = &recs[n++];
-            memset(r, 0, sizeof *r);
-            r->ts = ts;
-            r->frame_off = off + hdr;
-            r->caplen = incl;
-            r->wirelen = orig;
+            start_record(r, ts, off + hdr, incl, orig);
             r->iface = (uint8_t)iface;
             decode_frame(r, (int)lt, b + hdr, incl);
         }

@@ -60,7 +60,6 @@ class LiveCapture:
         self,
         interface: str,
         bpf: str | None = None,
-        duration: float | None = None,
         *,
         deadline: float | None = None,
         stop: Callable[[], bool] | None = None,
@@ -68,22 +67,19 @@ class LiveCapture:
         snaplen: int = 65535,
         buffer_bytes: int = BUFFER_BYTES,
     ) -> None:
-        """`deadline` (time.monotonic(), shared by all processes of a fanout group) overrides `duration`;
-        `stop` is checked at least every WAKE_SECONDS."""
-        self.interface = interface
+        """`deadline`: time.monotonic() to stop at (one for all processes of a fanout group); `stop` is
+        checked at least every WAKE_SECONDS."""
         self.name = f"live:{interface}"
-        self.received = self.dropped = 0
-        if deadline is None and duration:
-            deadline = time.monotonic() + duration
+        self.dropped = 0
         self._deadline = deadline
         self._stop = stop or (lambda: False)
         self.on_idle: Callable[[], None] | None = None  # called when a wait ended without frames
         self._handle, self.not_before = _open(self.name, interface, bpf, fanout, snaplen, buffer_bytes)
-        # What the counters said on joining: frames before that were not ours to count.
-        self._counted_from = (0, 0)
+        # What the counter said on joining: drops before that were not ours to count.
+        self._dropped_before = 0
         if fanout is not None:
             self._count()
-            self._counted_from = (self.received, self.dropped)
+            self._dropped_before = self.dropped
 
     def __iter__(self) -> Iterator[Batch]:
         import pcapy
@@ -143,11 +139,10 @@ class LiveCapture:
         import pcapy
 
         try:
-            received, dropped, if_dropped = self._handle.stats()
+            _, dropped, if_dropped = self._handle.stats()
         except pcapy.PcapError:  # a failed handle has no counters: keep the last ones
             return
-        base_received, base_dropped = self._counted_from
-        self.received, self.dropped = received - base_received, dropped + if_dropped - base_dropped
+        self.dropped = dropped + if_dropped - self._dropped_before
 
 
 def _open(name: str, interface: str, bpf: str | None, fanout: int | None, snaplen: int, buffer_bytes: int

@@ -1165,17 +1165,16 @@ def _decide(attribute: str, claims: list[_Claim]) -> tuple[str | None, list[_Cla
     for sq, c in squashed_claims:
         values.setdefault(sq, c.value)
     best: tuple[float, int] | None = None
-    choice: str | None = None
+    choice = chosen = ""
     for squashed, value in values.items():
         # A claim that is part of a longer value ("Revolution" of "Revolution CT") supports it.
         support = [c for sq, c in squashed_claims if sq and sq in squashed]
         rank = (round(_by_protocol(support), 6), len(squashed))
         if best is None or rank > best:
-            best, choice = rank, value
-    if best is None or best[0] < ATTR_MIN_SCORE or choice is None:
+            best, choice, chosen = rank, value, squashed
+    if best is None or best[0] < ATTR_MIN_SCORE:
         return None, []
-    squashed = _squash(choice)
-    return choice, [c for sq, c in squashed_claims if sq in squashed]
+    return choice, [c for sq, c in squashed_claims if sq in chosen]
 
 
 def _ptr_address(name: str) -> str | None:

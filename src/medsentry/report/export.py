@@ -5,14 +5,12 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 
 from medsentry.identify.device import Device
-from medsentry.report.serialize import stats_to_dict
+from medsentry.report.serialize import device_to_shallow_dict, stats_to_dict
 from medsentry.store.base import RunStats
 from medsentry.store.merge import canonical_json, service_label
 
@@ -36,7 +34,7 @@ def render_json(
     contract's keys."""
     run = stats_to_dict(stats, inputs) if stats is not None else {}
     document = {
-        "devices": [_shallow(d) for d in devices],
+        "devices": [device_to_shallow_dict(d) for d in devices],
         "stats": {**(details or {}), **run},
     }
     # orjson rather than json: json's indented output is its pure-Python encoder, and `device_to_dict`'s
@@ -46,15 +44,6 @@ def render_json(
 
 
 _JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-_DEVICE_FIELDS = tuple(f.name for f in fields(Device))
-
-
-def _shallow(device: Device) -> dict[str, Any]:
-    """`device_to_dict` without the copies: only for serialising at once."""
-    out: dict[str, Any] = {"key": device.key}
-    for name in _DEVICE_FIELDS:
-        out[name] = getattr(device, name)
-    return out
 
 
 def render_csv(devices: Iterable[Device]) -> str:

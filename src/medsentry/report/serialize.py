@@ -12,11 +12,20 @@ from typing import Any
 from medsentry.identify.device import Device, Evidence, Service
 from medsentry.store.base import RunStats
 
-_DEVICE_FIELDS = frozenset(f.name for f in fields(Device))
+_DEVICE_FIELDS = tuple(f.name for f in fields(Device))
 
 
 def device_to_dict(device: Device) -> dict[str, Any]:
     return {"key": device.key, **asdict(device)}
+
+
+def device_to_shallow_dict(device: Device) -> dict[str, Any]:
+    """`device_to_dict`'s keys with the device's own values (services and evidence stay dataclasses,
+    nothing is copied): only for serialising at once."""
+    out: dict[str, Any] = {"key": device.key}
+    for name in _DEVICE_FIELDS:
+        out[name] = getattr(device, name)
+    return out
 
 
 def device_from_dict(data: Mapping[str, Any]) -> Device:
