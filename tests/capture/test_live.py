@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -192,6 +193,50 @@ def test_fanout_gives_each_flow_to_one_process(veth: tuple[str, str, str]) -> No
     assert n0 + n1 == 10_010 and dropped0 == dropped1 == 0
     assert min(n0, n1) > 2_000  # shared, not all to one
     assert not set(flows0) & set(flows1)  # both directions of a flow reach the same process
+
+
+def test_small_batches_wait_for_frames_to_gather_full_ones_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 100k packets/s the kernel wakes a reader for a few hundred frames, and every batch costs the
+    analysis about the same whatever its size: after a small batch the next read waits until
+    GATHER_SECONDS have passed since the last; after a full one (the reader is behind) it does not."""
+    pytest.importorskip("pcapy")
+    from medsentry.capture import live
+
+    frame = bytes.fromhex("ffffffffffff0200000000010806") + bytes(46)  # an (empty) ARP frame
+
+    def frames(n: int) -> tuple[bytes, bytes]:
+        return frame * n, b"".join(struct.pack("=4I", 1, 0, i * len(frame), len(frame)) for i in range(n))
+
+    reads = [frames(10), frames(10), frames(live.BATCH_PACKETS), frames(10)]
+    events: list[tuple[str, float]] = []
+
+    class Handle:
+        def datalink(self) -> int:
+            return 1
+
+        def getfd(self) -> int:
+            return 0
+
+        def next_batch(self, most: int) -> tuple[bytes, bytes]:
+            data, meta = reads.pop(0) if reads else (b"", b"")
+            events.append(("read", len(meta) // 16))
+            return data, meta
+
+        def stats(self) -> tuple[int, int, int]:
+            return 0, 0, 0
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(live, "_open", lambda *_: (Handle(), 0.0))
+    monkeypatch.setattr(live.select, "select", lambda *_: None)
+    monkeypatch.setattr(live.time, "sleep", lambda s: events.append(("wait", s)))
+    monkeypatch.setattr(live, "FLUSH_SECONDS", 0.001)  # end soon once the reads run out
+    got = [len(b.recs) for b in live.LiveCapture("fake0", stop=lambda: not reads)]
+    assert got == [10, 10, live.BATCH_PACKETS, 10]
+    kinds = [e[0] for e in events]
+    assert kinds[:6] == ["read", "wait", "read", "wait", "read", "read"]
+    assert all(0 < s <= live.GATHER_SECONDS for kind, s in events if kind == "wait")
 
 
 def test_live_bpf_filter_is_applied(veth: tuple[str, str, str], tmp_path: Path) -> None:
