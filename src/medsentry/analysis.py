@@ -548,7 +548,8 @@ def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, w
     late = _Schedule(due.every, lag=due.every / 2 if due.every is not None else 0.0)
     arrivals = _Arrivals(out, procs, ends, late, save)
     try:
-        judge_merged(arrivals, ident, detector)
+        with fewer_collections():  # as a file run's parent: unpickled chunks and detection allocate a lot
+            judge_merged(arrivals, ident, detector)
     finally:
         stop.set()
         for p in procs:
