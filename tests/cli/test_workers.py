@@ -57,6 +57,22 @@ def test_worker_failure_is_reported(tmp_path: Path) -> None:
             analysis._run_sharded([tmp_path / "x.pcap"], 2, ident, None, None, lambda n: None, 1)
 
 
+def test_sharded_run_reads_broken_and_compressed_captures_as_one_process(tmp_path: Path) -> None:
+    """Files, read errors (with their offsets) and what came before a break are reported as one process
+    reports them."""
+    import gzip
+
+    example = Path(__file__).resolve().parents[2] / "examples/hospital-ward.pcap"
+    (tmp_path / "a.pcap.gz").write_bytes(gzip.compress(example.read_bytes()))
+    (tmp_path / "b.pcap").write_bytes(example.read_bytes()[:300_001])
+    one, _ = _run(tmp_path, 1)
+    many, _ = _run(tmp_path, 2)
+    assert len(one.stats_dict["errors"]) == 1 and "offset" in one.stats_dict["errors"][0]
+    for key in ("files", "errors", "packets", "flows", "observations"):
+        assert many.stats_dict[key] == one.stats_dict[key]
+    assert [device_to_dict(d) for d in many.devices] == [device_to_dict(d) for d in one.devices]
+
+
 def test_sharded_progress_adds_up_to_the_capture_size(shared_data: Path) -> None:
     capture = shared_data / "captures/virtual-hospital/general-hospital-normal-60s.pcap"
     if not capture.exists():
