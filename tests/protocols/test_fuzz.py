@@ -4,8 +4,8 @@ The entry points are discovered from the registry (`medsentry.protocols.MODULES`
 of a protocol module whose first parameter takes bytes (parse_*, scan_*, read_*, looks_like) or text
 from the wire (str helpers of HTTP), and every module's `StreamParser` fed a random conversation.
 `Malformed` is what the pipeline counts per protocol and skips; anything else would stop an analysis.
-`looks_like` must not raise at all. Each example runs under a wall-clock limit, so a loop that does not
-end fails the test instead of hanging it.
+`looks_like` and `mid_stream` must not raise at all. Each example runs under a wall-clock limit, so a
+loop that does not end fails the test instead of hanging it.
 
 Seeds are real payloads: UDP/TCP payloads of the small captures of nDPI's and Suricata's suites (by the
 module's well-known ports), link-layer frames (ARP, LLDP, CDP) of the same captures, pynetdicom's DICOM
@@ -255,7 +255,8 @@ def test_registry_exposes_the_entry_points() -> None:
     names = {name for name, _, _ in ENTRY_POINTS}
     datagram_modules = {m.NAME for m in protocols.MODULES if hasattr(m, "parse_datagram")}
     assert {f"{n}.parse_datagram" for n in datagram_modules} <= names
-    assert {"dicom.parse_pdu", "hl7.parse_message", "tls.parse_client_hello", "mqtt.looks_like"} <= names
+    assert {"dicom.parse_pdu", "hl7.parse_message", "tls.parse_client_hello", "mqtt.looks_like",
+            "tls.mid_stream"} <= names  # fmt: skip
     assert {m.NAME for m in STREAM_MODULES} >= {
         "tls",
         "http",
@@ -284,9 +285,9 @@ def test_function_returns_or_raises_malformed(
         try:
             result = fn(arg, *extra)
         except Malformed:
-            assert not name.endswith(".looks_like"), "a content test must answer, not raise"
+            assert not name.endswith((".looks_like", ".mid_stream")), "a content test must answer, not raise"
             return
-    if name.endswith(".looks_like"):
+    if name.endswith((".looks_like", ".mid_stream")):
         assert isinstance(result, bool)
 
 

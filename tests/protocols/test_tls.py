@@ -259,6 +259,48 @@ def test_looks_like() -> None:
     assert not tls.looks_like(b"\x17\x03\x03\x00\x10")
 
 
+def test_mid_stream() -> None:
+    data = record(tls.APPLICATION_DATA, bytes(300))
+    assert tls.mid_stream(data) and tls.mid_stream(data + data) and tls.mid_stream(data[:5])
+    assert tls.mid_stream(record(tls.HANDSHAKE, handshake(2, server_hello_body(0x002F, []))))
+    assert tls.mid_stream(data + record(tls.ALERT, b"\x01\x00")[:3])  # the next header not all there
+    assert not tls.mid_stream(data + b"GET / HTTP/1.1\r\n")  # the next header must be one too
+    assert not tls.mid_stream(b"\x17\x03\x05\x00\x10" + bytes(16))  # no TLS 1.4
+    assert not tls.mid_stream(b"\x17\x03\x03\x00\x00")  # empty application data
+    assert not tls.mid_stream(b"\x17\x03\x03\x48\x01")  # longer than a record can be
+    assert not tls.mid_stream(b"\x17\x03\x03")  # not even one header
+    assert not tls.mid_stream(b"GET / HTTP/1.1\r\n")
+
+
+def test_connections_picked_up_after_their_handshake(tmp_path: Path) -> None:
+    """A capture started while a TLS session was open: on a TLS port the flow is labelled TLS (and a
+    ServerHello still to come is decoded); the same bytes on another port are not called TLS."""
+    from medsentry.pipeline import observe_files
+    from tests.decode.test_flows import pcap_records, tcp
+
+    pacs, modality = ("10.0.0.10", 2762), ("10.0.0.20", 50000)
+    web, browser = ("10.0.0.11", 8080), ("10.0.0.21", 50001)
+    hello_server, hello_client = ("10.0.0.12", 443), ("10.0.0.22", 50002)
+    ACK_PSH = 0x18
+    app = record(tls.APPLICATION_DATA, bytes(200))
+    frames = [
+        tcp(modality, pacs, ACK_PSH, 1000, app),  # DICOM over TLS, mid-session
+        tcp(pacs, modality, ACK_PSH, 5000, app),
+        tcp(browser, web, ACK_PSH, 1000, app),  # the same on a port that is not a TLS one
+        tcp(web, browser, ACK_PSH, 5000, app),
+        tcp(hello_server, hello_client, ACK_PSH, 7000,  # picked up at the ServerHello
+            record(tls.HANDSHAKE, handshake(2, server_hello_body(0xC02F, [])))),
+    ]  # fmt: skip
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    pcap = tmp_path / "mid.pcap"
+    pcap.write_bytes(header + pcap_records([(1_700_000_000 + i, f) for i, f in enumerate(frames)]))
+    observations, _ = observe_files([pcap])
+    apps = {o.fields["server_port"]: o.fields["app"] for o in observations if o.kind == "flow"}
+    assert apps == {2762: "tls", 8080: None, 443: "tls"}
+    [hello] = [o for o in observations if o.kind == "tls.server_hello"]
+    assert hello.fields["cipher"] == 0xC02F and hello.src_ip == "10.0.0.12"
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600), st.booleans())
 def test_fuzz_random_bytes(data: bytes, from_client: bool) -> None:

@@ -1,7 +1,9 @@
 """Protocol modules and how the pipeline picks one for a datagram, a frame or a TCP connection.
 
 Each module follows `medsentry.protocols.base`. Selection is by well-known port first, confirmed by the
-module's `looks_like` where it has one, then by content alone, so services on unusual ports are found.
+module's `looks_like` where it has one, then by content alone, so services on unusual ports are found,
+and last, on a module's own ports, by what the middle of its connections looks like (`mid_stream`: a
+capture started while the connection was open).
 """
 
 from __future__ import annotations
@@ -54,22 +56,29 @@ BY_TCP_PORT: dict[int, ModuleType] = {
 CONTENT_TESTS: list[ModuleType] = [
     m for m in MODULES if hasattr(m, "StreamParser") and hasattr(m, "looks_like")
 ]
+MID_STREAM_TESTS: list[ModuleType] = [
+    m for m in MODULES if hasattr(m, "StreamParser") and hasattr(m, "mid_stream")
+]
 
 
 def for_stream(server_port: int, client_port: int, head: bytes) -> ModuleType | None:
     """The module for a TCP connection whose first payload is `head`."""
     for port in (server_port, client_port):
         mod = BY_TCP_PORT.get(port)
-        if mod is not None and (not hasattr(mod, "looks_like") or _safe_looks_like(mod, head)):
+        if mod is not None and (not hasattr(mod, "looks_like") or _safe(mod, "looks_like", head)):
             return mod
     for mod in CONTENT_TESTS:
-        if _safe_looks_like(mod, head):
+        if _safe(mod, "looks_like", head):
+            return mod
+    for mod in MID_STREAM_TESTS:  # last: what a connection's start looks like comes first
+        ports = mod.TCP_PORTS
+        if (server_port in ports or client_port in ports) and _safe(mod, "mid_stream", head):
             return mod
     return None
 
 
-def _safe_looks_like(mod: ModuleType, head: bytes) -> bool:
+def _safe(mod: ModuleType, test: str, head: bytes) -> bool:
     try:
-        return bool(mod.looks_like(head))
+        return bool(getattr(mod, test)(head))
     except Exception:  # a content test must never take the pipeline down
         return False

@@ -64,6 +64,21 @@ def looks_like(head: bytes) -> bool:
         len(head) < 6 or head[5] == CLIENT_HELLO)
 
 
+def mid_stream(head: bytes) -> bool:
+    """A connection picked up after its handshake (a capture started while it was open: long-lived HL7,
+    DICOM or MQTT sessions over TLS): a record header of SSLv3..TLS 1.3, and the next one too where the
+    bytes reach it. Nothing in such a flow is decoded, but it is labelled TLS."""
+    off, headers = 0, 0
+    while len(head) - off >= 5:
+        content_type, version, length = _RECORD.unpack_from(head, off)
+        if content_type not in _RECORD_TYPES or version >> 8 != 3 or version & 0xFF > 4:
+            return False
+        if not 0 < length <= _MAX_RECORD:
+            return False
+        off, headers = off + 5 + length, headers + 1
+    return headers > 0
+
+
 class _Reader:
     """Bounds-checked big-endian reads over one handshake body."""
 
