@@ -81,6 +81,8 @@ def segments(path: Path) -> Iterator[Segment]:
     """UDP and TCP segments, empty ones included (IPv4/IPv6, no fragment reassembly)."""
     for ts, linktype, f in frames(path):
         mac = None
+        if len(f) < 20:  # runts: no IP header behind any of these link layers
+            continue
         if linktype == 1:
             mac = ":".join(f"{b:02x}" for b in f[6:12])
             etype, off = struct.unpack("!H", f[12:14])[0], 14

@@ -678,3 +678,20 @@ def test_bounded_services_keep_the_earliest_whatever_the_order() -> None:
     shuffled = flows[:]
     random.Random(3).shuffle(shuffled)
     assert used(shuffled) == in_order
+
+
+def test_rule_conditions_on_boolean_fields() -> None:
+    """`when: {flag: [false]}` in YAML compares as the rule engine reads the field: booleans as
+    "true"/"false" (it used to compare "False" with "false" and never fire)."""
+    from medsentry.identify.rules import Rule
+
+    when = {"unix": [False], "server": [True, None]}
+    rule = Rule.from_dict({"id": "t", "kind": "x.y", "field": "version", "in": ["6.1"], "when": when,
+                           "set": {"os": "Windows 7"}})  # fmt: skip
+
+    def fires(**fields: Any) -> bool:
+        return rule.apply(obs("x.y", PLAIN, "10.0.0.1", fields={"version": "6.1", **fields})) is not None
+
+    assert fires(unix=False, server=True) and fires(unix=False)
+    assert not fires(unix=True, server=True) and not fires(server=True)
+    assert not fires(unix=False, server=False)

@@ -32,7 +32,7 @@ NDPI = DATA / "captures" / "ndpi" / "cfgs" / "default"
 
 # nDPI master protocol -> our module name
 OURS = {
-    "DHCP": "dhcp", "DNS": "dns", "MDNS": "dns", "LLMNR": "dns", "NetBIOS": "nbns", "SSDP": "ssdp",
+    "DHCP": "dhcp", "DNS": "dns", "MDNS": "dns", "LLMNR": "dns", "NetBIOS": ("nbns", "nbdgm"), "SSDP": "ssdp",
     "SNMP": "snmp", "HTTP": "http", "TLS": "tls", "FTP_CONTROL": "ftp", "Telnet": "telnet", "RTSP": "rtsp",
     "Syslog": "syslog", "MQTT": "mqtt", "DICOM": "dicom", "HL7": "hl7", "LLDP": "lldp", "CDP": "cdp",
 }  # fmt: skip
@@ -41,8 +41,10 @@ OURS = {
 # Why each gap exists:
 # - DNS 486/488: two flows inside a 6in4 tunnel; our decoder does not open IP-in-IP. Decoded 465: the
 #   other 21 are fuzzed datagrams (fuzz-2006-06-26-2594.pcap) that our parser counts as malformed.
-# - NetBIOS 41/55: nDPI's NetBIOS covers the datagram (UDP 138) and session (TCP 139) services; we
-#   dissect the name service (UDP 137) only. Decoded 34: seven fuzzed NBNS datagrams are malformed.
+# - NetBIOS 53/55: nDPI also calls two SMB connections on TCP 445 NetBIOS (a session service header);
+#   we do not dissect SMB. Decoded 42: name service messages and browser announcements (UDP 138); other
+#   datagrams (browser elections, backup-list requests, other mailslots) carry nothing we report, and
+#   seven fuzzed NBNS datagrams are malformed.
 # - SSDP 46/52: unicast M-SEARCH answers between two ephemeral ports; we select SSDP by port 1900.
 # - HTTP 1102/1114: fuzzed request lines ("HTTP/d.1") and connections picked up after their request.
 # - TLS 864/876: connections captured after their handshake are recognised on TLS ports by their record
@@ -54,7 +56,7 @@ OURS = {
 #   without octet framing (rsh-syslog-false-positive: nDPI itself calls it a false positive).
 # - MQTT 2/5: three connections on port 17501 captured after their CONNECT; we recognise MQTT by CONNECT.
 BARS = {
-    "DHCP": (1.0, 1.0), "DNS": (0.99, 0.95), "MDNS": (1.0, 1.0), "LLMNR": (1.0, 1.0), "NetBIOS": (0.74, 0.6),
+    "DHCP": (1.0, 1.0), "DNS": (0.99, 0.95), "MDNS": (1.0, 1.0), "LLMNR": (1.0, 1.0), "NetBIOS": (0.96, 0.76),
     "SSDP": (0.88, 0.88), "SNMP": (1.0, 1.0), "HTTP": (0.98, 0.98), "TLS": (0.98, 0.89),
     "FTP_CONTROL": (1.0, 1.0), "Telnet": (1.0, 1.0), "RTSP": (1.0, 1.0), "Syslog": (0.68, 0.68),
     "MQTT": (0.4, 0.4), "HL7": (1.0, 1.0),
@@ -90,7 +92,11 @@ def _variant(o: Observation) -> str:
     """Which nDPI protocol one of our observations stands for."""
     if o.protocol == "dns":
         return "MDNS" if o.fields.get("mdns") else "LLMNR" if o.fields.get("llmnr") else "DNS"
-    return next(k for k, v in OURS.items() if v == o.protocol)
+    return next(k for k, v in OURS.items() if o.protocol in _names(v))
+
+
+def _names(ours: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (ours,) if isinstance(ours, str) else ours
 
 
 def our_flows(pcap: Path) -> tuple[dict[FlowKey, set[str | None]], dict[FlowKey, set[str]]]:
@@ -103,7 +109,7 @@ def our_flows(pcap: Path) -> tuple[dict[FlowKey, set[str | None]], dict[FlowKey,
             f = o.fields
             ends = frozenset({(f["client_ip"], f["client_port"]), (f["server_ip"], f["server_port"])})
             apps[(f["transport"], ends)].add(f["app"])
-        elif o.sport is not None and o.protocol in OURS.values():
+        elif o.sport is not None and o.protocol in {n for v in OURS.values() for n in _names(v)}:
             ends = frozenset({(o.src_ip, o.sport), (o.dst_ip, o.dport)})
             decoded[(o.transport or "", ends)].add(_variant(o))
     return apps, decoded
@@ -126,7 +132,7 @@ def agreement() -> dict[str, Counter[str]]:
                 continue
             row = table[proto]
             row["flows"] += 1
-            row["labelled"] += OURS[proto] in apps.get(key, ())
+            row["labelled"] += any(n in apps.get(key, ()) for n in _names(OURS[proto]))
             row["decoded"] += proto in decoded.get(key, ())
     return table
 
@@ -135,7 +141,8 @@ def markdown() -> str:
     rows = ["| nDPI protocol | ours | flows | labelled alike | decoded |", "|---|---|---:|---:|---:|"]
     for proto, counts in sorted(agreement().items(), key=lambda kv: -kv[1]["flows"]):
         n, lab, dec = counts["flows"], counts["labelled"], counts["decoded"]
-        rows.append(f"| {proto} | {OURS[proto]} | {n} | {lab} ({lab / n:.1%}) | {dec} ({dec / n:.1%}) |")
+        ours = "/".join(_names(OURS[proto]))
+        rows.append(f"| {proto} | {ours} | {n} | {lab} ({lab / n:.1%}) | {dec} ({dec / n:.1%}) |")
     return "\n".join(rows)
 
 

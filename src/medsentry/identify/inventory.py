@@ -70,8 +70,8 @@ _DHCP_CLIENT = frozenset({"dhcp.discover", "dhcp.request", "dhcp.inform", "dhcp.
 _FACT_KINDS = _DHCP_CLIENT | frozenset({
     "cdp", "dhcp.ack", "dicom.associate_ac", "dicom.associate_rq", "dicom.command", "dns.response",
     "hl7.ack", "hl7.message", "http.request", "http.response", "lldp", "mdns.response", "mdns.service",
-    "mqtt.connect", "nbns.registration", "nbns.response", "rtsp.response", "service.seen",
-    "snmp.response", "syslog.message", "tls.certificate", "tls.client_hello",
+    "mqtt.connect", "nbdgm.host_announcement", "nbns.registration", "nbns.response", "rtsp.response",
+    "service.seen", "snmp.response", "syslog.message", "tls.certificate", "tls.client_hello",
 })
 _NEVER = float("-inf")
 _NO_ADDRESS = frozenset({"0.0.0.0", "255.255.255.255", "::"})
@@ -722,6 +722,8 @@ class Identifier:
                 ips = f.get("ips") or []
                 if kind == "nbns.registration" or obs.src_ip in ips:
                     src.hostname("nbns", name, proto, f"NetBIOS name registration {name}<00>", ts)
+        elif kind == "nbdgm.host_announcement" and isinstance(f.get("name"), str):
+            src.hostname("nbns", f["name"], proto, "NetBIOS browser host announcement", ts)
         elif kind == "syslog.message" and isinstance(f.get("hostname"), str) and f["hostname"] != "-":
             src.hostname("syslog", f["hostname"], proto, "syslog HOSTNAME", ts)
         elif kind == "lldp" and isinstance(f.get("system_name"), str):

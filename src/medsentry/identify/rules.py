@@ -93,8 +93,8 @@ class Rule:
             pattern=pattern,
             values=frozenset(str(v) for v in d["in"]) if "in" in d else None,
             range=(float(d["range"][0]), float(d["range"][1])) if "range" in d else None,
-            when={
-                k: frozenset(None if v is None else str(v) for v in vs)
+            when={  # compared as `apply` sees values: booleans as "true"/"false"
+                k: frozenset(None if v is None else _scalar(v) for v in vs)
                 for k, vs in d.get("when", {}).items()
             },
             peers=int(d.get("peers", 0)),

@@ -18,6 +18,7 @@ _MODULES = [
     "dhcp",
     "dns",
     "nbns",
+    "nbdgm",
     "ssdp",
     "snmp",
     "syslog",
