@@ -195,8 +195,10 @@ class Analyzer:
             if r.transport == "udp":
                 mod = udp_ports.get(r.server_port) or udp_ports.get(r.client_port)
                 if mod is None:
-                    table.stop(flow)
-                    continue
+                    mod = self._by_content(batch, flow, rows.row[0])
+                    if mod is None:
+                        table.stop(flow)
+                        continue
                 r.app = mod.NAME
                 self._datagrams(batch, rows.row, mod)
             elif r.transport == "tcp":
@@ -211,6 +213,15 @@ class Analyzer:
                 self._first_packet_facts(batch, flow, first)
         self._emit_pending()
         self._expire(now or st.last_ts, b)
+
+    def _by_content(self, batch: Batch, flow: Flow, row: int) -> ModuleType | None:
+        """A UDP flow's module by its first datagram (once: later batches find it again by its app)."""
+        r = flow.record
+        if r.app is not None:
+            return protocols.BY_NAME[r.app]
+        rec = batch.recs[row]
+        start = int(rec["frame_off"]) + int(rec["payload_off"])
+        return protocols.for_datagram(bytes(batch.buf[start : start + int(rec["payload_len"])]))
 
     def _hold(self, row: int, obs: Observation) -> None:
         self._pending.append((row, self._emitted, obs))

@@ -45,7 +45,8 @@ OURS = {
 #   we do not dissect SMB. Decoded 42: name service messages and browser announcements (UDP 138); other
 #   datagrams (browser elections, backup-list requests, other mailslots) carry nothing we report, and
 #   seven fuzzed NBNS datagrams are malformed.
-# - SSDP 46/52: unicast M-SEARCH answers between two ephemeral ports; we select SSDP by port 1900.
+# - SSDP 52/52: answers to an M-SEARCH from ephemeral ports and Plex's M-SEARCH to its own port are
+#   recognised by their first datagram (`ssdp.looks_like_datagram`).
 # - HTTP 1102/1114: fuzzed request lines ("HTTP/d.1") and connections picked up after their request.
 # - TLS 864/876: connections captured after their handshake are recognised on TLS ports by their record
 #   headers (`tls.mid_stream`); not on other ports (XMPP 5223, Google 5228, Cast 8009, port 80: 7 flows),
@@ -57,7 +58,7 @@ OURS = {
 # - MQTT 2/5: three connections on port 17501 captured after their CONNECT; we recognise MQTT by CONNECT.
 BARS = {
     "DHCP": (1.0, 1.0), "DNS": (0.99, 0.95), "MDNS": (1.0, 1.0), "LLMNR": (1.0, 1.0), "NetBIOS": (0.96, 0.76),
-    "SSDP": (0.88, 0.88), "SNMP": (1.0, 1.0), "HTTP": (0.98, 0.98), "TLS": (0.98, 0.89),
+    "SSDP": (1.0, 1.0), "SNMP": (1.0, 1.0), "HTTP": (0.98, 0.98), "TLS": (0.98, 0.89),
     "FTP_CONTROL": (1.0, 1.0), "Telnet": (1.0, 1.0), "RTSP": (1.0, 1.0), "Syslog": (0.68, 0.68),
     "MQTT": (0.4, 0.4), "HL7": (1.0, 1.0),
 }  # fmt: skip

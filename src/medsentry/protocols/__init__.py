@@ -3,7 +3,8 @@
 Each module follows `medsentry.protocols.base`. Selection is by well-known port first, confirmed by the
 module's `looks_like` where it has one, then by content alone, so services on unusual ports are found,
 and last, on a module's own ports, by what the middle of its connections looks like (`mid_stream`: a
-capture started while the connection was open).
+capture started while the connection was open). A UDP flow goes by port, else by its first datagram
+(`looks_like_datagram`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ MODULES: list[ModuleType] = _load()
 BY_ETHERTYPE: dict[int, ModuleType] = {t: m for m in MODULES for t in getattr(m, "ETHERTYPES", ())}
 if (cdp := next((m for m in MODULES if m.NAME == "cdp"), None)) is not None:
     BY_ETHERTYPE[cdp.SNAP_PID] = cdp
+BY_NAME: dict[str, ModuleType] = {m.NAME: m for m in MODULES}
 BY_UDP_PORT: dict[int, ModuleType] = {
     p: m for m in MODULES if hasattr(m, "parse_datagram") for p in getattr(m, "UDP_PORTS", ())
 }
@@ -56,6 +58,9 @@ BY_TCP_PORT: dict[int, ModuleType] = {
 }
 CONTENT_TESTS: list[ModuleType] = [
     m for m in MODULES if hasattr(m, "StreamParser") and hasattr(m, "looks_like")
+]
+DATAGRAM_TESTS: list[ModuleType] = [
+    m for m in MODULES if hasattr(m, "parse_datagram") and hasattr(m, "looks_like_datagram")
 ]
 MID_STREAM_TESTS: list[ModuleType] = [
     m for m in MODULES if hasattr(m, "StreamParser") and hasattr(m, "mid_stream")
@@ -74,6 +79,14 @@ def for_stream(server_port: int, client_port: int, head: bytes) -> ModuleType | 
     for mod in MID_STREAM_TESTS:  # last: what a connection's start looks like comes first
         ports = mod.TCP_PORTS
         if (server_port in ports or client_port in ports) and _safe(mod, "mid_stream", head):
+            return mod
+    return None
+
+
+def for_datagram(head: bytes) -> ModuleType | None:
+    """The module for a UDP flow on ports no module claims, whose first datagram is `head`."""
+    for mod in DATAGRAM_TESTS:
+        if _safe(mod, "looks_like_datagram", head):
             return mod
     return None
 

@@ -13,6 +13,8 @@ Module-level names a protocol module exposes (all optional except NAME):
     def mid_stream(head: bytes) -> bool        on the module's own ports: bytes of a connection captured
                                                after it began (its first message never seen)
     def parse_datagram(payload: bytes) -> list[Message]          UDP / link-layer protocols
+    def looks_like_datagram(payload: bytes) -> bool   content test on the first datagram of a UDP flow
+                                               that no module's port claims (answers from ephemeral ports)
     class StreamParser: feed(data: bytes, from_client: bool) -> list[Message]   TCP protocols
         optional: ignores(from_client) -> int: how many of the direction's next bytes feed() would
         discard without any effect but counting them down (e.g. DICOM pixel data), and

@@ -30,6 +30,11 @@ def looks_like(head: bytes) -> bool:
     return head.startswith((b"NOTIFY * ", b"M-SEARCH * ", b"HTTP/1.1 200"))
 
 
+# Over UDP nothing else speaks HTTP: a device may answer an M-SEARCH from an ephemeral port, and some
+# discovery schemes (Plex GDM) send M-SEARCH to ports of their own.
+looks_like_datagram = looks_like
+
+
 def parse_datagram(payload: bytes) -> list[Message]:
     lines = payload.split(b"\n", _MAX_LINES)
     start = lines[0].rstrip(b"\r")
