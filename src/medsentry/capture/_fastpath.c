@@ -10,8 +10,12 @@
  *   pcap   : 16-byte record header (ts_sec, ts_frac, incl_len, orig_len) + incl_len bytes
  *   pcapng : blocks (type, total_len, body, total_len); EPB (6) and SPB (3) decoded here, SHB and IDB
  *            handed back to Python (status NEED_BLOCK), any other block skipped by its length.
- * Link types: EN10MB (1) with 802.1Q / QinQ tags and 802.3 LLC/SNAP, NULL (0) / LOOP (108),
+ * Link types: EN10MB (1) with 802.1Q / QinQ tags, 802.3 LLC/SNAP and PPPoE sessions, NULL (0) / LOOP (108),
  *   LINUX_SLL (113), LINUX_SLL2 (276), RAW (101, 12, 14), IPV4 (228), IPV6 (229).
+ * Tunnels, opened (up to MAX_TUNNELS deep) so that the record describes the packet inside: IP in IP
+ *   (IPv4/IPv6 protocol 4 or 41: 4in4, 6in4, 4in6, 6in6), GRE version 0 (RFC 2784/2890: IPv4, IPv6,
+ *   transparent Ethernet bridging 0x6558, ERSPAN type II 0x88BE and III 0x22EB: what a switch mirrors
+ *   to a remote sensor) and VXLAN (RFC 7348, UDP 4789). The outer headers are not kept.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -52,6 +56,8 @@ enum { ST_OK = 0, ST_MALFORMED = 1, ST_FRAGMENT = 2, ST_UNSUPPORTED = 3 };
 enum { RET_NEED_DATA = 0, RET_OUT_FULL = 1, RET_CORRUPT = 2, RET_NEED_BLOCK = 3 };
 
 #define MAX_CAPLEN (256u * 1024u)
+#define MAX_TUNNELS 3
+#define VXLAN_PORT 4789
 
 /*
  * Why prefetch: where the next record starts depends on this one's length, so walking records is a
@@ -118,13 +124,60 @@ static void flow_key(packet_rec *r) {
     r->dir = c > 0;
 }
 
-/* Transport header at f[off..end): ports, TCP flags/seq/window, payload bounds. */
-static void decode_l4(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end) {
+static void decode_link(packet_rec *r, int linktype, const uint8_t *f, uint32_t caplen, int depth);
+static void decode_ip(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t caplen, int depth);
+
+/* The Ethernet frame a tunnel carries at f[off..end): the record describes it instead of the outer
+ * packet (its MACs, VLAN, addresses, ports); offsets stay counted from the start of the captured frame. */
+static void decap_ethernet(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
+    if (depth >= MAX_TUNNELS || off >= end) { r->status = ST_MALFORMED; return; }
+    packet_rec framing = *r;
+    memset(r, 0, sizeof *r);
+    r->ts = framing.ts;
+    r->frame_off = framing.frame_off;
+    r->caplen = framing.caplen;
+    r->wirelen = framing.wirelen;
+    r->iface = framing.iface;
+    decode_link(r, 1, f + off, end - off, depth + 1);
+    r->payload_off += off;
+}
+
+/* GRE version 0 (RFC 2784, key and sequence of RFC 2890) at f[off..end): 1 if it carried a packet that
+ * was decoded instead, 0 to leave the record as the GRE packet. */
+static int decode_gre(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
+    if (end < off + 4 || (f[off + 1] & 0x07) != 0 || (f[off] & 0x40)) return 0;  /* v1 (PPTP), routing */
+    uint32_t p = off + 4 + ((f[off] & 0x80) ? 4 : 0) + ((f[off] & 0x20) ? 4 : 0) + ((f[off] & 0x10) ? 4 : 0);
+    uint16_t type = be16(f + off + 2);
+    if (p > end || depth >= MAX_TUNNELS) return 0;
+    switch (type) {
+    case 0x0800: case 0x86dd:
+        memset(r->src_ip, 0, sizeof r->src_ip);
+        memset(r->dst_ip, 0, sizeof r->dst_ip);
+        decode_ip(r, f, p, end, depth + 1);
+        return 1;
+    case 0x6558:                                /* transparent Ethernet bridging */
+        decap_ethernet(r, f, p, end, depth);
+        return 1;
+    case 0x88be:                                /* ERSPAN type II: an 8-byte header */
+        decap_ethernet(r, f, p + 8, end, depth);
+        return 1;
+    case 0x22eb:                                /* ERSPAN type III: 12 bytes, 8 more with the O flag */
+        if (end < p + 12) { r->status = ST_MALFORMED; return 1; }
+        decap_ethernet(r, f, p + 12 + ((f[p + 11] & 0x01) ? 8 : 0), end, depth);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Transport header at f[off..end): ports, TCP flags/seq/window, payload bounds. Returns 1 when it
+ * carried a VXLAN frame that was decoded instead. */
+static int decode_l4(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
     uint32_t len = end > off ? end - off : 0;
     if (r->proto == 6) {
-        if (len < 20) { r->status = ST_MALFORMED; return; }
+        if (len < 20) { r->status = ST_MALFORMED; return 0; }
         uint32_t doff = (uint32_t)(f[off + 12] >> 4) * 4;
-        if (doff < 20 || doff > len) { r->status = ST_MALFORMED; return; }
+        if (doff < 20 || doff > len) { r->status = ST_MALFORMED; return 0; }
         r->sport = be16(f + off);
         r->dport = be16(f + off + 2);
         r->tcp_seq = be32(f + off + 4);
@@ -133,24 +186,41 @@ static void decode_l4(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t en
         r->payload_off = off + doff;
         r->payload_len = len - doff;
     } else if (r->proto == 17) {
-        if (len < 8) { r->status = ST_MALFORMED; return; }
+        if (len < 8) { r->status = ST_MALFORMED; return 0; }
         uint32_t ulen = be16(f + off + 4);
         r->sport = be16(f + off);
         r->dport = be16(f + off + 2);
-        if (ulen < 8) { r->status = ST_MALFORMED; return; }
+        if (ulen < 8) { r->status = ST_MALFORMED; return 0; }
         r->payload_off = off + 8;
         r->payload_len = (ulen - 8 < len - 8) ? ulen - 8 : len - 8;
+        /* VXLAN: flags (I bit 0x08 set) 3 reserved, VNI 3, reserved 1; then the Ethernet frame */
+        if (r->dport == VXLAN_PORT && r->payload_len >= 8 + 14 && (f[off + 8] & 0x08) && depth < MAX_TUNNELS) {
+            decap_ethernet(r, f, off + 16, off + 8 + r->payload_len, depth);
+            return 1;
+        }
     } else if (r->proto == 1 || r->proto == 58) {
-        if (len < 4) { r->status = ST_MALFORMED; return; }
+        if (len < 4) { r->status = ST_MALFORMED; return 0; }
         r->payload_off = off;
         r->payload_len = len;
     } else {
         r->payload_off = off;
         r->payload_len = len;
     }
+    return 0;
 }
 
-static void decode_ip(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t caplen) {
+/* Inner IP of IP-in-IP and GRE: 1 if decoded instead of the outer packet (which then keeps nothing). */
+static int decode_tunnel(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
+    if ((r->proto == 4 || r->proto == 41) && depth < MAX_TUNNELS) {
+        memset(r->src_ip, 0, sizeof r->src_ip);
+        memset(r->dst_ip, 0, sizeof r->dst_ip);
+        decode_ip(r, f, off, end, depth + 1);
+        return 1;
+    }
+    return r->proto == 47 ? decode_gre(r, f, off, end, depth) : 0;
+}
+
+static void decode_ip(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t caplen, int depth) {
     if (off >= caplen) { r->status = ST_MALFORMED; return; }
     uint8_t v = f[off] >> 4;
     if (v == 4) {
@@ -168,8 +238,8 @@ static void decode_ip(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t ca
             r->status = ST_FRAGMENT;
             r->payload_off = off + ihl;
             r->payload_len = end > off + ihl ? end - off - ihl : 0;
-        } else {
-            decode_l4(r, f, off + ihl, end);
+        } else if (decode_tunnel(r, f, off + ihl, end, depth) || decode_l4(r, f, off + ihl, end, depth)) {
+            return;                     /* the record is the tunnelled packet's, its flow key too */
         }
     } else if (v == 6) {
         if (caplen - off < 40) { r->status = ST_MALFORMED; return; }
@@ -199,7 +269,7 @@ static void decode_ip(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t ca
         }
         r->proto = nh;
         if (p > end) { r->status = ST_MALFORMED; return; }
-        decode_l4(r, f, p, end);
+        if (decode_tunnel(r, f, p, end, depth) || decode_l4(r, f, p, end, depth)) return;
     } else {
         r->status = ST_MALFORMED;
         return;
@@ -207,17 +277,26 @@ static void decode_ip(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t ca
     if (r->status != ST_MALFORMED) flow_key(r);
 }
 
-static void decode_ethertype(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t caplen, uint16_t et) {
+static void decode_ethertype(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t caplen, uint16_t et,
+                             int depth) {
     r->ethertype = et;
+    if (et == 0x8864 && caplen >= off + 8 && f[off] == 0x11 && f[off + 1] == 0) {
+        uint16_t ppp = be16(f + off + 6);       /* PPPoE session (RFC 2516): 6-byte header, PPP protocol */
+        if (ppp == 0x0021 || ppp == 0x0057) {
+            r->ethertype = ppp == 0x0021 ? 0x0800 : 0x86dd;
+            decode_ip(r, f, off + 8, caplen, depth);
+            return;
+        }
+    }
     if (et == 0x0800 || et == 0x86dd) {
-        decode_ip(r, f, off, caplen);
+        decode_ip(r, f, off, caplen, depth);
     } else {
         r->payload_off = off;
         r->payload_len = caplen > off ? caplen - off : 0;
     }
 }
 
-static void decode_link(packet_rec *r, int linktype, const uint8_t *f, uint32_t caplen) {
+static void decode_link(packet_rec *r, int linktype, const uint8_t *f, uint32_t caplen, int depth) {
     uint32_t off;
     r->linktype_ok = 1;
     switch (linktype) {
@@ -237,7 +316,7 @@ static void decode_link(packet_rec *r, int linktype, const uint8_t *f, uint32_t 
             if (caplen >= off + 8 && f[off] == 0xaa && f[off + 1] == 0xaa && f[off + 2] == 0x03) {
                 uint32_t oui = ((uint32_t)f[off + 3] << 16) | ((uint32_t)f[off + 4] << 8) | f[off + 5];
                 uint16_t pid = be16(f + off + 6);
-                if (oui == 0) { decode_ethertype(r, f, off + 8, caplen, pid); return; }
+                if (oui == 0) { decode_ethertype(r, f, off + 8, caplen, pid, depth); return; }
                 r->ethertype = pid;
                 r->payload_off = off + 8;
                 r->payload_len = caplen - off - 8;
@@ -248,27 +327,27 @@ static void decode_link(packet_rec *r, int linktype, const uint8_t *f, uint32_t 
             r->payload_len = caplen > off ? caplen - off : 0;
             return;
         }
-        decode_ethertype(r, f, off, caplen, et);
+        decode_ethertype(r, f, off, caplen, et, depth);
         return;
     }
     case 113:                                   /* Linux cooked v1 */
         if (caplen < 16) { r->status = ST_MALFORMED; return; }
         if (be16(f + 4) == 6) memcpy(r->src_mac, f + 6, 6);
-        decode_ethertype(r, f, 16, caplen, be16(f + 14));
+        decode_ethertype(r, f, 16, caplen, be16(f + 14), depth);
         return;
     case 276:                                   /* Linux cooked v2 */
         if (caplen < 20) { r->status = ST_MALFORMED; return; }
         if (f[11] == 6) memcpy(r->src_mac, f + 12, 6);
-        decode_ethertype(r, f, 20, caplen, be16(f));
+        decode_ethertype(r, f, 20, caplen, be16(f), depth);
         return;
     case 0: case 108: {                         /* BSD loopback: 4-byte address family */
         if (caplen < 5) { r->status = ST_MALFORMED; return; }
-        decode_ethertype(r, f, 4, caplen, (f[4] >> 4) == 6 ? 0x86dd : 0x0800);
+        decode_ethertype(r, f, 4, caplen, (f[4] >> 4) == 6 ? 0x86dd : 0x0800, depth);
         return;
     }
     case 101: case 12: case 14: case 228: case 229:
         if (caplen < 1) { r->status = ST_MALFORMED; return; }
-        decode_ethertype(r, f, 0, caplen, (f[0] >> 4) == 6 ? 0x86dd : 0x0800);
+        decode_ethertype(r, f, 0, caplen, (f[0] >> 4) == 6 ? 0x86dd : 0x0800, depth);
         return;
     default:
         r->linktype_ok = 0;
@@ -279,7 +358,7 @@ static void decode_link(packet_rec *r, int linktype, const uint8_t *f, uint32_t 
 /* Every frame gets a shard key (`flow_hash`): an IP frame its flow's, any other (ARP, LLDP, a malformed
  * frame) its source MAC's, so that `--workers` spreads link-layer traffic too, one sender's in one shard. */
 static void decode_frame(packet_rec *r, int linktype, const uint8_t *f, uint32_t caplen) {
-    decode_link(r, linktype, f, caplen);
+    decode_link(r, linktype, f, caplen, 0);
     if (!r->flow_hash) {
         uint64_t mac = 0;
         memcpy(&mac, r->src_mac, 6);
