@@ -1,5 +1,5 @@
-"""Tunnels the fast path opens — IP in IP, GRE (IP, transparent Ethernet bridging, ERSPAN II/III), VXLAN — and
-PPPoE sessions:
+"""Tunnels the fast path opens — IP in IP, GRE (IP, transparent Ethernet bridging, ERSPAN II/III), VXLAN,
+CAPWAP (802.3 and 802.11 frames) — and PPPoE sessions:
 the record describes the packet inside as it would the same packet sent bare; Wireshark agrees on the
 inner addresses; nesting is bounded; random bytes behind tunnel headers never read outside the frame."""
 
@@ -67,6 +67,19 @@ def vxlan(frame: bytes) -> bytes:
     return struct.pack("!II", 0x08000000, 5001 << 8) + frame
 
 
+def capwap(frame: bytes, native: bool) -> bytes:
+    """A CAPWAP data header (RFC 5415 4.3): HLEN 2 words, WBID 1 (IEEE 802.11), T = native."""
+    return struct.pack("!II", 2 << 19 | 1 << 9 | int(native) << 8, 0) + frame
+
+
+def dot11(packet: bytes, swapped: bool = False) -> bytes:
+    """An 802.11 data frame from a station to the AP (ToDS) with LLC/SNAP, as a controller tunnels it."""
+    fc = b"\x01\x08" if swapped else b"\x08\x01"
+    bssid = bytes.fromhex("580a20690e20")
+    return fc + b"\x2c\x00" + bssid + INNER_MACS[6:] + INNER_MACS[:6] + b"\x00\x00" + bytes.fromhex(
+        "aaaa03000000" "0800") + packet  # fmt: skip
+
+
 def outer4(proto: int, payload: bytes) -> bytes:
     return ether(OUTER_MACS, 0x0800, ipv4("192.0.2.1", "192.0.2.2", proto, payload))
 
@@ -81,6 +94,9 @@ CASES = {  # tunnel -> (frame, whether the inner packet's own Ethernet header tr
     "erspan3": (outer4(47, gre(0x22EB, erspan3(INNER_FRAME, False), seq=2)), True),
     "erspan3-subheader": (outer4(47, gre(0x22EB, erspan3(INNER_FRAME, True), seq=3)), True),
     "vxlan": (outer4(17, udp(51000, 4789, vxlan(INNER_FRAME))), True),
+    "capwap-802.3": (outer4(17, udp(12380, 5247, capwap(INNER_FRAME, native=False))), True),
+    "capwap-802.11": (outer4(17, udp(12380, 5247, capwap(dot11(INNER_IP), native=True))), True),
+    "capwap-802.11-cisco": (outer4(17, udp(12380, 5247, capwap(dot11(INNER_IP, True), native=True))), True),
     # not a tunnel but framing: a PPPoE session (RFC 2516) carrying IPv4
     "pppoe": (ether(OUTER_MACS, 0x8864, struct.pack("!BBHHH", 0x11, 0, 0x1234, len(INNER_IP) + 2, 0x0021)
                     + INNER_IP), False),
@@ -118,7 +134,9 @@ def test_the_record_is_the_packet_inside(tunnel: str) -> None:
 def test_wireshark_reads_the_same_inner_addresses(tmp_path: Path) -> None:
     if shutil.which("tshark") is None:
         pytest.skip("tshark not installed")
-    frames = [frame for frame, _ in CASES.values()]
+    # Wireshark swaps the frame control of tunnelled 802.11 frames by default (its Cisco setting), so those
+    # are compared on a real Cisco capture instead (test_a_wireless_controllers_tunnel)
+    frames = [frame for name, (frame, _) in CASES.items() if not name.startswith("capwap-802.11")]
     pcap = tmp_path / "tunnels.pcap"
     pcap.write_bytes(_pcap(frames))
     fields = ["-e", "ip.src", "-e", "ipv6.src", "-e", "udp.dstport"]
@@ -176,3 +194,20 @@ def test_fuzz_tunnels_stay_inside_the_frame(kinds: list[str], tail: bytes, cut: 
     frame = frame[: max(14, len(frame) - cut)]  # and cut anywhere
     (rec,) = _records([frame])
     assert int(rec["payload_off"]) + int(rec["payload_len"]) <= len(frame) or rec["status"] == ST_MALFORMED
+
+
+def test_a_wireless_controllers_tunnel(shared_data: Path) -> None:
+    """nDPI's capwap.pcap: a Cisco controller's CAPWAP tunnel; an iPad's DHCP requests inside it are read
+    with the station's own address, as Wireshark reads them."""
+    from medsentry.pipeline import observe_files
+
+    pcap = shared_data / "captures/ndpi/cfgs/default/pcap/capwap.pcap"
+    if not pcap.is_file() or shutil.which("tshark") is None:
+        pytest.skip("needs nDPI's capwap.pcap and tshark")
+    observations, stats = observe_files([pcap])
+    ours = sorted((o.src_mac, o.fields.get("hostname")) for o in observations if o.kind.startswith("dhcp."))
+    fields = ["-e", "wlan.sa", "-e", "dhcp.option.hostname"]
+    args = ["tshark", "-r", str(pcap), "-Y", "dhcp", "-T", "fields", *fields]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    theirs = sorted(tuple(line.split("\t")) for line in out.splitlines())
+    assert len(ours) == 5 and ours == theirs and stats.malformed == 0

@@ -15,7 +15,9 @@
  * Tunnels, opened (up to MAX_TUNNELS deep) so that the record describes the packet inside: IP in IP
  *   (IPv4/IPv6 protocol 4 or 41: 4in4, 6in4, 4in6, 6in6), GRE version 0 (RFC 2784/2890: IPv4, IPv6,
  *   transparent Ethernet bridging 0x6558, ERSPAN type II 0x88BE and III 0x22EB: what a switch mirrors
- *   to a remote sensor) and VXLAN (RFC 7348, UDP 4789). The outer headers are not kept.
+ *   to a remote sensor), VXLAN (RFC 7348, UDP 4789) and CAPWAP data (RFC 5415/5416, UDP 5247: a wireless
+ *   controller's tunnel, carrying 802.3 frames or unencrypted 802.11 data frames with LLC/SNAP). The
+ *   outer headers are not kept.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -58,6 +60,7 @@ enum { RET_NEED_DATA = 0, RET_OUT_FULL = 1, RET_CORRUPT = 2, RET_NEED_BLOCK = 3 
 #define MAX_CAPLEN (256u * 1024u)
 #define MAX_TUNNELS 3
 #define VXLAN_PORT 4789
+#define CAPWAP_DATA_PORT 5247
 
 /*
  * Why prefetch: where the next record starts depends on this one's length, so walking records is a
@@ -125,6 +128,8 @@ static void flow_key(packet_rec *r) {
 }
 
 static void decode_link(packet_rec *r, int linktype, const uint8_t *f, uint32_t caplen, int depth);
+static void decode_ethertype(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t caplen, uint16_t et,
+                             int depth);
 static void decode_ip(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t caplen, int depth);
 
 /* The Ethernet frame a tunnel carries at f[off..end): the record describes it instead of the outer
@@ -140,6 +145,39 @@ static void decap_ethernet(packet_rec *r, const uint8_t *f, uint32_t off, uint32
     r->iface = framing.iface;
     decode_link(r, 1, f + off, end - off, depth + 1);
     r->payload_off += off;
+}
+
+/* An 802.11 data frame at f[off..end) (what a CAPWAP tunnel carries natively): its addresses and, behind
+ * LLC/SNAP, its packet. Frame control: type (bits 2-3) 2 = data, subtype bit 0x40 = no body (null),
+ * 0x80 = QoS (2 more bytes); flags ToDS 0x01, FromDS 0x02 (both: a fourth address), protected 0x40
+ * (encrypted: left alone), order 0x80 with QoS: an HT control field (4 more). */
+static void decap_80211(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
+    if (depth >= MAX_TUNNELS || end < off + 24) { r->status = ST_MALFORMED; return; }
+    uint8_t fc0 = f[off], fc1 = f[off + 1];
+    if ((fc0 & 0x03) && !(fc1 & 0x03)) {        /* Cisco controllers swap the two bytes (the protocol */
+        uint8_t t = fc0;                        /* version bits, always 0, are then in the flags byte) */
+        fc0 = fc1;
+        fc1 = t;
+    }
+    if (((fc0 >> 2) & 3) != 2 || (fc0 & 0x40) || (fc1 & 0x40)) return;  /* not data, no body, encrypted */
+    int to_ds = fc1 & 0x01, from_ds = (fc1 & 0x02) != 0, qos = (fc0 & 0x80) != 0;
+    uint32_t hdr = 24 + (to_ds && from_ds ? 6 : 0) + (qos ? 2 : 0) + (qos && (fc1 & 0x80) ? 4 : 0);
+    if (end < off + hdr + 8) { r->status = ST_MALFORMED; return; }
+    const uint8_t *a1 = f + off + 4, *a2 = f + off + 10, *a3 = f + off + 16, *a4 = f + off + 24;
+    const uint8_t *da = to_ds ? a3 : a1, *sa = from_ds ? (to_ds ? a4 : a3) : a2;
+    const uint8_t *llc = f + off + hdr;
+    if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03 || llc[3] || llc[4] || llc[5]) return;
+    packet_rec framing = *r;
+    memset(r, 0, sizeof *r);
+    r->ts = framing.ts;
+    r->frame_off = framing.frame_off;
+    r->caplen = framing.caplen;
+    r->wirelen = framing.wirelen;
+    r->iface = framing.iface;
+    r->linktype_ok = 1;
+    memcpy(r->dst_mac, da, 6);
+    memcpy(r->src_mac, sa, 6);
+    decode_ethertype(r, f, off + hdr + 8, end, be16(llc + 6), depth + 1);
 }
 
 /* GRE version 0 (RFC 2784, key and sequence of RFC 2890) at f[off..end): 1 if it carried a packet that
@@ -170,8 +208,24 @@ static int decode_gre(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t en
     }
 }
 
+/* A CAPWAP data packet at f[off..end): preamble(1) then HLEN(5 bits, in 4-byte words) RID(5) WBID(5)
+ * T(1: native frame of the wireless binding, else 802.3) F(1: fragment) L W M K flags(3). 1 if the frame
+ * it carries was decoded instead (a fragment and keep-alives are left as the UDP packet). */
+static int decode_capwap(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
+    uint32_t w = be32(f + off);
+    uint32_t hlen = ((w >> 19) & 0x1f) * 4, wbid = (w >> 9) & 0x1f, native = (w >> 8) & 1, frag = (w >> 7) & 1;
+    if (frag || hlen < 8 || off + hlen >= end) return 0;
+    if (!native) {
+        decap_ethernet(r, f, off + hlen, end, depth);
+        return 1;
+    }
+    if (wbid != 1) return 0;                    /* only the IEEE 802.11 binding is known */
+    decap_80211(r, f, off + hlen, end, depth);
+    return 1;
+}
+
 /* Transport header at f[off..end): ports, TCP flags/seq/window, payload bounds. Returns 1 when it
- * carried a VXLAN frame that was decoded instead. */
+ * carried a VXLAN or CAPWAP frame that was decoded instead. */
 static int decode_l4(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
     uint32_t len = end > off ? end - off : 0;
     if (r->proto == 6) {
@@ -198,6 +252,9 @@ static int decode_l4(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end
             decap_ethernet(r, f, off + 16, off + 8 + r->payload_len, depth);
             return 1;
         }
+        if ((r->dport == CAPWAP_DATA_PORT || r->sport == CAPWAP_DATA_PORT) && r->payload_len >= 8
+            && f[off + 8] == 0 && depth < MAX_TUNNELS)   /* preamble: version 0, type 0 (1: DTLS) */
+            return decode_capwap(r, f, off + 8, off + 8 + r->payload_len, depth);
     } else if (r->proto == 1 || r->proto == 58) {
         if (len < 4) { r->status = ST_MALFORMED; return 0; }
         r->payload_off = off;
