@@ -175,6 +175,41 @@ def looks_like(head: bytes) -> bool:
     return name.startswith(b"\x00\x04MQTT") or name == b"\x00\x06MQIsdp"
 
 
+# Fixed-header flags each packet type must carry (v3.1.1 2.2.2, v5 2.1.3); PUBLISH's vary (QoS < 3).
+_REQUIRED_FLAGS = {CONNACK: 0, PUBACK: 0, PUBREC: 0, PUBREL: 2, PUBCOMP: 0, SUBSCRIBE: 2, SUBACK: 0,
+                   UNSUBSCRIBE: 2, UNSUBACK: 0, PINGREQ: 0, PINGRESP: 0, DISCONNECT: 0, AUTH: 0}  # fmt: skip
+
+
+def mid_stream(head: bytes) -> bool:
+    """A connection picked up after its CONNECT (a monitor's session to the broker may stay open for
+    days): control packets other than CONNECT, each fixed header valid, chained as far as the bytes go."""
+    off, packets = 0, 0
+    while off < len(head) and packets < 8:
+        ptype, flags = head[off] >> 4, head[off] & 0x0F
+        if ptype == CONNECT or ptype == 0:
+            return False
+        if ptype == PUBLISH:
+            if flags & 0x06 == 0x06:
+                return False
+        elif _REQUIRED_FLAGS[ptype] != flags:
+            return False
+        remaining, i = 0, off + 1
+        for shift in (0, 7, 14, 21):
+            if i >= len(head):
+                return packets > 0  # cut inside a fixed header: judged on the packets before it
+            b = head[i]
+            i += 1
+            remaining |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+        else:
+            return False  # a remaining length of more than 4 bytes
+        if ptype in (PINGREQ, PINGRESP) and remaining != 0:
+            return False
+        off, packets = i + remaining, packets + 1
+    return packets > 0
+
+
 class _Direction:
     __slots__ = ("aliases", "buf", "dead", "skip")
 
