@@ -249,3 +249,25 @@ def test_user_agent_and_server_agree_with_ndpi(shared_data: Path) -> None:
                 assert any(v.startswith(value) for v in ours[k]), (name, sorted(key), k, value, ours[k])
     print(f"\nnDPI HTTP User-Agent/Server: {agree}/{total} agree")
     assert total >= 1200
+
+
+def test_a_connection_picked_up_after_its_request(tmp_path: Path) -> None:
+    """On an HTTP port a capture that begins with a response still reads it (its Server header names the
+    device); the same bytes elsewhere are not called HTTP."""
+    import struct
+
+    from medsentry.pipeline import observe_files
+    from tests.decode.test_flows import pcap_records, tcp
+
+    assert http.mid_stream(b"HTTP/1.1 200 OK\r\n") and not http.mid_stream(b"HTTP/1.1 2x0 OK\r\n")
+    assert not http.mid_stream(b"GET / HTTP/1.1\r\n") and not http.mid_stream(b"HTTP/2 200\r\n")
+    response = b"HTTP/1.1 200 OK\r\nServer: HAPI FHIR 6.4.0 REST Server\r\nContent-Length: 0\r\n\r\n"
+    server, client = ("10.77.0.30", 8080), ("10.77.0.40", 51000)
+    other, its_client = ("10.77.0.31", 9999), ("10.77.0.41", 51001)
+    frames = [tcp(server, client, 0x18, 7000, response), tcp(other, its_client, 0x18, 7000, response)]
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    pcap = tmp_path / "reply.pcap"
+    pcap.write_bytes(header + pcap_records([(1_700_000_000 + i, f) for i, f in enumerate(frames)]))
+    observations, _ = observe_files([pcap])
+    [got] = [o for o in observations if o.kind == "http.response"]
+    assert got.src_ip == "10.77.0.30" and got.fields["server"] == "HAPI FHIR 6.4.0 REST Server"

@@ -89,6 +89,12 @@ def looks_like(head: bytes) -> bool:
     return method in _METHODS and b" HTTP/1." in rest.split(b"\n", 1)[0]
 
 
+def mid_stream(head: bytes) -> bool:
+    """A connection picked up after a request (kept alive, or long-polling): a status line first. The
+    parser reads it as a response (`StreamParser` tells heads apart by their start line)."""
+    return head[:9] in (b"HTTP/1.0 ", b"HTTP/1.1 ") and head[9:12].isdigit()
+
+
 class Head(NamedTuple):
     start: tuple[str, str, str]  # request: method, target, version; response: version, status, reason
     headers: dict[str, str]  # lower-case field name -> first value
