@@ -109,7 +109,7 @@ class Stats:
 class _Stream:
     """Inspection state of one TCP connection."""
 
-    __slots__ = ("armed", "budget", "dirs", "isn", "module", "parser", "tries")
+    __slots__ = ("armed", "budget", "dirs", "first", "isn", "module", "parser", "tries")
 
     def __init__(self) -> None:
         self.module: ModuleType | None = None
@@ -117,6 +117,7 @@ class _Stream:
         self.dirs = (Direction(), Direction())  # index: 0 = client to server, 1 = server to client
         self.budget = [0, 0]
         self.tries = 0
+        self.first: bytes | None = None  # the start of a first payload no module took (a greeting)
         # each side's SYN(-ACK) sequence numbers + 1 until its first data; then None
         self.isn: list[list[int] | None] = [[], []]
         self.armed = [False, False]  # sides whose in-order segments the C flow table consumes
@@ -410,12 +411,13 @@ class Analyzer:
                 continue
             if st.module is None:
                 # recognised from in-order bytes only: a segment that came early waits for its turn
-                mod = protocols.for_stream(r.server_port, r.client_port, in_order)
+                mod = protocols.for_stream(r.server_port, r.client_port, in_order, st.first)
                 st.tries += 1
                 if mod is None:
                     if st.tries >= 2:
                         self.flows.stop(flow)
                         return None
+                    st.first = in_order[:16]
                     # Not recognised: these bytes may not start the stream at all (a stray payload on
                     # an ACK can overlap what follows), so the next segment starts it wherever it is.
                     dr.next_seq = None

@@ -143,3 +143,30 @@ def test_logins_agree_with_ndpi(shared_data: Path, name: str) -> None:
     assert login["user_hash"] == phi_hash(user)
     assert login["success"] is ("[Auth Failed]" not in line)
     assert user not in repr(conv.messages) and (not password or password not in repr(conv.messages))
+
+
+def test_a_client_command_counts_after_an_ftp_greeting_only() -> None:
+    """POP3 and IRC clients send USER and PASS too: an FTP server speaks first ("220"). On port 21 a capture
+    that began after the greeting still counts; elsewhere the greeting must have been seen."""
+    from medsentry import protocols
+
+    user = b"USER anonymous\r\n"
+    assert protocols.for_stream(21, 40000, user) is ftp
+    assert protocols.for_stream(21, 40000, user, b"220 ProFTPD") is ftp
+    assert protocols.for_stream(21, 40000, user, b"+OK POP3 ready") is None
+    assert protocols.for_stream(2121, 40000, user, b"220 (vsFTPd 3.0.3)") is ftp
+    assert protocols.for_stream(2121, 40000, user) is None  # off its port, a greeting unseen
+    assert protocols.for_stream(110, 40000, user, b"+OK Dovecot ready.") is None
+
+
+@pytest.mark.parametrize("capture", ["pop3.pcap", "irc.pcap"])
+def test_pop3_and_irc_sessions_are_not_taken_for_ftp(shared_data: Path, capture: str) -> None:
+    from medsentry.pipeline import observe_files
+
+    pcap = shared_data / "captures/ndpi/cfgs/default/pcap" / capture
+    if not pcap.is_file():
+        pytest.skip(f"nDPI's {capture} absent")
+    observations, _ = observe_files([pcap])
+    flows = [o for o in observations if o.kind == "flow" and o.transport == "tcp"]
+    assert flows and not [o for o in flows if o.fields["app"] == "ftp"]
+    assert not [o for o in observations if o.protocol == "ftp"]

@@ -67,14 +67,19 @@ MID_STREAM_TESTS: list[ModuleType] = [
 ]
 
 
-def for_stream(server_port: int, client_port: int, head: bytes) -> ModuleType | None:
-    """The module for a TCP connection whose first payload is `head`."""
+def for_stream(server_port: int, client_port: int, head: bytes, before: bytes | None = None
+               ) -> ModuleType | None:  # fmt: skip
+    """The module for a TCP connection whose first payload is `head`; `before`: the start of a payload that
+    came first and no module took (a server's greeting). A module that knows its greeting (`GREETING`)
+    must find it there; off the module's ports the greeting must have been seen."""
     for port in (server_port, client_port):
         mod = BY_TCP_PORT.get(port)
-        if mod is not None and (not hasattr(mod, "looks_like") or _safe(mod, "looks_like", head)):
+        if mod is None or not _greeted(mod, before):
+            continue
+        if not hasattr(mod, "looks_like") or _safe(mod, "looks_like", head):
             return mod
     for mod in CONTENT_TESTS:
-        if _safe(mod, "looks_like", head):
+        if _safe(mod, "looks_like", head) and _greeted(mod, before, seen=True):
             return mod
     for mod in MID_STREAM_TESTS:  # last: what a connection's start looks like comes first
         ports = mod.TCP_PORTS
@@ -89,6 +94,14 @@ def for_datagram(head: bytes) -> ModuleType | None:
         if _safe(mod, "looks_like_datagram", head):
             return mod
     return None
+
+
+def _greeted(mod: ModuleType, before: bytes | None, seen: bool = False) -> bool:
+    """`before` is `mod`'s greeting, or (unless it must have been `seen`) the capture began after it."""
+    greeting = getattr(mod, "GREETING", None)
+    if greeting is None:
+        return True
+    return before.startswith(greeting) if before is not None else not seen
 
 
 def _safe(mod: ModuleType, test: str, head: bytes) -> bool:

@@ -10,6 +10,8 @@ Module-level names a protocol module exposes (all optional except NAME):
     UDP_PORTS / TCP_PORTS: frozenset[int]   well-known ports that select this module
     ETHERTYPES: frozenset[int]      for link-layer protocols (ARP, LLDP, CDP via SNAP)
     def looks_like(head: bytes) -> bool        content test on the first client payload of a flow
+    GREETING: bytes                 how the server's first payload starts where the server speaks first
+                                    (FTP "220"): the client's payload only counts after such a greeting
     def mid_stream(head: bytes) -> bool        on the module's own ports: bytes of a connection captured
                                                after it began (its first message never seen)
     def parse_datagram(payload: bytes) -> list[Message]          UDP / link-layer protocols

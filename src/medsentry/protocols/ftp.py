@@ -17,6 +17,8 @@ from medsentry.protocols.base import Malformed, Message
 
 NAME = "ftp"
 TCP_PORTS = frozenset({21})
+# The server speaks first; POP3 ("+OK") and IRC clients send USER and PASS too.
+GREETING = b"220"
 
 _MAX_LINE = 4096  # longer lines are cut (Suricata's default limit too)
 _MAX_BANNER = 512
