@@ -137,6 +137,10 @@ def test_looks_like() -> None:
     assert http.looks_like(b"POST /ipp/print HTTP/1.1\r\nHost: x")
     assert not http.looks_like(b"GET / RTSP/1.0\r\n")
     assert not http.looks_like(b"HELLO world HTTP/1.1")
+    long_target = b"GET /track?rid=" + b"f84f54bf" * 80  # the segment ends inside the request line
+    assert http.looks_like(long_target) and not http.looks_like(long_target[:100])
+    assert not http.looks_like(b"DESCRIBE rtsp://camera/" + bytes(600))
+    assert not http.looks_like(b"GET " + bytes(600))
 
 
 def _split(data: bytes, cuts: list[int]) -> list[bytes]:

@@ -48,8 +48,9 @@ OURS = {
 #   seven fuzzed NBNS datagrams are malformed.
 # - SSDP 52/52: answers to an M-SEARCH from ephemeral ports and Plex's M-SEARCH to its own port are
 #   recognised by their first datagram (`ssdp.looks_like_datagram`).
-# - HTTP 1112/1114: a connection picked up after its request is recognised on HTTP ports by its status line
-#   (`http.mid_stream`); left: a request line longer than its segment (1kxun) and a fuzzed one.
+# - HTTP 1113/1114: a connection picked up after its request is recognised on HTTP ports by its status line
+#   (`http.mid_stream`), a request line longer than its first segment by its method and path; left: a
+#   fuzzed request line.
 # - TLS 867/877: connections captured after their handshake are recognised on TLS ports by their record
 #   headers (`tls.mid_stream`); not on other ports (XMPP 5223, Google 5228, Cast 8009, port 80: 7 flows),
 #   nor one starting inside a record (heuristic_tcp_ack_payload), nor one inside GTP (a mobile network's

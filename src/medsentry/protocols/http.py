@@ -83,10 +83,19 @@ FHIR_RESOURCES = frozenset(
 )
 
 
+_LONG_LINE = 512  # a request line at least this long may not end in its first segment (long query strings)
+
+
 def looks_like(head: bytes) -> bool:
-    """A request line: a known method, a space, and "HTTP/1." on the first line."""
+    """A request line: a known method, a space, and "HTTP/1." on the first line; or, where the first segment
+    ends inside a long request line, a known method and an absolute path (RTSP's targets are URLs)."""
     method, _, rest = head.partition(b" ")
-    return method in _METHODS and b" HTTP/1." in rest.split(b"\n", 1)[0]
+    if method not in _METHODS:
+        return False
+    line, newline, _ = rest.partition(b"\n")
+    if newline:
+        return b" HTTP/1." in line
+    return rest.startswith(b"/") and len(head) >= _LONG_LINE
 
 
 def mid_stream(head: bytes) -> bool:
