@@ -211,3 +211,16 @@ def test_a_wireless_controllers_tunnel(shared_data: Path) -> None:
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     theirs = sorted(tuple(line.split("\t")) for line in out.splitlines())
     assert len(ours) == 5 and ours == theirs and stats.malformed == 0
+
+
+def test_frames_a_tunnel_carries_but_cannot_show_stay_the_tunnels_packet() -> None:
+    """An 802.11 management frame or an encrypted data frame in CAPWAP: the record is the UDP packet, with
+    the tunnel's own flow key (not a key of its MAC, which would mix flows)."""
+    beacon = b"\x80\x00" + bytes(22) + bytes(40)
+    encrypted = b"\x08\x41" + bytes(22) + bytes(40)  # data, ToDS, protected
+    plain = outer4(17, udp(12380, 5247, bytes(72)))
+    frames = [outer4(17, udp(12380, 5247, capwap(beacon, native=True))),
+              outer4(17, udp(12380, 5247, capwap(encrypted, native=True))), plain]  # fmt: skip
+    recs = _records(frames)
+    assert list(recs["dport"]) == [5247] * 3
+    assert recs["flow_hash"][0] == recs["flow_hash"][1] == recs["flow_hash"][2]

@@ -150,23 +150,24 @@ static void decap_ethernet(packet_rec *r, const uint8_t *f, uint32_t off, uint32
 /* An 802.11 data frame at f[off..end) (what a CAPWAP tunnel carries natively): its addresses and, behind
  * LLC/SNAP, its packet. Frame control: type (bits 2-3) 2 = data, subtype bit 0x40 = no body (null),
  * 0x80 = QoS (2 more bytes); flags ToDS 0x01, FromDS 0x02 (both: a fourth address), protected 0x40
- * (encrypted: left alone), order 0x80 with QoS: an HT control field (4 more). */
-static void decap_80211(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
-    if (depth >= MAX_TUNNELS || end < off + 24) { r->status = ST_MALFORMED; return; }
+ * (encrypted: left alone), order 0x80 with QoS: an HT control field (4 more). 1 if the record is now the
+ * frame's (or malformed), 0 if it was left as the tunnel's packet (management frames, encrypted data). */
+static int decap_80211(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
+    if (depth >= MAX_TUNNELS || end < off + 24) { r->status = ST_MALFORMED; return 1; }
     uint8_t fc0 = f[off], fc1 = f[off + 1];
     if ((fc0 & 0x03) && !(fc1 & 0x03)) {        /* Cisco controllers swap the two bytes (the protocol */
         uint8_t t = fc0;                        /* version bits, always 0, are then in the flags byte) */
         fc0 = fc1;
         fc1 = t;
     }
-    if (((fc0 >> 2) & 3) != 2 || (fc0 & 0x40) || (fc1 & 0x40)) return;  /* not data, no body, encrypted */
+    if (((fc0 >> 2) & 3) != 2 || (fc0 & 0x40) || (fc1 & 0x40)) return 0;  /* not data, no body, encrypted */
     int to_ds = fc1 & 0x01, from_ds = (fc1 & 0x02) != 0, qos = (fc0 & 0x80) != 0;
     uint32_t hdr = 24 + (to_ds && from_ds ? 6 : 0) + (qos ? 2 : 0) + (qos && (fc1 & 0x80) ? 4 : 0);
-    if (end < off + hdr + 8) { r->status = ST_MALFORMED; return; }
+    if (end < off + hdr + 8) { r->status = ST_MALFORMED; return 1; }
     const uint8_t *a1 = f + off + 4, *a2 = f + off + 10, *a3 = f + off + 16, *a4 = f + off + 24;
     const uint8_t *da = to_ds ? a3 : a1, *sa = from_ds ? (to_ds ? a4 : a3) : a2;
     const uint8_t *llc = f + off + hdr;
-    if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03 || llc[3] || llc[4] || llc[5]) return;
+    if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03 || llc[3] || llc[4] || llc[5]) return 0;
     packet_rec framing = *r;
     memset(r, 0, sizeof *r);
     r->ts = framing.ts;
@@ -178,6 +179,7 @@ static void decap_80211(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t 
     memcpy(r->dst_mac, da, 6);
     memcpy(r->src_mac, sa, 6);
     decode_ethertype(r, f, off + hdr + 8, end, be16(llc + 6), depth + 1);
+    return 1;
 }
 
 /* GRE version 0 (RFC 2784, key and sequence of RFC 2890) at f[off..end): 1 if it carried a packet that
@@ -210,7 +212,8 @@ static int decode_gre(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t en
 
 /* A CAPWAP data packet at f[off..end): preamble(1) then HLEN(5 bits, in 4-byte words) RID(5) WBID(5)
  * T(1: native frame of the wireless binding, else 802.3) F(1: fragment) L W M K flags(3). 1 if the frame
- * it carries was decoded instead (a fragment and keep-alives are left as the UDP packet). */
+ * it carries was decoded instead (fragments, management and encrypted frames are left as the UDP packet,
+ * with its own flow key). */
 static int decode_capwap(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
     uint32_t w = be32(f + off);
     uint32_t hlen = ((w >> 19) & 0x1f) * 4, wbid = (w >> 9) & 0x1f, native = (w >> 8) & 1, frag = (w >> 7) & 1;
@@ -220,8 +223,7 @@ static int decode_capwap(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t
         return 1;
     }
     if (wbid != 1) return 0;                    /* only the IEEE 802.11 binding is known */
-    decap_80211(r, f, off + hlen, end, depth);
-    return 1;
+    return decap_80211(r, f, off + hlen, end, depth);
 }
 
 /* Transport header at f[off..end): ports, TCP flags/seq/window, payload bounds. Returns 1 when it
