@@ -696,6 +696,20 @@ class Identifier:
                 if e is not None:
                     e.seen(float(ts))
 
+    @staticmethod
+    def _http_facts(kind: str, f: dict[str, Any], src: _Endpoint, proto: str, ts: float) -> None:
+        """User-Agent / Server identities, and the names an NTLM handshake gives its sender."""
+        if kind == "http.request":
+            if isinstance(f.get("user_agent"), str):
+                src.identity("http_user_agent", f["user_agent"], proto, "HTTP User-Agent", ts)
+            if isinstance(f.get("workstation"), str) and f["workstation"]:
+                src.hostname("nbns", f["workstation"], proto, "NTLM AUTHENTICATE workstation name", ts)
+            return
+        if isinstance(f.get("server"), str):
+            src.identity(f"{proto}_server", f["server"], proto, f"{proto.upper()} Server header", ts)
+        if isinstance(f.get("netbios_computer"), str) and f["netbios_computer"]:
+            src.hostname("nbns", f["netbios_computer"], proto, "NTLM CHALLENGE NetBIOS computer name", ts)
+
     def _facts(self, obs: Observation, src: _Endpoint) -> None:
         """Hostnames, identities and DNS answers: facts the rules do not model."""
         kind, f, ts, proto = obs.kind, obs.fields, obs.ts, obs.protocol
@@ -747,10 +761,8 @@ class Identifier:
                 src.identity("hl7_facility", facility, proto, "MSH-4 sending facility", ts)
         elif kind == "mqtt.connect" and isinstance(f.get("client_id"), str):
             src.identity("mqtt_client_id", f["client_id"], proto, "CONNECT client identifier", ts)
-        elif kind == "http.request" and isinstance(f.get("user_agent"), str):
-            src.identity("http_user_agent", f["user_agent"], proto, "HTTP User-Agent", ts)
-        elif kind in ("http.response", "rtsp.response") and isinstance(f.get("server"), str):
-            src.identity(f"{proto}_server", f["server"], proto, f"{proto.upper()} Server header", ts)
+        elif kind in ("http.request", "http.response", "rtsp.response"):
+            self._http_facts(kind, f, src, proto, ts)
         elif kind == "tls.certificate":
             for name in (f.get("san") or [])[:MAX_IDENTITY_VALUES]:
                 if isinstance(name, str):

@@ -22,11 +22,13 @@ Authorization header only the scheme is kept, and for Basic a salted hash of the
 from __future__ import annotations
 
 import binascii
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from medsentry.privacy import phi_hash
+from medsentry.protocols import ntlmssp
 from medsentry.protocols.base import Malformed, Message
 
 NAME = "http"
@@ -267,10 +269,26 @@ def fhir_path(path: str) -> tuple[str, str | None, str | None]:
     return path, None, None
 
 
+def ntlm_fields(value: str) -> dict[str, Any]:
+    """What an NTLM (or Negotiate-wrapped NTLM) token in an Authorization / WWW-Authenticate header says of
+    its sender (`ntlmssp.parse`); nothing if it is no such token."""
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() not in ("ntlm", "negotiate") or not token:
+        return {}
+    try:
+        blob = binascii.a2b_base64(token.strip().split(",")[0])
+        at = blob.find(ntlmssp.SIGNATURE)
+        return (ntlmssp.parse(blob[at:]) or {}) if at >= 0 else {}
+    except (binascii.Error, ValueError, struct.error):  # Malformed is a ValueError
+        return {}
+
+
 def authorization_fields(value: str) -> dict[str, Any]:
-    """The scheme of an Authorization header and, for Basic, a salted hash of the user name."""
+    """The scheme of an Authorization header; for Basic, a salted hash of the user name; for NTLM, what its
+    AUTHENTICATE message says of the client (workstation, domain, OS build; the user name hashed)."""
     scheme, _, credentials = value.strip().partition(" ")
     fields: dict[str, Any] = {"has_authorization": True, "auth_scheme": scheme, "basic_auth_present": False}
+    fields.update(ntlm_fields(value))
     if scheme.lower() == "basic":
         fields["basic_auth_present"] = True
         try:
@@ -312,6 +330,8 @@ def response_fields(head: Head) -> dict[str, Any]:
         if name in h:
             fields[name.replace("-", "_")] = h[name]
     fields["fhir"] = "fhir" in h.get("content-type", "")
+    if "www-authenticate" in h:
+        fields.update(ntlm_fields(h["www-authenticate"]))  # an NTLM CHALLENGE names the server
     return fields
 
 
