@@ -32,9 +32,10 @@ NDPI = DATA / "captures" / "ndpi" / "cfgs" / "default"
 
 # nDPI master protocol -> our module name
 OURS = {
-    "DHCP": "dhcp", "DNS": "dns", "MDNS": "dns", "LLMNR": "dns", "NetBIOS": ("nbns", "nbdgm"), "SSDP": "ssdp",
-    "SNMP": "snmp", "HTTP": "http", "TLS": "tls", "FTP_CONTROL": "ftp", "Telnet": "telnet", "RTSP": "rtsp",
-    "Syslog": "syslog", "MQTT": "mqtt", "DICOM": "dicom", "HL7": "hl7", "LLDP": "lldp", "CDP": "cdp",
+    "DHCP": "dhcp", "DNS": "dns", "MDNS": "dns", "LLMNR": "dns", "NetBIOS": ("nbns", "nbdgm", "smb"),
+    "SSDP": "ssdp", "SNMP": "snmp", "HTTP": "http", "TLS": "tls", "FTP_CONTROL": "ftp", "Telnet": "telnet",
+    "RTSP": "rtsp", "Syslog": "syslog", "MQTT": "mqtt", "DICOM": "dicom", "HL7": "hl7", "LLDP": "lldp",
+    "CDP": "cdp",
 }  # fmt: skip
 
 # Lowest share of nDPI's flows we must label / decode alike, as measured on the suite (agreed/flows).
@@ -42,10 +43,10 @@ OURS = {
 # - DNS 488/488 (tunnels opened: 6in4, VXLAN). Decoded 467: the other 21 are fuzzed datagrams
 #   (fuzz-2006-06-26-2594.pcap) that our parser counts as malformed.
 # - DHCP 26/26, one of them inside a wireless controller's CAPWAP tunnel.
-# - NetBIOS 53/55: nDPI also calls two SMB connections on TCP 445 NetBIOS (a session service header);
-#   we do not dissect SMB. Decoded 42: name service messages and browser announcements (UDP 138); other
-#   datagrams (browser elections, backup-list requests, other mailslots) carry nothing we report, and
-#   seven fuzzed NBNS datagrams are malformed.
+# - NetBIOS 55/55: names (UDP 137), browser announcements (UDP 138) and two SMB sessions on TCP 445 (nDPI
+#   calls them NetBIOS for their session service header; we call them smb). Decoded 43: other datagrams
+#   (browser elections, backup-list requests, other mailslots) and SMB messages past the session setup
+#   carry nothing we report, and seven fuzzed NBNS datagrams are malformed.
 # - SSDP 52/52: answers to an M-SEARCH from ephemeral ports and Plex's M-SEARCH to its own port are
 #   recognised by their first datagram (`ssdp.looks_like_datagram`).
 # - HTTP 1113/1114: a connection picked up after its request is recognised on HTTP ports by its status line
@@ -61,7 +62,7 @@ OURS = {
 # - MQTT 2/5: three connections on port 17501 captured after their CONNECT; we recognise MQTT by CONNECT.
 BARS = {
     "DHCP": (1.0, 1.0), "DNS": (1.0, 0.95), "MDNS": (1.0, 1.0), "LLMNR": (1.0, 1.0),
-    "NetBIOS": (0.96, 0.76), "SSDP": (1.0, 1.0), "SNMP": (1.0, 1.0), "HTTP": (0.99, 0.99), "TLS": (0.98, 0.9),
+    "NetBIOS": (1.0, 0.78), "SSDP": (1.0, 1.0), "SNMP": (1.0, 1.0), "HTTP": (0.99, 0.99), "TLS": (0.98, 0.9),
     "FTP_CONTROL": (1.0, 1.0), "Telnet": (1.0, 1.0), "RTSP": (1.0, 1.0), "Syslog": (0.93, 0.93),
     "MQTT": (0.4, 0.4), "HL7": (1.0, 1.0),
 }  # fmt: skip

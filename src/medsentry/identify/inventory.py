@@ -71,7 +71,7 @@ _FACT_KINDS = _DHCP_CLIENT | frozenset({
     "cdp", "dhcp.ack", "dicom.associate_ac", "dicom.associate_rq", "dicom.command", "dns.response",
     "hl7.ack", "hl7.message", "http.request", "http.response", "lldp", "mdns.response", "mdns.service",
     "mqtt.connect", "nbdgm.host_announcement", "nbns.registration", "nbns.response", "rtsp.response",
-    "service.seen", "snmp.response", "syslog.message", "tls.certificate", "tls.client_hello",
+    "service.seen", "smb.ntlm", "snmp.response", "syslog.message", "tls.certificate", "tls.client_hello",
 })
 _NEVER = float("-inf")
 _NO_ADDRESS = frozenset({"0.0.0.0", "255.255.255.255", "::"})
@@ -763,6 +763,10 @@ class Identifier:
             src.identity("mqtt_client_id", f["client_id"], proto, "CONNECT client identifier", ts)
         elif kind in ("http.request", "http.response", "rtsp.response"):
             self._http_facts(kind, f, src, proto, ts)
+        elif kind == "smb.ntlm":
+            for key in ("netbios_computer", "workstation"):  # a server's CHALLENGE, a client's AUTHENTICATE
+                if isinstance(f.get(key), str) and f[key]:
+                    src.hostname("nbns", f[key], proto, f"NTLM {key.replace('_', ' ')} name over SMB", ts)
         elif kind == "tls.certificate":
             for name in (f.get("san") or [])[:MAX_IDENTITY_VALUES]:
                 if isinstance(name, str):

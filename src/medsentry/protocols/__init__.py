@@ -28,6 +28,7 @@ _MODULES = [
     "rtsp",
     "ftp",
     "telnet",
+    "smb",
     "dicom",
     "hl7",
     "mqtt",
