@@ -132,17 +132,35 @@ static void decode_ethertype(packet_rec *r, const uint8_t *f, uint32_t off, uint
                              int depth);
 static void decode_ip(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t caplen, int depth);
 
+/* The IP packet a tunnel carries at f[off..end), decoded over the outer one's addresses. */
+static void decode_inner_ip(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
+    memset(r->src_ip, 0, sizeof r->src_ip);
+    memset(r->dst_ip, 0, sizeof r->dst_ip);
+    decode_ip(r, f, off, end, depth + 1);
+}
+
+/* A record's fields that come from the capture's framing; decode_frame fills in the rest. */
+static inline void start_record(packet_rec *r, double ts, uint64_t frame_off, uint32_t caplen,
+                                uint32_t wirelen) {
+    memset(r, 0, sizeof *r);
+    r->ts = ts;
+    r->frame_off = frame_off;
+    r->caplen = caplen;
+    r->wirelen = wirelen;
+}
+
+/* Forget what was decoded of an outer packet; keep what the capture's framing says of the frame. */
+static void restart_record(packet_rec *r) {
+    uint8_t iface = r->iface;
+    start_record(r, r->ts, r->frame_off, r->caplen, r->wirelen);
+    r->iface = iface;
+}
+
 /* The Ethernet frame a tunnel carries at f[off..end): the record describes it instead of the outer
  * packet (its MACs, VLAN, addresses, ports); offsets stay counted from the start of the captured frame. */
 static void decap_ethernet(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
     if (depth >= MAX_TUNNELS || off >= end) { r->status = ST_MALFORMED; return; }
-    packet_rec framing = *r;
-    memset(r, 0, sizeof *r);
-    r->ts = framing.ts;
-    r->frame_off = framing.frame_off;
-    r->caplen = framing.caplen;
-    r->wirelen = framing.wirelen;
-    r->iface = framing.iface;
+    restart_record(r);
     decode_link(r, 1, f + off, end - off, depth + 1);
     r->payload_off += off;
 }
@@ -168,13 +186,7 @@ static int decap_80211(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t e
     const uint8_t *da = to_ds ? a3 : a1, *sa = from_ds ? (to_ds ? a4 : a3) : a2;
     const uint8_t *llc = f + off + hdr;
     if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03 || llc[3] || llc[4] || llc[5]) return 0;
-    packet_rec framing = *r;
-    memset(r, 0, sizeof *r);
-    r->ts = framing.ts;
-    r->frame_off = framing.frame_off;
-    r->caplen = framing.caplen;
-    r->wirelen = framing.wirelen;
-    r->iface = framing.iface;
+    restart_record(r);
     r->linktype_ok = 1;
     memcpy(r->dst_mac, da, 6);
     memcpy(r->src_mac, sa, 6);
@@ -191,9 +203,7 @@ static int decode_gre(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t en
     if (p > end || depth >= MAX_TUNNELS) return 0;
     switch (type) {
     case 0x0800: case 0x86dd:
-        memset(r->src_ip, 0, sizeof r->src_ip);
-        memset(r->dst_ip, 0, sizeof r->dst_ip);
-        decode_ip(r, f, p, end, depth + 1);
+        decode_inner_ip(r, f, p, end, depth);
         return 1;
     case 0x6558:                                /* transparent Ethernet bridging */
         decap_ethernet(r, f, p, end, depth);
@@ -271,9 +281,7 @@ static int decode_l4(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end
 /* Inner IP of IP-in-IP and GRE: 1 if decoded instead of the outer packet (which then keeps nothing). */
 static int decode_tunnel(packet_rec *r, const uint8_t *f, uint32_t off, uint32_t end, int depth) {
     if ((r->proto == 4 || r->proto == 41) && depth < MAX_TUNNELS) {
-        memset(r->src_ip, 0, sizeof r->src_ip);
-        memset(r->dst_ip, 0, sizeof r->dst_ip);
-        decode_ip(r, f, off, end, depth + 1);
+        decode_inner_ip(r, f, off, end, depth);
         return 1;
     }
     return r->proto == 47 ? decode_gre(r, f, off, end, depth) : 0;
@@ -423,16 +431,6 @@ static void decode_frame(packet_rec *r, int linktype, const uint8_t *f, uint32_t
         memcpy(&mac, r->src_mac, 6);
         r->flow_hash = fmix64(mac ^ 0x9e3779b97f4a7c15ULL);
     }
-}
-
-/* A record's fields that come from the capture's framing; decode_frame fills in the rest. */
-static inline void start_record(packet_rec *r, double ts, uint64_t frame_off, uint32_t caplen,
-                                uint32_t wirelen) {
-    memset(r, 0, sizeof *r);
-    r->ts = ts;
-    r->frame_off = frame_off;
-    r->caplen = caplen;
-    r->wirelen = wirelen;
 }
 
 /*

@@ -699,16 +699,12 @@ class Identifier:
     @staticmethod
     def _http_facts(kind: str, f: dict[str, Any], src: _Endpoint, proto: str, ts: float) -> None:
         """User-Agent / Server identities, and the names an NTLM handshake gives its sender."""
+        _ntlm_names(f, src, proto, ts)
         if kind == "http.request":
             if isinstance(f.get("user_agent"), str):
                 src.identity("http_user_agent", f["user_agent"], proto, "HTTP User-Agent", ts)
-            if isinstance(f.get("workstation"), str) and f["workstation"]:
-                src.hostname("nbns", f["workstation"], proto, "NTLM AUTHENTICATE workstation name", ts)
-            return
-        if isinstance(f.get("server"), str):
+        elif isinstance(f.get("server"), str):
             src.identity(f"{proto}_server", f["server"], proto, f"{proto.upper()} Server header", ts)
-        if isinstance(f.get("netbios_computer"), str) and f["netbios_computer"]:
-            src.hostname("nbns", f["netbios_computer"], proto, "NTLM CHALLENGE NetBIOS computer name", ts)
 
     def _facts(self, obs: Observation, src: _Endpoint) -> None:
         """Hostnames, identities and DNS answers: facts the rules do not model."""
@@ -764,9 +760,7 @@ class Identifier:
         elif kind in ("http.request", "http.response", "rtsp.response"):
             self._http_facts(kind, f, src, proto, ts)
         elif kind == "smb.ntlm":
-            for key in ("netbios_computer", "workstation"):  # a server's CHALLENGE, a client's AUTHENTICATE
-                if isinstance(f.get(key), str) and f[key]:
-                    src.hostname("nbns", f[key], proto, f"NTLM {key.replace('_', ' ')} name over SMB", ts)
+            _ntlm_names(f, src, proto, ts)
         elif kind == "tls.certificate":
             for name in (f.get("san") or [])[:MAX_IDENTITY_VALUES]:
                 if isinstance(name, str):
@@ -1155,6 +1149,18 @@ def _decide_class(
         # Keep the evidence, so the reader sees what was claimed and why it was not enough.
         return UNKNOWN, confidence, by_value[ranked[0]], rivals
     return ranked[0], confidence, by_value[ranked[0]], rivals
+
+
+_NTLM_NAMES = (("netbios_computer", "NTLM CHALLENGE NetBIOS computer name"),
+               ("workstation", "NTLM AUTHENTICATE workstation name"))  # fmt: skip
+
+
+def _ntlm_names(f: dict[str, Any], src: _Endpoint, proto: str, ts: float) -> None:
+    """The name an NTLM handshake gives its sender (a server's CHALLENGE, a client's AUTHENTICATE), over
+    HTTP or SMB."""
+    for key, detail in _NTLM_NAMES:
+        if isinstance(f.get(key), str) and f[key]:
+            src.hostname("nbns", f[key], proto, detail, ts)
 
 
 def _squash(text: str) -> str:

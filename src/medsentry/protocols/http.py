@@ -22,7 +22,6 @@ Authorization header only the scheme is kept, and for Basic a salted hash of the
 from __future__ import annotations
 
 import binascii
-import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -271,16 +270,15 @@ def fhir_path(path: str) -> tuple[str, str | None, str | None]:
 
 def ntlm_fields(value: str) -> dict[str, Any]:
     """What an NTLM (or Negotiate-wrapped NTLM) token in an Authorization / WWW-Authenticate header says of
-    its sender (`ntlmssp.parse`); nothing if it is no such token."""
+    its sender (`ntlmssp.find`); nothing if it is no such token."""
     scheme, _, token = value.strip().partition(" ")
     if scheme.lower() not in ("ntlm", "negotiate") or not token:
         return {}
     try:
         blob = binascii.a2b_base64(token.strip().split(",")[0])
-        at = blob.find(ntlmssp.SIGNATURE)
-        return (ntlmssp.parse(blob[at:]) or {}) if at >= 0 else {}
-    except (binascii.Error, ValueError, struct.error):  # Malformed is a ValueError
+    except binascii.Error:
         return {}
+    return ntlmssp.find(blob) or {}
 
 
 def authorization_fields(value: str) -> dict[str, Any]:

@@ -88,3 +88,15 @@ def parse(msg: bytes) -> dict[str, Any] | None:
         _version(msg, 64, flags, (12, 20, 28, 36, 44, 52), fields)
         return fields
     raise Malformed(f"unknown NTLMSSP message type {kind}")
+
+
+def find(blob: bytes) -> dict[str, Any] | None:
+    """`parse` of the NTLMSSP message inside `blob` (SPNEGO, an SMB session setup); None where there is
+    none, it is a NEGOTIATE, or it cannot be read (the carrier's other fields still count)."""
+    at = blob.find(SIGNATURE)
+    if at < 0:
+        return None
+    try:
+        return parse(blob[at:])
+    except Malformed:
+        return None

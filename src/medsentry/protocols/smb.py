@@ -101,14 +101,9 @@ class StreamParser:
                 out.append(Message("smb.negotiate", {"smb1": False, "dialect": dialect}, from_client))
         elif msg[:4] not in (_SMB1, _SMB2):
             raise Malformed("not an SMB message")
-        at = msg.find(ntlmssp.SIGNATURE)
-        if at >= 0:
-            try:
-                fields = ntlmssp.parse(msg[at:])
-            except Malformed:
-                fields = None
-            if fields:
-                out.append(Message("smb.ntlm", fields, from_client))
+        fields = ntlmssp.find(msg)
+        if fields:
+            out.append(Message("smb.ntlm", fields, from_client))
         return out
 
     @staticmethod
