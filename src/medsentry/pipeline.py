@@ -4,7 +4,8 @@ Per batch: the flow table (C) accounts every packet and hands this module only t
 look at, grouped by flow; payloads go to protocol modules only where it pays: every datagram of a
 dissected UDP/link-layer protocol, and the head of each TCP connection up to the module's byte budget
 (`INSPECT_BYTES`, per direction) or until its parser says it is `done`. A TCP connection no module claims
-after the first payload of each side is not looked at again; past its budget a side costs Python nothing.
+after the first payload of each side is not looked at again; past its budget a side costs Python nothing,
+nor do the bytes a parser only skips (DICOM data sets: the C flow table walks their framing).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
@@ -120,7 +122,7 @@ class _Stream:
         self.first: bytes | None = None  # the start of a first payload no module took (a greeting)
         # each side's SYN(-ACK) sequence numbers + 1 until its first data; then None
         self.isn: list[list[int] | None] = [[], []]
-        self.armed = [False, False]  # sides whose in-order segments the C flow table consumes
+        self.armed = [_NOT_ARMED, _NOT_ARMED]  # sides whose in-order segments the C flow table consumes
 
 
 class Analyzer:
@@ -187,7 +189,7 @@ class Analyzer:
         table = self.flows
         ttl_seen = self._ttl_seen
         firsts: list[tuple[int, Flow]] = []
-        for flow, new, first, rows in table.update(recs):
+        for flow, new, first, rows in table.update(recs, batch.buf):
             r = flow.record
             if new and r.client_ip not in ttl_seen:
                 firsts.append((first, flow))
@@ -335,35 +337,50 @@ class Analyzer:
         client_dir = flow.client_dir
         tcp_dirs = st.dirs
         for side in (0, 1):
-            if st.armed[side]:  # the C table moved this side on since: take its sequence number back
-                st.armed[side] = False
-                tcp_dirs[side].next_seq = self.flows.disarm(flow, client_dir if side == 0 else 1 - client_dir)
+            if st.armed[side]:  # the C table moved this side on since: take its state back
+                d = client_dir if side == 0 else 1 - client_dir
+                next_seq, skip, pdu_left = self.flows.disarm(flow, d)
+                tcp_dirs[side].next_seq = next_seq
+                if st.armed[side] == _PDATA:
+                    st.parser.pdata_resume(side == 0, skip, pdu_left)  # type: ignore[union-attr]
+                st.armed[side] = _NOT_ARMED
         pos = self._segments(buf, flow, st, rows)
         while pos is not None and pos < len(rows.row):
-            rows = _skip_spent(rows, pos, st, client_dir)
-            pos = self._segments(buf, flow, st, rows)
-        if pos is None:
+            passed, pos = _walk_on(buf, rows, pos, st, client_dir)
+            if passed is not None and self._segments(buf, flow, st, passed, walk=False) is None:
+                return
+            pos = self._segments(buf, flow, st, rows, pos)
+        if pos is None or st.module is None:
             return
-        budget = st.budget
         for side in (0, 1):
             dr = tcp_dirs[side]
-            if budget[side] == 0 and st.module is not None and dr.next_seq is not None and not dr.pending:
+            if dr.next_seq is None or dr.pending:
+                continue
+            d = client_dir if side == 0 else 1 - client_dir
+            if st.budget[side] == 0:
                 # Spent: its in-order segments would only move the sequence on; let C do that.
-                self.flows.arm(flow, client_dir if side == 0 else 1 - client_dir, dr.next_seq)
-                st.armed[side] = True
+                self.flows.arm(flow, d, dr.next_seq)
+                st.armed[side] = _SPENT
+            elif (walk := _pdata(st, side)) is not None:
+                self.flows.arm_pdata(flow, d, dr.next_seq, *walk)
+                st.armed[side] = _PDATA
 
-    def _segments(self, buf: memoryview, flow: Flow, st: _Stream, rows: Rows) -> int | None:
-        """Feed segments in order. Returns None when the flow's inspection ended, else the position of
-        the first row not looked at: all of them, or the one after a side's budget was just spent when
-        enough rows remain for `_skip_spent` to be worth it."""
+    def _segments(
+        self, buf: memoryview, flow: Flow, st: _Stream, rows: Rows, begin: int = 0, walk: bool = True
+    ) -> int | None:
+        """Feed segments in order from `begin`. Returns None when the flow's inspection ended, else the
+        position of the first row not looked at: all of them, or (with `walk`) the one after a side C can
+        move on (`_walk_on`: spent, or between DICOM data sets) when enough rows remain for that."""
         r = flow.record
         client_dir = flow.client_dir
         budget, tcp_dirs = st.budget, st.dirs
         isn = st.isn
         n = len(rows.row)
+        bulk = n - _BULK_MIN if walk else 0  # rows before this position may hand the rest to `_walk_on`
         ignores = getattr(st.parser, "ignores", None)
+        pdata = getattr(st.parser, "pdata_state", None)
         for i, (start, length, seq, d, ts) in enumerate(
-            zip(rows.start, rows.len, rows.seq, rows.dir, rows.ts, strict=True)
+            islice(zip(rows.start, rows.len, rows.seq, rows.dir, rows.ts, strict=True), begin, None), begin
         ):
             side = 0 if d == client_dir else 1
             cand = isn[side]
@@ -391,15 +408,10 @@ class Analyzer:
                     continue
             dr = tcp_dirs[side]
             if ignores is not None and seq == dr.next_seq and not dr.pending and length <= ignores(side == 0):
-                # Bytes the parser would only count down (DICOM pixel data): no copy, no feed.
-                take = min(length, budget[side])
-                st.parser.skip(side == 0, take)  # type: ignore[union-attr]
-                budget[side] -= take
+                # Bytes the parser would only count down (DICOM pixel data): no copy, no feed, no budget.
+                st.parser.skip(side == 0, length)  # type: ignore[union-attr]
                 dr.next_seq = (seq + length) & 0xFFFFFFFF
-                if budget[0] <= 0 and budget[1] <= 0:
-                    self.flows.stop(flow)
-                    return None
-                if budget[side] == 0 and n - i > _BULK_MIN:
+                if i < bulk and pdata is not None and pdata(side == 0) is not None:
                     return i + 1
                 continue
             in_order = dr.accept(seq, bytes(buf[start : start + length]))
@@ -424,10 +436,12 @@ class Analyzer:
                     continue
                 st.module, st.parser, r.app = mod, mod.StreamParser(), mod.NAME
                 ignores = getattr(st.parser, "ignores", None)
+                pdata = getattr(st.parser, "pdata_state", None)
                 limit = getattr(mod, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES)
                 st.budget = budget = [limit, limit]
-            in_order = in_order[: budget[side]]
-            budget[side] -= len(in_order)
+            free = min(ignores(side == 0), len(in_order)) if ignores is not None else 0  # skipped at once
+            in_order = in_order[: free + budget[side]]
+            budget[side] -= len(in_order) - free
             if not in_order:
                 continue  # nothing left to feed on this side
             try:
@@ -460,7 +474,7 @@ class Analyzer:
             if getattr(st.parser, "done", False) or (budget[0] <= 0 and budget[1] <= 0):
                 self.flows.stop(flow)
                 return None
-            if budget[side] == 0 and n - i > _BULK_MIN:
+            if i < bulk and (budget[side] == 0 or (pdata is not None and pdata(side == 0) is not None)):
                 return i + 1
         return n
 
@@ -565,25 +579,46 @@ _WINDOW = 4096  # records converted to tuples at a time
 _ROW_AND_NUMBER = itemgetter(0, 1)
 _MAX_ISN = 4  # SYN(-ACK)s remembered per side before its first data
 _SYN_WINDOW = 1 << 20  # the first data seen may be this far past its SYN (earlier segments lost or late)
-_BULK_MIN = 8  # rows left in a batch below which the per-segment loop is cheaper than `_skip_spent`
+_BULK_MIN = 2  # rows left in a batch below which the per-segment loop is cheaper than `_walk_on`
 
 
-def _skip_spent(rows: Rows, pos: int, st: _Stream, client_dir: int) -> Rows:
-    """Rows from `pos` on without the leading in-sequence run of each side whose budget is spent (the
-    per-segment loop would only move its sequence number on): a side's budget is often spent in the
-    middle of the batch that carries a whole bulk transfer, before the C table can take the side over."""
-    nxt = [-1, -1]  # by `dir`
+_NOT_ARMED, _SPENT, _PDATA = 0, 1, 2  # how the C flow table moves a side on between batches
+
+
+def _pdata(st: _Stream, side: int) -> tuple[int, int] | None:
+    pdata = getattr(st.parser, "pdata_state", None)
+    return None if pdata is None else pdata(side == 0)
+
+
+def _walk_on(
+    buf: memoryview, rows: Rows, pos: int, st: _Stream, client_dir: int
+) -> tuple[Rows | None, int]:
+    """Consume from `pos` on the in-sequence run of each side C can move on: a spent side (the
+    per-segment loop would only move its sequence number on) and a DICOM side between data-set fragments
+    (`pdata_state`); a bulk transfer usually starts and ends in one batch, before the C table can take
+    the side over. Returns the other side's rows the run passed (None if none) and where it stopped."""
+    specs: list[tuple[int, int, int] | None] = [None, None]  # by `dir`
     for side in (0, 1):
         dr = st.dirs[side]
-        if st.budget[side] == 0 and not dr.pending and dr.next_seq is not None:
-            nxt[client_dir if side == 0 else 1 - client_dir] = dr.next_seq
-    n0, n1, kept = _fastpath.spent_run(rows.seq, rows.len, rows.dir, pos, *nxt)
+        if dr.pending or dr.next_seq is None:
+            continue
+        d = client_dir if side == 0 else 1 - client_dir
+        if st.budget[side] == 0:
+            specs[d] = (dr.next_seq, -1, 0)
+        elif (walk := _pdata(st, side)) is not None:
+            specs[d] = (dr.next_seq, *walk)
+    out = _fastpath.walk_run(buf, rows.start, rows.seq, rows.len, rows.dir, pos, *specs)
     for side in (0, 1):
-        n = n0 if (client_dir if side == 0 else 1 - client_dir) == 0 else n1
-        if n >= 0:
-            st.dirs[side].next_seq = n
+        spec = out[client_dir if side == 0 else 1 - client_dir]
+        if spec is not None:
+            st.dirs[side].next_seq = spec[0]
+            if spec[1] >= 0:
+                st.parser.pdata_resume(side == 0, spec[1], spec[2])  # type: ignore[union-attr]
+    passed, stop = out[2], out[3]
+    if not passed:
+        return None, stop
     cols = (rows.row, rows.start, rows.len, rows.seq, rows.dir, rows.ts)
-    return Rows(*([col[k] for k in kept] for col in cols))
+    return Rows(*([col[k] for k in passed] for col in cols)), stop
 
 
 GC_THRESHOLD = 50_000  # net container allocations between young-generation collections (Python: 700)

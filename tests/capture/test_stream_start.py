@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from medsentry.decode.streams import MAX_PENDING_SEGMENTS
 from medsentry.observe import Observation
 from medsentry.pipeline import Stats, analyze_files
 
@@ -58,9 +59,10 @@ def test_first_data_segment_out_of_order_is_reassembled(tmp_path: Path) -> None:
 
 def test_lost_first_data_segment_is_a_gap_not_malformed(tmp_path: Path) -> None:
     c = CLIENT[2] + 1
-    # the first 40 bytes never arrive; more and more of what follows does
-    frames = [*_handshake()] + [_frame(CLIENT, SERVER, ACK | PSH, c + 40 + 4 * i, HL7[40:][4 * i : 4 * i + 4])
-                                for i in range(20)]
+    # the first 40 bytes never arrive; more of what follows does than the out-of-order store holds
+    after = (HL7[40:] * 3)[: MAX_PENDING_SEGMENTS + 4]
+    frames = [*_handshake()] + [_frame(CLIENT, SERVER, ACK | PSH, c + 40 + i, after[i : i + 1])
+                                for i in range(len(after))]
     obs, stats = _run(tmp_path, frames)
     assert not [o for o in obs if o.protocol == "hl7"]
     assert not stats.malformed_by_protocol

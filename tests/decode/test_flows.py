@@ -158,7 +158,7 @@ def test_stopped_flows_and_armed_sides_hand_python_nothing() -> None:
              (2.3, tcp(A, B, ACK, 901, data)), (2.4, tcp(A, B, ACK, 701, data))]
     ((_, new, _, rows),), _ = run(table, records(later))
     assert not new and rows == [2, 3, 4]
-    assert table.disarm(flow, client) == 701
+    assert table.disarm(flow, client)[0] == 701
     table.stop(flow)
     groups, _ = run(table, records([(3.0, tcp(A, B, ACK, 1001, data)), (3.1, tcp(B, A, ACK, 2, b"r"))]))
     assert groups == [] and not flow.inspect
@@ -252,18 +252,29 @@ def test_matches_the_former_per_batch_rules_on_random_traffic() -> None:
     assert table.total == len(ended) and not table.flows
 
 
-def test_spent_run_consumes_each_spent_sides_leading_in_sequence_run() -> None:
+def test_walk_run_consumes_each_spent_sides_leading_in_sequence_run() -> None:
     seqs = [10, 110, 0, 210, 999, 310, 5]
     lens = [100, 100, 0, 100, 100, 100, 7]
     dirs = [0, 0, 0, 1, 0, 0, 1]
-    # dir 0 continues at 10: rows 0, 1 in sequence, row 2 a bare ACK/SYN, row 4 out of sequence ends the run
-    assert _fastpath.spent_run(seqs, lens, dirs, 0, 10, -1) == (210, -1, [3, 4, 5, 6])
-    # both sides spent; dir 1 continues at 210: row 3 consumed, row 6 out of sequence
-    assert _fastpath.spent_run(seqs, lens, dirs, 1, 110, 210) == (210, 310, [4, 5, 6])
+    starts = [0] * len(seqs)  # a spent side's payloads are not read
+    spent = -1
+
+    def walk(*args: object) -> object:
+        return _fastpath.walk_run(b"", starts[: len(args[0])], *args)  # type: ignore[arg-type]
+
+    # dir 0 continues at 10: rows 0, 1 in sequence, row 2 a bare ACK/SYN, row 3 the other side's (kept),
+    # row 4 out of sequence: the run stops there
+    assert walk(seqs, lens, dirs, 0, (10, spent, 0), None) == ((210, spent, 0), None, [3], 4)
+    # both sides spent; dir 1 continues at 210: row 3 consumed, row 4 stops the run
+    assert walk(seqs, lens, dirs, 1, (110, spent, 0), (210, spent, 0)) == ((210, spent, 0), (310, spent, 0),
+                                                                          [], 4)  # fmt: skip
     # sequence numbers wrap at 2**32
-    assert _fastpath.spent_run([0xFFFFFFF0, 0x10], [0x20, 1], [1, 1], 0, -1, 0xFFFFFFF0) == (-1, 0x11, [])
+    assert walk([0xFFFFFFF0, 0x10], [0x20, 1], [1, 1], 0, None, (0xFFFFFFF0, spent, 0)) == (
+        None, (0x11, spent, 0), [], 2)
+    # nothing walked: nothing consumed
+    assert walk(seqs, lens, dirs, 2, None, None) == (None, None, [], 2)
     with pytest.raises(ValueError):
-        _fastpath.spent_run([1], [], [0], 0, 1, -1)
+        _fastpath.walk_run(b"", [0], [1], [], [0], 0, (1, spent, 0), None)
 
 
 def test_flows_reach_python_and_end_in_flow_key_order() -> None:

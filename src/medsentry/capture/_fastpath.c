@@ -588,7 +588,10 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args) {
  *   - none of a flow Python has given up on (`ignore`);
  *   - for a TCP side Python has `arm`ed (its inspection budget is spent, nothing out of order pending),
  *     in-order segments only move that side's sequence number on; the first segment that is not next in
- *     sequence disarms the side and goes to Python with everything after it.
+ *     sequence disarms the side and goes to Python with everything after it;
+ *   - for a DICOM side armed with `arm_pdata` (Python's parser is between data-set fragments it only
+ *     skips), in-order segments that hold nothing but data-set bytes and the P-DATA-TF / PDV headers of
+ *     data fragments (`pdata_walk`) only move the side on; the first other segment disarms it.
  * Semantics follow the former numpy table, which aggregated per batch: TCP flags are OR-ed over a
  * flow's packets in the batch and the TCP state moves once per batch; a closed flow whose first packet
  * in a batch is a bare SYN ends and a new flow starts (port reuse); groups come out sorted by flow key.
@@ -607,12 +610,55 @@ typedef struct {
     uint64_t key, serial;
     double first_ts, last_ts;
     uint64_t pk[2], by[2];      /* by the records' `dir` */
+    uint64_t skip[2];           /* ARM_PDATA: bytes of the current data-set fragment still to pass */
     uint32_t next_seq[2];
+    uint32_t pdu_left[2];       /* ARM_PDATA: bytes left in the current P-DATA-TF PDU (0: a header is next) */
     uint32_t batch, nrows;
     int32_t head, tail, first_row;
     uint8_t bflags, proto, state, closed, ignore, is_new, live, evicted_in_batch;
-    uint8_t armed[2];
+    uint8_t armed[2];           /* ARM_* */
 } fent;
+
+enum { ARM_NONE = 0, ARM_SPENT = 1, ARM_PDATA = 2 };
+
+/*
+ * DICOM P-DATA-TF framing (PS3.8 9.3.5), for a side whose parser only skips data-set fragments:
+ *   PDU header  : type (1) = 4, reserved (1), length (4, big-endian)
+ *   PDV item    : length (4, big-endian, >= 2, within the PDU), presentation context id (1),
+ *                 message control header (1: bit 0 set = command fragment), then length - 2 bytes
+ * Why in C: image transfers are most of a hospital's bytes, and a 16 KiB PDU spans a dozen segments;
+ * Python then sees only the segments that hold a command or anything else, not every PDU header.
+ * Returns 1 and moves the state on when the whole segment is data-set bytes and headers of data
+ * fragments that lie entirely inside it; 0 (state untouched) when it holds anything else for Python:
+ * a command fragment, another PDU, a header cut by the segment's end or one that breaks the framing.
+ */
+static int pdata_walk(const uint8_t *p, uint32_t len, uint64_t *skip, uint32_t *pdu_left) {
+    uint64_t s = *skip;
+    uint32_t left = *pdu_left, pos = 0;
+    while (pos < len) {
+        if (s) {
+            uint32_t k = s < (uint64_t)(len - pos) ? (uint32_t)s : len - pos;
+            s -= k;
+            pos += k;
+            continue;
+        }
+        if (len - pos < 6) return 0;
+        if (left == 0) {
+            if (p[pos] != 4) return 0;
+            left = be32(p + pos + 2);
+            pos += 6;
+            continue;
+        }
+        uint32_t item = be32(p + pos);
+        if (left < 6 || item < 2 || (uint64_t)item + 4 > left || (p[pos + 5] & 1)) return 0;
+        left -= 4 + item;
+        s = item - 2;
+        pos += 6;
+    }
+    *skip = s;
+    *pdu_left = left;
+    return 1;
+}
 
 typedef struct {
     PyObject_HEAD
@@ -783,16 +829,17 @@ static int64_t ft_create(FlowTableObject *t, const packet_rec *r, int32_t row) {
 }
 
 /*
- * update(recs, n, groups, rows) -> (n_groups, n_rows)
+ * update(recs, n, groups, rows, buf) -> (n_groups, n_rows)
+ * buf: the batch buffer the records point into (payloads of ARM_PDATA sides are walked)
  * groups: writable int64 buffer, 4 per group: id, is_new, first row of the flow in this batch, row count
  * rows  : writable int64 buffer, 5 per row: row, payload start in the buffer, payload length,
  *         TCP sequence number of the payload (+1 after a SYN), dir
  * Both must hold n entries.
  */
 static PyObject *ft_update(FlowTableObject *t, PyObject *args) {
-    Py_buffer in, gb, rb;
+    Py_buffer in, gb, rb, fb;
     Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "y*nw*w*", &in, &n, &gb, &rb)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*nw*w*y*", &in, &n, &gb, &rb, &fb)) return NULL;
     PyObject *result = NULL;
     uint32_t *touched = NULL;
     int32_t *next_row = NULL;
@@ -841,8 +888,16 @@ static PyObject *ft_update(FlowTableObject *t, PyObject *args) {
             if (e->armed[d]) {
                 uint32_t seq = r->tcp_seq + (uint32_t)syn;
                 if (!r->payload_len) continue;
-                if (seq == e->next_seq[d]) { e->next_seq[d] = seq + r->payload_len; continue; }
-                e->armed[d] = 0;
+                if (seq == e->next_seq[d]) {
+                    uint64_t at = r->frame_off + r->payload_off;
+                    if (e->armed[d] == ARM_SPENT ||
+                        (at + r->payload_len <= (uint64_t)fb.len &&
+                         pdata_walk((const uint8_t *)fb.buf + at, r->payload_len, &e->skip[d], &e->pdu_left[d]))) {
+                        e->next_seq[d] = seq + r->payload_len;
+                        continue;
+                    }
+                }
+                e->armed[d] = ARM_NONE;
             }
         }
         next_row[i] = -1;
@@ -889,6 +944,7 @@ done:
     PyBuffer_Release(&in);
     PyBuffer_Release(&gb);
     PyBuffer_Release(&rb);
+    PyBuffer_Release(&fb);
     return result;
 }
 
@@ -963,18 +1019,37 @@ static PyObject *ft_arm(FlowTableObject *t, PyObject *args) {
     unsigned int seq;
     fent *e = ft_live(t, args, &d, &seq, "IiI");
     if (!e) return NULL;
-    e->armed[d] = 1;
+    e->armed[d] = ARM_SPENT;
     e->next_seq[d] = seq;
     Py_RETURN_NONE;
 }
 
-/* disarm(id, dir) -> the side's next sequence number */
+/* arm_pdata(id, dir, next_seq, skip, pdu_left): walk this DICOM side's data-set fragments in C. */
+static PyObject *ft_arm_pdata(FlowTableObject *t, PyObject *args) {
+    unsigned int id, seq, left;
+    int d;
+    unsigned long long skip;
+    if (!PyArg_ParseTuple(args, "IiIKI", &id, &d, &seq, &skip, &left)) return NULL;
+    if (id >= t->n_ents || !t->ents[id].live || d < 0 || d > 1) {
+        PyErr_SetString(PyExc_KeyError, "no such live flow");
+        return NULL;
+    }
+    fent *e = &t->ents[id];
+    e->armed[d] = ARM_PDATA;
+    e->next_seq[d] = seq;
+    e->skip[d] = skip;
+    e->pdu_left[d] = left;
+    Py_RETURN_NONE;
+}
+
+/* disarm(id, dir) -> (next sequence number, skip, pdu_left): the side as C left it */
 static PyObject *ft_disarm(FlowTableObject *t, PyObject *args) {
     int d;
     fent *e = ft_live(t, args, &d, NULL, "Ii");
     if (!e) return NULL;
-    e->armed[d] = 0;
-    return PyLong_FromUnsignedLong(e->next_seq[d]);
+    e->armed[d] = ARM_NONE;
+    return Py_BuildValue("kKk", (unsigned long)e->next_seq[d], (unsigned long long)e->skip[d],
+                         (unsigned long)e->pdu_left[d]);
 }
 
 static PyObject *ft_get_total(FlowTableObject *t, void *c) { return PyLong_FromUnsignedLongLong(t->total); }
@@ -987,7 +1062,8 @@ static PyMethodDef ft_methods[] = {
     {"take_ended", (PyCFunction)ft_take_ended, METH_NOARGS, "Counters of ended flows; frees their ids."},
     {"ignore", (PyCFunction)ft_ignore, METH_VARARGS, "Stop handing a flow's rows to Python."},
     {"arm", (PyCFunction)ft_arm, METH_VARARGS, "Consume a spent TCP side's in-order segments in C."},
-    {"disarm", (PyCFunction)ft_disarm, METH_VARARGS, "Hand a TCP side back; returns its next sequence."},
+    {"arm_pdata", (PyCFunction)ft_arm_pdata, METH_VARARGS, "Walk a DICOM side's data-set fragments in C."},
+    {"disarm", (PyCFunction)ft_disarm, METH_VARARGS, "Hand a TCP side back: (next sequence, skip, pdu_left)."},
     {NULL, NULL, 0, NULL},
 };
 static PyGetSetDef ft_getset[] = {
@@ -1012,52 +1088,93 @@ static PyTypeObject FlowTableType = {
 };
 
 /*
- * spent_run(seqs, lens, dirs, begin, next0, next1) -> (next0, next1, kept)
- * The in-Python counterpart of an armed side, for the rows of a batch Python already holds (a side's
- * budget is often spent in the middle of the batch that carries a whole bulk transfer): for each `dir`
- * whose next sequence number is given (>= 0), rows from `begin` on that continue that side in sequence
- * are consumed, as are its rows without payload (no-ops for a side past its first data), up to its
- * first row out of sequence. kept: positions (>= begin) of the rows Python still has to look at.
+ * walk_run(buf, starts, seqs, lens, dirs, begin, side0, side1) -> (side0, side1, kept, stop)
+ * The in-Python counterpart of armed sides, for the rows of a batch Python already holds (a side's
+ * budget is often spent, or an image's data set begins, in the middle of the batch that carries the
+ * whole transfer). sideN, by `dir`: None (not walked), or (next_seq, skip, pdu_left) where skip -1 means
+ * spent (every in-sequence row is consumed) and skip >= 0 a DICOM side walked as by `arm_pdata`. Rows
+ * from `begin` on that continue a walked side in sequence, and its rows without payload, are consumed
+ * up to its first row that is out of sequence or that the walk cannot take; the side's state moves on.
+ * The run stops there (`stop`: that row's position, or the number of rows): Python goes on with the rows
+ * before it that it still has to look at (`kept`, the other side's) and everything from `stop` on. Not
+ * going past `stop` keeps each run's cost to the rows it consumes: Python's lists of what is left are
+ * then a slice, not rebuilt row by row (a DICOM association stops once an image).
  */
-static PyObject *spent_run(PyObject *self, PyObject *args) {
-    PyObject *seqs, *lens, *dirs;
+static int walk_side(PyObject *spec, int *on, uint32_t *next, long long *skip, uint32_t *left) {
+    *on = spec != Py_None;
+    if (!*on) return 0;
+    unsigned long nx, lf;
+    if (!PyArg_ParseTuple(spec, "kLk", &nx, skip, &lf)) return -1;
+    *next = (uint32_t)nx;
+    *left = (uint32_t)lf;
+    return 0;
+}
+
+static PyObject *walk_run(PyObject *self, PyObject *args) {
+    Py_buffer fb;
+    PyObject *starts, *seqs, *lens, *dirs, *spec[2];
     Py_ssize_t begin;
-    long long nx[2];
-    if (!PyArg_ParseTuple(args, "O!O!O!nLL", &PyList_Type, &seqs, &PyList_Type, &lens, &PyList_Type, &dirs,
-                          &begin, &nx[0], &nx[1]))
+    if (!PyArg_ParseTuple(args, "y*O!O!O!O!nOO", &fb, &PyList_Type, &starts, &PyList_Type, &seqs, &PyList_Type,
+                          &lens, &PyList_Type, &dirs, &begin, &spec[0], &spec[1]))
         return NULL;
+    PyObject *kept = NULL, *result = NULL;
     Py_ssize_t n = PyList_GET_SIZE(seqs);
-    if (PyList_GET_SIZE(lens) != n || PyList_GET_SIZE(dirs) != n || begin < 0) {
-        PyErr_SetString(PyExc_ValueError, "spent_run: lists of different lengths");
-        return NULL;
+    if (PyList_GET_SIZE(lens) != n || PyList_GET_SIZE(dirs) != n || PyList_GET_SIZE(starts) != n || begin < 0) {
+        PyErr_SetString(PyExc_ValueError, "walk_run: lists of different lengths");
+        goto done;
     }
-    int on[2] = {nx[0] >= 0, nx[1] >= 0};
-    uint32_t next[2] = {(uint32_t)nx[0], (uint32_t)nx[1]};
-    PyObject *kept = PyList_New(0);
-    if (!kept) return NULL;
-    for (Py_ssize_t i = begin; i < n; i++) {
+    int on[2], walked[2];
+    uint32_t next[2], left[2];
+    long long skip[2];
+    for (int d = 0; d < 2; d++)
+        if (walk_side(spec[d], &on[d], &next[d], &skip[d], &left[d]) < 0) goto done;
+    walked[0] = on[0];
+    walked[1] = on[1];
+    if (!(kept = PyList_New(0))) goto done;
+    Py_ssize_t i = begin;
+    for (; i < n && (on[0] || on[1]); i++) {
         long d = PyLong_AsLong(PyList_GET_ITEM(dirs, i));
         long long len = PyLong_AsLongLong(PyList_GET_ITEM(lens, i));
         long long seq = PyLong_AsLongLong(PyList_GET_ITEM(seqs, i));
-        if (PyErr_Occurred()) { Py_DECREF(kept); return NULL; }
+        long long at = PyLong_AsLongLong(PyList_GET_ITEM(starts, i));
+        if (PyErr_Occurred()) goto done;
         if ((d == 0 || d == 1) && on[d]) {
             if (len == 0) continue;
-            if ((uint32_t)seq == next[d]) { next[d] = (uint32_t)(seq + len); continue; }
+            if ((uint32_t)seq == next[d]) {
+                if (skip[d] < 0) { next[d] = (uint32_t)(seq + len); continue; }
+                uint64_t s = (uint64_t)skip[d];
+                if (at >= 0 && len > 0 && at + len <= fb.len &&
+                    pdata_walk((const uint8_t *)fb.buf + at, (uint32_t)len, &s, &left[d])) {
+                    skip[d] = (long long)s;
+                    next[d] = (uint32_t)(seq + len);
+                    continue;
+                }
+            }
             on[d] = 0;
+            break;
         }
         PyObject *pos = PyLong_FromSsize_t(i);
-        if (!pos || PyList_Append(kept, pos) < 0) { Py_XDECREF(pos); Py_DECREF(kept); return NULL; }
+        if (!pos || PyList_Append(kept, pos) < 0) { Py_XDECREF(pos); goto done; }
         Py_DECREF(pos);
     }
-    return Py_BuildValue("LLN", nx[0] >= 0 ? (long long)next[0] : -1LL, nx[1] >= 0 ? (long long)next[1] : -1LL,
-                         kept);
+    PyObject *out[2];
+    for (int d = 0; d < 2; d++) {
+        if (walked[d]) out[d] = Py_BuildValue("kLk", (unsigned long)next[d], skip[d], (unsigned long)left[d]);
+        else { out[d] = Py_None; Py_INCREF(Py_None); }
+    }
+    if (!out[0] || !out[1]) { Py_XDECREF(out[0]); Py_XDECREF(out[1]); goto done; }
+    result = Py_BuildValue("NNOn", out[0], out[1], kept, i);
+done:
+    Py_XDECREF(kept);
+    PyBuffer_Release(&fb);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"scan_pcap", scan_pcap, METH_VARARGS, "Decode complete pcap records into packet records."},
     {"scan_pcapng", scan_pcapng, METH_VARARGS, "Decode pcapng EPB/SPB blocks into packet records."},
     {"scan_frames", scan_frames, METH_VARARGS, "Decode live-capture frames (data + per-frame meta)."},
-    {"spent_run", spent_run, METH_VARARGS, "Consume spent TCP sides' in-sequence rows of a batch."},
+    {"walk_run", walk_run, METH_VARARGS, "Consume walked TCP sides' in-sequence rows of a batch."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -3,7 +3,8 @@
 The C table keys flows by the fast path's direction-independent flow hash and accounts every packet
 (packets/bytes per direction, first/last seen, TCP state). Python sees a flow once per batch, and only
 when it is new or still has rows to inspect: flows it has stopped inspecting (`stop`) and the in-order
-segments of a TCP side whose inspection budget is spent (`arm`) cost it nothing. A flow ends on TCP
+segments of a TCP side whose inspection budget is spent (`arm`), or of a DICOM side between data-set
+fragments its parser only skips (`arm_pdata`), cost it nothing. A flow ends on TCP
 FIN/RST (after a short linger for the last segments), on idle timeout, on active timeout, or when the
 table is full (oldest first, counted); its counters are copied into its `FlowRecord` then.
 """
@@ -141,14 +142,17 @@ class FlowTable:
     def evicted(self) -> int:
         return self._c.evicted
 
-    def update(self, recs: np.ndarray) -> Iterator[tuple[Flow, bool, int, Rows]]:
-        """Account a batch. Yields (flow, is_new, its first row in the batch, rows to inspect) for each flow
-        that is new or has rows to inspect, in flow hash order."""
+    def update(
+        self, recs: np.ndarray, buf: bytes | bytearray | memoryview = b""
+    ) -> Iterator[tuple[Flow, bool, int, Rows]]:
+        """Account a batch (`buf`: the buffer its records point into). Yields (flow, is_new, its first row
+        in the batch, rows to inspect) for each flow that is new or has rows to inspect, in flow hash
+        order."""
         n = len(recs)
         if len(self._rows) < n * 5:
             self._groups = np.empty(n * 4, dtype=np.int64)
             self._rows = np.empty(n * 5, dtype=np.int64)
-        ng, nr = self._c.update(recs, n, self._groups, self._rows)
+        ng, nr = self._c.update(recs, n, self._groups, self._rows, buf)
         if not ng:
             return
         # Plain Python numbers from here on: numpy scalars cost several times more per operation. Rows
@@ -181,8 +185,15 @@ class FlowTable:
         """The side sending with `dir` d is past its budget: C consumes its in-order segments."""
         self._c.arm(flow.id, d, next_seq)
 
-    def disarm(self, flow: Flow, d: int) -> int:
-        """Take the side back; returns its next expected sequence number."""
+    def arm_pdata(self, flow: Flow, d: int, next_seq: int, skip: int, pdu_left: int) -> None:
+        """The DICOM side sending with `dir` d is between data-set fragments its parser only skips (`skip`
+        bytes of the current one, `pdu_left` of the P-DATA-TF PDU): C walks its in-order segments until
+        one holds anything else."""
+        self._c.arm_pdata(flow.id, d, next_seq, skip, pdu_left)
+
+    def disarm(self, flow: Flow, d: int) -> tuple[int, int, int]:
+        """Take the side back: its next expected sequence number, and for `arm_pdata` where the walk got
+        (skip, pdu_left)."""
         return self._c.disarm(flow.id, d)
 
     def _create(self, fid: int, recs: np.ndarray, row: int) -> Flow:

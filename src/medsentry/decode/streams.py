@@ -7,7 +7,9 @@ hole in them would only produce garbage).
 
 from __future__ import annotations
 
-MAX_PENDING_SEGMENTS = 16
+# Out-of-order segments held per direction. A SPAN session merging several ports, or a capture taken from
+# two queues, interleaves a connection's segments some 20 KiB apart: 16 made gaps of such reorderings.
+MAX_PENDING_SEGMENTS = 64
 _SEQ_MOD = 1 << 32
 
 

@@ -21,7 +21,10 @@ Module-level names a protocol module exposes (all optional except NAME):
         optional: ignores(from_client) -> int: how many of the direction's next bytes feed() would
         discard without any effect but counting them down (e.g. DICOM pixel data), and
         skip(from_client, n): count n of them down (n <= ignores). The pipeline then moves those
-        bytes on without copying or feeding them.
+        bytes on without copying or feeding them, and they do not count against INSPECT_BYTES.
+        optional (DICOM): pdata_state(from_client) / pdata_resume(from_client, skip, pdu_left): where
+        the C flow table may walk the direction's framing itself (see protocols.dicom).
+    INSPECT_BYTES: int              bytes of each direction the pipeline feeds (default 64 KiB)
 
 Parsers raise `Malformed` (never anything else) on bytes that do not follow the wire format; the
 pipeline counts it per protocol and moves on.

@@ -88,6 +88,10 @@ _US_ELEMENTS = {0x0110: "message_id", 0x0120: "message_id_being_responded_to", 0
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 
+# What Python parses of an association (per direction): commands and the first bytes of each data set,
+# a few KiB an image, so a study of thousands of images is read whole; the data sets' other bytes are
+# skipped (`ignores`, `pdata_state`) and do not count.
+INSPECT_BYTES = 8 * 1024 * 1024
 _MAX_PDU = 1024 * 1024  # association / release / abort PDUs; P-DATA-TF streams through unbuffered
 _MAX_COMMAND = 64 * 1024  # a command set is a few hundred bytes
 _SCAN_LIMIT = 16 * 1024  # of a data set's first fragment, read for patient attributes
@@ -247,6 +251,12 @@ def scan_data_set(data: bytes, explicit_vr: bool | None = None) -> dict[str, Any
     Little endian only; `explicit_vr` None guesses from the first element (a VR after the tag).
     Stops at the first top-level group above 0018 (elements come in tag order) or where the fragment ends.
     """
+    return _scan(data, explicit_vr)[0]
+
+
+def _scan(data: bytes, explicit_vr: bool | None) -> tuple[dict[str, Any], bool]:
+    """`scan_data_set`, and whether it got to its end (a top-level group above 0018) inside `data`: then
+    more bytes of the fragment would not change the answer."""
     if explicit_vr is None:
         explicit_vr = bytes(data[4:6]) in _VRS
     present: list[str] = []
@@ -264,7 +274,7 @@ def scan_data_set(data: bytes, explicit_vr: bool | None = None) -> dict[str, Any
                 depth = max(0, depth - 1)
             continue
         if depth == 0 and group > 0x0018:
-            break
+            return f, True
         if explicit_vr:
             _, _, vr, length = _EXPLICIT.unpack_from(data, pos)
             if vr in _LONG_VRS:
@@ -288,14 +298,14 @@ def scan_data_set(data: bytes, explicit_vr: bool | None = None) -> dict[str, Any
             if text:
                 f[name] = text[:_MAX_EQUIPMENT_TEXT]
         pos += length
-    return f
+    return f, False
 
 
 _EVERYTHING = 1 << 62  # what a dead direction ignores
 
 
 class _Direction:
-    __slots__ = ("buf", "command", "dead", "pdu_left", "pending", "pending_context", "skip")
+    __slots__ = ("buf", "command", "dead", "pdu_left", "pending", "pending_context", "scan_tried", "skip")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -304,6 +314,7 @@ class _Direction:
         self.command = bytearray()  # command fragments until the last one
         self.pending: dict[str, Any] | None = None  # a command waiting for its data set's first fragment
         self.pending_context = 0
+        self.scan_tried = 0  # bytes of the pending data set the last scan that did not get to its end had
         self.dead = False  # framing lost: nothing more is parsed in this direction
 
 
@@ -345,6 +356,24 @@ class StreamParser:
         d = self._dirs[from_client]
         if not d.dead:
             d.skip -= n
+
+    def pdata_state(self, from_client: bool) -> tuple[int, int] | None:
+        """(bytes of the current data-set fragment still to skip, bytes left in the P-DATA-TF PDU) when
+        the direction's next bytes matter only for their framing until a command or another PDU comes:
+        the C flow table may walk them (`FlowTable.arm_pdata`) and hand the state back (`pdata_resume`).
+        None while anything is half-read or a data set waits to be scanned."""
+        d = self._dirs[from_client]
+        if d.dead:
+            return _EVERYTHING, 0
+        if d.buf or d.command or d.pending is not None or self.state == AWAITING_ASSOCIATION:
+            return None
+        return d.skip, d.pdu_left
+
+    def pdata_resume(self, from_client: bool, skip: int, pdu_left: int) -> None:
+        """Where a walk begun at `pdata_state` left the direction."""
+        d = self._dirs[from_client]
+        if not d.dead:
+            d.skip, d.pdu_left = skip, pdu_left
 
     def flush(self) -> list[Message]:
         """Commands still waiting for a data set that never came (end of the connection)."""
@@ -414,15 +443,21 @@ class StreamParser:
                     out.append(Message("dicom.command", fields, from_client))
             return True
         if d.pending is not None:
-            head = min(size, _SCAN_LIMIT)
-            if len(buf) < 6 + head:
-                return False
+            head, have = min(size, _SCAN_LIMIT), len(buf) - 6
             transfer = self._transfer.get(d.pending_context)
             if transfer != DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+                # The scan usually gets to its end (group 0018) in the first segment of the data set:
+                # try it on what has come, again each time that doubles, not only after `head` bytes.
+                if have < head and have < 2 * d.scan_tried:
+                    return False
                 explicit = None if transfer is None else transfer != IMPLICIT_VR_LITTLE_ENDIAN
-                d.pending.update(scan_data_set(buf[6 : 6 + head], explicit))
+                fields, complete = _scan(buf[6 : 6 + min(have, head)], explicit)
+                if have < head and not complete:
+                    d.scan_tried = max(have, 1)
+                    return False
+                d.pending.update(fields)
             out.append(Message("dicom.command", d.pending, from_client))
-            d.pending = None
+            d.pending, d.scan_tried = None, 0
         d.pdu_left -= 4 + item_length
         self._drop(d, 6 + size)
         return True
