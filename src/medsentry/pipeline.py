@@ -3,7 +3,8 @@
 Per batch: the flow table (C) accounts every packet and hands this module only the rows it still has to
 look at, grouped by flow; payloads go to protocol modules only where it pays: every datagram of a
 dissected UDP/link-layer protocol, and the head of each TCP connection up to the module's byte budget
-(`INSPECT_BYTES`, per direction) or until its parser says it is `done`. A TCP connection no module claims
+(`INSPECT_BYTES`, per direction; the whole connection for DICOM, HL7 and MQTT, whose every message
+matters) or until its parser says it is `done`. A TCP connection no module claims
 after the first payload of each side is not looked at again; past its budget a side costs Python nothing,
 nor do the bytes a parser only skips (DICOM data sets: the C flow table walks their framing).
 """
@@ -15,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
@@ -379,9 +379,11 @@ class Analyzer:
         bulk = n - _BULK_MIN if walk else 0  # rows before this position may hand the rest to `_walk_on`
         ignores = getattr(st.parser, "ignores", None)
         pdata = getattr(st.parser, "pdata_state", None)
-        for i, (start, length, seq, d, ts) in enumerate(
-            islice(zip(rows.start, rows.len, rows.seq, rows.dir, rows.ts, strict=True), begin, None), begin
-        ):
+        starts, lengths, seqs, dirs, stamps = rows.start, rows.len, rows.seq, rows.dir, rows.ts
+        # By index from `begin`: a slice or islice per call would cost every row after it, and a flow's
+        # batch is entered again after each `_walk_on` (an association: once an image).
+        for i in range(begin, n):
+            start, length, seq, d, ts = starts[i], lengths[i], seqs[i], dirs[i], stamps[i]
             side = 0 if d == client_dir else 1
             cand = isn[side]
             if cand is not None:

@@ -24,7 +24,8 @@ Module-level names a protocol module exposes (all optional except NAME):
         bytes on without copying or feeding them, and they do not count against INSPECT_BYTES.
         optional (DICOM): pdata_state(from_client) / pdata_resume(from_client, skip, pdu_left): where
         the C flow table may walk the direction's framing itself (see protocols.dicom).
-    INSPECT_BYTES: int              bytes of each direction the pipeline feeds (default 64 KiB)
+    INSPECT_BYTES: int              bytes of each direction the pipeline feeds (default 64 KiB: the head
+                                    of the connection); WHOLE_CONNECTION where every message matters
 
 Parsers raise `Malformed` (never anything else) on bytes that do not follow the wire format; the
 pipeline counts it per protocol and moves on.
@@ -36,6 +37,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 _NO_FIELDS: Any = object()  # `fields` not given: a new empty dict, as `field(default_factory=dict)`
+
+
+# INSPECT_BYTES of the medical and device message protocols (DICOM, HL7, MQTT): their connections stay open
+# for days, and a command, a patient record or a topic published late matters as much as the first one.
+WHOLE_CONNECTION = 1 << 62
 
 
 class Malformed(ValueError):

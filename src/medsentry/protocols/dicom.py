@@ -29,7 +29,7 @@ import struct
 from typing import Any
 
 from medsentry.privacy import phi_hash
-from medsentry.protocols.base import Malformed, Message
+from medsentry.protocols.base import WHOLE_CONNECTION, Malformed, Message
 
 NAME = "dicom"
 TCP_PORTS = frozenset({104, 11112, 4242, 2761, 2762})
@@ -88,10 +88,9 @@ _US_ELEMENTS = {0x0110: "message_id", 0x0120: "message_id_being_responded_to", 0
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 
-# What Python parses of an association (per direction): commands and the first bytes of each data set,
-# a few KiB an image, so a study of thousands of images is read whole; the data sets' other bytes are
-# skipped (`ignores`, `pdata_state`) and do not count.
-INSPECT_BYTES = 8 * 1024 * 1024
+# Every command: Python parses commands and the first bytes of each data set (a few KiB an image); the
+# rest of the data sets is skipped (`ignores`) or walked in C (`pdata_state`).
+INSPECT_BYTES = WHOLE_CONNECTION
 _MAX_PDU = 1024 * 1024  # association / release / abort PDUs; P-DATA-TF streams through unbuffered
 _MAX_COMMAND = 64 * 1024  # a command set is a few hundred bytes
 _SCAN_LIMIT = 16 * 1024  # of a data set's first fragment, read for patient attributes

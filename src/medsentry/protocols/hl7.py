@@ -20,10 +20,11 @@ import re
 from typing import Any
 
 from medsentry.privacy import phi_hash
-from medsentry.protocols.base import Malformed, Message
+from medsentry.protocols.base import WHOLE_CONNECTION, Malformed, Message
 
 NAME = "hl7"
 TCP_PORTS = frozenset({2575, 2100, 6661})
+INSPECT_BYTES = WHOLE_CONNECTION  # an interface engine's connection carries every message for days
 
 START_BLOCK, END_BLOCK = b"\x0b", b"\x1c\x0d"
 _MAX_MESSAGE = 1024 * 1024  # a block longer than this is dropped up to the next start byte

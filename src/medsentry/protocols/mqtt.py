@@ -21,7 +21,7 @@ import struct
 from typing import Any
 
 from medsentry.privacy import phi_hash
-from medsentry.protocols.base import Malformed, Message
+from medsentry.protocols.base import WHOLE_CONNECTION, Malformed, Message
 
 NAME = "mqtt"
 TCP_PORTS = frozenset({1883})
@@ -49,6 +49,8 @@ _KINDS = {
 _MAX_PACKET = 256 * 1024  # control packets are small; a bigger one is skipped as Malformed
 _MAX_PUBLISH_HEAD = 70 * 1024  # topic (<= 64 KiB) + packet id + properties, before the payload
 _MAX_ALIASES = 1024  # v5 topic aliases remembered per direction
+_EVERYTHING = 1 << 62  # what a dead direction ignores
+INSPECT_BYTES = WHOLE_CONNECTION  # a monitor's session to its broker stays open for days
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
@@ -245,6 +247,17 @@ class StreamParser:
             if not out:
                 raise
         return out
+
+    def ignores(self, from_client: bool) -> int:
+        """How many of the direction's next bytes `feed` would only count down (a PUBLISH payload)."""
+        d = self._dirs[from_client]
+        return _EVERYTHING if d.dead else d.skip
+
+    def skip(self, from_client: bool, n: int) -> None:
+        """What `feed` does with n bytes the direction `ignores`."""
+        d = self._dirs[from_client]
+        if not d.dead:
+            d.skip -= n
 
     def _next(self, d: _Direction, from_client: bool) -> Message | None:
         buf = d.buf
