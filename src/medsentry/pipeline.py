@@ -111,7 +111,7 @@ class Stats:
 class _Stream:
     """Inspection state of one TCP connection."""
 
-    __slots__ = ("armed", "budget", "dirs", "first", "isn", "module", "parser", "tries")
+    __slots__ = ("armed", "budget", "dirs", "first", "isn", "joined", "module", "parser", "tries")
 
     def __init__(self) -> None:
         self.module: ModuleType | None = None
@@ -122,6 +122,8 @@ class _Stream:
         self.first: bytes | None = None  # the start of a first payload no module took (a greeting)
         # each side's SYN(-ACK) sequence numbers + 1 until its first data; then None
         self.isn: list[list[int] | None] = [[], []]
+        # sides whose stream starts inside the connection (no SYN seen) and whose parser was not told yet
+        self.joined = [False, False]
         self.armed = [_NOT_ARMED, _NOT_ARMED]  # sides whose in-order segments the C flow table consumes
 
 
@@ -394,10 +396,11 @@ class Analyzer:
                 # This side's first data: its stream starts at the SYN(-ACK) just before it (retries
                 # may carry other numbers), unless none is close, e.g. a SYN of an earlier connection.
                 isn[side] = None
-                if cand:
-                    back = min((seq - c) & 0xFFFFFFFF for c in cand)
-                    if back <= _SYN_WINDOW:
-                        tcp_dirs[side].next_seq = (seq - back) & 0xFFFFFFFF
+                back = min((seq - c) & 0xFFFFFFFF for c in cand) if cand else _SYN_WINDOW + 1
+                if back <= _SYN_WINDOW:
+                    tcp_dirs[side].next_seq = (seq - back) & 0xFFFFFFFF
+                else:
+                    st.joined[side] = True
             elif not length:
                 continue
             if budget[side] == 0 and st.module is not None:
@@ -435,6 +438,7 @@ class Analyzer:
                     # Not recognised: these bytes may not start the stream at all (a stray payload on
                     # an ACK can overlap what follows), so the next segment starts it wherever it is.
                     dr.next_seq = None
+                    st.joined[side] = True
                     continue
                 st.module, st.parser, r.app = mod, mod.StreamParser(), mod.NAME
                 ignores = getattr(st.parser, "ignores", None)
@@ -446,6 +450,10 @@ class Analyzer:
             budget[side] -= len(in_order) - free
             if not in_order:
                 continue  # nothing left to feed on this side
+            if st.joined[side]:
+                st.joined[side] = False
+                if (join := getattr(st.parser, "join", None)) is not None:
+                    join(side == 0)
             try:
                 msgs = st.parser.feed(in_order, side == 0)  # type: ignore[union-attr]
             except Malformed:

@@ -22,6 +22,8 @@ Module-level names a protocol module exposes (all optional except NAME):
         discard without any effect but counting them down (e.g. DICOM pixel data), and
         skip(from_client, n): count n of them down (n <= ignores). The pipeline then moves those
         bytes on without copying or feeding them, and they do not count against INSPECT_BYTES.
+        optional: join(from_client): this direction's bytes start somewhere inside the connection (the
+        capture began after it opened): its first bytes may be the end of a message.
         optional (DICOM): pdata_state(from_client) / pdata_resume(from_client, skip, pdu_left): where
         the C flow table may walk the direction's framing itself (see protocols.dicom).
     INSPECT_BYTES: int              bytes of each direction the pipeline feeds (default 64 KiB: the head

@@ -75,6 +75,21 @@ def looks_like(head: bytes) -> bool:
     return head[:4] == b"\x0bMSH"
 
 
+# A connection picked up inside a message (an interface engine's connection stays open for days, and a
+# result with an embedded report spans many segments): HL7 text, with a segment start, a field separator
+# or a block's end in it, or base64 of an embedded document (OBX-5, type ED).
+_TEXT = re.compile(rb"[\x20-\x7e\x80-\xff\r\n\t\x0b\x1c]+\Z")
+_INSIDE = re.compile(rb"\r[A-Z][A-Z0-9]{2}\||\x1c\r|\|[^|\r]*\^|\^[^|\r]*\|")
+_BASE64 = re.compile(rb"[A-Za-z0-9+/=\r\n]{256,}\Z")
+
+
+def mid_stream(head: bytes) -> bool:
+    head = head[:4096]
+    if _TEXT.match(head) is None:
+        return False
+    return _INSIDE.search(head) is not None or _BASE64.match(head) is not None
+
+
 def parse_message(data: bytes) -> list[Message]:
     """The HL7 messages of one block (without MLLP framing): one per MSH, batch and file envelopes dropped.
 
@@ -188,12 +203,13 @@ def _message(segments: list[str], separators: str, interrupted: bool) -> tuple[s
 
 
 class _Direction:
-    __slots__ = ("buf", "scanned", "skipping")
+    __slots__ = ("buf", "joined", "scanned", "skipping")
 
     def __init__(self) -> None:
         self.buf = bytearray()
         self.scanned = 0  # bytes of buf already searched for the end of the block
         self.skipping = False  # dropping an oversized block until the next start byte
+        self.joined = False  # picked up inside the connection: no block boundary seen yet
 
 
 class StreamParser:
@@ -202,9 +218,16 @@ class StreamParser:
     def __init__(self) -> None:
         self._dirs = (_Direction(), _Direction())
 
+    def join(self, from_client: bool) -> None:
+        """The direction's bytes start inside the connection: what comes before the first block
+        boundary is the end of a block whose start the capture missed, not bytes outside blocks."""
+        self._dirs[from_client].joined = True
+
     def feed(self, data: bytes, from_client: bool) -> list[Message]:
         d = self._dirs[from_client]
         d.buf += data
+        if d.joined and not self._tail_passed(d):
+            return []
         out: list[Message] = []
         garbage = False
         while True:
@@ -235,3 +258,16 @@ class StreamParser:
         if garbage and not out:
             raise Malformed("bytes outside MLLP blocks or a block over the size bound")
         return out
+
+    @staticmethod
+    def _tail_passed(d: _Direction) -> bool:
+        """Drop the end of the block a joined direction began inside; False while it has not ended."""
+        buf = d.buf
+        start, end = buf.find(START_BLOCK), buf.find(END_BLOCK)
+        if end >= 0 and (start < 0 or end < start):
+            del buf[: end + 2]
+        elif start < 0:
+            del buf[:-1]  # only FS of the block's end may be here, its CR still to come
+            return False
+        d.joined = False
+        return True
