@@ -191,6 +191,7 @@ class Analyzer:
         table = self.flows
         ttl_seen = self._ttl_seen
         firsts: list[tuple[int, Flow]] = []
+        datagrams: list[tuple[ModuleType, list[int]]] = []
         for flow, new, first, rows in table.update(recs, batch.buf):
             r = flow.record
             if new and r.client_ip not in ttl_seen:
@@ -205,11 +206,13 @@ class Analyzer:
                         table.stop(flow)
                         continue
                 r.app = mod.NAME
-                self._datagrams(batch, rows.row, mod)
+                datagrams.append((mod, rows.row))
             elif r.transport == "tcp":
                 self._stream(batch.buf, flow, rows)
             else:
                 table.stop(flow)
+        if datagrams:
+            self._datagrams(batch, datagrams)
         # Flows come in key order: the earliest first packet of an IP is the one whatever the order (and
         # whichever `--workers` shard has the flow).
         firsts.sort(key=lambda rf: rf[0])
@@ -287,33 +290,36 @@ class Analyzer:
                     None,
                 )
 
-    def _datagrams(self, batch: Batch, rows: list[int], mod: ModuleType) -> None:
-        recs = batch.recs
+    def _datagrams(self, batch: Batch, flows: list[tuple[ModuleType, list[int]]]) -> None:
+        """The datagrams of the batch's dissected UDP flows (module, rows). Their records are converted
+        together: one conversion per flow (a DNS flow has one or two rows) cost more than its parse."""
         buf = batch.buf
-        on_ports = getattr(mod, "parse_datagram_on", None)
-        for row, rec in zip(rows, _records(recs, rows), strict=True):
-            start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
-            payload = bytes(buf[start : start + rec[_PAYLOAD_LEN]])
-            sport, dport = rec[_SPORT], rec[_DPORT]
-            if on_ports is None:
-                msgs = self._parse(mod, payload)
-            else:
-                msgs = self._parse(mod, payload, on_ports, sport, dport)
-            if not msgs:
-                continue
-            v = rec[_IPVER]
-            where = (
-                row,
-                rec[_TS],
-                mac_str(rec[_SRC_MAC]),
-                ip_str(rec[_SRC_IP], v),
-                mac_str(rec[_DST_MAC]),
-                ip_str(rec[_DST_IP], v),
-                sport,
-                dport,
-            )
-            for msg in msgs:
-                self._out(msg, mod, *where, "udp")
+        records = _records(batch.recs, [row for _, rows in flows for row in rows])
+        for mod, rows in flows:
+            on_ports = getattr(mod, "parse_datagram_on", None)
+            for row, rec in zip(rows, records, strict=False):  # `rows` first: takes only this flow's records
+                start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
+                payload = bytes(buf[start : start + rec[_PAYLOAD_LEN]])
+                sport, dport = rec[_SPORT], rec[_DPORT]
+                if on_ports is None:
+                    msgs = self._parse(mod, payload)
+                else:
+                    msgs = self._parse(mod, payload, on_ports, sport, dport)
+                if not msgs:
+                    continue
+                v = rec[_IPVER]
+                where = (
+                    row,
+                    rec[_TS],
+                    mac_str(rec[_SRC_MAC]),
+                    ip_str(rec[_SRC_IP], v),
+                    mac_str(rec[_DST_MAC]),
+                    ip_str(rec[_DST_IP], v),
+                    sport,
+                    dport,
+                )
+                for msg in msgs:
+                    self._out(msg, mod, *where, "udp")
 
     def _parse(
         self,
