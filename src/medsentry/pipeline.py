@@ -434,10 +434,10 @@ class Analyzer:
                 continue
             if st.module is None:
                 # recognised from in-order bytes only: a segment that came early waits for its turn
-                mod = protocols.for_stream(r.server_port, r.client_port, in_order, st.first)
+                mod = protocols.for_stream(r.server_port, r.client_port, in_order, st.first, st.tries >= 2)
                 st.tries += 1
                 if mod is None:
-                    if st.tries >= 2:
+                    if st.tries >= (_JOIN_TRIES if protocols.may_join(r.server_port, r.client_port) else 2):
                         self.flows.stop(flow)
                         return None
                     st.first = in_order[:16]
@@ -595,6 +595,7 @@ _WINDOW = 4096  # records converted to tuples at a time
 _ROW_AND_NUMBER = itemgetter(0, 1)
 _MAX_ISN = 4  # SYN(-ACK)s remembered per side before its first data
 _SYN_WINDOW = 1 << 20  # the first data seen may be this far past its SYN (earlier segments lost or late)
+_JOIN_TRIES = 16  # segments looked at for a recognisable point on a port whose module can join mid-stream
 _BULK_MIN = 2  # rows left in a batch below which the per-segment loop is cheaper than `_walk_on`
 
 

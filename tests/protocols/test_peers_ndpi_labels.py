@@ -52,11 +52,11 @@ OURS = {
 # - HTTP 1113/1114: a connection picked up after its request is recognised on HTTP ports by its status line
 #   (`http.mid_stream`), a request line longer than its first segment by its method and path; left: a
 #   fuzzed request line.
-# - TLS 867/877: connections captured after their handshake are recognised on TLS ports by their record
-#   headers (`tls.mid_stream`); not on other ports (XMPP 5223, Google 5228, Cast 8009, port 80: 7 flows),
-#   nor one starting inside a record (heuristic_tcp_ack_payload), nor one inside GTP (a mobile network's
-#   tunnel, not opened); one flow nDPI prints with an impossible address ("2600:1901::7a0b::").
-#   Decoded 791: the handshake, where the capture has it (a flow picked up after it has none).
+# - TLS 868/877: connections captured after their handshake are recognised on TLS ports by their record
+#   headers (`tls.mid_stream`; one starting inside a record by the next record header, up to 16 segments
+#   being tried on such ports); not on other ports (XMPP 5223, Google 5228, Cast 8009, port 80: 7 flows),
+#   nor one inside GTP (a mobile network's tunnel, not opened); one flow nDPI prints with an impossible
+#   address ("2600:1901::7a0b::"). Decoded 792: the handshake, where the capture has it.
 # - Syslog 15/16: one over TCP 514 without octet framing (rsh-syslog-false-positive: nDPI itself calls it
 #   a false positive).
 # - MQTT 2/5: three connections on port 17501 captured after their CONNECT; we recognise MQTT by CONNECT.

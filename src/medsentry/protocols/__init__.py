@@ -68,18 +68,20 @@ MID_STREAM_TESTS: list[ModuleType] = [
 ]
 
 
-def for_stream(server_port: int, client_port: int, head: bytes, before: bytes | None = None
-               ) -> ModuleType | None:  # fmt: skip
+def for_stream(server_port: int, client_port: int, head: bytes, before: bytes | None = None,
+               joining: bool = False) -> ModuleType | None:  # fmt: skip
     """The module for a TCP connection whose first payload is `head`; `before`: the start of a payload that
     came first and no module took (a server's greeting). A module that knows its greeting (`GREETING`)
-    must find it there; off the module's ports the greeting must have been seen."""
+    must find it there; off the module's ports the greeting must have been seen. `joining`: a later try
+    at a connection picked up mid-stream (`may_join`): only the ports' own modules are asked, since
+    every module's content test over many segments of one connection would find some look-alike."""
     for port in (server_port, client_port):
         mod = BY_TCP_PORT.get(port)
         if mod is None or not _greeted(mod, before):
             continue
         if not hasattr(mod, "looks_like") or _safe(mod, "looks_like", head):
             return mod
-    for mod in CONTENT_TESTS:
+    for mod in () if joining else CONTENT_TESTS:
         if _safe(mod, "looks_like", head) and _greeted(mod, before, seen=True):
             return mod
     for mod in MID_STREAM_TESTS:  # last: what a connection's start looks like comes first
@@ -87,6 +89,12 @@ def for_stream(server_port: int, client_port: int, head: bytes, before: bytes | 
         if (server_port in ports or client_port in ports) and _safe(mod, "mid_stream", head):
             return mod
     return None
+
+
+def may_join(server_port: int, client_port: int) -> bool:
+    """A module on one of these ports can recognise its connections mid-stream (`mid_stream`): the first
+    segments seen may hold no point it recognises (an image's pixel data), so more of them are tried."""
+    return any(server_port in m.TCP_PORTS or client_port in m.TCP_PORTS for m in MID_STREAM_TESTS)
 
 
 def for_datagram(head: bytes) -> ModuleType | None:

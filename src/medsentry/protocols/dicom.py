@@ -119,6 +119,33 @@ def looks_like(head: bytes) -> bool:
     return 68 <= length <= _MAX_PDU and _U16.unpack_from(head, 6)[0] & 1 == 1
 
 
+_PDATA_MAX = 4 * 1024 * 1024  # the longest P-DATA-TF PDU believed when looking for one mid-stream
+_RESYNC_MAX = 64 * 1024 * 1024  # bytes of a joined direction searched for a PDU before giving up
+
+
+def _resync(buf: bytes | bytearray) -> int | None:
+    """Where a P-DATA-TF PDU plausibly starts in bytes from the middle of an association: its header
+    and first PDV item are consistent (item inside the PDU, odd presentation context id, message control
+    header 0-3), and the next PDU's header, where the bytes reach it, is one too. None if nowhere (or
+    only where the bytes end too soon to tell)."""
+    i = buf.find(b"\x04\x00")
+    while 0 <= i <= len(buf) - 12:
+        length = _U32.unpack_from(buf, i + 2)[0]
+        item, context, control = _PDV.unpack_from(buf, i + 6)
+        if 6 <= length <= _PDATA_MAX and 2 <= item <= length - 4 and context & 1 and control <= 3:
+            after = i + 6 + length
+            if after + 2 > len(buf) or (1 <= buf[after] <= 7 and buf[after + 1] == 0):
+                return i
+        i = buf.find(b"\x04\x00", i + 1)
+    return None
+
+
+def mid_stream(head: bytes) -> bool:
+    """An association picked up after it began (a study of thousands of images takes minutes): a
+    P-DATA-TF PDU somewhere in the segment (see `_resync`)."""
+    return _resync(head) is not None
+
+
 def _text(value: bytes) -> str:
     """AE titles, UIDs and names: ASCII padded with spaces (or NUL for UIDs)."""
     return value.strip(b" \x00").decode("ascii", "replace")
@@ -304,7 +331,8 @@ _EVERYTHING = 1 << 62  # what a dead direction ignores
 
 
 class _Direction:
-    __slots__ = ("buf", "command", "dead", "pdu_left", "pending", "pending_context", "scan_tried", "skip")
+    __slots__ = ("buf", "command", "dead", "joined", "pdu_left", "pending", "pending_context", "scan_tried",
+                 "skip")  # fmt: skip
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -315,6 +343,7 @@ class _Direction:
         self.pending_context = 0
         self.scan_tried = 0  # bytes of the pending data set the last scan that did not get to its end had
         self.dead = False  # framing lost: nothing more is parsed in this direction
+        self.joined: int | None = None  # picked up mid-association: bytes searched for a PDU so far
 
 
 class StreamParser:
@@ -335,6 +364,8 @@ class StreamParser:
             d.skip -= n
             data = memoryview(data)[n:]
         d.buf += data
+        if d.joined is not None and not self._found_pdu(d):
+            return []
         out: list[Message] = []
         try:
             while self._step(d, from_client, out):
@@ -344,6 +375,25 @@ class StreamParser:
             if not out:
                 raise
         return out
+
+    def join(self, from_client: bool) -> None:
+        """The direction's bytes start inside the association: look for a PDU boundary first."""
+        self._dirs[from_client].joined = 0
+
+    @staticmethod
+    def _found_pdu(d: _Direction) -> bool:
+        at = _resync(d.buf)
+        if at is not None:
+            del d.buf[:at]
+            d.joined = None
+            return True
+        keep = min(len(d.buf), 11)  # a PDU header and PDV item may begin in the last bytes
+        d.joined = (d.joined or 0) + len(d.buf) - keep
+        del d.buf[: len(d.buf) - keep]
+        if d.joined > _RESYNC_MAX:
+            d.dead, d.joined = True, None
+            raise Malformed("no P-DATA-TF PDU found in the joined association")
+        return False
 
     def ignores(self, from_client: bool) -> int:
         """How many of the direction's next bytes `feed` would only count down (see protocols.base)."""
@@ -364,7 +414,9 @@ class StreamParser:
         d = self._dirs[from_client]
         if d.dead:
             return _EVERYTHING, 0
-        if d.buf or d.command or d.pending is not None or self.state == AWAITING_ASSOCIATION:
+        if d.buf or d.command or d.pending is not None or d.joined is not None:
+            return None
+        if self.state == AWAITING_ASSOCIATION:
             return None
         return d.skip, d.pdu_left
 
