@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +39,13 @@ def pcap_records(frames: list[tuple[float, bytes]]) -> bytes:
     return b"".join(
         struct.pack("<IIII", int(ts), round(ts % 1 * 1e6), len(f), len(f)) + f for ts, f in frames
     )
+
+
+def write_pcap(path: Path, frames: list[bytes], step: float = 0.01) -> Path:
+    """Ethernet frames as a pcap file, `step` seconds apart."""
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    path.write_bytes(header + pcap_records([(1_700_000_000 + i * step, f) for i, f in enumerate(frames)]))
+    return path
 
 
 def records(frames: list[tuple[float, bytes]]) -> np.ndarray:

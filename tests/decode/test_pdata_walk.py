@@ -18,7 +18,7 @@ from medsentry.decode.flows import ACK, SYN
 from medsentry.pipeline import Analyzer
 from medsentry.protocols import dicom
 from medsentry.protocols.base import Malformed, Message
-from tests.decode.test_flows import pcap_records, records, tcp
+from tests.decode.test_flows import pcap_records, records, tcp, write_pcap
 
 PSH = 0x08
 
@@ -223,10 +223,7 @@ def test_an_association_picked_up_mid_image_is_read_on(tmp_path: Path) -> None:
         if len(frames) % 100 == 0:  # the PACS answers now and then
             frames.append(tcp(pacs, modality, PSH | ACK, rseq, rsp))
             rseq += len(rsp)
-    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-    path = tmp_path / "joined.pcap"
-    path.write_bytes(header + pcap_records([(1_700_000_000 + i / 1000, f) for i, f in enumerate(frames)]))
-    observations, stats = observe_files([path])
+    observations, stats = observe_files([write_pcap(tmp_path / "joined.pcap", frames, step=0.001)])
     stores_seen = [o.fields["message_id"] for o in observations
                    if o.kind == "dicom.command" and o.fields["command"] == "C-STORE-RQ"]  # fmt: skip
     assert stores_seen == [2, 3, 4] and not stats.malformed_by_protocol

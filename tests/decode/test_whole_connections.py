@@ -11,7 +11,7 @@ from pathlib import Path
 from medsentry.decode.flows import ACK, SYN
 from medsentry.observe import Observation
 from medsentry.pipeline import DEFAULT_INSPECT_BYTES, observe_files
-from tests.decode.test_flows import pcap_records, tcp
+from tests.decode.test_flows import tcp, write_pcap
 
 PSH = 0x08
 
@@ -27,10 +27,7 @@ def session(tmp_path: Path, port: int, messages: list[bytes], reply: bytes = b""
         if reply:
             frames.append(tcp(server, client, PSH | ACK, rseq, reply))
             rseq += len(reply)
-    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-    path = tmp_path / f"{port}.pcap"
-    path.write_bytes(header + pcap_records([(1_700_000_000 + i / 100, f) for i, f in enumerate(frames)]))
-    observations, _ = observe_files([path])
+    observations, _ = observe_files([write_pcap(tmp_path / f"{port}.pcap", frames)])
     return observations
 
 

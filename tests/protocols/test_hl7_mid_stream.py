@@ -5,7 +5,6 @@ restarts) usually joins one mid-way. The end of that message is passed over; wha
 from __future__ import annotations
 
 import base64
-import struct
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from medsentry.decode.flows import ACK
 from medsentry.protocols import hl7
 from medsentry.protocols.base import Malformed
-from tests.decode.test_flows import pcap_records, tcp
+from tests.decode.test_flows import tcp, write_pcap
 
 PSH = 0x08
 REPORT = base64.b64encode(bytes(range(256)) * 200)  # a 51 KB "PDF"
@@ -70,12 +69,9 @@ def test_a_capture_begun_inside_a_report_reads_the_connection_on(tmp_path: Path)
         for _ in range(part.count(b"\x1c\r")):  # the engine acknowledges each message it received
             frames.append(tcp(ehr, lab, PSH | ACK, rseq, ACK_MSG))
             rseq += len(ACK_MSG)
-    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-    path = tmp_path / "joined.pcap"
-    path.write_bytes(header + pcap_records([(1_700_000_000 + i / 100, f) for i, f in enumerate(frames)]))
     from medsentry.pipeline import observe_files
 
-    observations, stats = observe_files([path])
+    observations, stats = observe_files([write_pcap(tmp_path / "joined.pcap", frames)])
     ids = [o.fields["control_id"] for o in observations if o.kind == "hl7.message"]
     assert ids == ["2", "3"] and len([o for o in observations if o.kind == "hl7.ack"]) == 3
     assert not stats.malformed_by_protocol

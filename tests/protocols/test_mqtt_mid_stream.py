@@ -3,7 +3,6 @@ recognised on the MQTT port by a chain of valid fixed headers, and their PUBLISH
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
@@ -40,16 +39,13 @@ def test_not_mqtt_in_the_middle(head: bytes) -> None:
 
 def test_a_session_picked_up_mid_way_is_read(tmp_path: Path) -> None:
     from medsentry.pipeline import observe_files
-    from tests.decode.test_flows import pcap_records, tcp
+    from tests.decode.test_flows import tcp, write_pcap
 
     monitor, broker = ("10.77.0.111", 50123), ("10.77.0.20", 1883)
     other = ("10.77.0.112", 50124)
     frames = [tcp(monitor, broker, 0x18, 1000, PUBLISH), tcp(broker, monitor, 0x10, 5000),
               tcp(other, broker, 0x18, 2000, b"\x00\x01\x02 not MQTT")]  # fmt: skip
-    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-    pcap = tmp_path / "mid.pcap"
-    pcap.write_bytes(header + pcap_records([(1_700_000_000 + i, f) for i, f in enumerate(frames)]))
-    observations, _ = observe_files([pcap])
+    observations, _ = observe_files([write_pcap(tmp_path / "mid.pcap", frames, step=1.0)])
     [publish] = [o for o in observations if o.kind == "mqtt.publish"]
     assert publish.fields["topic"] == "icu/hr" and publish.src_ip == "10.77.0.111"
     apps = {o.src_ip: o.fields["app"] for o in observations if o.kind == "flow"}
