@@ -30,7 +30,7 @@ from medsentry.capture.live import LiveCapture
 from medsentry.capture.records import PACKET_DTYPE, ST_FRAGMENT, ST_MALFORMED, ST_UNSUPPORTED, Batch
 from medsentry.decode.flows import SYN, TCP, Flow, FlowTable, Rows, Timeouts, ip_str, mac_str
 from medsentry.decode.streams import Direction
-from medsentry.observe import Observation
+from medsentry.observe import FlowRecord, Observation
 from medsentry.protocols.base import Malformed, Message
 
 DEFAULT_INSPECT_BYTES = 64 * 1024
@@ -467,25 +467,7 @@ class Analyzer:
                 self.flows.stop(flow)
                 return None
             for msg in msgs:
-                c = msg.from_client if msg.from_client is not None else side == 0
-                if c:
-                    where = (
-                        r.client_mac,
-                        r.client_ip,
-                        r.server_mac,
-                        r.server_ip,
-                        r.client_port,
-                        r.server_port,
-                    )
-                else:
-                    where = (
-                        r.server_mac,
-                        r.server_ip,
-                        r.client_mac,
-                        r.client_ip,
-                        r.server_port,
-                        r.client_port,
-                    )
+                where = _ends(r, msg.from_client if msg.from_client is not None else side == 0)
                 self._out(msg, st.module, rows.row[i], ts, *where, "tcp")
             if getattr(st.parser, "done", False) or (budget[0] <= 0 and budget[1] <= 0):
                 self.flows.stop(flow)
@@ -517,6 +499,16 @@ class Analyzer:
         return [self._flow_observation(flow) for flow in self.flows.flows.values()]
 
     def _flow_ended(self, flow: Flow) -> None:
+        st, r = flow.state, flow.record
+        flush = getattr(st.parser, "flush", None) if isinstance(st, _Stream) else None
+        if flush is not None:
+            # What a parser still held when the connection ended (a DICOM command whose data set never
+            # came: an association aborted, or the capture's end).
+            name = st.module.NAME  # type: ignore[union-attr]
+            for msg in flush():
+                ends = _ends(r, bool(msg.from_client))
+                self.emit(Observation(r.last_seen, name, msg.kind, *ends, "tcp", msg.fields, self.source))
+                self.stats.observations += 1
         self.emit(self._flow_observation(flow))
         self.stats.observations += 1
 
@@ -582,6 +574,13 @@ class Analyzer:
             self.source,
         )
         self._hold(row, obs)
+
+
+def _ends(r: FlowRecord, from_client: bool) -> tuple[str | None, str, str | None, str, int, int]:
+    """(source MAC, IP, destination MAC, IP, source port, destination port) of a message on the flow."""
+    if from_client:
+        return r.client_mac, r.client_ip, r.server_mac, r.server_ip, r.client_port, r.server_port
+    return r.server_mac, r.server_ip, r.client_mac, r.client_ip, r.server_port, r.client_port
 
 
 def _records(recs: np.ndarray, rows: Sequence[int] | np.ndarray) -> Iterator[tuple[Any, ...]]:

@@ -253,3 +253,22 @@ def test_pixel_data_is_not_taken_for_a_pdu() -> None:
         assert at is None or i + at in starts
         found += at is not None
     assert found >= 30  # one segment in about eleven holds a PDU start
+
+
+def test_a_command_whose_data_set_never_came_is_reported_when_the_connection_ends(tmp_path: Path) -> None:
+    """An association aborted (or the capture ended) between a C-STORE-RQ and its image: the parser held
+    the command for its data set; the flow's end releases it (before, it was lost)."""
+    from medsentry.decode.flows import RST
+    from medsentry.pipeline import observe_files
+
+    modality, pacs = ("10.9.0.8", 40400), ("10.9.0.10", 11112)
+    stream = associate_rq() + p_data(command(0x0001, 7), True, 16_372)
+    frames = [tcp(modality, pacs, SYN, 99), tcp(pacs, modality, SYN | ACK, 499),
+              tcp(modality, pacs, ACK, 100), tcp(modality, pacs, PSH | ACK, 100, stream),
+              tcp(modality, pacs, RST | ACK, 100 + len(stream))]  # fmt: skip
+    observations, _ = observe_files([write_pcap(tmp_path / "aborted.pcap", frames)])
+    [store] = [o for o in observations if o.kind == "dicom.command"]
+    assert store.fields["command"] == "C-STORE-RQ" and store.fields["message_id"] == 7
+    assert store.src_ip == "10.9.0.8" and store.dst_ip == "10.9.0.10" and store.dport == 11112
+    kinds = [o.kind for o in observations if o.protocol in ("dicom", "flow")]
+    assert kinds.index("dicom.command") < kinds.index("flow")  # released before the flow's own record
