@@ -22,6 +22,7 @@ Module-level names a protocol module exposes (all optional except NAME):
         discard without any effect but counting them down (e.g. DICOM pixel data), and
         skip(from_client, n): count n of them down (n <= ignores). The pipeline then moves those
         bytes on without copying or feeding them, and they do not count against INSPECT_BYTES.
+        optional: flush() -> list[Message]: what the parser still holds when the connection ends.
         optional: join(from_client): this direction's bytes start somewhere inside the connection (the
         capture began after it opened): its first bytes may be the end of a message.
         optional (DICOM): pdata_state(from_client) / pdata_resume(from_client, skip, pdu_left): where
