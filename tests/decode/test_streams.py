@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from medsentry.decode.streams import MAX_PENDING_SEGMENTS, Direction
+from medsentry.decode.streams import MAX_PENDING_BYTES, MAX_PENDING_SEGMENTS, Direction
 
 
 def segments(data: bytes, size: int, isn: int = 1000) -> list[tuple[int, bytes]]:
@@ -56,3 +56,17 @@ def test_the_store_is_bounded_and_a_gap_is_reported() -> None:
 def test_sequence_numbers_wrap() -> None:
     segs = segments(DATA[:1000], 100, isn=0xFFFFFF00)
     assert deliver([segs[0], segs[2], segs[1], *segs[3:]]) == DATA[:1000]
+
+
+def test_held_bytes_are_bounded_too() -> None:
+    """Segments of 64 KiB (a capture taken with offloads on): the store holds at most MAX_PENDING_BYTES."""
+    big = bytes(64 * 1024)
+    d = Direction()
+    d.next_seq = 0
+    fits = MAX_PENDING_BYTES // len(big)
+    for k in range(1, fits + 1):
+        assert d.accept(k * len(big), big) == b""
+    assert d.held == fits * len(big) and d.accept((fits + 1) * len(big), big) is None
+    resent = d.accept(len(big), big)  # the same segment again replaces itself: nothing more held
+    assert resent == b"" and d.held == fits * len(big)
+    assert d.accept(0, big) == big * (fits + 1) and d.held == 0 and not d.pending
