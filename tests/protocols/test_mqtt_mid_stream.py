@@ -3,11 +3,13 @@ recognised on the MQTT port by a chain of valid fixed headers, and their PUBLISH
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
 
 from medsentry.protocols import mqtt
+from medsentry.protocols.base import Malformed
 
 PUBLISH = bytes([0x30, 12, 0, 6]) + b"icu/hr" + b"72bp"  # QoS 0, topic "icu/hr", payload "72bp"
 PUBACK = bytes([0x40, 2, 0, 7])
@@ -50,3 +52,39 @@ def test_a_session_picked_up_mid_way_is_read(tmp_path: Path) -> None:
     assert publish.fields["topic"] == "icu/hr" and publish.src_ip == "10.77.0.111"
     apps = {o.src_ip: o.fields["app"] for o in observations if o.kind == "flow"}
     assert apps == {"10.77.0.111": "mqtt", "10.77.0.112": None}
+
+
+def _publish(topic: bytes, payload: bytes) -> bytes:
+    body = struct.pack("!H", len(topic)) + topic + payload
+    length, n = b"", len(body)
+    while True:  # the remaining length: 7 bits a byte, low first (MQTT 3.1.1 2.2.3)
+        n, digit = n >> 7, n & 0x7F
+        length += bytes([digit | (0x80 if n else 0)])
+        if not n:
+            return b"\x30" + length + body
+
+
+def test_a_direction_joined_inside_a_publish_reads_the_packets_after_it() -> None:
+    """A dashboard's subscription: the broker forwards waveforms bigger than a segment. Joined inside
+    one, the rest of its payload is passed over (before, it was read as headers: Malformed, and the
+    whole connection was no longer inspected)."""
+    wave = _publish(b"icu/bed3/ecg", b'{"lead": "II", "mV": [' + b"0.12, " * 700 + b"0.1]}")
+    stream = wave + wave + _publish(b"icu/bed3/alarm", b"asystole") + PINGREQ
+    joined = stream[2000:]  # inside the first waveform
+    parser = mqtt.StreamParser()
+    parser.join(False)
+    got = [m for i in range(0, len(joined), 1448) for m in parser.feed(joined[i : i + 1448], False)]
+    assert [m.fields.get("topic") for m in got] == ["icu/bed3/ecg", "icu/bed3/alarm", None]
+    strict = mqtt.StreamParser()
+    with pytest.raises(Malformed):  # not told: the payload's text taken for packets
+        for i in range(0, len(joined), 1448):
+            strict.feed(joined[i : i + 1448], False)
+
+
+def test_a_joined_direction_that_never_finds_a_packet_is_given_up() -> None:
+    parser = mqtt.StreamParser()
+    parser.join(True)
+    noise = bytes([0xFF]) * 1448  # packet type 15 (AUTH) with flags 0xF: never a valid header
+    for _ in range(60):
+        assert parser.feed(noise, True) == []
+    assert parser.ignores(True) > 1 << 60  # dead: the pipeline skips it from now on

@@ -185,41 +185,70 @@ _REQUIRED_FLAGS = {CONNACK: 0, PUBACK: 0, PUBREC: 0, PUBREL: 2, PUBCOMP: 0, SUBS
 def mid_stream(head: bytes) -> bool:
     """A connection picked up after its CONNECT (a monitor's session to the broker may stay open for
     days): control packets other than CONNECT, each fixed header valid, chained as far as the bytes go."""
-    off, packets = 0, 0
-    while off < len(head) and packets < 8:
+    chain = _chain(head, 0, 8)
+    return chain is not None and chain[0] > 0
+
+
+def _chain(head: bytes | bytearray, off: int, most: int) -> tuple[int, bool] | None:
+    """Fixed headers chained from `off` (up to `most` packets): (packets whose fixed header is valid and
+    whole, whether the bytes end exactly where the last one does), or None at the first invalid one."""
+    packets = 0
+    while off < len(head) and packets < most:
         ptype, flags = head[off] >> 4, head[off] & 0x0F
         if ptype == CONNECT or ptype == 0:
-            return False
+            return None
         if ptype == PUBLISH:
             if flags & 0x06 == 0x06:
-                return False
+                return None
         elif _REQUIRED_FLAGS[ptype] != flags:
-            return False
+            return None
         remaining, i = 0, off + 1
         for shift in (0, 7, 14, 21):
             if i >= len(head):
-                return packets > 0  # cut inside a fixed header: judged on the packets before it
+                return packets, False  # cut inside a fixed header: judged on the packets before it
             b = head[i]
             i += 1
             remaining |= (b & 0x7F) << shift
             if not b & 0x80:
                 break
         else:
-            return False  # a remaining length of more than 4 bytes
+            return None  # a remaining length of more than 4 bytes
         if ptype in (PINGREQ, PINGRESP) and remaining != 0:
-            return False
+            return None
         off, packets = i + remaining, packets + 1
-    return packets > 0
+    return packets, off == len(head)
+
+
+# A joined direction keeps its last 4 KiB while it looks for a packet boundary (each look goes over all
+# of them), and is given up after 64 KiB: bounded work on a direction that is no MQTT.
+_RESYNC_HOLD = 4 * 1024
+_RESYNC_MAX = 64 * 1024
+
+
+def _resync(buf: bytearray) -> int | None:
+    """Where packets start in bytes from the middle of a connection. At the start (segments mostly
+    begin with a packet) a chain of valid fixed headers as `mid_stream` takes; further in, inside a
+    payload, where a header or two pass by chance, only a chain of two packets or more that ends exactly
+    where the bytes do."""
+    chain = _chain(buf, 0, 64)
+    if chain is not None and chain[0]:
+        return 0
+    for i in range(1, len(buf)):
+        chain = _chain(buf, i, 64)
+        if chain is not None and chain[1] and chain[0] >= 2:
+            return i
+    return None
 
 
 class _Direction:
-    __slots__ = ("aliases", "buf", "dead", "skip")
+    __slots__ = ("aliases", "buf", "dead", "joined", "skip")
 
     def __init__(self) -> None:
         self.buf = bytearray()
         self.skip = 0  # bytes of a PUBLISH payload still to discard before the next packet
         self.dead = False  # framing lost: nothing more is parsed in this direction
         self.aliases: dict[int, str] = {}  # v5 topic alias -> topic, as set by this sender
+        self.joined: int | None = None  # picked up inside the connection: bytes searched for a boundary
 
 
 class StreamParser:
@@ -238,6 +267,8 @@ class StreamParser:
             d.skip -= n
             data = memoryview(data)[n:]
         d.buf += data
+        if d.joined is not None and not self._found_packet(d):
+            return []
         out: list[Message] = []
         try:
             while (msg := self._next(d, from_client)) is not None:
@@ -247,6 +278,26 @@ class StreamParser:
             if not out:
                 raise
         return out
+
+    def join(self, from_client: bool) -> None:
+        """The direction's bytes start inside the connection, maybe inside a packet (a PUBLISH larger
+        than a segment): look for a packet boundary first instead of reading a payload as headers."""
+        self._dirs[from_client].joined = 0
+
+    @staticmethod
+    def _found_packet(d: _Direction) -> bool:
+        at = _resync(d.buf)
+        if at is not None:
+            del d.buf[:at]
+            d.joined = None
+            return True
+        if len(d.buf) > _RESYNC_HOLD:
+            d.joined = (d.joined or 0) + len(d.buf) - _RESYNC_HOLD
+            del d.buf[: len(d.buf) - _RESYNC_HOLD]
+            if d.joined > _RESYNC_MAX:  # not MQTT as far as can be told: this direction is ignored
+                d.dead, d.joined = True, None
+                d.buf.clear()
+        return False
 
     def ignores(self, from_client: bool) -> int:
         """How many of the direction's next bytes `feed` would only count down (a PUBLISH payload)."""
