@@ -88,3 +88,14 @@ def test_a_joined_direction_that_never_finds_a_packet_is_given_up() -> None:
     for _ in range(60):
         assert parser.feed(noise, True) == []
     assert parser.ignores(True) > 1 << 60  # dead: the pipeline skips it from now on
+
+
+def test_a_joined_direction_that_starts_with_its_connect_is_read() -> None:
+    """A capture without the handshake (it began a moment after the SYN): the first bytes are the
+    CONNECT itself, which `mid_stream` leaves to `looks_like` but the resync must take."""
+    connect = bytes([0x10, 16, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, 4]) + b"mon1"
+    parser = mqtt.StreamParser()
+    parser.join(True)
+    got = parser.feed(connect + PUBLISH, True)
+    assert [m.kind for m in got] == ["mqtt.connect", "mqtt.publish"]
+    assert not mqtt.mid_stream(connect)

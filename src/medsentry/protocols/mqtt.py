@@ -185,22 +185,23 @@ _REQUIRED_FLAGS = {CONNACK: 0, PUBACK: 0, PUBREC: 0, PUBREL: 2, PUBCOMP: 0, SUBS
 def mid_stream(head: bytes) -> bool:
     """A connection picked up after its CONNECT (a monitor's session to the broker may stay open for
     days): control packets other than CONNECT, each fixed header valid, chained as far as the bytes go."""
-    chain = _chain(head, 0, 8)
+    chain = _chain(head, 0, 8, connect=False)
     return chain is not None and chain[0] > 0
 
 
-def _chain(head: bytes | bytearray, off: int, most: int) -> tuple[int, bool] | None:
+def _chain(head: bytes | bytearray, off: int, most: int, connect: bool = True) -> tuple[int, bool] | None:
     """Fixed headers chained from `off` (up to `most` packets): (packets whose fixed header is valid and
-    whole, whether the bytes end exactly where the last one does), or None at the first invalid one."""
+    whole, whether the bytes end exactly where the last one does), or None at the first invalid one.
+    `connect`: a CONNECT is valid (`mid_stream` leaves a connection's start to `looks_like`)."""
     packets = 0
     while off < len(head) and packets < most:
         ptype, flags = head[off] >> 4, head[off] & 0x0F
-        if ptype == CONNECT or ptype == 0:
+        if ptype == 0 or (ptype == CONNECT and (not connect or flags)):
             return None
         if ptype == PUBLISH:
             if flags & 0x06 == 0x06:
                 return None
-        elif _REQUIRED_FLAGS[ptype] != flags:
+        elif _REQUIRED_FLAGS.get(ptype, 0) != flags:  # CONNECT: 0, checked above
             return None
         remaining, i = 0, off + 1
         for shift in (0, 7, 14, 21):
