@@ -2,7 +2,8 @@
 
 The entry points are discovered from the registry (`medsentry.protocols.MODULES`): every public function
 of a protocol module whose first parameter takes bytes (parse_*, scan_*, read_*, looks_like) or text
-from the wire (str helpers of HTTP), and every module's `StreamParser` fed a random conversation.
+from the wire (str helpers of HTTP), and every module's `StreamParser` fed a random conversation (each
+side joined mid-way or not).
 `Malformed` is what the pipeline counts per protocol and skips; anything else would stop an analysis.
 `looks_like` and `mid_stream` must not raise at all. Each example runs under a wall-clock limit, so a
 loop that does not end fails the test instead of hanging it.
@@ -297,6 +298,10 @@ def test_function_returns_or_raises_malformed(
 def test_stream_parser_returns_or_raises_malformed(mod: ModuleType, data: st.DataObject) -> None:
     chunks = data.draw(conversation_chunks(seeds()[1].get(mod.NAME, [])))
     parser = mod.StreamParser()
+    if hasattr(parser, "join"):  # a connection picked up mid-way: either side may start anywhere
+        for from_client in (True, False):
+            if data.draw(st.booleans()):
+                parser.join(from_client)
     with time_limit(TIME_LIMIT):
         for payload, from_client in chunks:
             try:
