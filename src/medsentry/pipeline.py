@@ -361,16 +361,14 @@ class Analyzer:
         if pos is None or st.module is None:
             return
         for side in (0, 1):
-            dr = tcp_dirs[side]
-            if dr.next_seq is None or dr.pending:
+            if (walk := _walk(st, side)) is None:
                 continue
-            d = client_dir if side == 0 else 1 - client_dir
-            if st.budget[side] == 0:
-                # Spent: its in-order segments would only move the sequence on; let C do that.
-                self.flows.arm(flow, d, dr.next_seq)
+            d, next_seq = client_dir if side == 0 else 1 - client_dir, tcp_dirs[side].next_seq
+            if walk is _SPENT_WALK:
+                self.flows.arm(flow, d, next_seq)  # type: ignore[arg-type]
                 st.armed[side] = _SPENT
-            elif (walk := _pdata(st, side)) is not None:
-                self.flows.arm_pdata(flow, d, dr.next_seq, *walk)
+            else:
+                self.flows.arm_pdata(flow, d, next_seq, *walk)  # type: ignore[arg-type]
                 st.armed[side] = _PDATA
 
     def _segments(
@@ -601,7 +599,18 @@ _BULK_MIN = 2  # rows left in a batch below which the per-segment loop is cheape
 _NOT_ARMED, _SPENT, _PDATA = 0, 1, 2  # how the C flow table moves a side on between batches
 
 
-def _pdata(st: _Stream, side: int) -> tuple[int, int] | None:
+_SPENT_WALK = (-1, 0)  # `walk_run`'s spec of a spent side: every in-sequence segment is consumed
+
+
+def _walk(st: _Stream, side: int) -> tuple[int, int] | None:
+    """How C may move a side on, in order and with nothing held out of order: spent (`_SPENT_WALK`: its
+    segments would only move the sequence on), a DICOM side between data-set fragments (its parser's
+    `pdata_state`), or not at all (None)."""
+    dr = st.dirs[side]
+    if dr.pending or dr.next_seq is None:
+        return None
+    if st.budget[side] == 0:
+        return _SPENT_WALK
     pdata = getattr(st.parser, "pdata_state", None)
     return None if pdata is None else pdata(side == 0)
 
@@ -615,14 +624,8 @@ def _walk_on(
     the side over. Returns the other side's rows the run passed (None if none) and where it stopped."""
     specs: list[tuple[int, int, int] | None] = [None, None]  # by `dir`
     for side in (0, 1):
-        dr = st.dirs[side]
-        if dr.pending or dr.next_seq is None:
-            continue
-        d = client_dir if side == 0 else 1 - client_dir
-        if st.budget[side] == 0:
-            specs[d] = (dr.next_seq, -1, 0)
-        elif (walk := _pdata(st, side)) is not None:
-            specs[d] = (dr.next_seq, *walk)
+        if (walk := _walk(st, side)) is not None:
+            specs[client_dir if side == 0 else 1 - client_dir] = (st.dirs[side].next_seq, *walk)  # type: ignore[assignment]
     out = _fastpath.walk_run(buf, rows.start, rows.seq, rows.len, rows.dir, pos, *specs)
     for side in (0, 1):
         spec = out[client_dir if side == 0 else 1 - client_dir]

@@ -660,6 +660,13 @@ static int pdata_walk(const uint8_t *p, uint32_t len, uint64_t *skip, uint32_t *
     return 1;
 }
 
+/* Whether C moves a side on over the in-sequence segment of `len` bytes at `at` in `fb`: always when the
+ * side is spent, when `pdata_walk` takes it for a walked DICOM side. */
+static int side_takes(int spent, const Py_buffer *fb, uint64_t at, uint32_t len, uint64_t *skip, uint32_t *left) {
+    if (spent) return 1;
+    return at + len <= (uint64_t)fb->len && pdata_walk((const uint8_t *)fb->buf + at, len, skip, left);
+}
+
 typedef struct {
     PyObject_HEAD
     fent *ents;
@@ -888,14 +895,10 @@ static PyObject *ft_update(FlowTableObject *t, PyObject *args) {
             if (e->armed[d]) {
                 uint32_t seq = r->tcp_seq + (uint32_t)syn;
                 if (!r->payload_len) continue;
-                if (seq == e->next_seq[d]) {
-                    uint64_t at = r->frame_off + r->payload_off;
-                    if (e->armed[d] == ARM_SPENT ||
-                        (at + r->payload_len <= (uint64_t)fb.len &&
-                         pdata_walk((const uint8_t *)fb.buf + at, r->payload_len, &e->skip[d], &e->pdu_left[d]))) {
-                        e->next_seq[d] = seq + r->payload_len;
-                        continue;
-                    }
+                if (seq == e->next_seq[d] && side_takes(e->armed[d] == ARM_SPENT, &fb, r->frame_off + r->payload_off,
+                                                        r->payload_len, &e->skip[d], &e->pdu_left[d])) {
+                    e->next_seq[d] = seq + r->payload_len;
+                    continue;
                 }
                 e->armed[d] = ARM_NONE;
             }
@@ -1140,15 +1143,12 @@ static PyObject *walk_run(PyObject *self, PyObject *args) {
         if (PyErr_Occurred()) goto done;
         if ((d == 0 || d == 1) && on[d]) {
             if (len == 0) continue;
-            if ((uint32_t)seq == next[d]) {
-                if (skip[d] < 0) { next[d] = (uint32_t)(seq + len); continue; }
-                uint64_t s = (uint64_t)skip[d];
-                if (at >= 0 && len > 0 && at + len <= fb.len &&
-                    pdata_walk((const uint8_t *)fb.buf + at, (uint32_t)len, &s, &left[d])) {
-                    skip[d] = (long long)s;
-                    next[d] = (uint32_t)(seq + len);
-                    continue;
-                }
+            uint64_t s = skip[d] < 0 ? 0 : (uint64_t)skip[d];
+            if ((uint32_t)seq == next[d] && at >= 0 && len <= UINT32_MAX &&
+                side_takes(skip[d] < 0, &fb, (uint64_t)at, (uint32_t)len, &s, &left[d])) {
+                if (skip[d] >= 0) skip[d] = (long long)s;
+                next[d] = (uint32_t)(seq + len);
+                continue;
             }
             on[d] = 0;
             break;

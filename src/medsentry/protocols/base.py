@@ -86,3 +86,67 @@ class StreamParser(Protocol):
     """Per-connection state for a TCP protocol; gets each direction's bytes in order."""
 
     def feed(self, data: bytes, from_client: bool) -> list[Message]: ...
+
+
+EVERYTHING = 1 << 62  # what a direction whose framing is lost ignores: all that follows
+
+
+class Framed:
+    """One direction of a length-framed TCP protocol (DICOM PDUs, MQTT packets): bytes buffered until a
+    unit is whole, payloads the parser does not read skipped by count, framing that may be lost (`dead`)
+    or not found yet (`joined`: picked up inside the connection; the bytes searched so far)."""
+
+    __slots__ = ("buf", "dead", "joined", "skip")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.skip = 0  # bytes still to discard before the next unit
+        self.dead = False  # framing lost: nothing more is parsed in this direction
+        self.joined: int | None = None
+
+    def take(self, data: bytes) -> None:
+        """Buffer `data`, less what is still to be skipped."""
+        if self.skip:
+            n = min(self.skip, len(data))
+            self.skip -= n
+            data = memoryview(data)[n:]  # type: ignore[assignment]
+        self.buf += data
+
+    def drop(self, n: int) -> None:
+        """Discard the next n bytes of the direction: what is buffered now, then the rest as it comes."""
+        self.skip = max(0, n - len(self.buf))
+        del self.buf[:n]
+
+    def found(self, at: int | None, keep: int) -> bool:
+        """A joined direction's search: its first unit starts at `at` (what is before it goes), or, None,
+        only the last `keep` bytes stay (a unit may begin in them) and the rest counts as searched."""
+        if at is not None:
+            del self.buf[:at]
+            self.joined = None
+            return True
+        gone = max(0, len(self.buf) - keep)
+        del self.buf[:gone]
+        self.joined = (self.joined or 0) + gone
+        return False
+
+
+class FramedParser:
+    """`ignores`, `skip` and `join` (module docstring) of a stream parser whose `_dirs` are `Framed`."""
+
+    _dirs: tuple[Framed, Framed]
+
+    def ignores(self, from_client: bool) -> int:
+        """How many of the direction's next bytes `feed` would only count down."""
+        d = self._dirs[from_client]
+        return EVERYTHING if d.dead else d.skip
+
+    def skip(self, from_client: bool, n: int) -> None:
+        """What `feed` does with n bytes the direction `ignores`."""
+        d = self._dirs[from_client]
+        if not d.dead:
+            d.skip -= n
+
+    def join(self, from_client: bool) -> None:
+        """The direction's bytes start inside the connection, maybe inside a unit: its parser looks for
+        a unit's start first instead of reading a payload as headers."""
+        self._dirs[from_client].joined = 0

@@ -29,7 +29,7 @@ import struct
 from typing import Any
 
 from medsentry.privacy import phi_hash
-from medsentry.protocols.base import WHOLE_CONNECTION, Malformed, Message
+from medsentry.protocols.base import EVERYTHING, WHOLE_CONNECTION, Framed, FramedParser, Malformed, Message
 
 NAME = "dicom"
 TCP_PORTS = frozenset({104, 11112, 4242, 2761, 2762})
@@ -327,26 +327,19 @@ def _scan(data: bytes, explicit_vr: bool | None) -> tuple[dict[str, Any], bool]:
     return f, False
 
 
-_EVERYTHING = 1 << 62  # what a dead direction ignores
-
-
-class _Direction:
-    __slots__ = ("buf", "command", "dead", "joined", "pdu_left", "pending", "pending_context", "scan_tried",
-                 "skip")  # fmt: skip
+class _Direction(Framed):
+    __slots__ = ("command", "pdu_left", "pending", "pending_context", "scan_tried")
 
     def __init__(self) -> None:
-        self.buf = bytearray()
-        self.skip = 0  # bytes of a data set fragment still to discard
+        super().__init__()  # `skip`: bytes of a data set fragment still to discard
         self.pdu_left = 0  # bytes left in the current P-DATA-TF PDU; 0 = a PDU header comes next
         self.command = bytearray()  # command fragments until the last one
         self.pending: dict[str, Any] | None = None  # a command waiting for its data set's first fragment
         self.pending_context = 0
         self.scan_tried = 0  # bytes of the pending data set the last scan that did not get to its end had
-        self.dead = False  # framing lost: nothing more is parsed in this direction
-        self.joined: int | None = None  # picked up mid-association: bytes searched for a PDU so far
 
 
-class StreamParser:
+class StreamParser(FramedParser):
     """One DICOM association: both directions' PDUs, presentation contexts and the association state."""
 
     def __init__(self) -> None:
@@ -359,11 +352,7 @@ class StreamParser:
         d = self._dirs[from_client]
         if d.dead:
             return []
-        if d.skip:
-            n = min(d.skip, len(data))
-            d.skip -= n
-            data = memoryview(data)[n:]
-        d.buf += data
+        d.take(data)
         if d.joined is not None and not self._found_pdu(d):
             return []
         out: list[Message] = []
@@ -376,35 +365,14 @@ class StreamParser:
                 raise
         return out
 
-    def join(self, from_client: bool) -> None:
-        """The direction's bytes start inside the association: look for a PDU boundary first."""
-        self._dirs[from_client].joined = 0
-
     @staticmethod
     def _found_pdu(d: _Direction) -> bool:
-        at = _resync(d.buf)
-        if at is not None:
-            del d.buf[:at]
-            d.joined = None
+        if d.found(_resync(d.buf), 11):  # a PDU header and PDV item may begin in the last 11 bytes
             return True
-        keep = min(len(d.buf), 11)  # a PDU header and PDV item may begin in the last bytes
-        d.joined = (d.joined or 0) + len(d.buf) - keep
-        del d.buf[: len(d.buf) - keep]
-        if d.joined > _RESYNC_MAX:
+        if d.joined is not None and d.joined > _RESYNC_MAX:
             d.dead, d.joined = True, None
             raise Malformed("no P-DATA-TF PDU found in the joined association")
         return False
-
-    def ignores(self, from_client: bool) -> int:
-        """How many of the direction's next bytes `feed` would only count down (see protocols.base)."""
-        d = self._dirs[from_client]
-        return _EVERYTHING if d.dead else d.skip
-
-    def skip(self, from_client: bool, n: int) -> None:
-        """What `feed` does with n bytes the direction `ignores`."""
-        d = self._dirs[from_client]
-        if not d.dead:
-            d.skip -= n
 
     def pdata_state(self, from_client: bool) -> tuple[int, int] | None:
         """(bytes of the current data-set fragment still to skip, bytes left in the P-DATA-TF PDU) when
@@ -413,7 +381,7 @@ class StreamParser:
         None while anything is half-read or a data set waits to be scanned."""
         d = self._dirs[from_client]
         if d.dead:
-            return _EVERYTHING, 0
+            return EVERYTHING, 0
         if d.buf or d.command or d.pending is not None or d.joined is not None:
             return None
         if self.state == AWAITING_ASSOCIATION:
@@ -454,7 +422,7 @@ class StreamParser:
                 d.dead = True
                 raise Malformed(f"unknown PDU type 0x{ptype:02x}")
             if length > _MAX_PDU:
-                self._drop(d, 6 + length)
+                d.drop(6 + length)
                 raise Malformed(f"PDU of {length} bytes exceeds the bound")
             if len(buf) < 6 + length:
                 return False
@@ -476,7 +444,7 @@ class StreamParser:
             if len(d.command) + size > _MAX_COMMAND:
                 d.command.clear()
                 d.pdu_left -= 4 + item_length
-                self._drop(d, 6 + size)
+                d.drop(6 + size)
                 raise Malformed("command set exceeds the bound")
             if len(buf) < 6 + size:
                 return False
@@ -510,14 +478,8 @@ class StreamParser:
             out.append(Message("dicom.command", d.pending, from_client))
             d.pending, d.scan_tried = None, 0
         d.pdu_left -= 4 + item_length
-        self._drop(d, 6 + size)
+        d.drop(6 + size)
         return True
-
-    @staticmethod
-    def _drop(d: _Direction, n: int) -> None:
-        """Discard the next n bytes of the direction: what is buffered now, then the rest as it comes."""
-        d.skip = max(0, n - len(d.buf))
-        del d.buf[:n]
 
     def _control(self, pdu: bytes) -> dict[str, Any]:
         ptype = pdu[0]

@@ -21,7 +21,7 @@ import struct
 from typing import Any
 
 from medsentry.privacy import phi_hash
-from medsentry.protocols.base import WHOLE_CONNECTION, Malformed, Message
+from medsentry.protocols.base import WHOLE_CONNECTION, Framed, FramedParser, Malformed, Message
 
 NAME = "mqtt"
 TCP_PORTS = frozenset({1883})
@@ -49,7 +49,6 @@ _KINDS = {
 _MAX_PACKET = 256 * 1024  # control packets are small; a bigger one is skipped as Malformed
 _MAX_PUBLISH_HEAD = 70 * 1024  # topic (<= 64 KiB) + packet id + properties, before the payload
 _MAX_ALIASES = 1024  # v5 topic aliases remembered per direction
-_EVERYTHING = 1 << 62  # what a dead direction ignores
 INSPECT_BYTES = WHOLE_CONNECTION  # a monitor's session to its broker stays open for days
 
 _U16 = struct.Struct("!H")
@@ -241,18 +240,15 @@ def _resync(buf: bytearray) -> int | None:
     return None
 
 
-class _Direction:
-    __slots__ = ("aliases", "buf", "dead", "joined", "skip")
+class _Direction(Framed):
+    __slots__ = ("aliases",)
 
     def __init__(self) -> None:
-        self.buf = bytearray()
-        self.skip = 0  # bytes of a PUBLISH payload still to discard before the next packet
-        self.dead = False  # framing lost: nothing more is parsed in this direction
+        super().__init__()  # `skip`: bytes of a PUBLISH payload still to discard before the next packet
         self.aliases: dict[int, str] = {}  # v5 topic alias -> topic, as set by this sender
-        self.joined: int | None = None  # picked up inside the connection: bytes searched for a boundary
 
 
-class StreamParser:
+class StreamParser(FramedParser):
     """One MQTT connection; `protocol_version` (3, 4, 5 or None) is shared by both directions."""
 
     def __init__(self) -> None:
@@ -263,11 +259,7 @@ class StreamParser:
         d = self._dirs[from_client]
         if d.dead:
             return []
-        if d.skip:
-            n = min(d.skip, len(data))
-            d.skip -= n
-            data = memoryview(data)[n:]
-        d.buf += data
+        d.take(data)
         if d.joined is not None and not self._found_packet(d):
             return []
         out: list[Message] = []
@@ -280,36 +272,14 @@ class StreamParser:
                 raise
         return out
 
-    def join(self, from_client: bool) -> None:
-        """The direction's bytes start inside the connection, maybe inside a packet (a PUBLISH larger
-        than a segment): look for a packet boundary first instead of reading a payload as headers."""
-        self._dirs[from_client].joined = 0
-
     @staticmethod
     def _found_packet(d: _Direction) -> bool:
-        at = _resync(d.buf)
-        if at is not None:
-            del d.buf[:at]
-            d.joined = None
+        if d.found(_resync(d.buf), _RESYNC_HOLD):
             return True
-        if len(d.buf) > _RESYNC_HOLD:
-            d.joined = (d.joined or 0) + len(d.buf) - _RESYNC_HOLD
-            del d.buf[: len(d.buf) - _RESYNC_HOLD]
-            if d.joined > _RESYNC_MAX:  # not MQTT as far as can be told: this direction is ignored
-                d.dead, d.joined = True, None
-                d.buf.clear()
+        if d.joined is not None and d.joined > _RESYNC_MAX:  # no MQTT as far as can be told: ignored
+            d.dead, d.joined = True, None
+            d.buf.clear()
         return False
-
-    def ignores(self, from_client: bool) -> int:
-        """How many of the direction's next bytes `feed` would only count down (a PUBLISH payload)."""
-        d = self._dirs[from_client]
-        return _EVERYTHING if d.dead else d.skip
-
-    def skip(self, from_client: bool, n: int) -> None:
-        """What `feed` does with n bytes the direction `ignores`."""
-        d = self._dirs[from_client]
-        if not d.dead:
-            d.skip -= n
 
     def _next(self, d: _Direction, from_client: bool) -> Message | None:
         buf = d.buf
@@ -337,12 +307,12 @@ class StreamParser:
             except _Short:
                 if have < _MAX_PUBLISH_HEAD:
                     return None
-                self._drop(d, i + remaining)
+                d.drop(i + remaining)
                 raise Malformed("PUBLISH head longer than the bound") from None
-            self._drop(d, i + remaining)
+            d.drop(i + remaining)
             return Message(_KINDS[ptype], fields, from_client)
         if remaining > _MAX_PACKET:
-            self._drop(d, i + remaining)
+            d.drop(i + remaining)
             raise Malformed(f"{_KINDS[ptype]} of {remaining} bytes exceeds the bound")
         if remaining > have:
             return None
@@ -351,12 +321,6 @@ class StreamParser:
         if ptype == CONNACK and self.protocol_version is None and remaining > 2:
             self.protocol_version = 5
         return Message(_KINDS[ptype], self._parse(ptype, flags, _Reader(body), d), from_client)
-
-    @staticmethod
-    def _drop(d: _Direction, n: int) -> None:
-        """Discard the next n bytes of the direction: what is buffered now, then the rest as it comes."""
-        d.skip = max(0, n - len(d.buf))
-        del d.buf[:n]
 
     def _parse(self, ptype: int, flags: int, r: _Reader, d: _Direction) -> dict[str, Any]:
         v5 = self.protocol_version == 5
