@@ -122,3 +122,29 @@ def test_live_drops_are_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "1,234 frames were dropped" in result.stderr
     monkeypatch.setattr(analysis, "run_live", lambda i, *a: analysis.Result([], {}, [i], Stats(packets=10)))
     assert "dropped" not in run("analyze", "-i", "eth9", "--no-store", "--no-detect", "-q").stderr
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples/hospital-ward.pcap"
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_summary_shows_medical_devices_first_and_says_where_the_rest_are(
+    stored: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medsentry.cli.main as cli
+    from medsentry.identify.taxonomy import classes
+
+    monkeypatch.setattr(cli, "SUMMARY_ROWS", 3)
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "all.json"
+    where = ("--db", tmp_path / "inv.db") if stored else ("--no-store",)
+    result = run("analyze", EXAMPLE, "--json", out, *where)
+    assert result.exit_code == 0, result.output
+    devices = json.loads(out.read_text())["devices"]  # the files keep every device
+    medical = [d for d in devices if classes()[d["device_class"]].medical]
+    assert len(medical) >= 3 and len(devices) > len(medical)
+    table = result.output.split("Run summary")[0]
+    shown = [d for d in devices if (d["mac"] or d["ips"][0]) in table]
+    assert len(shown) == 3 and all(d in medical for d in shown)
+    hint = "`medsentry devices` lists them all" if stored else "--json/--csv writes them all"
+    assert f"{len(devices) - 3} more devices not shown (medical first); {hint}" in table

@@ -164,3 +164,16 @@ def test_text_exports_reuse_detect_output(stored: list[StoredAlert]) -> None:
     assert alert_dicts(stored)[0]["state"] == "acknowledged"
     with pytest.raises(ValueError):
         render_alerts(stored, "xml")
+
+
+def test_a_summary_keeps_the_gravest_alerts_then_the_oldest() -> None:
+    from medsentry.report import most_severe
+
+    alerts = [
+        _alert("a.low_old", ATTACKER, severity="low", first_seen=T0),
+        _alert("a.high_new", ATTACKER, severity="high", first_seen=T0 + 20),
+        _alert("a.critical", ATTACKER, severity="critical", first_seen=T0 + 30),
+        _alert("a.high_old", ATTACKER, severity="high", first_seen=T0 + 10),
+    ]
+    assert [a.rule for a in most_severe(alerts, 3)] == ["a.critical", "a.high_old", "a.high_new"]
+    assert len(most_severe(alerts, 10)) == 4

@@ -6,10 +6,11 @@ from medsentry.report.alerts import (
     alert_detail,
     alert_dicts,
     alert_table,
+    most_severe,
     render_alerts,
     write_alerts_json,
 )
-from medsentry.report.console import device_detail, device_table, feed_table, run_summary
+from medsentry.report.console import device_detail, device_table, feed_table, most_relevant, run_summary
 from medsentry.report.export import evidence_summary, render_csv, render_json
 from medsentry.report.serialize import device_from_dict, device_to_dict, stats_to_dict
 
@@ -23,6 +24,8 @@ __all__ = [
     "device_to_dict",
     "evidence_summary",
     "feed_table",
+    "most_relevant",
+    "most_severe",
     "render_alerts",
     "render_csv",
     "render_json",

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from medsentry.detect import output
-from medsentry.detect.engine import Alert
+from medsentry.detect.engine import SEVERITIES, Alert
 from medsentry.report.console import _text
 from medsentry.report.export import iso_time
 from medsentry.store.base import StoredAlert
@@ -30,6 +30,7 @@ _SEVERITY_STYLE = {
     "low": "cyan",
     "info": "dim",
 }
+_GRAVITY = {name: k for k, name in enumerate(SEVERITIES)}
 _STATE_STYLE = {"new": "bold", "acknowledged": "", "closed": "dim"}
 # Narrow table: "acknowledged" would be the widest cell of its column.
 _STATE_SHORT = {"new": "new", "acknowledged": "acked", "closed": "closed"}
@@ -57,13 +58,19 @@ def _seen(alert: Alert) -> Text:
     return Text(f"{first[:10]}\n..{last[:10]}")
 
 
+def most_severe(alerts: Iterable[Alert], limit: int) -> list[Alert]:
+    """The `limit` alerts a run's summary has room for: gravest severity first, then oldest first."""
+    return sorted(alerts, key=lambda a: (-_GRAVITY.get(a.severity, -1), a.first_seen))[:limit]
+
+
 def alert_table(
-    alerts: Iterable[StoredAlert | Alert], title: str | None = "Alerts", wide: bool = True
+    alerts: Iterable[StoredAlert | Alert], title: str | None = "Alerts", wide: bool = True,
+    caption: str | None = None,
 ) -> Table:
     """One row per alert, in the order given. `wide=False` (an 80-column terminal)
     stacks state under the short id, technique and severity under the rule and the MAC under the
     attacker's IP, and shortens the times, so that no address or id is cut."""
-    table = Table(title=title)
+    table = Table(title=title, caption=caption)
     if wide:
         for name in ("ID", "Rule", "Technique", "Severity", "Attacker", "Victims", "First seen", "Last seen"):
             table.add_column(name, no_wrap=name != "Rule", overflow="fold")

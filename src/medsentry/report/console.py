@@ -16,20 +16,38 @@ from rich.table import Table
 from rich.text import Text
 
 from medsentry.identify.device import Device, Evidence
+from medsentry.identify.taxonomy import classes
 from medsentry.report.export import iso_time
 from medsentry.store.base import DeviceChange, RunStats, UpsertResult
 from medsentry.store.merge import canonical_json, service_label
 from medsentry.vulns.store import FeedStatus
 
 _ATTRIBUTES = ("device_class", "vendor", "model", "firmware", "os", "hostname", "label")
+# SSVC Safety Impact values, gravest first (data/taxonomy.yaml)
+_SAFETY_ORDER = {"Catastrophic": 0, "Critical": 1, "Marginal": 2, "Negligible": 3}
 
 
-def device_table(devices: Iterable[Device], title: str | None = "Devices", wide: bool = True) -> Table:
+def most_relevant(devices: Iterable[Device], limit: int) -> list[Device]:
+    """The `limit` devices a run's summary has room for: medical devices first, by how gravely a
+    compromise could harm a patient (the class's safety impact), then the rest by the same measure;
+    otherwise in the order given."""
+    known = classes()
+
+    def rank(d: Device) -> tuple[bool, int]:
+        c = known.get(d.device_class)
+        return (not (c and c.medical), _SAFETY_ORDER.get(c.safety_impact, 4) if c else 4)
+
+    return sorted(devices, key=rank)[:limit]
+
+
+def device_table(
+    devices: Iterable[Device], title: str | None = "Devices", wide: bool = True, caption: str | None = None
+) -> Table:
     """`wide=False` (an 80-column terminal) puts the address under the device key and drops label and
     time, so that MACs and addresses are never cut."""
     rows = list(devices)
     with_label = wide or any(d.label for d in rows)
-    table = Table(title=title)
+    table = Table(title=title, caption=caption)
     table.add_column("Device", no_wrap=True)
     if wide:
         table.add_column("IP", no_wrap=True)
