@@ -416,7 +416,8 @@ class Analyzer:
                     dr.next_seq = (seq + length) & 0xFFFFFFFF
                     continue
             dr = tcp_dirs[side]
-            if ignores is not None and seq == dr.next_seq and not dr.pending and length <= ignores(side == 0):
+            ignored = ignores(side == 0) if ignores is not None else 0  # bytes ahead the parser only skips
+            if ignored and seq == dr.next_seq and not dr.pending and length <= ignored:
                 # Bytes the parser would only count down (DICOM pixel data): no copy, no feed, no budget.
                 st.parser.skip(side == 0, length)  # type: ignore[union-attr]
                 dr.next_seq = (seq + length) & 0xFFFFFFFF
@@ -449,7 +450,8 @@ class Analyzer:
                 pdata = getattr(st.parser, "pdata_state", None)
                 limit = getattr(mod, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES)
                 st.budget = budget = [limit, limit]
-            free = min(ignores(side == 0), len(in_order)) if ignores is not None else 0  # skipped at once
+                ignored = ignores(side == 0) if ignores is not None else 0
+            free = min(ignored, len(in_order))  # skipped at once
             in_order = in_order[: free + budget[side]]
             budget[side] -= len(in_order) - free
             if not in_order:
