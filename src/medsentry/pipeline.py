@@ -713,8 +713,3 @@ def observe_files(paths: Iterable[Path]) -> tuple[list[Observation], Stats]:
     out: list[Observation] = []
     stats = analyze_files(paths, out.append)
     return out, stats
-
-
-def iter_observations(paths: Iterable[Path]) -> Iterator[Observation]:
-    obs, _ = observe_files(paths)
-    yield from obs

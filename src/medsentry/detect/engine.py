@@ -280,7 +280,7 @@ class Detector:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.observations = 0
-        self.families: list[Any] = [
+        self.families: list[Family] = [
             recon.Recon(self),
             protocols.ProtocolAbuse(self),
             spoofing.Spoofing(self),

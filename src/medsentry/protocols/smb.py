@@ -43,13 +43,12 @@ def _strings(raw: bytes, unicode: bool, count: int) -> list[str]:
 
 
 class _Direction:
-    __slots__ = ("buf", "done", "seen", "smb1_told")
+    __slots__ = ("buf", "done", "seen")
 
     def __init__(self) -> None:
         self.buf = bytearray()
         self.seen = 0
         self.done = False
-        self.smb1_told = False
 
 
 class StreamParser:

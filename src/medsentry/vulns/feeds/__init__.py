@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -323,9 +323,3 @@ def _download_and_import(
         problems.add(error)
     problems.count += result.problems.count - len(result.problems.errors)
     return result
-
-
-def import_paths(
-    store: VulnStore, paths: Iterable[str | Path], kind: str | None = None
-) -> list[ImportSummary]:
-    return [import_path(store, p, kind) for p in paths]
