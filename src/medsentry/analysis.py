@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+import ipaddress
 import multiprocessing
 import os
 import pickle
@@ -22,7 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, fields
 from operator import attrgetter, itemgetter
@@ -39,6 +40,7 @@ from medsentry.observe import Observation
 from medsentry.pipeline import Analyzer, Stats, analyze_files, analyze_live, fewer_collections
 
 ZEEK_SUFFIXES = (".log", ".log.gz", ".json", ".json.gz")
+Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 
 @dataclass
@@ -86,10 +88,13 @@ def split_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return captures, zeek
 
 
-def _identifier(fingerprints: Path | None):  # -> Identifier; imported late so `--help` stays fast
-    from medsentry.identify.inventory import Identifier
+def _identifier(fingerprints: Path | None, address_space: Networks | None = None):  # -> Identifier
+    """Imported late so that `--help` stays fast. The address space matters only where `devices` is
+    called: a worker's identifier just collects state for the parent's."""
+    from medsentry.identify.inventory import LOCAL_NETWORKS, Identifier
 
-    return Identifier(learned=fingerprints)
+    return Identifier(learned=fingerprints, address_space=LOCAL_NETWORKS if address_space is None
+                      else address_space)  # fmt: skip
 
 
 CHUNK = 2048  # observations per message from a worker
@@ -288,10 +293,13 @@ def run_inputs(
     workers: int = 1,
     console: Console | None = None,
     detector: Any | None = None,
+    address_space: Networks | None = None,
 ) -> Result:
-    """`detector` (a `medsentry.detect.Detector`) sees every observation too; its alerts are in the result."""
+    """`detector` (a `medsentry.detect.Detector`) sees every observation too; its alerts are in the result.
+    `address_space`: the hospital's networks (by default the private ranges); hosts seen only by IP outside
+    them are counted (`stats_dict["remote_hosts"]`), not inventoried."""
     with fewer_collections():  # identification and detection (and the inventory at the end) too
-        return _run_inputs(paths, fingerprints, workers, console, detector)
+        return _run_inputs(paths, fingerprints, workers, console, detector, address_space)
 
 
 def _run_inputs(
@@ -300,9 +308,10 @@ def _run_inputs(
     workers: int,
     console: Console | None,
     detector: Any | None,
+    address_space: Networks | None,
 ) -> Result:
     captures, zeek = split_inputs(paths)
-    ident = _identifier(fingerprints)
+    ident = _identifier(fingerprints, address_space)
     sink = _sink(ident, detector)
     stats = Stats()
     if captures:
@@ -327,6 +336,7 @@ def _run_inputs(
     if zeek_stats:
         d["zeek"] = zeek_stats
     d["devices"] = len(devices)
+    d["remote_hosts"] = ident.remote_hosts
     if detector is not None:
         d["detection"] = detector.summary()
     return Result(devices, d, [str(p) for p in paths], stats, alerts)
@@ -346,13 +356,14 @@ def run_live(
     workers: int = 1,
     checkpoint: Checkpoint | None = None,
     every: float = CHECKPOINT_SECONDS,
+    address_space: Networks | None = None,
 ) -> Result:
     """Capture until `duration` has passed or Ctrl-C. With `workers > 1` the kernel shares the interface's
     flows among that many processes (`LiveCapture` fanout), each identifying its own; the observations
     detection reads come here as they arrive, and the identification state at the end. `checkpoint` is
     given the inventory and alerts so far about every `every` seconds while traffic comes (a long capture
-    then keeps them even if it never gets to the end)."""
-    ident = _identifier(fingerprints)
+    then keeps them even if it never gets to the end). `address_space` as for `run_inputs`."""
+    ident = _identifier(fingerprints, address_space)
     deadline = time.monotonic() + duration if duration else None
     stop = multiprocessing.get_context("fork").Event()
     due = _Schedule(every if checkpoint is not None else None)
@@ -385,7 +396,7 @@ def run_live(
             signal.signal(signal.SIGINT, previous)
     with fewer_collections():
         devices, alerts = _finish(ident, detector)
-    d = stats.to_dict() | {"devices": len(devices)}
+    d = stats.to_dict() | {"devices": len(devices), "remote_hosts": ident.remote_hosts}
     if detector is not None:
         d["detection"] = detector.summary()
     return Result(devices, d, [f"live:{interface}"], stats, alerts)

@@ -148,3 +148,27 @@ def test_summary_shows_medical_devices_first_and_says_where_the_rest_are(
     assert len(shown) == 3 and all(d in medical for d in shown)
     hint = "`medsentry devices` lists them all" if stored else "--json/--csv writes them all"
     assert f"{len(devices) - 3} more devices not shown (medical first); {hint}" in table
+
+
+def test_hosts_outside_the_address_space_are_counted_not_inventoried(shared_data: Path, tmp_path: Path) -> None:
+    import ipaddress
+
+    capture = shared_data / "captures/ndpi/cfgs/default/pcap/1kxun.pcap"  # a LAN client and web servers
+    default, everything = tmp_path / "default.json", tmp_path / "everything.json"
+    rules = tmp_path / "site.yaml"
+    rules.write_text('address_space: [0.0.0.0/0, "::/0"]\n')
+    assert run("analyze", capture, "--no-store", "-q", "--json", default).exit_code == 0
+    assert run("analyze", capture, "--no-store", "-q", "--json", everything, "--rules", rules).exit_code == 0
+    mine, all_hosts = (json.loads(p.read_text()) for p in (default, everything))
+    remote = mine["stats"]["remote_hosts"]
+    assert remote >= 10 and all_hosts["stats"]["remote_hosts"] == 0
+    assert len(all_hosts["devices"]) == len(mine["devices"]) + remote
+    for d in mine["devices"]:
+        assert d["mac"] or ipaddress.ip_address(d["ips"][0]).is_private, d
+
+
+def test_identification_and_detection_default_to_one_address_space() -> None:
+    from medsentry.detect import load_config
+    from medsentry.identify.inventory import LOCAL_NETWORKS
+
+    assert tuple(load_config().networks) == LOCAL_NETWORKS

@@ -3,6 +3,7 @@ caution on weak evidence, and the merge of what several protocols say about one 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from medsentry.identify.device import Device
-from medsentry.identify.inventory import MAX_CLAIMS, Identifier
+from medsentry.identify.inventory import LOCAL_NETWORKS, MAX_CLAIMS, Identifier
 from medsentry.observe import Observation
 
 MONITOR = "00:09:fb:72:00:ff"  # Philips Patient Monitoring OUI
@@ -186,8 +187,8 @@ def test_evidence_stays_bounded() -> None:
     assert again.devices()[0].evidence == d.evidence
 
 
-def test_routed_addresses_are_devices_of_their_own() -> None:
-    observations = [
+def _routed_observations() -> list[Observation]:
+    return [
         arp(ROUTER, "10.0.0.1"),
         obs(
             "dhcp.offer",
@@ -214,7 +215,12 @@ def test_routed_addresses_are_devices_of_their_own() -> None:
             fields={"server": "Microsoft-IIS/10.0"},
         ),
     ]
-    devices = by_key(run(observations))
+
+
+def test_routed_addresses_are_devices_of_their_own() -> None:
+    # a hospital whose address space includes the two public blocks (its other site, say)
+    public = [ipaddress.ip_network("203.0.113.0/24"), ipaddress.ip_network("198.51.100.0/24")]
+    devices = by_key(run(_routed_observations(), address_space=[*LOCAL_NETWORKS, *public]))
     router = devices[ROUTER]
     assert router.ips == ["10.0.0.1"]
     assert router.device_class == "network_infrastructure"
@@ -229,10 +235,26 @@ def test_routed_addresses_are_devices_of_their_own() -> None:
     assert [s.port for s in devices[MONITOR].services if s.role == "uses"] == [443, 8883]
 
 
+def test_hosts_outside_the_address_space_are_counted_not_inventoried() -> None:
+    ident = Identifier()  # the private ranges: the two Internet hosts are remote
+    for o in _routed_observations():
+        ident.add(o)
+    devices = by_key(ident.devices())
+    assert set(devices) == {ROUTER, MONITOR} and ident.remote_hosts == 2
+    assert devices[ROUTER].device_class == "network_infrastructure" and devices[ROUTER].os is None
+    monitor = devices[MONITOR]  # what the local device talks to stays in its services
+    assert [(s.role, s.port, s.peers) for s in monitor.services] == [("uses", 443, 1), ("uses", 8883, 1)]
+    # a MAC is on the sensor's segment: kept whatever its address
+    ident = Identifier(address_space=[])
+    for o in [arp(MONITOR, "10.0.0.11"), *_routed_observations()[2:]]:
+        ident.add(o)
+    assert MONITOR in by_key(ident.devices()) and ident.remote_hosts == 2
+
+
 def test_router_without_arp_still_splits_and_keeps_its_mac() -> None:
-    observations = [flow(MONITOR, "10.0.0.11", ROUTER, f"203.0.113.{i}", 443) for i in range(1, 4)]
+    observations = [flow(MONITOR, "10.0.0.11", ROUTER, f"10.7.0.{i}", 443) for i in range(1, 4)]
     devices = by_key(run(observations))
-    assert {f"203.0.113.{i}" for i in range(1, 4)} <= set(devices)
+    assert {f"10.7.0.{i}" for i in range(1, 4)} <= set(devices)
     assert devices[ROUTER].ips == [] and devices[ROUTER].vendor == "Cisco"
 
 

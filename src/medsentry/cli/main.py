@@ -107,6 +107,9 @@ def analyze(
     if no_detect and alerts_out is not None:
         raise click.UsageError("--alerts needs detection: drop --no-detect")
     detector = None if no_detect else _detector(rules, interface is not None, db)
+    # The hospital's networks, from the rules file as detection reads them: hosts outside them are not
+    # inventoried (a cloud service is not a device of the hospital).
+    address_space = detector.cfg.networks if detector is not None else _config(rules, db, False).networks
     store = None if no_store else open_store(db)
     try:
         if store is not None:
@@ -125,9 +128,10 @@ def analyze(
                 live_run = store.record_run(nothing_yet, [f"live:{interface}"])
                 checkpoint = _saver(db, live_run, started)
             result = analysis.run_live(interface, bpf, duration, fingerprints, console, detector, workers,
-                                       checkpoint, every)  # fmt: skip
+                                       checkpoint, every, address_space)  # fmt: skip
         else:
-            result = analysis.run_inputs(list(inputs), fingerprints, workers, console, detector)
+            result = analysis.run_inputs(list(inputs), fingerprints, workers, console, detector,
+                                         address_space)  # fmt: skip
         run = analysis.run_stats(result, started)
         merged = None
         if store is not None:
@@ -162,6 +166,11 @@ def analyze(
                             "--alerts FILE")  # fmt: skip
             out.print(report.alert_table(shown_alerts, wide=out.width >= 120, caption=caption))
         out.print(report.run_summary(run, devices, merged))
+        if remote := result.stats_dict.get("remote_hosts"):
+            networks = ", ".join(str(n) for n in address_space)
+            out.print(f"{remote:,} hosts seen only by IP outside the hospital's address space ({networks})"
+                      " are not in the inventory; if some are the hospital's, list its networks under"
+                      " address_space in a --rules file", highlight=False, markup=False)  # fmt: skip
     if result.stats.capture_dropped:
         err.print(
             f"warning: {result.stats.capture_dropped:,} frames were dropped before analysis (it fell behind"
@@ -249,18 +258,26 @@ def devices_show(db: Path | None, key: str) -> None:
         Console().print(report.device_detail(device, store.device_history(device.key)))
 
 
-def _detector(rules: Path | None, live: bool, db: Path | None):  # -> medsentry.detect.Detector
-    from medsentry.detect import ConfigError, Detector, load_config
+def _config(rules: Path | None, db: Path | None, accepted: bool):  # -> medsentry.detect.Config
+    """The detection configuration (`--rules` over the defaults), and with `accepted` what `alerts accept`
+    recorded beside the inventory `db`."""
+    from medsentry.detect import ConfigError, load_config
     from medsentry.detect.config import read_accepted
 
     try:
         config = load_config(rules)
-        extra = read_accepted(accepted_path(db))
+        extra = read_accepted(accepted_path(db)) if accepted else None
         if extra:
             config = load_config(rules, overrides={"accept": [*(config["accept"] or []), *extra]})
-        return Detector(config, live=live)
+        return config
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--rules") from exc
+
+
+def _detector(rules: Path | None, live: bool, db: Path | None):  # -> medsentry.detect.Detector
+    from medsentry.detect import Detector
+
+    return Detector(_config(rules, db, accepted=True), live=live)
 
 
 @main.command()

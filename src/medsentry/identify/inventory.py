@@ -16,6 +16,9 @@ assigned to a device:
 - an IP that reaches us behind another MAC without being that MAC's own (traffic a router forwards) is
   a device of its own, anchored on the IP (`Device.mac` None); the router keeps only its own addresses;
 - an IP bound by ARP/DHCP to another MAC belongs to that MAC's device.
+An IP-anchored device outside the hospital's address space (`address_space`; by default the private
+ranges) is a remote host — a cloud service, a web server — not part of the inventory: it is only counted
+(`remote_hosts`). A MAC is on the sensor's own segment, so a MAC-anchored device is kept whatever its IPs.
 
 Attributes. Fingerprint rules (data/fingerprints/*.yaml, `identify.rules`) turn observations into claims
 "attribute = value, weight w"; the IEEE registry adds the MAC's vendor (not for locally administered,
@@ -55,6 +58,13 @@ MAX_IDENTITY_VALUES = 8
 MAX_TEXT = 96  # characters of an identity or a matched text kept
 MAX_ENDPOINTS = 100_000  # overall (about 1 kB each); observations beyond are counted in `dropped`
 MAX_NAMES = 100_000  # DNS answers remembered (address -> names)
+# The hospital's networks when the deployment names none: RFC 1918, the shared address space (RFC 6598),
+# unique local IPv6; link-local addresses are always local. The same default as detection's
+# `address_space` (data/detect.yaml), which a deployment sets for both (`analyze --rules FILE`).
+LOCAL_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
 
 CLASS_MIN_SCORE = 0.5  # the winning class's combined weight
 CLASS_MIN_CONFIDENCE = 0.4  # score - runner-up / 2: a strong runner-up lowers the confidence
@@ -328,17 +338,18 @@ class _Endpoint:
 class _Addr:
     """Facts about one address string, cached: parsing every observation's IPs would dominate `add`."""
 
-    __slots__ = ("family", "link_local", "order", "usable")
+    __slots__ = ("family", "link_local", "local", "order", "usable")
 
-    def __init__(self, ip: str) -> None:
+    def __init__(self, ip: str, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
         try:
             a = ipaddress.ip_address(ip)
         except ValueError:
-            self.family, self.link_local, self.usable, self.order = 0, False, False, (9, 0)
+            self.family, self.link_local, self.local, self.usable, self.order = 0, False, False, False, (9, 0)
             return
         self.family = a.version
         self.order = (a.version, int(a))  # numeric sort: 10.0.0.9 before 10.0.0.10
         self.link_local = a.is_link_local
+        self.local = a.is_link_local or any(a in n for n in networks)  # in the hospital's address space
         self.usable = not (a.is_multicast or a.is_unspecified or ip in _NO_ADDRESS)
 
 
@@ -406,8 +417,14 @@ class ShardState:
 class Identifier:
     """Collects observations (`add`) and produces the device inventory (`devices`)."""
 
-    def __init__(self, fingerprints: Fingerprints | None = None, learned: Path | None = None) -> None:
+    def __init__(
+        self,
+        fingerprints: Fingerprints | None = None,
+        learned: Path | None = None,
+        address_space: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = LOCAL_NETWORKS,
+    ) -> None:
         self.fingerprints = fingerprints if fingerprints is not None else Fingerprints.load()
+        self._networks = tuple(address_space)
         self._classes = classes()
         self._model: Any = None
         self._profile_type: Any = None
@@ -436,6 +453,7 @@ class Identifier:
         self.dropped = 0  # observations whose endpoint did not fit in MAX_ENDPOINTS
         self.skipped = 0  # observations with malformed fields
         self.observations = 0
+        self.remote_hosts = 0  # IP-anchored hosts outside the address space, by the last `devices`
 
     # -- streaming -------------------------------------------------------------------------------------
     def add(self, obs: Observation) -> None:
@@ -608,7 +626,7 @@ class Identifier:
         if a is None:
             if len(self._addrs) > 4 * MAX_ENDPOINTS:
                 self._addrs.clear()
-            a = self._addrs[ip] = _Addr(ip)
+            a = self._addrs[ip] = _Addr(ip, self._networks)
         return a
 
     def _bind(self, mac: Any, ip: Any, ts: float, lease: bool) -> None:
@@ -861,10 +879,14 @@ class Identifier:
             if len(ips) >= 2:
                 groups.setdefault(("mac", mac), [])  # a router whose own address never showed
         out = []
+        self.remote_hosts = 0
         for (anchor, value), members in groups.items():
             known = anchor == "mac" and (value in self._bound or len(routed.get(value, ())) >= 2)
             if not known and not any(e.sent for e in members):
                 continue  # only ever addressed: it may not exist
+            if anchor == "ip" and not self._addr(value).local:
+                self.remote_hosts += 1
+                continue
             out.append(
                 self._device(anchor, value, members, len(routed.get(value, ())) if anchor == "mac" else 0)
             )
