@@ -150,7 +150,7 @@ def test_summary_shows_medical_devices_first_and_says_where_the_rest_are(
     assert f"{len(devices) - 3} more devices not shown (medical first); {hint}" in table
 
 
-def test_hosts_outside_the_address_space_are_counted_not_inventoried(shared_data: Path, tmp_path: Path) -> None:
+def test_hosts_outside_the_address_space_are_not_inventoried(shared_data: Path, tmp_path: Path) -> None:
     import ipaddress
 
     capture = shared_data / "captures/ndpi/cfgs/default/pcap/1kxun.pcap"  # a LAN client and web servers

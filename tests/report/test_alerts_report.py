@@ -108,7 +108,7 @@ def test_wide_table_has_a_column_each(stored: list[StoredAlert]) -> None:
         assert header in text
     assert "acknowledged" in text
     assert "2025-11-24T16:00:00Z" in text  # epoch T0, UTC
-    assert "Adversary-in-the-Middle: DHCP Spoofing" in text
+    assert "T1557.003 Adversary-in-the-Middle:" in text and "Spoofing" in text  # only the technique wraps
     row = next(line for line in text.splitlines() if stored[1].id[:8] in line)
     assert " 3 " in row and "12" in row and "medium" in row
 
@@ -177,3 +177,20 @@ def test_a_summary_keeps_the_gravest_alerts_then_the_oldest() -> None:
     ]
     assert [a.rule for a in most_severe(alerts, 3)] == ["a.critical", "a.high_old", "a.high_new"]
     assert len(most_severe(alerts, 10)) == 4
+
+
+@pytest.mark.parametrize("attacker", [ATTACKER, ATTACKER_V6], ids=["ipv4", "ipv6"])
+def test_the_wide_table_is_chosen_only_where_nothing_in_it_is_cut(attacker: dict[str, str | None]) -> None:
+    from medsentry.report import fitting_alert_table
+
+    alerts = [_alert("recon.dicom_aet_bruteforce", attacker), _alert("spoof.arp", attacker, severity="high")]
+    widths = range(80, 260, 5)
+    wide_from = next(w for w in widths if "Technique" in _text(fitting_alert_table(alerts, w), width=w))
+    assert wide_from > 120  # a 120-column terminal used to get the wide table with its Rule column cut away
+    for w in widths:
+        text = _text(fitting_alert_table(alerts, w), width=w)
+        if w >= wide_from:  # every id, rule, address and time whole on its line
+            assert "recon.dicom_aet_bruteforce" in text and str(attacker["ip"]) in text
+            assert "…" not in text and "2025-11-24T16:00:00Z" in text
+        else:  # the narrow layout: at least 20 columns of the rule on its first line
+            assert "Alert " in text and "recon.dicom_aet_brut" in text

@@ -64,7 +64,7 @@ def alerts(
         err.print(f"posted {sent} alerts to {webhook}", highlight=False, markup=False)
     if json_out is None and fmt is None and syslog_to is None and webhook is None:
         out = Console()
-        out.print(report.alert_table(rows, wide=out.width >= 120))
+        out.print(report.fitting_alert_table(rows, out.width))
 
 
 @alerts.command("show")

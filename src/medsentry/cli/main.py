@@ -164,7 +164,7 @@ def analyze(
             shown_alerts = report.most_severe(alerts, SUMMARY_ROWS)
             caption = _more(len(alerts) - len(shown_alerts), "alerts", "gravest first", store, "alerts",
                             "--alerts FILE")  # fmt: skip
-            out.print(report.alert_table(shown_alerts, wide=out.width >= 120, caption=caption))
+            out.print(report.fitting_alert_table(shown_alerts, out.width, caption=caption))
         out.print(report.run_summary(run, devices, merged))
         if remote := result.stats_dict.get("remote_hosts"):
             networks = ", ".join(str(n) for n in address_space)

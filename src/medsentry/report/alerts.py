@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -30,6 +30,7 @@ _SEVERITY_STYLE = {
     "low": "cyan",
     "info": "dim",
 }
+_UNBOUNDED = 10_000  # columns: a console this wide measures a table's own minimum width
 _GRAVITY = {name: k for k, name in enumerate(SEVERITIES)}
 _STATE_STYLE = {"new": "bold", "acknowledged": "", "closed": "dim"}
 # Narrow table: "acknowledged" would be the widest cell of its column.
@@ -72,8 +73,10 @@ def alert_table(
     attacker's IP, and shortens the times, so that no address or id is cut."""
     table = Table(title=title, caption=caption)
     if wide:
+        # Only the technique's name wraps: an id, rule, address or time cut or folded is one misread.
         for name in ("ID", "Rule", "Technique", "Severity", "Attacker", "Victims", "First seen", "Last seen"):
-            table.add_column(name, no_wrap=name != "Rule", overflow="fold")
+            tech = name == "Technique"
+            table.add_column(name, no_wrap=not tech, overflow="fold", min_width=14 if tech else None)
         table.add_column("Count", justify="right", no_wrap=True)
         table.add_column("State", no_wrap=True)
     else:
@@ -112,6 +115,20 @@ def alert_table(
                 _seen(alert),
             )
     return table
+
+
+def fitting_alert_table(
+    alerts: Sequence[StoredAlert | Alert],
+    width: int,
+    title: str | None = "Alerts",
+    caption: str | None = None,
+) -> Table:
+    """The wide table where all of its ids, rules, addresses and times fit in `width` columns (IPv6
+    attackers need more of them), else the narrow one."""
+    table = alert_table(alerts, title, wide=True, caption=caption)
+    if Console(width=_UNBOUNDED).measure(table).minimum <= width:
+        return table
+    return alert_table(alerts, title, wide=False, caption=caption)
 
 
 def alert_detail(item: StoredAlert | Alert) -> Group:
