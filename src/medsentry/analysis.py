@@ -91,10 +91,9 @@ def split_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
 def _identifier(fingerprints: Path | None, address_space: Networks | None = None):  # -> Identifier
     """Imported late so that `--help` stays fast. The address space matters only where `devices` is
     called: a worker's identifier just collects state for the parent's."""
-    from medsentry.identify.inventory import LOCAL_NETWORKS, Identifier
+    from medsentry.identify.inventory import Identifier
 
-    return Identifier(learned=fingerprints, address_space=LOCAL_NETWORKS if address_space is None
-                      else address_space)  # fmt: skip
+    return Identifier(learned=fingerprints, address_space=address_space)
 
 
 CHUNK = 2048  # observations per message from a worker

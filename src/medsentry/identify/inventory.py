@@ -61,7 +61,8 @@ MAX_NAMES = 100_000  # DNS answers remembered (address -> names)
 # The hospital's networks when the deployment names none: RFC 1918, the shared address space (RFC 6598),
 # unique local IPv6; link-local addresses are always local. The same default as detection's
 # `address_space` (data/detect.yaml), which a deployment sets for both (`analyze --rules FILE`).
-LOCAL_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOCAL_NETWORKS: tuple[Network, ...] = tuple(
     ipaddress.ip_network(n)
     for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
 )
@@ -340,7 +341,7 @@ class _Addr:
 
     __slots__ = ("family", "link_local", "local", "order", "usable")
 
-    def __init__(self, ip: str, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
+    def __init__(self, ip: str, networks: Iterable[Network]) -> None:
         try:
             a = ipaddress.ip_address(ip)
         except ValueError:
@@ -421,10 +422,10 @@ class Identifier:
         self,
         fingerprints: Fingerprints | None = None,
         learned: Path | None = None,
-        address_space: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = LOCAL_NETWORKS,
+        address_space: Iterable[Network] | None = None,  # the hospital's networks; None: LOCAL_NETWORKS
     ) -> None:
         self.fingerprints = fingerprints if fingerprints is not None else Fingerprints.load()
-        self._networks = tuple(address_space)
+        self._networks = LOCAL_NETWORKS if address_space is None else tuple(address_space)
         self._classes = classes()
         self._model: Any = None
         self._profile_type: Any = None
