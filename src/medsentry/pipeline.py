@@ -529,6 +529,8 @@ class Analyzer:
             "bytes_s2c": r.bytes_s2c,
             "first_seen": r.first_seen,
             "last_seen": r.last_seen,
+            "client_ttl": r.client_ttl,
+            "server_ttl": r.server_ttl,
         }
         return Observation(
             r.last_seen,

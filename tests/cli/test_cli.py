@@ -172,3 +172,14 @@ def test_identification_and_detection_default_to_one_address_space() -> None:
     from medsentry.identify.inventory import LOCAL_NETWORKS
 
     assert tuple(load_config().networks) == LOCAL_NETWORKS
+
+
+def test_a_gateway_is_not_given_the_remote_servers_address(shared_data: Path, tmp_path: Path) -> None:
+    capture = shared_data / "captures/ndpi/cfgs/default/pcap/443-curl.pcap"  # one HTTPS fetch via a gateway
+    out = tmp_path / "out.json"
+    assert run("analyze", capture, "--no-store", "-q", "--json", out).exit_code == 0
+    document = json.loads(out.read_text())
+    devices = {d["mac"]: d for d in document["devices"]}
+    assert devices["28:37:37:00:6d:c8"]["ips"] == ["192.168.1.13"]  # the client
+    assert devices["10:13:31:f1:39:76"]["ips"] == []  # the gateway: the server's packets came through it
+    assert document["stats"]["remote_hosts"] == 1  # the server, 178.62.197.130

@@ -19,17 +19,19 @@ A, B, C = ("10.0.0.5", 40000), ("10.0.0.9", 2575), ("10.0.0.7", 5353)
 PSH = 0x08
 
 
-def tcp(src: tuple[str, int], dst: tuple[str, int], flags: int, seq: int = 0, data: bytes = b"") -> bytes:
+def tcp(
+    src: tuple[str, int], dst: tuple[str, int], flags: int, seq: int = 0, data: bytes = b"", ttl: int = 64
+) -> bytes:
     seg = struct.pack("!HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, 0, 5 << 4, flags, 65535, 0, 0) + data
-    return _ip(src, dst, 6, seg)
+    return _ip(src, dst, 6, seg, ttl)
 
 
 def udp(src: tuple[str, int], dst: tuple[str, int], data: bytes = b"x") -> bytes:
     return _ip(src, dst, 17, struct.pack("!HHHH", src[1], dst[1], 8 + len(data), 0) + data)
 
 
-def _ip(src: tuple[str, int], dst: tuple[str, int], proto: int, l4: bytes) -> bytes:
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0,
+def _ip(src: tuple[str, int], dst: tuple[str, int], proto: int, l4: bytes, ttl: int = 64) -> bytes:
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0, ttl, proto, 0,
                      ipaddress.ip_address(src[0]).packed, ipaddress.ip_address(dst[0]).packed)
     return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + l4
 
@@ -84,6 +86,22 @@ def test_counters_direction_and_tcp_state() -> None:
     assert r.bytes_s2c == int(recs["wirelen"][1])
     assert (r.first_seen, r.last_seen, r.tcp_state) == (1.0, 1.3, "established")
     assert not table.flows and len(table._c) == 0 and table.total == 2
+
+
+def test_each_sides_first_ttl_is_kept() -> None:
+    table = FlowTable()
+    recs = records([
+        (1.0, tcp(B, A, ACK, 5, ttl=53)),  # picked up mid-stream, the server's packet first
+        (1.1, tcp(A, B, ACK, 9, ttl=64)),
+        (1.2, tcp(B, A, ACK, 6, ttl=60)),  # later packets leave it as it was
+        (1.3, tcp(A, B, ACK, 10, ttl=1)),
+        (1.4, udp(A, C)),  # never answered
+    ])
+    run(table, recs)
+    ended = {f.record.transport: f.record for f in table.expire(100.0, force=True)}
+    tcp_flow, udp_flow = ended["tcp"], ended["udp"]
+    assert (tcp_flow.client_ip, tcp_flow.client_ttl, tcp_flow.server_ttl) == (A[0], 64, 53)
+    assert (udp_flow.client_ttl, udp_flow.server_ttl) == (64, None)
 
 
 @pytest.mark.parametrize(

@@ -251,6 +251,30 @@ def test_hosts_outside_the_address_space_are_counted_not_inventoried() -> None:
     assert MONITOR in by_key(ident.devices()) and ident.remote_hosts == 2
 
 
+def test_a_gateway_carrying_one_remote_host_is_not_given_its_address() -> None:
+    # The TTL of the remote side's first packet says it came through a router (64 - 12 hops).
+    observations = [
+        flow(MONITOR, "10.0.0.11", ROUTER, "203.0.113.5", 443, app="tls", client_ttl=64, server_ttl=52),
+        flow(MONITOR, "10.0.0.11", ROUTER, "10.9.0.20", 2575, client_ttl=64, server_ttl=63),
+    ]
+    ident = Identifier()
+    for o in observations[:1]:
+        ident.add(o)
+    devices = by_key(ident.devices())
+    assert set(devices) == {MONITOR, ROUTER} and ident.remote_hosts == 1
+    assert devices[ROUTER].ips == [] and devices[ROUTER].vendor == "Cisco"
+    # inside the address space, a routed address is a device of its own
+    ident = Identifier()
+    ident.add(observations[1])
+    devices = by_key(ident.devices())
+    assert devices["10.9.0.20"].mac is None and devices[ROUTER].ips == []
+    # without TTL evidence (or with a sender on the segment) the only address stays the MAC's own
+    for ttl in (None, 64):
+        ident = Identifier()
+        ident.add(flow(MONITOR, "10.0.0.11", ROUTER, "203.0.113.5", 443, server_ttl=ttl))
+        assert by_key(ident.devices())[ROUTER].ips == ["203.0.113.5"] and ident.remote_hosts == 0
+
+
 def test_router_without_arp_still_splits_and_keeps_its_mac() -> None:
     observations = [flow(MONITOR, "10.0.0.11", ROUTER, f"10.7.0.{i}", 443) for i in range(1, 4)]
     devices = by_key(run(observations))

@@ -617,6 +617,7 @@ typedef struct {
     int32_t head, tail, first_row;
     uint8_t bflags, proto, state, closed, ignore, is_new, live, evicted_in_batch;
     uint8_t armed[2];           /* ARM_* */
+    uint8_t ttl[2];             /* TTL / hop limit of the first packet by `dir`: how far its sender is */
 } fent;
 
 enum { ARM_NONE = 0, ARM_SPENT = 1, ARM_PDATA = 2 };
@@ -884,6 +885,7 @@ static PyObject *ft_update(FlowTableObject *t, PyObject *args) {
             touched[n_touched++] = (uint32_t)id;
         }
         int d = r->dir & 1;
+        if (!e->pk[d]) e->ttl[d] = r->ttl;
         e->pk[d]++;
         e->by[d] += r->wirelen;
         if (r->ts > e->last_ts) e->last_ts = r->ts;
@@ -980,16 +982,17 @@ static PyObject *ft_expire(FlowTableObject *t, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* take_ended() -> [(id, packets by dir 0, by dir 1, bytes by dir 0, by dir 1, first_ts, last_ts, state)] */
+/* take_ended() -> [(id, packets by dir 0, by dir 1, bytes by dir 0, by dir 1, first_ts, last_ts, state,
+ *                   first TTL by dir 0, by dir 1)] */
 static PyObject *ft_take_ended(FlowTableObject *t, PyObject *noargs) {
     PyObject *out = PyList_New(t->n_ended);
     if (!out) return NULL;
     for (uint32_t k = 0; k < t->n_ended; k++) {
         uint32_t id = t->ended[k];
         fent *e = &t->ents[id];
-        PyObject *item = Py_BuildValue("IKKKKddi", id, (unsigned long long)e->pk[0], (unsigned long long)e->pk[1],
+        PyObject *item = Py_BuildValue("IKKKKddiii", id, (unsigned long long)e->pk[0], (unsigned long long)e->pk[1],
                                        (unsigned long long)e->by[0], (unsigned long long)e->by[1],
-                                       e->first_ts, e->last_ts, (int)e->state);
+                                       e->first_ts, e->last_ts, (int)e->state, (int)e->ttl[0], (int)e->ttl[1]);
         if (!item) { Py_DECREF(out); return NULL; }
         PyList_SET_ITEM(out, k, item);
         t->free_ids[t->n_free++] = id;

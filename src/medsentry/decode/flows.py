@@ -238,13 +238,15 @@ class FlowTable:
             t = self.timeouts
             self._c.expire(now, force, t.closed_linger, t.tcp_idle, t.udp_idle, t.active)
         done = []
-        for fid, p0, p1, b0, b1, t0, t1, state in self._c.take_ended():
+        for fid, p0, p1, b0, b1, t0, t1, state, ttl0, ttl1 in self._c.take_ended():
             flow = self.flows.pop(fid)
             r = flow.record
             if flow.client_dir == 0:
                 r.packets_c2s, r.packets_s2c, r.bytes_c2s, r.bytes_s2c = p0, p1, b0, b1
+                r.client_ttl, r.server_ttl = ttl0 or None, ttl1 or None
             else:
                 r.packets_c2s, r.packets_s2c, r.bytes_c2s, r.bytes_s2c = p1, p0, b1, b0
+                r.client_ttl, r.server_ttl = ttl1 or None, ttl0 or None
             r.first_seen, r.last_seen = t0, t1
             if r.transport == "tcp":
                 r.tcp_state = _TCP_STATES[state]

@@ -12,7 +12,9 @@ Anchoring. State is kept per endpoint = (MAC, IP) as seen in a frame. At the end
 assigned to a device:
 - a MAC names one device, with every IP that is its own: bound to it by ARP or DHCP (a lease first,
   else the first claimant: later ARP claims are spoofing), link-local, an IPv6 EUI-64 of the MAC, or,
-  when the capture shows no binding, its only IPv4 address (and its IPv6 ones unless it routes);
+  when the capture shows no binding, its only IPv4 address unless that address's packets came through a
+  router (their TTL below its usual initial value: a gateway carrying one remote host's traffic), and
+  its IPv6 ones unless it routes;
 - an IP that reaches us behind another MAC without being that MAC's own (traffic a router forwards) is
   a device of its own, anchored on the IP (`Device.mac` None); the router keeps only its own addresses;
 - an IP bound by ARP/DHCP to another MAC belongs to that MAC's device.
@@ -170,8 +172,8 @@ class _Endpoint:
     """What was seen of one (MAC, IP) pair."""
 
     __slots__ = (
-        "claimed", "claims", "first_seen", "hostnames", "identities", "ip", "last_seen", "mac", "newest",
-        "profile", "rule_peers", "sent", "services",
+        "claimed", "claims", "first_seen", "hops", "hostnames", "identities", "ip", "last_seen", "mac",
+        "newest", "profile", "rule_peers", "sent", "services",
     )  # fmt: skip
 
     def __init__(self, mac: str | None, ip: str | None, profile: Any) -> None:
@@ -179,6 +181,7 @@ class _Endpoint:
         self.first_seen: float | None = None
         self.last_seen: float | None = None
         self.sent = False  # seen as a sender (a receiver alone may not exist)
+        self.hops: int | None = None  # fewest routers its packets passed before the sensor (by their TTL)
         self.claims: dict[tuple[str, str, str, str], _Claim] = {}
         self.claimed: dict[str, set[str]] = {}  # attribute -> its (casefolded) values in `claims`
         # attribute -> no claim of it in `claims` is later than this (it never decreases: evictions and
@@ -189,6 +192,10 @@ class _Endpoint:
         self.identities: dict[str, dict[str, _Claim]] = {}
         self.hostnames: dict[str, _Claim] = {}
         self.profile = profile
+
+    def near(self, hops: int) -> None:
+        if self.hops is None or hops < self.hops:
+            self.hops = hops
 
     def seen(self, ts: float) -> None:
         if self.first_seen is None or ts < self.first_seen:
@@ -268,6 +275,8 @@ class _Endpoint:
             if ts is not None:
                 self.seen(ts)
         self.sent = self.sent or other.sent
+        if other.hops is not None:
+            self.near(other.hops)
         for (attribute, _, protocol, source), c in other.claims.items():
             have = self.claims.get((attribute, c.value.casefold(), protocol, source))
             if have is None:
@@ -714,6 +723,9 @@ class Identifier:
             for e in (client, server):
                 if e is not None:
                     e.seen(float(ts))
+        for e, ttl in ((client, f.get("client_ttl")), (server, f.get("server_ttl"))):
+            if e is not None and isinstance(ttl, int) and 0 < ttl <= 255:
+                e.near(_hops(ttl))
 
     @staticmethod
     def _http_facts(kind: str, f: dict[str, Any], src: _Endpoint, proto: str, ts: float) -> None:
@@ -876,13 +888,18 @@ class Identifier:
                 if mac is not None and e.sent:
                     routed.setdefault(mac, set()).add(ip)
             groups.setdefault(key, []).append(e)
-        for mac, ips in routed.items():
-            if len(ips) >= 2:
-                groups.setdefault(("mac", mac), [])  # a router whose own address never showed
+        # Routers whose own address never showed: forwarding several addresses, or one whose packets'
+        # TTL says they came through it.
+        forwarders = {
+            mac for mac, ips in routed.items()
+            if len(ips) >= 2 or any(self._endpoints[mac, ip].hops for ip in ips)
+        }  # fmt: skip
+        for mac in forwarders:
+            groups.setdefault(("mac", mac), [])
         out = []
         self.remote_hosts = 0
         for (anchor, value), members in groups.items():
-            known = anchor == "mac" and (value in self._bound or len(routed.get(value, ())) >= 2)
+            known = anchor == "mac" and (value in self._bound or value in forwarders)
             if not known and not any(e.sent for e in members):
                 continue  # only ever addressed: it may not exist
             if anchor == "ip" and not self._addr(value).local:
@@ -897,9 +914,12 @@ class Identifier:
     def _own_addresses(self) -> dict[str, set[str]]:
         """MAC -> the IPs that are its own (see the module docstring)."""
         seen: dict[str, dict[int, list[str]]] = {}
-        for mac, ip in self._endpoints:
+        routed: set[tuple[str, str]] = set()  # (MAC, IP) whose packets came through a router
+        for (mac, ip), e in self._endpoints.items():
             if mac is not None and ip is not None:
                 seen.setdefault(mac, {}).setdefault(self._addr(ip).family, []).append(ip)
+                if e.hops:
+                    routed.add((mac, ip))
         own: dict[str, set[str]] = {}
         for mac, families in seen.items():
             bound = self._bound.get(mac, set())
@@ -909,7 +929,7 @@ class Identifier:
             v4_bound = [ip for ip in v4 if ip in bound]
             if v4_bound:
                 mine.update(v4_bound)
-            elif len(v4) == 1 and self._owner.get(v4[0], mac) == mac:
+            elif len(v4) == 1 and self._owner.get(v4[0], mac) == mac and (mac, v4[0]) not in routed:
                 mine.add(v4[0])
             router = any(ip not in mine for ip in v4)
             for ip in families.get(6, []):
@@ -1222,6 +1242,12 @@ def _decide(attribute: str, claims: list[_Claim]) -> tuple[str | None, list[_Cla
     if best is None or best[0] < ATTR_MIN_SCORE:
         return None, []
     return choice, [c for sq, c in squashed_claims if sq in chosen]
+
+
+def _hops(ttl: int) -> int:
+    """Routers a packet passed: its TTL below the usual initial value (64 Linux and most embedded stacks,
+    128 Windows, 255 network gear; 32 old stacks) it most likely started from."""
+    return next(start for start in (32, 64, 128, 255) if ttl <= start) - ttl
 
 
 def _ptr_address(name: str) -> str | None:

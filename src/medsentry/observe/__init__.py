@@ -89,3 +89,6 @@ class FlowRecord:
     app: str | None = None  # protocol label from the dissector that took the flow
     tcp_state: str | None = None  # "syn", "established", "closed", "reset", or None
     vlan: int | None = None
+    # TTL (IPv6: hop limit) of each side's first packet as it passed the sensor; None if it sent none
+    client_ttl: int | None = None
+    server_ttl: int | None = None
