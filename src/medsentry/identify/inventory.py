@@ -14,7 +14,7 @@ assigned to a device:
   else the first claimant: later ARP claims are spoofing), link-local, an IPv6 EUI-64 of the MAC, or,
   when the capture shows no binding, its only IPv4 address unless that address's packets came through a
   router (their TTL below its usual initial value: a gateway carrying one remote host's traffic), and
-  its IPv6 ones unless it routes;
+  its IPv6 ones unless it routes (the same TTL rule for each);
 - an IP that reaches us behind another MAC without being that MAC's own (traffic a router forwards) is
   a device of its own, anchored on the IP (`Device.mac` None); the router keeps only its own addresses;
 - an IP bound by ARP/DHCP to another MAC belongs to that MAC's device.
@@ -933,7 +933,8 @@ class Identifier:
                 mine.add(v4[0])
             router = any(ip not in mine for ip in v4)
             for ip in families.get(6, []):
-                if self._addr(ip).link_local or ip in bound or _eui64_of(ip, mac) or not router:
+                on_link = not router and (mac, ip) not in routed
+                if self._addr(ip).link_local or ip in bound or _eui64_of(ip, mac) or on_link:
                     mine.add(ip)
         return own
 
