@@ -494,9 +494,10 @@ class Analyzer:
         self._hold(row, obs)
 
     def open_flows(self) -> list[Observation]:
-        """A `flow` observation for each flow not ended yet, as far as it got (counters are filled in only
-        when a flow ends): for a picture of a live capture so far. Nothing is emitted."""
-        return [self._flow_observation(flow) for flow in self.flows.flows.values()]
+        """A `flow` observation for each flow not ended yet, as far as it got: for a picture of a live
+        capture so far. Nothing is emitted."""
+        table = self.flows
+        return [self._flow_observation(table.so_far(flow)) for flow in table.flows.values()]
 
     def _flow_ended(self, flow: Flow) -> None:
         st, r = flow.state, flow.record
@@ -509,11 +510,10 @@ class Analyzer:
                 ends = _ends(r, bool(msg.from_client))
                 self.emit(Observation(r.last_seen, name, msg.kind, *ends, "tcp", msg.fields, self.source))
                 self.stats.observations += 1
-        self.emit(self._flow_observation(flow))
+        self.emit(self._flow_observation(r))
         self.stats.observations += 1
 
-    def _flow_observation(self, flow: Flow) -> Observation:
-        r = flow.record
+    def _flow_observation(self, r: FlowRecord) -> Observation:
         fields = {
             "transport": r.transport,
             "app": r.app,

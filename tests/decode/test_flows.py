@@ -104,6 +104,23 @@ def test_each_sides_first_ttl_is_kept() -> None:
     assert (udp_flow.client_ttl, udp_flow.server_ttl) == (64, None)
 
 
+def test_a_live_pictures_open_flows_have_their_counters_so_far() -> None:
+    from medsentry.capture.records import Batch
+    from medsentry.pipeline import Analyzer
+
+    frames = [
+        (1.0, tcp(A, B, SYN, 100)),
+        (1.1, tcp(B, A, SYN | ACK, 900, ttl=60)),
+        (1.2, tcp(A, B, ACK, 101)),
+    ]
+    analyzer = Analyzer(lambda o: None)
+    analyzer.feed(Batch(memoryview(pcap_records(frames)), records(frames), "live"))
+    (seen,) = analyzer.open_flows()  # still open: nothing ended it
+    f = seen.fields
+    assert (f["packets_c2s"], f["packets_s2c"], f["tcp_state"]) == (2, 1, "established")
+    assert (f["client_ttl"], f["server_ttl"], f["first_seen"], f["last_seen"]) == (64, 60, 1.0, 1.2)
+
+
 @pytest.mark.parametrize(
     ("batches", "state"),
     [

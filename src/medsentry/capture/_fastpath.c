@@ -982,17 +982,21 @@ static PyObject *ft_expire(FlowTableObject *t, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* take_ended() -> [(id, packets by dir 0, by dir 1, bytes by dir 0, by dir 1, first_ts, last_ts, state,
- *                   first TTL by dir 0, by dir 1)] */
+/* (id, packets by dir 0, by dir 1, bytes by dir 0, by dir 1, first_ts, last_ts, state, first TTL by dir 0,
+ * by dir 1) */
+static PyObject *ft_counters_of(uint32_t id, const fent *e) {
+    return Py_BuildValue("IKKKKddiii", id, (unsigned long long)e->pk[0], (unsigned long long)e->pk[1],
+                         (unsigned long long)e->by[0], (unsigned long long)e->by[1], e->first_ts, e->last_ts,
+                         (int)e->state, (int)e->ttl[0], (int)e->ttl[1]);
+}
+
+/* take_ended() -> [counters of each ended flow (ft_counters_of)] */
 static PyObject *ft_take_ended(FlowTableObject *t, PyObject *noargs) {
     PyObject *out = PyList_New(t->n_ended);
     if (!out) return NULL;
     for (uint32_t k = 0; k < t->n_ended; k++) {
         uint32_t id = t->ended[k];
-        fent *e = &t->ents[id];
-        PyObject *item = Py_BuildValue("IKKKKddiii", id, (unsigned long long)e->pk[0], (unsigned long long)e->pk[1],
-                                       (unsigned long long)e->by[0], (unsigned long long)e->by[1],
-                                       e->first_ts, e->last_ts, (int)e->state, (int)e->ttl[0], (int)e->ttl[1]);
+        PyObject *item = ft_counters_of(id, &t->ents[id]);
         if (!item) { Py_DECREF(out); return NULL; }
         PyList_SET_ITEM(out, k, item);
         t->free_ids[t->n_free++] = id;
@@ -1058,6 +1062,17 @@ static PyObject *ft_disarm(FlowTableObject *t, PyObject *args) {
                          (unsigned long)e->pdu_left[d]);
 }
 
+/* counters(id) -> the counters of a live flow so far (ft_counters_of) */
+static PyObject *ft_counters(FlowTableObject *t, PyObject *args) {
+    unsigned int id;
+    if (!PyArg_ParseTuple(args, "I", &id)) return NULL;
+    if (id >= t->n_ents || !t->ents[id].live) {
+        PyErr_SetString(PyExc_KeyError, "no such live flow");
+        return NULL;
+    }
+    return ft_counters_of(id, &t->ents[id]);
+}
+
 static PyObject *ft_get_total(FlowTableObject *t, void *c) { return PyLong_FromUnsignedLongLong(t->total); }
 static PyObject *ft_get_evicted(FlowTableObject *t, void *c) { return PyLong_FromUnsignedLongLong(t->evicted); }
 static Py_ssize_t ft_len(FlowTableObject *t) { return t->count; }
@@ -1066,6 +1081,7 @@ static PyMethodDef ft_methods[] = {
     {"update", (PyCFunction)ft_update, METH_VARARGS, "Account a batch; write the groups and rows for Python."},
     {"expire", (PyCFunction)ft_expire, METH_VARARGS, "End flows that timed out."},
     {"take_ended", (PyCFunction)ft_take_ended, METH_NOARGS, "Counters of ended flows; frees their ids."},
+    {"counters", (PyCFunction)ft_counters, METH_VARARGS, "Counters of a live flow so far."},
     {"ignore", (PyCFunction)ft_ignore, METH_VARARGS, "Stop handing a flow's rows to Python."},
     {"arm", (PyCFunction)ft_arm, METH_VARARGS, "Consume a spent TCP side's in-order segments in C."},
     {"arm_pdata", (PyCFunction)ft_arm_pdata, METH_VARARGS, "Walk a DICOM side's data-set fragments in C."},

@@ -238,17 +238,29 @@ class FlowTable:
             t = self.timeouts
             self._c.expire(now, force, t.closed_linger, t.tcp_idle, t.udp_idle, t.active)
         done = []
-        for fid, p0, p1, b0, b1, t0, t1, state, ttl0, ttl1 in self._c.take_ended():
-            flow = self.flows.pop(fid)
-            r = flow.record
-            if flow.client_dir == 0:
-                r.packets_c2s, r.packets_s2c, r.bytes_c2s, r.bytes_s2c = p0, p1, b0, b1
-                r.client_ttl, r.server_ttl = ttl0 or None, ttl1 or None
-            else:
-                r.packets_c2s, r.packets_s2c, r.bytes_c2s, r.bytes_s2c = p1, p0, b1, b0
-                r.client_ttl, r.server_ttl = ttl1 or None, ttl0 or None
-            r.first_seen, r.last_seen = t0, t1
-            if r.transport == "tcp":
-                r.tcp_state = _TCP_STATES[state]
+        for counters in self._c.take_ended():
+            flow = self.flows.pop(counters[0])
+            _fill(flow, *counters[1:])
             done.append(flow)
         return done
+
+    def so_far(self, flow: Flow) -> FlowRecord:
+        """A live flow's record with its counters as they stand (they are otherwise filled in at its end)."""
+        _fill(flow, *self._c.counters(flow.id)[1:])
+        return flow.record
+
+
+def _fill(
+    flow: Flow, p0: int, p1: int, b0: int, b1: int, t0: float, t1: float, state: int, ttl0: int, ttl1: int
+) -> None:
+    """The record's counters from C's, which count by the records' `dir` (0 = TTL unknown)."""
+    r = flow.record
+    if flow.client_dir == 0:
+        r.packets_c2s, r.packets_s2c, r.bytes_c2s, r.bytes_s2c = p0, p1, b0, b1
+        r.client_ttl, r.server_ttl = ttl0 or None, ttl1 or None
+    else:
+        r.packets_c2s, r.packets_s2c, r.bytes_c2s, r.bytes_s2c = p1, p0, b1, b0
+        r.client_ttl, r.server_ttl = ttl1 or None, ttl0 or None
+    r.first_seen, r.last_seen = t0, t1
+    if r.transport == "tcp":
+        r.tcp_state = _TCP_STATES[state]
