@@ -12,9 +12,9 @@ Anchoring. State is kept per endpoint = (MAC, IP) as seen in a frame. At the end
 assigned to a device:
 - a MAC names one device, with every IP that is its own: bound to it by ARP or DHCP (a lease first,
   else the first claimant: later ARP claims are spoofing), link-local, an IPv6 EUI-64 of the MAC, or,
-  when the capture shows no binding, its only IPv4 address unless that address's packets came through a
-  router (their TTL below its usual initial value: a gateway carrying one remote host's traffic), and
-  its IPv6 ones unless it routes (the same TTL rule for each);
+  when the capture shows no binding, its only IPv4 address unless that address is outside the address
+  space and its packets came through a router (their TTL below its usual initial value: a gateway
+  carrying one remote host's traffic), and its IPv6 ones unless it routes (the same TTL rule for each);
 - an IP that reaches us behind another MAC without being that MAC's own (traffic a router forwards) is
   a device of its own, anchored on the IP (`Device.mac` None); the router keeps only its own addresses;
 - an IP bound by ARP/DHCP to another MAC belongs to that MAC's device.
@@ -892,7 +892,7 @@ class Identifier:
         # TTL says they came through it.
         forwarders = {
             mac for mac, ips in routed.items()
-            if len(ips) >= 2 or any(self._endpoints[mac, ip].hops for ip in ips)
+            if len(ips) >= 2 or any(self._endpoints[mac, ip].hops and not self._addr(ip).local for ip in ips)
         }  # fmt: skip
         for mac in forwarders:
             groups.setdefault(("mac", mac), [])
@@ -914,11 +914,14 @@ class Identifier:
     def _own_addresses(self) -> dict[str, set[str]]:
         """MAC -> the IPs that are its own (see the module docstring)."""
         seen: dict[str, dict[int, list[str]]] = {}
-        routed: set[tuple[str, str]] = set()  # (MAC, IP) whose packets came through a router
+        # (MAC, IP) outside the address space whose packets came through a router. Inside it the TTL is not
+        # trusted that far: an embedded stack may start from an unusual value (60, 100), and taking a
+        # ward's device for a remote one would split it in two.
+        routed: set[tuple[str, str]] = set()
         for (mac, ip), e in self._endpoints.items():
             if mac is not None and ip is not None:
                 seen.setdefault(mac, {}).setdefault(self._addr(ip).family, []).append(ip)
-                if e.hops:
+                if e.hops and not self._addr(ip).local:
                     routed.add((mac, ip))
         own: dict[str, set[str]] = {}
         for mac, families in seen.items():
