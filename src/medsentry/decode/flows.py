@@ -245,7 +245,7 @@ class FlowTable:
         return done
 
     def so_far(self, flow: Flow) -> FlowRecord:
-        """A live flow's record with its counters as they stand (they are otherwise filled in at its end)."""
+        """A live flow's record with its counters as they stand, filled in place (its end fills them anew)."""
         _fill(flow, *self._c.counters(flow.id)[1:])
         return flow.record
 

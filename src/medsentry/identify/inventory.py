@@ -892,7 +892,7 @@ class Identifier:
         # TTL says they came through it.
         forwarders = {
             mac for mac, ips in routed.items()
-            if len(ips) >= 2 or any(self._endpoints[mac, ip].hops and not self._addr(ip).local for ip in ips)
+            if len(ips) >= 2 or any(self._via_router(self._endpoints[mac, ip]) for ip in ips)
         }  # fmt: skip
         for mac in forwarders:
             groups.setdefault(("mac", mac), [])
@@ -914,14 +914,11 @@ class Identifier:
     def _own_addresses(self) -> dict[str, set[str]]:
         """MAC -> the IPs that are its own (see the module docstring)."""
         seen: dict[str, dict[int, list[str]]] = {}
-        # (MAC, IP) outside the address space whose packets came through a router. Inside it the TTL is not
-        # trusted that far: an embedded stack may start from an unusual value (60, 100), and taking a
-        # ward's device for a remote one would split it in two.
         routed: set[tuple[str, str]] = set()
         for (mac, ip), e in self._endpoints.items():
             if mac is not None and ip is not None:
                 seen.setdefault(mac, {}).setdefault(self._addr(ip).family, []).append(ip)
-                if e.hops and not self._addr(ip).local:
+                if self._via_router(e):
                     routed.add((mac, ip))
         own: dict[str, set[str]] = {}
         for mac, families in seen.items():
@@ -940,6 +937,12 @@ class Identifier:
                 if self._addr(ip).link_local or ip in bound or _eui64_of(ip, mac) or on_link:
                     mine.add(ip)
         return own
+
+    def _via_router(self, e: _Endpoint) -> bool:
+        """Whether the endpoint's address is outside the address space and its packets came through a
+        router. Inside the address space the TTL is not trusted that far: an embedded stack may start from
+        an unusual value (60, 100), and taking a ward's device for a remote one would split it in two."""
+        return bool(e.hops) and e.ip is not None and not self._addr(e.ip).local
 
     def _device(self, anchor: str, key: str, members: list[_Endpoint], forwarded: int) -> Device:
         mac = key if anchor == "mac" else None
