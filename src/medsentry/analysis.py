@@ -373,8 +373,9 @@ def run_live(
 
             def save() -> None:  # in a forked child: its copy of the state is its own to change
                 assert checkpoint is not None
+                judge = _sink(ident, detector)  # flows not ended yet as they stand: a scan still going on too
                 for o in analyzer.open_flows():
-                    ident.add(o)
+                    judge(o)
                 checkpoint(*_finish(ident, detector), analyzer.stats)
 
             child = _Child()
@@ -545,9 +546,10 @@ def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, w
             for s in ordered:
                 ident.merge(pickle.loads(s.identified))
                 stats.merge(s.stats)
+            judge = _sink(ident, detector)  # flows not ended yet as they stand: a scan still going on too
             for s in ordered:
                 for t in s.open_flows:
-                    ident.add(Observation(*t))
+                    judge(Observation(*t))
             checkpoint(*_finish(ident, detector), stats)
 
         child.run(in_child)
