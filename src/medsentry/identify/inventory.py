@@ -121,6 +121,10 @@ class _Claim:
             self.attribute, self.value, self.protocol, self.detail, self.ts, self.weight, self.count
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:  # see `_Endpoint.__reduce__`
+        return _Claim, (self.attribute, self.value, self.protocol, self.detail, self.ts, self.weight,
+                        self.count)  # fmt: skip
+
 
 class _Peers:
     """The distinct peers of a service, bounded: counted exactly up to MAX_PEERS; beyond, the MAX_PEERS
@@ -154,6 +158,9 @@ class _Peers:
         for peer, h in other.kept.items():
             self.add(peer, h)
 
+    def __reduce__(self) -> tuple[Any, ...]:  # see `_Endpoint.__reduce__`
+        return _peers, (self.kept, self.top)
+
     def count(self) -> int:
         if len(self.kept) < MAX_PEERS:
             return len(self.kept)
@@ -166,6 +173,9 @@ class _Service:
     app: str | None = None
     count: int = 0
     first: float = float("inf")  # its earliest flow's start: at the bound the earliest services stay
+
+    def __reduce__(self) -> tuple[Any, ...]:  # see `_Endpoint.__reduce__`
+        return _Service, (self.peers, self.app, self.count, self.first)
 
 
 class _Endpoint:
@@ -192,6 +202,12 @@ class _Endpoint:
         self.identities: dict[str, dict[str, _Claim]] = {}
         self.hostnames: dict[str, _Claim] = {}
         self.profile = profile
+
+    # A `--workers` shard sends its endpoints to the parent, which unpickles them on its critical path:
+    # by default a slotted object pickles as a dict of its slots, rebuilt attribute by attribute (and a
+    # slotted dataclass's __setstate__ looks its fields up per object), 2-3 times slower than a tuple.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _endpoint, tuple(getattr(self, name) for name in _Endpoint.__slots__)
 
     def near(self, hops: int) -> None:
         if self.hops is None or hops < self.hops:
@@ -1249,6 +1265,19 @@ def _decide(attribute: str, claims: list[_Claim]) -> tuple[str | None, list[_Cla
     if best is None or best[0] < ATTR_MIN_SCORE:
         return None, []
     return choice, [c for sq, c in squashed_claims if sq in chosen]
+
+
+def _endpoint(*values: Any) -> _Endpoint:
+    e = _Endpoint.__new__(_Endpoint)
+    for name, value in zip(_Endpoint.__slots__, values, strict=True):
+        setattr(e, name, value)
+    return e
+
+
+def _peers(kept: dict[str, int], top: int) -> _Peers:
+    p = _Peers()
+    p.kept, p.top = kept, top
+    return p
 
 
 def _hops(ttl: int) -> int:
