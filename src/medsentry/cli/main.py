@@ -100,6 +100,7 @@ def analyze(
     """Identify the devices in capture files (pcap, pcapng, .gz, directories), Zeek logs or live traffic,
     and detect attacks and patient-data leaks in it."""
     from medsentry import analysis, privacy, report
+    from medsentry.pipeline import fewer_collections
     from medsentry.store import open_store
 
     if not inputs and not interface:
@@ -140,8 +141,9 @@ def analyze(
             else:
                 run_id = live_run
                 store.update_run(run_id, run)
-            merged = store.upsert_devices(result.devices, run_id)
-            store.upsert_alerts(result.alerts, run_id)
+            with fewer_collections():  # thousands of devices' evidence: 0.32 -> 0.2 s on big-1of4
+                merged = store.upsert_devices(result.devices, run_id)
+                store.upsert_alerts(result.alerts, run_id)
     finally:
         if store is not None:
             store.close()
