@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import heapq
-import ipaddress
 import multiprocessing
 import os
 import pickle
@@ -28,7 +27,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field, fields
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
@@ -39,8 +38,10 @@ from medsentry.identify.device import Device
 from medsentry.observe import Observation
 from medsentry.pipeline import Analyzer, Stats, analyze_files, analyze_live, fewer_collections
 
+if TYPE_CHECKING:
+    from medsentry.identify.inventory import Network
+
 ZEEK_SUFFIXES = (".log", ".log.gz", ".json", ".json.gz")
-Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 
 @dataclass
@@ -88,7 +89,7 @@ def split_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return captures, zeek
 
 
-def _identifier(fingerprints: Path | None, address_space: Networks | None = None):  # -> Identifier
+def _identifier(fingerprints: Path | None, address_space: Sequence[Network] | None = None):  # -> Identifier
     """Imported late so that `--help` stays fast. The address space matters only where `devices` is
     called: a worker's identifier just collects state for the parent's."""
     from medsentry.identify.inventory import Identifier
@@ -292,7 +293,7 @@ def run_inputs(
     workers: int = 1,
     console: Console | None = None,
     detector: Any | None = None,
-    address_space: Networks | None = None,
+    address_space: Sequence[Network] | None = None,
 ) -> Result:
     """`detector` (a `medsentry.detect.Detector`) sees every observation too; its alerts are in the result.
     `address_space`: the hospital's networks (by default the private ranges); hosts seen only by IP outside
@@ -307,7 +308,7 @@ def _run_inputs(
     workers: int,
     console: Console | None,
     detector: Any | None,
-    address_space: Networks | None,
+    address_space: Sequence[Network] | None,
 ) -> Result:
     captures, zeek = split_inputs(paths)
     ident = _identifier(fingerprints, address_space)
@@ -355,7 +356,7 @@ def run_live(
     workers: int = 1,
     checkpoint: Checkpoint | None = None,
     every: float = CHECKPOINT_SECONDS,
-    address_space: Networks | None = None,
+    address_space: Sequence[Network] | None = None,
 ) -> Result:
     """Capture until `duration` has passed or Ctrl-C. With `workers > 1` the kernel shares the interface's
     flows among that many processes (`LiveCapture` fanout), each identifying its own; the observations

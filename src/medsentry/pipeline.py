@@ -346,7 +346,7 @@ class Analyzer:
         tcp_dirs = st.dirs
         for side in (0, 1):
             if st.armed[side]:  # the C table moved this side on since: take its state back
-                d = client_dir if side == 0 else 1 - client_dir
+                d = side ^ client_dir  # the records' `dir` of the side (side 0: the client's)
                 next_seq, skip, pdu_left = self.flows.disarm(flow, d)
                 tcp_dirs[side].next_seq = next_seq
                 if st.armed[side] == _PDATA:
@@ -363,7 +363,7 @@ class Analyzer:
         for side in (0, 1):
             if (walk := _walk(st, side)) is None:
                 continue
-            d, next_seq = client_dir if side == 0 else 1 - client_dir, tcp_dirs[side].next_seq
+            d, next_seq = side ^ client_dir, tcp_dirs[side].next_seq
             if walk is _SPENT_WALK:
                 self.flows.arm(flow, d, next_seq)  # type: ignore[arg-type]
                 st.armed[side] = _SPENT
@@ -390,7 +390,7 @@ class Analyzer:
         # batch is entered again after each `_walk_on` (an association: once an image).
         for i in range(begin, n):
             start, length, seq, d, ts = starts[i], lengths[i], seqs[i], dirs[i], stamps[i]
-            side = 0 if d == client_dir else 1
+            side = d ^ client_dir  # 0: the client's
             cand = isn[side]
             if cand is not None:
                 if not length:  # a SYN or SYN-ACK: `seq` is already its number + 1
@@ -598,11 +598,7 @@ _MAX_ISN = 4  # SYN(-ACK)s remembered per side before its first data
 _SYN_WINDOW = 1 << 20  # the first data seen may be this far past its SYN (earlier segments lost or late)
 _JOIN_TRIES = 16  # segments looked at for a recognisable point on a port whose module can join mid-stream
 _BULK_MIN = 2  # rows left in a batch below which the per-segment loop is cheaper than `_walk_on`
-
-
 _NOT_ARMED, _SPENT, _PDATA = 0, 1, 2  # how the C flow table moves a side on between batches
-
-
 _SPENT_WALK = (-1, 0)  # `walk_run`'s spec of a spent side: every in-sequence segment is consumed
 
 
@@ -629,10 +625,10 @@ def _walk_on(
     specs: list[tuple[int, int, int] | None] = [None, None]  # by `dir`
     for side in (0, 1):
         if (walk := _walk(st, side)) is not None:
-            specs[client_dir if side == 0 else 1 - client_dir] = (st.dirs[side].next_seq, *walk)  # type: ignore[assignment]
+            specs[side ^ client_dir] = (st.dirs[side].next_seq, *walk)  # type: ignore[assignment]
     out = _fastpath.walk_run(buf, rows.start, rows.seq, rows.len, rows.dir, pos, *specs)
     for side in (0, 1):
-        spec = out[client_dir if side == 0 else 1 - client_dir]
+        spec = out[side ^ client_dir]
         if spec is not None:
             st.dirs[side].next_seq = spec[0]
             if spec[1] >= 0:

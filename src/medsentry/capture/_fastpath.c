@@ -1005,14 +1005,19 @@ static PyObject *ft_take_ended(FlowTableObject *t, PyObject *noargs) {
     return out;
 }
 
-static fent *ft_live(FlowTableObject *t, PyObject *args, int *d, unsigned int *seq, const char *fmt) {
-    unsigned int id;
-    if (!PyArg_ParseTuple(args, fmt, &id, d, seq)) return NULL;
+/* The live flow `id` (and `d` a direction, 0 or 1, unless NULL), or NULL with KeyError set. */
+static fent *ft_entry(FlowTableObject *t, unsigned int id, const int *d) {
     if (id >= t->n_ents || !t->ents[id].live || (d && (*d < 0 || *d > 1))) {
         PyErr_SetString(PyExc_KeyError, "no such live flow");
         return NULL;
     }
     return &t->ents[id];
+}
+
+static fent *ft_live(FlowTableObject *t, PyObject *args, int *d, unsigned int *seq, const char *fmt) {
+    unsigned int id;
+    if (!PyArg_ParseTuple(args, fmt, &id, d, seq)) return NULL;
+    return ft_entry(t, id, d);
 }
 
 /* ignore(id): Python is done with this flow; count its packets only. */
@@ -1040,11 +1045,8 @@ static PyObject *ft_arm_pdata(FlowTableObject *t, PyObject *args) {
     int d;
     unsigned long long skip;
     if (!PyArg_ParseTuple(args, "IiIKI", &id, &d, &seq, &skip, &left)) return NULL;
-    if (id >= t->n_ents || !t->ents[id].live || d < 0 || d > 1) {
-        PyErr_SetString(PyExc_KeyError, "no such live flow");
-        return NULL;
-    }
-    fent *e = &t->ents[id];
+    fent *e = ft_entry(t, id, &d);
+    if (!e) return NULL;
     e->armed[d] = ARM_PDATA;
     e->next_seq[d] = seq;
     e->skip[d] = skip;
@@ -1064,13 +1066,8 @@ static PyObject *ft_disarm(FlowTableObject *t, PyObject *args) {
 
 /* counters(id) -> the counters of a live flow so far (ft_counters_of) */
 static PyObject *ft_counters(FlowTableObject *t, PyObject *args) {
-    unsigned int id;
-    if (!PyArg_ParseTuple(args, "I", &id)) return NULL;
-    if (id >= t->n_ents || !t->ents[id].live) {
-        PyErr_SetString(PyExc_KeyError, "no such live flow");
-        return NULL;
-    }
-    return ft_counters_of(id, &t->ents[id]);
+    fent *e = ft_live(t, args, NULL, NULL, "I");
+    return e ? ft_counters_of((uint32_t)(e - t->ents), e) : NULL;
 }
 
 static PyObject *ft_get_total(FlowTableObject *t, void *c) { return PyLong_FromUnsignedLongLong(t->total); }

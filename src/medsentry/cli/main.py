@@ -100,6 +100,7 @@ def analyze(
     """Identify the devices in capture files (pcap, pcapng, .gz, directories), Zeek logs or live traffic,
     and detect attacks and patient-data leaks in it."""
     from medsentry import analysis, privacy, report
+    from medsentry.detect import Detector
     from medsentry.pipeline import fewer_collections
     from medsentry.store import open_store
 
@@ -107,10 +108,11 @@ def analyze(
         raise click.UsageError("give capture files / Zeek logs, or --interface for live capture")
     if no_detect and alerts_out is not None:
         raise click.UsageError("--alerts needs detection: drop --no-detect")
-    detector = None if no_detect else _detector(rules, interface is not None, db)
+    config = _config(rules, db, accepted=not no_detect)
+    detector = None if no_detect else Detector(config, live=interface is not None)
     # The hospital's networks, from the rules file as detection reads them: hosts outside them are not
     # inventoried (a cloud service is not a device of the hospital).
-    address_space = detector.cfg.networks if detector is not None else _config(rules, db, False).networks
+    address_space = config.networks
     store = None if no_store else open_store(db)
     try:
         if store is not None:
@@ -275,11 +277,6 @@ def _config(rules: Path | None, db: Path | None, accepted: bool):  # -> medsentr
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--rules") from exc
 
-
-def _detector(rules: Path | None, live: bool, db: Path | None):  # -> medsentry.detect.Detector
-    from medsentry.detect import Detector
-
-    return Detector(_config(rules, db, accepted=True), live=live)
 
 
 @main.command()

@@ -930,12 +930,10 @@ class Identifier:
     def _own_addresses(self) -> dict[str, set[str]]:
         """MAC -> the IPs that are its own (see the module docstring)."""
         seen: dict[str, dict[int, list[str]]] = {}
-        routed: set[tuple[str, str]] = set()
-        for (mac, ip), e in self._endpoints.items():
+        endpoints = self._endpoints
+        for mac, ip in endpoints:
             if mac is not None and ip is not None:
                 seen.setdefault(mac, {}).setdefault(self._addr(ip).family, []).append(ip)
-                if self._via_router(e):
-                    routed.add((mac, ip))
         own: dict[str, set[str]] = {}
         for mac, families in seen.items():
             bound = self._bound.get(mac, set())
@@ -945,11 +943,12 @@ class Identifier:
             v4_bound = [ip for ip in v4 if ip in bound]
             if v4_bound:
                 mine.update(v4_bound)
-            elif len(v4) == 1 and self._owner.get(v4[0], mac) == mac and (mac, v4[0]) not in routed:
+            elif (len(v4) == 1 and self._owner.get(v4[0], mac) == mac
+                  and not self._via_router(endpoints[mac, v4[0]])):  # fmt: skip
                 mine.add(v4[0])
             router = any(ip not in mine for ip in v4)
             for ip in families.get(6, []):
-                on_link = not router and (mac, ip) not in routed
+                on_link = not router and not self._via_router(endpoints[mac, ip])
                 if self._addr(ip).link_local or ip in bound or _eui64_of(ip, mac) or on_link:
                     mine.add(ip)
         return own
