@@ -183,3 +183,6 @@ def test_a_gateway_is_not_given_the_remote_servers_address(shared_data: Path, tm
     assert devices["28:37:37:00:6d:c8"]["ips"] == ["192.168.1.13"]  # the client
     assert devices["10:13:31:f1:39:76"]["ips"] == []  # the gateway: the server's packets came through it
     assert document["stats"]["remote_hosts"] == 1  # the server, 178.62.197.130
+    said = " ".join(run("analyze", capture, "--no-store").output.split())
+    assert "1 host seen only by IP outside the hospital's address space (10.0.0.0/8," in said
+    assert "fc00::/7) is not in the inventory" in said

@@ -88,8 +88,18 @@ def test_narrow_table_fits_80_columns_without_cutting_ids_or_addresses(stored: l
     assert "10.77.0.66" in text
     assert "acked" in text and "new" in text
     assert "T1557.003" in text and "critical" in text
-    # A rule may fold, but a table this narrow still gives rules room for most of their name on one line.
-    assert "recon.dicom_associat" in text
+    # A rule too long for the column breaks after its family, not inside a word.
+    rule_cells = [line.split("│")[2].strip() for line in lines if line.startswith("│")]
+    assert "recon." in rule_cells and "dicom_association_scan" in rule_cells
+    assert "abuse." in rule_cells and "hl7_unexpected_message" in rule_cells
+    assert "spoof.arp" in rule_cells  # a short one stays on one line
+
+
+def test_every_rule_name_fits_the_narrow_rule_column_after_its_family() -> None:
+    from medsentry.detect.engine import RULES
+    from medsentry.report.alerts import _NARROW_RULE
+
+    assert max(len(rule.partition(".")[2]) for rule in RULES) <= _NARROW_RULE
 
 
 def test_wide_table_has_a_column_each(stored: list[StoredAlert]) -> None:
@@ -192,5 +202,5 @@ def test_the_wide_table_is_chosen_only_where_nothing_in_it_is_cut(attacker: dict
         if w >= wide_from:  # every id, rule, address and time whole on its line
             assert "recon.dicom_aet_bruteforce" in text and str(attacker["ip"]) in text
             assert "…" not in text and "2025-11-24T16:00:00Z" in text
-        else:  # the narrow layout: at least 20 columns of the rule on its first line
-            assert "Alert " in text and "recon.dicom_aet_brut" in text
+        else:  # the narrow layout: a long rule breaks after its family
+            assert "Alert " in text and "│ recon. " in text and "│ dicom_aet_bruteforce " in text

@@ -68,6 +68,11 @@ def test_narrow_table_keeps_keys_and_addresses_whole() -> None:
     text = out.getvalue()
     assert "00:09:fb:72:00:ff" in text and "10.77.0.111 +2" in text and "192.168.9.9" in text
     assert "Last seen" not in text and max(len(line) for line in text.splitlines()) <= 80
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if line.startswith("│")]
+    classes, made = {row[1] for row in cells}, {row[2] for row in cells}
+    assert {"patient_monitor", "lab_analyzer"} <= classes  # never folded
+    # vendor, model and firmware on lines of their own; words whole
+    assert {"Dräger", "Infinity M540", "VG2.4"} <= made and "Healthineers" in " ".join(made)
 
 
 def test_network_strings_are_neither_markup_nor_terminal_controls() -> None:

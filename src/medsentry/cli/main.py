@@ -172,8 +172,9 @@ def analyze(
         out.print(report.run_summary(run, devices, merged))
         if remote := result.stats_dict.get("remote_hosts"):
             networks = ", ".join(str(n) for n in address_space)
-            out.print(f"{remote:,} hosts seen only by IP outside the hospital's address space ({networks})"
-                      " are not in the inventory; if some are the hospital's, list its networks under"
+            hosts, verb = ("1 host", "is") if remote == 1 else (f"{remote:,} hosts", "are")
+            out.print(f"{hosts} seen only by IP outside the hospital's address space ({networks}) {verb}"
+                      " not in the inventory; if some are the hospital's, list its networks under"
                       " address_space in a --rules file", highlight=False, markup=False)  # fmt: skip
     if result.stats.capture_dropped:
         err.print(

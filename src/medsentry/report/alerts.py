@@ -36,6 +36,10 @@ _STATE_STYLE = {"new": "bold", "acknowledged": "", "closed": "dim"}
 # Narrow table: "acknowledged" would be the widest cell of its column.
 _STATE_SHORT = {"new": "new", "acknowledged": "acked", "closed": "closed"}
 
+# The narrow table's Rule column: the longest rule name after its family ("dicom_association_scan"), and
+# what an 80-column terminal leaves it beside the id, attacker MAC, victim count and times.
+_NARROW_RULE = 22
+
 
 def _parts(item: StoredAlert | Alert) -> tuple[Alert, str | None]:
     return (item.alert, item.state) if isinstance(item, StoredAlert) else (item, None)
@@ -82,7 +86,7 @@ def alert_table(
     else:
         table.add_column("Alert", no_wrap=True)
         # An IPv6 attacker folds over two lines rather than squeezing the rule into a sliver.
-        table.add_column("Rule", overflow="fold", min_width=20)
+        table.add_column("Rule", overflow="fold", min_width=_NARROW_RULE)
         table.add_column("Attacker", overflow="fold", min_width=17)
         table.add_column("Vic.", justify="right", no_wrap=True)
         table.add_column("Seen, UTC", no_wrap=True)
@@ -109,12 +113,21 @@ def alert_table(
             mac = alert.attacker.get("mac") if alert.attacker.get("ip") else None
             table.add_row(
                 Text.assemble(alert.id[:SHORT_ID], "\n", state_text),
-                Text.assemble(_text(alert.rule), "\n", (technique, "dim"), " ", severity),
+                Text.assemble(_rule_lines(alert.rule), "\n", (technique, "dim"), " ", severity),
                 Text.assemble(_text(_attacker(alert)), *(("\n", _text(mac)) if mac else ())),
                 victim_count(alert),
                 _seen(alert),
             )
     return table
+
+
+def _rule_lines(rule: str) -> Text:
+    """A rule too long for the narrow Rule column breaks after its family ("recon.", "baseline."), where
+    a reader expects it, instead of being folded inside a word."""
+    family, dot, name = rule.partition(".")
+    if len(rule) <= _NARROW_RULE or not dot:
+        return _text(rule)
+    return Text.assemble(_text(family + dot), "\n", _text(name))
 
 
 def fitting_alert_table(

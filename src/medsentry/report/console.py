@@ -43,16 +43,20 @@ def most_relevant(devices: Iterable[Device], limit: int) -> list[Device]:
 def device_table(
     devices: Iterable[Device], title: str | None = "Devices", wide: bool = True, caption: str | None = None
 ) -> Table:
-    """`wide=False` (an 80-column terminal) puts the address under the device key and drops label and
-    time, so that MACs and addresses are never cut."""
+    """`wide=False` (an 80-column terminal) puts the address under the device key and vendor, model and
+    firmware on lines of one cell, and drops label and time: MACs, addresses and class names are never
+    cut, and a vendor or model wraps between its words instead of inside them."""
     rows = list(devices)
     with_label = wide or any(d.label for d in rows)
     table = Table(title=title, caption=caption)
     table.add_column("Device", no_wrap=True)
     if wide:
         table.add_column("IP", no_wrap=True)
-    for name in ("Class", "Vendor", "Model", "Firmware"):
-        table.add_column(name, overflow="fold")
+        for name in ("Class", "Vendor", "Model", "Firmware"):
+            table.add_column(name, overflow="fold")
+    else:
+        table.add_column("Class", no_wrap=True)
+        table.add_column("Vendor / model / firmware", overflow="fold")
     if with_label:
         table.add_column("Label", overflow="fold")
     table.add_column("Conf.", justify="right", no_wrap=True)
@@ -60,8 +64,13 @@ def device_table(
         table.add_column("Last seen", no_wrap=True)
     for d in rows:
         address = _text(_addresses(d.ips) if d.ips else None)
-        cells = [_text(d.key), address] if wide else [Text.assemble(_text(d.key), "\n", address)]
-        cells += [_text(d.device_class), _text(d.vendor), _text(d.model), _text(d.firmware)]
+        if wide:
+            cells = [_text(d.key), address, _text(d.device_class), _text(d.vendor), _text(d.model),
+                     _text(d.firmware)]
+        else:
+            made = [_text(v) for v in (d.vendor, d.model, d.firmware) if v]
+            cells = [Text.assemble(_text(d.key), "\n", address), _text(d.device_class),
+                     Text("\n").join(made) if made else _text(None)]
         if with_label:
             cells.append(_text(d.label))
         cells.append(Text(f"{d.confidence:.2f}"))
