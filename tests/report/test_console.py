@@ -72,7 +72,7 @@ def test_narrow_table_keeps_keys_and_addresses_whole() -> None:
     classes, made = {row[1] for row in cells}, {row[2] for row in cells}
     assert {"patient_monitor", "lab_analyzer"} <= classes  # never folded
     # vendor, model and firmware on lines of their own; words whole
-    assert {"Dräger", "Infinity M540", "VG2.4"} <= made and "Healthineers" in " ".join(made)
+    assert {"Dräger", "Infinity M540", "fw VG2.4"} <= made and "Healthineers" in " ".join(made)
 
 
 def test_network_strings_are_neither_markup_nor_terminal_controls() -> None:

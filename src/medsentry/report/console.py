@@ -68,7 +68,9 @@ def device_table(
             cells = [_text(d.key), address, _text(d.device_class), _text(d.vendor), _text(d.model),
                      _text(d.firmware)]
         else:
-            made = [_text(v) for v in (d.vendor, d.model, d.firmware) if v]
+            # "fw" tells a firmware line from a model line when the model is unknown
+            made = [_text(v) for v in (d.vendor, d.model) if v]
+            made += [Text.assemble(("fw ", "dim"), _text(d.firmware))] if d.firmware else []
             cells = [Text.assemble(_text(d.key), "\n", address), _text(d.device_class),
                      Text("\n").join(made) if made else _text(None)]
         if with_label:
