@@ -123,6 +123,20 @@ def test_renderers(store: VulnStore, built: tuple[Path, Sbom]) -> None:
     shown = top.export_text()
     best = max(findings, key=lambda f: float((f.priority or {}).get("score") or 0.0))
     assert best.vulnerability in shown and "17 more findings" in shown
+    # an 80-column terminal: the narrow layouts, ids, statuses and priorities whole on their lines
+    narrow = Console(record=True, width=80)
+    narrow.print(monitor_table(report, width=80))
+    narrow.print(findings_table(findings, width=80))
+    lines = narrow.export_text().splitlines()
+    assert max(map(len, lines)) <= 80
+    cells = {c.strip() for line in lines for c in line.replace("┃", "│").split("│")}
+    for f in findings:
+        assert f.vulnerability in cells and f.status in cells
+        assert f"{f.priority['level']} {f.priority['score']}" in cells  # type: ignore[index]
+    assert {"new_finding", "jQuery 3.1.1", "Subject / matched by", "Subject / detail"} <= cells
+    wide = Console(record=True, width=200)
+    wide.print(findings_table(findings, width=200))
+    assert "Matched by" in wide.export_text()  # a column each where it fits
 
 
 def _upgraded(sbom: Sbom, name: str, version: str) -> Sbom:

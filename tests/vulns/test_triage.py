@@ -235,6 +235,29 @@ def test_drafts_apply_only_when_accepted(store: VulnStore) -> None:
     assert triage[(device.key, SMB_CVE)].author == "biomed"
 
 
+def test_drafts_and_decisions_fit_the_terminal_with_ids_and_values_whole(store: VulnStore) -> None:
+    import io
+
+    from rich.console import Console
+
+    from medsentry.report.vulns import decisions_table, drafts_table
+
+    device = _device([Service("tcp", 443, "tls", "offers", 5)], ["10.1.2.3"])
+    with TriageStore(store) as ts:
+        ts.propose(network_drafts(store, [_device_finding(device, SMB_CVE)], [device]))
+        drafts = ts.drafts()
+        decision = ts.accept_draft(device.key, SMB_CVE, author="biomed")
+    for width in (80, 220):
+        for table in (drafts_table(drafts, width=width), decisions_table([decision], width=width)):
+            out = io.StringIO()
+            Console(file=out, width=width).print(table)
+            lines = out.getvalue().splitlines()
+            assert max(map(len, lines)) <= width
+            for value in (SMB_CVE, device.key, "not_affected", "vulnerable_code_not_in_execute_path"):
+                assert any(value in line for line in lines), (width, value)
+            assert ("Justification" in lines[1] + lines[2]) == (width == 220)  # a column each when it fits
+
+
 def test_no_draft_for_a_flaw_without_a_named_network_service(store: VulnStore) -> None:
     device = _device([], ["10.1.2.3"])
     # jQuery XSS: a client-side library flaw, no network service the inventory could rule out

@@ -109,7 +109,8 @@ def vulns_triage(ctx: click.Context, json_out: Path | None, vuln_db: Path | None
     if json_out is not None:
         write(json_out, json.dumps({"decisions": [d.to_json() for d in decisions]}, indent=2, default=str))
     else:
-        Console().print(vulns_report.decisions_table(decisions))
+        out = Console()
+        out.print(vulns_report.decisions_table(decisions, width=out.width))
 
 
 @vulns_triage.command("import")
@@ -204,7 +205,8 @@ def vulns_triage_drafts(vuln_db: Path | None) -> None:
     from medsentry.report import vulns as vulns_report
 
     with _triage_store(vuln_db) as triage:
-        Console().print(vulns_report.drafts_table(triage.drafts()))
+        out = Console()
+        out.print(vulns_report.drafts_table(triage.drafts(), width=out.width))
 
 
 @vulns_triage.command("accept")
@@ -265,7 +267,8 @@ def monitor(
     if csv_out is not None:
         write(csv_out, vulns_report.monitor_csv(result))
     if json_out != Path("-") and csv_out != Path("-"):
-        Console().print(vulns_report.monitor_table(result))
+        out = Console()
+        out.print(vulns_report.monitor_table(result, width=out.width))
 
 
 def _triage_store(path: Path | None):  # -> TriageStore on the vulnerability database
@@ -307,7 +310,8 @@ def _findings_out(result, json_out: Path | None, csv_out: Path | None) -> None:
     if csv_out is not None:
         write(csv_out, vulns_report.findings_csv(result.findings))
     if json_out != Path("-") and csv_out != Path("-"):
-        Console().print(vulns_report.findings_table(result.findings, limit=TABLE_ROWS))
+        out = Console()
+        out.print(vulns_report.findings_table(result.findings, limit=TABLE_ROWS, width=out.width))
 
 
 @click.group()

@@ -10,13 +10,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from medsentry.detect import output
 from medsentry.detect.engine import SEVERITIES, Alert
-from medsentry.report.console import _text
+from medsentry.report.console import _text, fits
 from medsentry.report.export import iso_time
 from medsentry.store.base import StoredAlert
 
@@ -30,7 +30,6 @@ _SEVERITY_STYLE = {
     "low": "cyan",
     "info": "dim",
 }
-_UNBOUNDED = 10_000  # columns: a console this wide measures a table's own minimum width
 _GRAVITY = {name: k for k, name in enumerate(SEVERITIES)}
 _STATE_STYLE = {"new": "bold", "acknowledged": "", "closed": "dim"}
 # Narrow table: "acknowledged" would be the widest cell of its column.
@@ -139,7 +138,7 @@ def fitting_alert_table(
     """The wide table where all of its ids, rules, addresses and times fit in `width` columns (IPv6
     attackers need more of them), else the narrow one."""
     table = alert_table(alerts, title, wide=True, caption=caption)
-    if Console(width=_UNBOUNDED).measure(table).minimum <= width:
+    if fits(table, width):
         return table
     return alert_table(alerts, title, wide=False, caption=caption)
 

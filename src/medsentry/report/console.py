@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -25,6 +25,14 @@ from medsentry.vulns.store import FeedStatus
 _ATTRIBUTES = ("device_class", "vendor", "model", "firmware", "os", "hostname", "label")
 # SSVC Safety Impact values, gravest first (data/taxonomy.yaml)
 _SAFETY_ORDER = {"Catastrophic": 0, "Critical": 1, "Marginal": 2, "Negligible": 3}
+
+
+_UNBOUNDED = 10_000  # columns: a console this wide measures a table's own minimum width
+
+
+def fits(table: Table, width: int) -> bool:
+    """Whether `table` fits in `width` columns with none of its no-wrap cells (ids, addresses) cut."""
+    return Console(width=_UNBOUNDED).measure(table).minimum <= width
 
 
 def most_relevant(devices: Iterable[Device], limit: int) -> list[Device]:
