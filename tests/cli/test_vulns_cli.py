@@ -56,6 +56,12 @@ def test_devices_from_the_inventory(shared_data: Path, tmp_path: Path) -> None:
     document = json.loads(result.stdout)
     assert all(f.keys() >= FINDING_KEYS for f in document["findings"])
     assert document["feeds"]["csaf"]["records"] > 100
+    # the terminal views (CliRunner's 80 columns): every finding's id whole, and the scan's drafts
+    table = run("vulns", "devices", "--max-age", "0", "--db", inventory, "--vuln-db", db).stdout
+    assert document["findings"] and all(f["vulnerability"] in table for f in document["findings"][:10])
+    assert max(map(len, table.splitlines())) <= 80
+    drafts = run("vulns", "triage", "--vuln-db", db, "drafts")
+    assert drafts.exit_code == 0 and "Triage drafts" in drafts.stdout
 
 
 def test_triage_decision_applies_and_monitor_reports_only_news(
@@ -76,6 +82,9 @@ def test_triage_decision_applies_and_monitor_reports_only_news(
         for f in json.loads(run(*scan).stdout)["findings"]
     }
     assert again[subject, finding["vulnerability"]] == "not_affected"
+    listed = run("vulns", "triage", "--vuln-db", db).stdout
+    for value in (finding["vulnerability"], "not_affected", "psirt", "vulnerable_code_not_in_execute_path"):
+        assert value in listed
     exported = json.loads(run("vulns", "triage", "--vuln-db", db, "export", "--format", "openvex").stdout)
     assert [s["vulnerability"]["name"] for s in exported["statements"]] == [finding["vulnerability"]]
 
