@@ -437,6 +437,16 @@ def test_hostname_sources_and_dns_names() -> None:
     assert only_dns.hostname == "prn-2f.hospital.local"
 
 
+def test_reverse_names_give_the_address_they_map() -> None:
+    from medsentry.identify.inventory import _ptr_address
+
+    assert _ptr_address("60.0.0.10.in-addr.arpa.") == "10.0.0.60"
+    v6 = "b.9.0.b.4.1.e.f.f.f.c.8.e.0.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.e.f.ip6.arpa"
+    assert _ptr_address(v6) == "fe80::20e:8cff:fe14:b09b"
+    assert _ptr_address("x.0.0.10.in-addr.arpa") is None  # not an address
+    assert _ptr_address("printer.local") is None and _ptr_address("1.2.in-addr.arpa") is None
+
+
 def test_peer_rules_need_distinct_peers() -> None:
     pacs, ip = PLAIN, "10.0.0.10"
 

@@ -52,13 +52,3 @@ class Batch:
     buf: bytes | bytearray | memoryview  # frames live here, at rec["frame_off"]
     recs: np.ndarray  # PACKET_DTYPE
     source: str  # file name or interface, for evidence and error messages
-
-    def payload(self, i: int) -> bytes:
-        r = self.recs[i]
-        start = int(r["frame_off"]) + int(r["payload_off"])
-        return bytes(self.buf[start : start + int(r["payload_len"])])
-
-    def frame(self, i: int) -> bytes:
-        r = self.recs[i]
-        start = int(r["frame_off"])
-        return bytes(self.buf[start : start + int(r["caplen"])])

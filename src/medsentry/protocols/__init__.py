@@ -35,22 +35,10 @@ _MODULES = [
 ]
 
 
-def _load() -> list[ModuleType]:
-    mods = []
-    for name in _MODULES:
-        try:
-            mods.append(importlib.import_module(f"medsentry.protocols.{name}"))
-        except ModuleNotFoundError as exc:
-            if exc.name != f"medsentry.protocols.{name}":
-                raise
-    return mods
-
-
-MODULES: list[ModuleType] = _load()
+MODULES: list[ModuleType] = [importlib.import_module(f"medsentry.protocols.{name}") for name in _MODULES]
 BY_ETHERTYPE: dict[int, ModuleType] = {t: m for m in MODULES for t in getattr(m, "ETHERTYPES", ())}
-if (cdp := next((m for m in MODULES if m.NAME == "cdp"), None)) is not None:
-    BY_ETHERTYPE[cdp.SNAP_PID] = cdp
 BY_NAME: dict[str, ModuleType] = {m.NAME: m for m in MODULES}
+BY_ETHERTYPE[BY_NAME["cdp"].SNAP_PID] = BY_NAME["cdp"]
 BY_UDP_PORT: dict[int, ModuleType] = {
     p: m for m in MODULES if hasattr(m, "parse_datagram") for p in getattr(m, "UDP_PORTS", ())
 }
