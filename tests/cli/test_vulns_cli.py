@@ -62,6 +62,8 @@ def test_devices_from_the_inventory(shared_data: Path, tmp_path: Path) -> None:
     assert max(map(len, table.splitlines())) <= 80
     drafts = run("vulns", "triage", "--vuln-db", db, "drafts")
     assert drafts.exit_code == 0 and "Triage drafts" in drafts.stdout
+    missing = run("vulns", "triage", "--vuln-db", db, "reject", "00:09:fb:72:00:ff", "CVE-2017-0144")
+    assert missing.exit_code == 1 and "no draft for 00:09:fb:72:00:ff CVE-2017-0144" in missing.stderr
 
 
 def test_triage_decision_applies_and_monitor_reports_only_news(

@@ -258,6 +258,20 @@ def test_drafts_and_decisions_fit_the_terminal_with_ids_and_values_whole(store: 
             assert ("Justification" in lines[1] + lines[2]) == (width == 220)  # a column each when it fits
 
 
+def test_a_rejected_draft_is_not_proposed_again(store: VulnStore) -> None:
+    device = _device([Service("tcp", 443, "tls", "offers", 5)], ["10.1.2.3"])
+    finding = _device_finding(device, SMB_CVE)
+    with TriageStore(store) as ts:
+        assert ts.propose(network_drafts(store, [finding], [device])) == 1
+        ts.reject_draft(device.key, SMB_CVE.lower())  # ids in any case
+        assert ts.drafts() == [] and [d.state for d in ts.drafts(None)] == ["rejected"]
+        assert ts.propose(network_drafts(store, [finding], [device])) == 0
+        assert ts.drafts() == []
+        with pytest.raises(KeyError):
+            ts.reject_draft(device.key, SMB_CVE)  # no proposed draft left
+    assert load_triage(store) == {}  # rejecting decides nothing
+
+
 def test_no_draft_for_a_flaw_without_a_named_network_service(store: VulnStore) -> None:
     device = _device([], ["10.1.2.3"])
     # jQuery XSS: a client-side library flaw, no network service the inventory could rule out

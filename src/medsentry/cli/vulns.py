@@ -98,7 +98,8 @@ def vulns_devices(
 @VULN_DB_OPTION
 @click.pass_context
 def vulns_triage(ctx: click.Context, json_out: Path | None, vuln_db: Path | None) -> None:
-    """Triage decisions (VEX): list the current ones, or `import`, `export`, `set`, `drafts`, `accept`."""
+    """Triage decisions (VEX): list the current ones, or `import`, `export`, `set`, `drafts`, `accept`,
+    `reject`."""
     ctx.obj = vuln_db
     if ctx.invoked_subcommand is not None:
         return
@@ -222,6 +223,20 @@ def vulns_triage_accept(vuln_db: Path | None, subject: str, vulnerability: str, 
         except (KeyError, LookupError) as exc:
             raise click.ClickException(f"no draft for {subject} {vulnerability}") from exc
     err.print(f"{subject} {vulnerability}: {decision.statement.status}", highlight=False, markup=False)
+
+
+@vulns_triage.command("reject")
+@click.argument("subject")
+@click.argument("vulnerability")
+@click.pass_obj
+def vulns_triage_reject(vuln_db: Path | None, subject: str, vulnerability: str) -> None:
+    """Dismiss a draft: it is not proposed again, and the finding stays as the scan judges it."""
+    with _triage_store(vuln_db) as triage:
+        try:
+            triage.reject_draft(subject, vulnerability)
+        except (KeyError, LookupError) as exc:
+            raise click.ClickException(f"no draft for {subject} {vulnerability}") from exc
+    err.print(f"{subject} {vulnerability}: draft rejected", highlight=False, markup=False)
 
 
 @click.command()

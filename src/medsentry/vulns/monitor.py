@@ -103,12 +103,6 @@ class MonitorReport:
     def counts(self) -> dict[str, int]:
         return {kind: len(self.of_kind(kind)) for kind in CHANGE_KINDS}
 
-    def by_group(self) -> dict[str, list[Change]]:
-        out: dict[str, list[Change]] = {}
-        for c in self.changes:
-            out.setdefault(c.group, []).append(c)
-        return out
-
     def to_json(self) -> dict[str, Any]:
         return {
             "scope": self.scope,

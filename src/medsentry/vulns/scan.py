@@ -162,9 +162,6 @@ class ScanResult:
     feeds: dict[str, FeedStatus]
     suppressed: list[dict[str, Any]] = field(default_factory=list)  # guarded matches, with the reason
 
-    def by_status(self, status: str) -> list[Finding]:
-        return [f for f in self.findings if f.status == status]
-
     def to_json(self) -> dict[str, Any]:
         return {
             "findings": [f.to_json() for f in self.findings],

@@ -559,6 +559,7 @@ class TriageStore(OwnsConnection):
             return self._insert(st, "draft", draft.evidence.get("finding"), "accepted draft")
 
     def reject_draft(self, subject: str, vulnerability: str) -> None:
+        """Dismiss a proposed draft for good: `propose` does not offer it again."""
         self._draft(subject, vulnerability)
         with transaction(self._conn):
             self._set_draft_state(subject, vulnerability, "rejected")

@@ -116,10 +116,6 @@ class Cpe:
     def key(self) -> tuple[str, str, str]:
         return self.part, self.vendor, self.product
 
-    def with_version(self, version: str, update: str = ANY) -> Cpe:
-        return Cpe(self.part, self.vendor, self.product, version, update, *(
-            getattr(self, f) for f in _FIELDS[5:]))
-
 
 @lru_cache(maxsize=262144)
 def _parse(text: str) -> Cpe:
@@ -359,10 +355,6 @@ class _Subjects:
                     x for x in subjects if x in self._open or (_unquote(x.vendor), _unquote(x.product)) == key
                 )
 
-    def for_criteria(self, crit_text: Any) -> Sequence[Cpe]:
-        key = _plain_key(crit_text) if isinstance(crit_text, str) else None
-        return self.all if key is None else self._by_key.get(key[0], self._open)
-
 
 @lru_cache(maxsize=262144)
 def _plain_key(crit_text: str) -> tuple[tuple[str, str], tuple[str, str]] | None:
@@ -391,7 +383,7 @@ def _eval_node(node: Mapping[str, Any], subjects: _Subjects) -> _Result:
     op = str(node.get("operator") or "OR").upper()
     terms: list[_Result] = []
     # Most criteria of a long configuration have no candidate subject. Such a term never holds and adds
-    # nothing, so it is only remembered (it makes an AND fail); `for_criteria` is inlined for them.
+    # nothing, so it is only remembered (it makes an AND fail).
     missed = False
     by_key, unrouted, every = subjects._by_key, subjects._open, subjects.all
     for m in node.get("cpeMatch") or node.get("cpe_match") or []:
