@@ -56,6 +56,13 @@ def test_rerun_merges_into_one_inventory(hl7_pcap: Path, tmp_path: Path) -> None
     assert sorted(d["key"] for d in first) == sorted(d["key"] for d in second)
     with open_store(db) as store:
         assert len(store.list_runs()) == 2
+    runs = json.loads(run("runs", "--json", "-", "--db", db).output)["runs"]
+    assert [r["id"] for r in runs] == [2, 1] and all(r["inputs"] == [str(hl7_pcap)] for r in runs)
+    assert runs[0]["packets"] == runs[1]["packets"] > 0 and runs[0]["started"] >= runs[1]["started"]
+    latest = json.loads(run("runs", "--limit", "1", "--json", "-", "--db", db).output)["runs"]
+    assert [r["id"] for r in latest] == [2]
+    table = run("runs", "--db", db).output  # 80 columns: counts stacked beside the inputs
+    assert f"{runs[0]['packets']:,} packets" in table and max(map(len, table.splitlines())) <= 80
     shown = run("devices", "--db", db, "show", first[0]["key"])
     assert shown.exit_code == 0 and first[0]["key"] in shown.output
     assert run("devices", "--db", db, "show", "no-such-device").exit_code == 1

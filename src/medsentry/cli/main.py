@@ -263,6 +263,26 @@ def devices_show(db: Path | None, key: str) -> None:
         Console().print(report.device_detail(device, store.device_history(device.key)))
 
 
+@main.command()
+@JSON_OPTION
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Runs shown.")
+@DB_OPTION
+def runs(json_out: Path | None, limit: int, db: Path | None) -> None:
+    """The analysis runs merged into the inventory, newest first: what was read, when, how much, how fast
+    (a device's history names the run that changed it)."""
+    from medsentry import report
+    from medsentry.store import open_store
+
+    with open_store(db) as store:
+        found = store.list_runs(limit)
+    if json_out is not None:
+        document = {"runs": [{"id": r.id, **report.stats_to_dict(r.stats, r.inputs)} for r in found]}
+        write(json_out, json.dumps(document, indent=2))
+    else:
+        out = Console()
+        out.print(report.runs_table(found, width=out.width))
+
+
 def _config(rules: Path | None, db: Path | None, accepted: bool):  # -> medsentry.detect.Config
     """The detection configuration (`--rules` over the defaults), and with `accepted` what `alerts accept`
     recorded beside the inventory `db`."""

@@ -11,7 +11,14 @@ from medsentry.report.alerts import (
     render_alerts,
     write_alerts_json,
 )
-from medsentry.report.console import device_detail, device_table, feed_table, most_relevant, run_summary
+from medsentry.report.console import (
+    device_detail,
+    device_table,
+    feed_table,
+    most_relevant,
+    run_summary,
+    runs_table,
+)
 from medsentry.report.export import evidence_summary, render_csv, render_json
 from medsentry.report.serialize import device_from_dict, device_to_dict, stats_to_dict
 
@@ -32,6 +39,7 @@ __all__ = [
     "render_csv",
     "render_json",
     "run_summary",
+    "runs_table",
     "stats_to_dict",
     "write_alerts_json",
 ]

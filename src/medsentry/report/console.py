@@ -18,7 +18,7 @@ from rich.text import Text
 from medsentry.identify.device import Device, Evidence
 from medsentry.identify.taxonomy import classes
 from medsentry.report.export import iso_time
-from medsentry.store.base import DeviceChange, RunStats, UpsertResult
+from medsentry.store.base import DeviceChange, Run, RunStats, UpsertResult
 from medsentry.store.merge import canonical_json, service_label
 from medsentry.vulns.store import FeedStatus
 
@@ -188,6 +188,48 @@ def run_summary(stats: RunStats, devices: Sequence[Device], result: UpsertResult
             malformed.add_row(_text(name), f"{count:,}")
         parts.append(malformed)
     return Group(*parts)
+
+
+def runs_table(runs: Iterable[Run], width: int | None = None) -> Table:
+    """The analysis runs merged into the inventory, in the order given. With `width` (a terminal's
+    columns), a column each where it fits, else counts and times stacked so that the inputs keep room."""
+    rows = list(runs)
+    table = Table(title="Runs")
+    table.add_column("Run", justify="right", no_wrap=True)
+    table.add_column("Started, UTC", no_wrap=True)
+    table.add_column("Inputs", overflow="fold", min_width=20)
+    for name in ("Packets", "Flows", "Malformed", "Seconds", "Packets/s"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for run in rows:
+        st = run.stats
+        table.add_row(
+            str(run.id), _started(run), _inputs(run), f"{st.packets:,}", f"{st.flows:,}",
+            f"{sum(st.malformed.values()):,}", f"{st.elapsed:.1f}", f"{st.packets_per_s:,.0f}",
+        )  # fmt: skip
+    if width is None or fits(table, width):
+        return table
+    table = Table(title="Runs")
+    table.add_column("Run", no_wrap=True)
+    table.add_column("Inputs", overflow="fold", min_width=20)
+    table.add_column("Traffic", justify="right", no_wrap=True)
+    table.add_column("Time", justify="right", no_wrap=True)
+    for run in rows:
+        st = run.stats
+        table.add_row(
+            f"{run.id}\n{_started(run)}",
+            _inputs(run),
+            f"{st.packets:,} packets\n{st.flows:,} flows\n{sum(st.malformed.values()):,} malformed",
+            f"{st.elapsed:.1f} s\n{st.packets_per_s:,.0f}/s",
+        )
+    return table
+
+
+def _started(run: Run) -> str:
+    return iso_time(run.stats.started).replace("T", " ").removesuffix("Z")
+
+
+def _inputs(run: Run) -> Text:
+    return _text("\n".join(run.inputs) or None)
 
 
 def _claimed(evidence: Evidence, current: object) -> Text:
