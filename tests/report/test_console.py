@@ -64,7 +64,7 @@ def test_table_shows_device_values() -> None:
 
 def test_narrow_table_keeps_keys_and_addresses_whole() -> None:
     out = io.StringIO()
-    Console(file=out, width=80).print(device_table(devices(), wide=False))
+    Console(file=out, width=80).print(device_table(devices(), width=80))
     text = out.getvalue()
     assert "00:09:fb:72:00:ff" in text and "10.77.0.111 +2" in text and "192.168.9.9" in text
     assert "Last seen" not in text and max(len(line) for line in text.splitlines()) <= 80
@@ -73,6 +73,22 @@ def test_narrow_table_keeps_keys_and_addresses_whole() -> None:
     assert {"patient_monitor", "lab_analyzer"} <= classes  # never folded
     # vendor, model and firmware on lines of their own; words whole
     assert {"Dräger", "Infinity M540", "fw VG2.4"} <= made and "Healthineers" in " ".join(made)
+
+
+def test_the_wide_table_is_chosen_only_where_no_class_or_word_is_cut() -> None:
+    chosen = []
+    for width in range(80, 261, 10):
+        out = io.StringIO()
+        Console(file=out, width=width).print(device_table(devices(), width=width))
+        text = out.getvalue()
+        assert max(len(line) for line in text.splitlines()) <= width
+        cells = {c.strip() for line in text.splitlines() for c in line.split("│")}
+        assert {"patient_monitor", "lab_analyzer", "00:09:fb:72:00:ff"} <= cells
+        if "Last seen" in text:
+            chosen.append(width)
+            for word in ("Dräger", "Infinity", "M540", "VG2.4", "Siemens", "Healthineers"):  # lines, not cuts
+                assert word in text
+    assert chosen and chosen == list(range(chosen[0], 261, 10)) and chosen[0] > 80
 
 
 def test_network_strings_are_neither_markup_nor_terminal_controls() -> None:

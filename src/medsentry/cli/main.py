@@ -163,7 +163,7 @@ def analyze(
         shown = report.most_relevant(devices, SUMMARY_ROWS)
         caption = _more(len(devices) - len(shown), "devices", "medical first", store, "devices",
                         "--json/--csv")  # fmt: skip
-        out.print(report.device_table(shown, wide=out.width >= 140, caption=caption))
+        out.print(report.device_table(shown, width=out.width, caption=caption))
         if alerts:
             shown_alerts = report.most_severe(alerts, SUMMARY_ROWS)
             caption = _more(len(alerts) - len(shown_alerts), "alerts", "gravest first", store, "alerts",
@@ -245,7 +245,7 @@ def devices(
         write(csv_out, report.render_csv(found))
     if json_out is None and csv_out is None:
         out = Console()
-        out.print(report.device_table(found, wide=out.width >= 140))
+        out.print(report.device_table(found, width=out.width))
 
 
 @devices.command("show")

@@ -49,24 +49,34 @@ def most_relevant(devices: Iterable[Device], limit: int) -> list[Device]:
 
 
 def device_table(
-    devices: Iterable[Device], title: str | None = "Devices", wide: bool = True, caption: str | None = None
+    devices: Iterable[Device], title: str | None = "Devices", width: int | None = None,
+    caption: str | None = None,
 ) -> Table:
-    """`wide=False` (an 80-column terminal) puts the address under the device key and vendor, model and
-    firmware on lines of one cell, and drops label and time: MACs, addresses and class names are never
-    cut, and a vendor or model wraps between its words instead of inside them."""
+    """A column each (with label and last seen) where that fits `width` columns (a terminal's; None: always)
+    with keys, addresses and class names whole and no word of a vendor, model or firmware cut; else the
+    narrow layout: the address under the device key, vendor, model and firmware on lines of one cell."""
     rows = list(devices)
+    table = _device_table(rows, title, caption, wide=True)
+    if width is None or fits(table, width):
+        return table
+    return _device_table(rows, title, caption, wide=False)
+
+
+def _device_table(rows: list[Device], title: str | None, caption: str | None, wide: bool) -> Table:
     with_label = wide or any(d.label for d in rows)
     table = Table(title=title, caption=caption)
     table.add_column("Device", no_wrap=True)
     if wide:
         table.add_column("IP", no_wrap=True)
-        for name in ("Class", "Vendor", "Model", "Firmware"):
-            table.add_column(name, overflow="fold")
+        table.add_column("Class", no_wrap=True)
+        for name in ("Vendor", "Model", "Firmware"):
+            words = _longest_word(getattr(d, name.lower()) for d in rows)
+            table.add_column(name, overflow="fold", min_width=words)
     else:
         table.add_column("Class", no_wrap=True)
         table.add_column("Vendor / model / firmware", overflow="fold")
     if with_label:
-        table.add_column("Label", overflow="fold")
+        table.add_column("Label", overflow="fold", min_width=_longest_word(d.label for d in rows))
     table.add_column("Conf.", justify="right", no_wrap=True)
     if wide:
         table.add_column("Last seen", no_wrap=True)
@@ -88,6 +98,10 @@ def device_table(
             cells.append(Text(iso_time(d.last_seen)))
         table.add_row(*cells)
     return table
+
+
+def _longest_word(values: Iterable[str | None]) -> int:
+    return max((len(word) for v in values if v for word in str(v).split()), default=1)
 
 
 def _addresses(ips: Sequence[str]) -> str:
