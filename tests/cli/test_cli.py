@@ -174,6 +174,46 @@ def test_hosts_outside_the_address_space_are_not_inventoried(shared_data: Path, 
         assert d["mac"] or ipaddress.ip_address(d["ips"][0]).is_private, d
 
 
+def test_forget_removes_devices_with_their_evidence_and_history(shared_data: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    capture = shared_data / "captures/ndpi/cfgs/default/pcap/1kxun.pcap"
+    db, rules = tmp_path / "inv.db", tmp_path / "site.yaml"
+    rules.write_text('address_space: [0.0.0.0/0, "::/0"]\n')  # as earlier versions stored Internet hosts
+    mine = tmp_path / "mine.json"
+    assert run("analyze", capture, "--no-store", "-q", "--json", mine).exit_code == 0
+    remote = json.loads(mine.read_text())["stats"]["remote_hosts"]
+    assert run("analyze", capture, "--db", db, "-q", "--rules", rules).exit_code == 0
+
+    def keys() -> set[str]:
+        return {d["key"] for d in json.loads(run("devices", "--json", "-", "--db", db).output)["devices"]}
+
+    before = keys()
+    assert run("devices", "--db", db, "forget", "--remote", "--dry-run").exit_code == 0
+    assert keys() == before  # a dry run changes nothing
+    done = run("devices", "--db", db, "forget", "--remote")
+    assert done.exit_code == 0 and f"forgot {remote} devices" in done.stderr
+    left = keys()
+    assert len(before - left) == remote and all(":" in k or k.startswith(("192.168.", "10.")) for k in left)
+    mac = next(k for k in sorted(left) if k.count(":") == 5)
+    device = json.loads(run("devices", "--json", "-", "--db", db).output)["devices"]
+    ip = next(d["ips"][0] for d in device if d["key"] == mac and d["ips"])
+    refused = run("devices", "--db", db, "forget", ip)  # an address of a MAC-keyed device: name its key
+    assert refused.exit_code == 1 and f"{ip} is an address of {mac}" in refused.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM evidence WHERE device_key = ?", (mac,)).fetchone()[0] > 0
+    assert run("devices", "--db", db, "forget", mac).exit_code == 0
+    assert mac not in keys() and run("devices", "--db", db, "show", mac).exit_code == 1
+    with sqlite3.connect(db) as conn:  # evidence, services, addresses and history went with it
+        for table in ("evidence", "services", "device_ips", "device_changes"):
+            rows = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE device_key = ?", (mac,)).fetchone()
+            assert rows == (0,), table
+        assert conn.execute("SELECT COUNT(*) FROM evidence").fetchone()[0] > 0  # the others' stay
+    assert run("devices", "--db", db, "forget").exit_code == 2  # nothing named or selected
+    assert run("devices", "--db", db, "forget", "--not-seen-since", "2100-01-01").exit_code == 0
+    assert keys() == set()
+
+
 def test_identification_and_detection_default_to_one_address_space() -> None:
     from medsentry.detect import load_config
     from medsentry.identify.inventory import LOCAL_NETWORKS

@@ -31,6 +31,14 @@ from medsentry.cli.vulns import feeds, monitor, vulns
 SUMMARY_ROWS = 40  # devices, and alerts, in `analyze`'s closing tables
 
 
+RULES_OPTION = click.option(
+    "--rules",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="MEDSENTRY_RULES",
+    help="Detection config merged over the defaults: address space, trusted AEs/brokers, thresholds.",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="medsentry")
 def main() -> None:
@@ -70,12 +78,7 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the run's alerts as JSON ('-' for stdout).",
 )
-@click.option(
-    "--rules",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="MEDSENTRY_RULES",
-    help="Detection config merged over the defaults: address space, trusted AEs/brokers, thresholds.",
-)
+@RULES_OPTION
 @click.option("--no-detect", is_flag=True, help="Identify devices only; no attack or PHI detection.")
 @click.option("--no-store", is_flag=True, help="Do not merge the result into the inventory database.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no tables.")
@@ -261,6 +264,49 @@ def devices_show(db: Path | None, key: str) -> None:
         if device is None:
             raise click.ClickException(f"no device {key!r} in the inventory")
         Console().print(report.device_detail(device, store.device_history(device.key)))
+
+
+@devices.command("forget")
+@click.argument("keys", nargs=-1)
+@click.option("--not-seen-since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="Also every device whose traffic was last seen before this UTC date (decommissioned).")
+@click.option("--remote", is_flag=True,
+              help="Also hosts known only by IP outside the address space (what earlier versions listed).")
+@RULES_OPTION
+@click.option("--dry-run", is_flag=True, help="List what would be forgotten; change nothing.")
+@click.pass_obj
+def devices_forget(db: Path | None, keys: tuple[str, ...], not_seen_since: Any, remote: bool,
+                   rules: Path | None, dry_run: bool) -> None:  # fmt: skip
+    """Remove devices from the inventory, with their evidence and history: KEYs (MAC, or the IP of a
+    routed-only device), and/or the ones the options select. The next run that sees one adds it anew."""
+    from datetime import UTC
+
+    from medsentry import report
+    from medsentry.store import open_store
+
+    if not (keys or not_seen_since or remote):
+        raise click.UsageError("name devices (KEY...) or select them (--not-seen-since, --remote)")
+    config = _config(rules, db, accepted=False) if remote else None
+    before = not_seen_since.replace(tzinfo=UTC).timestamp() if not_seen_since else None
+    with open_store(db) as store:
+        chosen = []
+        for key in keys:
+            device = store.get_device(key)
+            if device is None:
+                raise click.ClickException(f"no device {key!r} in the inventory")
+            if device.key.lower() != key.lower():  # an address of a device kept by its MAC
+                raise click.ClickException(f"{key} is an address of {device.key}: name that key to forget it")
+            chosen.append(device)
+        for d in store.list_devices() if before is not None or remote else ():
+            stale = before is not None and (d.last_seen or 0.0) < before
+            outside = config is not None and d.mac is None and not any(map(config.is_local, d.ips))
+            if (stale or outside) and all(c.key != d.key for c in chosen):
+                chosen.append(d)
+        if dry_run:
+            Console().print(report.device_table(chosen, title="Would be forgotten", width=Console().width))
+            return
+        gone = store.forget_devices([d.key for d in chosen])
+    err.print(f"forgot {gone:,} device{'s' if gone != 1 else ''}", highlight=False)
 
 
 @main.command()

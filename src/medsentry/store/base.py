@@ -158,6 +158,11 @@ class Store(Protocol):
 
     def list_devices(self, filters: DeviceFilter | None = None) -> list[Device]: ...
 
+    def forget_devices(self, keys: Sequence[str]) -> int:
+        """Delete these devices with their services, evidence, addresses and history, all or nothing;
+        returns how many of them there were."""
+        ...
+
     def get_device(self, key: str) -> Device | None:
         """By key (MAC, or IP of a routed-only device), else the most recently seen device with that IP."""
         ...

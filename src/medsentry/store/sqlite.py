@@ -389,6 +389,10 @@ class SQLiteStore(OwnsConnection):
             params.append(f.min_confidence)
         return self._select(" AND ".join(clauses) or "1 = 1", params)
 
+    def forget_devices(self, keys: Sequence[str]) -> int:
+        with transaction(self._conn):  # services, evidence, addresses and changes go with it (CASCADE)
+            return sum(self._conn.execute("DELETE FROM devices WHERE key = ?", (k,)).rowcount for k in keys)
+
     def get_device(self, key: str) -> Device | None:
         found = self._select(_BY_KEY, (key,)) or self._select(_BY_IP, (key,))
         # An address can have passed between devices (DHCP): the one seen last holds it now.
