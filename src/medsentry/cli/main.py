@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -27,6 +28,9 @@ from medsentry.cli.common import (
     write,
 )
 from medsentry.cli.vulns import feeds, monitor, vulns
+
+if TYPE_CHECKING:
+    from medsentry.identify.device import Device
 
 SUMMARY_ROWS = 40  # devices, and alerts, in `analyze`'s closing tables
 
@@ -275,12 +279,10 @@ def devices_show(db: Path | None, key: str) -> None:
 @RULES_OPTION
 @click.option("--dry-run", is_flag=True, help="List what would be forgotten; change nothing.")
 @click.pass_obj
-def devices_forget(db: Path | None, keys: tuple[str, ...], not_seen_since: Any, remote: bool,
+def devices_forget(db: Path | None, keys: tuple[str, ...], not_seen_since: datetime | None, remote: bool,
                    rules: Path | None, dry_run: bool) -> None:  # fmt: skip
     """Remove devices from the inventory, with their evidence and history: KEYs (MAC, or the IP of a
     routed-only device), and/or the ones the options select. The next run that sees one adds it anew."""
-    from datetime import UTC
-
     from medsentry import report
     from medsentry.store import open_store
 
@@ -289,23 +291,24 @@ def devices_forget(db: Path | None, keys: tuple[str, ...], not_seen_since: Any, 
     config = _config(rules, db, accepted=False) if remote else None
     before = not_seen_since.replace(tzinfo=UTC).timestamp() if not_seen_since else None
     with open_store(db) as store:
-        chosen = []
+        chosen: dict[str, Device] = {}
         for key in keys:
             device = store.get_device(key)
             if device is None:
                 raise click.ClickException(f"no device {key!r} in the inventory")
             if device.key.lower() != key.lower():  # an address of a device kept by its MAC
                 raise click.ClickException(f"{key} is an address of {device.key}: name that key to forget it")
-            chosen.append(device)
+            chosen[device.key] = device
         for d in store.list_devices() if before is not None or remote else ():
             stale = before is not None and (d.last_seen or 0.0) < before
             outside = config is not None and d.mac is None and not any(map(config.is_local, d.ips))
-            if (stale or outside) and all(c.key != d.key for c in chosen):
-                chosen.append(d)
+            if stale or outside:
+                chosen.setdefault(d.key, d)
         if dry_run:
-            Console().print(report.device_table(chosen, title="Would be forgotten", width=Console().width))
+            out = Console()
+            out.print(report.device_table(chosen.values(), title="Would be forgotten", width=out.width))
             return
-        gone = store.forget_devices([d.key for d in chosen])
+        gone = store.forget_devices(list(chosen))
     err.print(f"forgot {gone:,} device{'s' if gone != 1 else ''}", highlight=False)
 
 

@@ -122,7 +122,7 @@ def _findings_narrow(shown: list[Finding], title: str, caption: str | None) -> T
             Text.assemble(_text(f.vulnerability), "\n", _status(f.status)),
             Text.assemble(_text(_priority(f) or None), "\n" if scores else "", scores,
                           ("\nin KEV", "bold red") if _kev(f) == "yes" else ""),
-            Text.assemble(_text(subject_label(f.subject)), "\n", (_matched(f), "dim")),
+            Text.assemble(_text(subject_label(f.subject)), "\n", _dim(_matched(f))),
             _text(_triage(f) or None),
         )
     return table
@@ -132,6 +132,13 @@ def _findings_narrow(shown: list[Finding], title: str, caption: str | None) -> T
 # stay whole on their line.
 _SUBJECT_MIN = 20
 _MATCH_MIN = 22
+
+
+def _dim(value: object) -> Text:
+    """A secondary line of a narrow cell; from an SBOM, a feed or the network, so through `_text`."""
+    text = _text(value)
+    text.stylize("dim")
+    return text
 
 
 def _status(status: str) -> Text:
@@ -207,9 +214,9 @@ def monitor_table(report: MonitorReport, width: int | None = None) -> Table:
         f = c.finding
         about = (("\n", _status(f.status), "\n", _priority(f)) if f is not None else ())
         table.add_row(
-            Text.assemble(_change(c.kind), "\n", (c.group or "", "dim")),
+            Text.assemble(_change(c.kind), "\n", _dim(c.group)),
             Text.assemble(_text(c.vulnerability), *about),
-            Text.assemble(_text(subject_label(c.subject)), "\n", (c.detail or "", "dim")),
+            Text.assemble(_text(subject_label(c.subject)), "\n", _dim(c.detail)),
         )
     return table
 
@@ -263,7 +270,7 @@ def decisions_table(decisions: Iterable[Decision], title: str = "Triage decision
     table.add_column("Decided", no_wrap=True)
     for d in rows:
         st = d.statement
-        why = [(v, "dim") for v in (st.justification, d.reason) if v]
+        why = [_dim(v) for v in (st.justification, d.reason) if v]
         table.add_row(
             Text.assemble(_text(st.vulnerability), "\n", _status(st.status)),
             Text.assemble(_text(st.subject), *(part for w in why for part in ("\n", w))),
@@ -303,6 +310,6 @@ def drafts_table(drafts: Iterable[Draft], title: str = "Triage drafts (proposals
                 _text(st.vulnerability), "\n", _text(st.status), f"\nconfidence {d.confidence:.1f}"
             ),
             Text.assemble(_text(st.subject), *(part for v in (st.justification, st.impact_statement) if v
-                                               for part in ("\n", (v, "dim")))),
+                                               for part in ("\n", _dim(v)))),
         )
     return table
