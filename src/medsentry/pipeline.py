@@ -387,8 +387,12 @@ class Analyzer:
         pdata = getattr(st.parser, "pdata_state", None)
         starts, lengths, seqs, dirs, stamps = rows.start, rows.len, rows.seq, rows.dir, rows.ts
         # By index from `begin`: a slice or islice per call would cost every row after it, and a flow's
-        # batch is entered again after each `_walk_on` (an association: once an image).
+        # batch is entered again after each `_walk_on` (an association: once an image). A long run's rows
+        # are converted as the loop reaches them (`Rows.ready`).
+        ready = rows.ready(begin) if begin < n else n
         for i in range(begin, n):
+            if i >= ready:
+                ready = rows.ready(i)
             start, length, seq, d, ts = starts[i], lengths[i], seqs[i], dirs[i], stamps[i]
             side = d ^ client_dir  # 0: the client's
             cand = isn[side]
@@ -626,7 +630,7 @@ def _walk_on(
     for side in (0, 1):
         if (walk := _walk(st, side)) is not None:
             specs[side ^ client_dir] = (st.dirs[side].next_seq, *walk)  # type: ignore[assignment]
-    out = _fastpath.walk_run(buf, rows.start, rows.seq, rows.len, rows.dir, pos, *specs)
+    out = _fastpath.walk_run(buf, rows.block, pos, *specs)
     for side in (0, 1):
         spec = out[side ^ client_dir]
         if spec is not None:
@@ -636,8 +640,7 @@ def _walk_on(
     passed, stop = out[2], out[3]
     if not passed:
         return None, stop
-    cols = (rows.row, rows.start, rows.len, rows.seq, rows.dir, rows.ts)
-    return Rows(*([col[k] for k in passed] for col in cols)), stop
+    return Rows.of(rows.block[passed], rows.times), stop
 
 
 GC_THRESHOLD = 50_000  # net container allocations between young-generation collections (Python: 700)

@@ -302,8 +302,11 @@ def test_walk_run_consumes_each_spent_sides_leading_in_sequence_run() -> None:
     starts = [0] * len(seqs)  # a spent side's payloads are not read
     spent = -1
 
-    def walk(*args: object) -> object:
-        return _fastpath.walk_run(b"", starts[: len(args[0])], *args)  # type: ignore[arg-type]
+    def walk(seqs: list[int], lens: list[int], dirs: list[int], *rest: object) -> object:
+        # rows as the flow table gives them: batch row, payload start, length, sequence number, dir
+        fields = enumerate(zip(seqs, lens, dirs, strict=True))
+        block = np.array([[k, starts[k], n, q, d] for k, (q, n, d) in fields], dtype=np.int64).reshape(-1, 5)
+        return _fastpath.walk_run(b"", block, *rest)
 
     # dir 0 continues at 10: rows 0, 1 in sequence, row 2 a bare ACK/SYN, row 3 the other side's (kept),
     # row 4 out of sequence: the run stops there
@@ -316,8 +319,8 @@ def test_walk_run_consumes_each_spent_sides_leading_in_sequence_run() -> None:
         None, (0x11, spent, 0), [], 2)
     # nothing walked: nothing consumed
     assert walk(seqs, lens, dirs, 2, None, None) == (None, None, [], 2)
-    with pytest.raises(ValueError):
-        _fastpath.walk_run(b"", [0], [1], [], [0], 0, (1, spent, 0), None)
+    with pytest.raises(ValueError):  # not n x 5 int64
+        _fastpath.walk_run(b"", np.zeros(4, dtype=np.int64), 0, (1, spent, 0), None)
 
 
 def test_flows_reach_python_and_end_in_flow_key_order() -> None:

@@ -9,6 +9,7 @@ import random
 import struct
 from pathlib import Path
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,11 @@ from tests.decode.test_flows import pcap_records, records, tcp, write_pcap
 PSH = 0x08
 
 CT_IMAGE_STORAGE = b"1.2.840.10008.5.1.4.1.1.2\x00"
+
+
+def _row(length: int, seq: int) -> np.ndarray:
+    """One segment at the start of the buffer, as the flow table gives rows to `walk_run`."""
+    return np.array([[0, 0, length, seq, 0]], dtype=np.int64)
 
 
 def element(group: int, elem: int, value: bytes) -> bytes:
@@ -92,7 +98,7 @@ def fed_walking(stream: bytes, cuts: list[int]) -> tuple[list[Message], int]:
         state = parser.pdata_state(True)
         if state is not None:
             walk = (seq, *state)
-            side, _, _, stop = _fastpath.walk_run(segment, [0], [seq], [len(segment)], [0], 0, walk, None)
+            side, _, _, stop = _fastpath.walk_run(segment, _row(len(segment), seq), 0, walk, None)
             if stop == 1:
                 parser.pdata_resume(True, side[1], side[2])
                 walked += len(segment)
@@ -151,7 +157,7 @@ def test_what_c_takes_feed_would_only_skip(skip: int, pdu_left: int, parts: list
     if not segment:
         return
     walk = (7, skip, pdu_left)
-    side, _, _, stop = _fastpath.walk_run(segment, [0], [7], [len(segment)], [0], 0, walk, None)
+    side, _, _, stop = _fastpath.walk_run(segment, _row(len(segment), 7), 0, walk, None)
     fed = copy.deepcopy(parser)
     try:
         msgs = fed.feed(segment, True)

@@ -1107,17 +1107,19 @@ static PyTypeObject FlowTableType = {
 };
 
 /*
- * walk_run(buf, starts, seqs, lens, dirs, begin, side0, side1) -> (side0, side1, kept, stop)
+ * walk_run(buf, rows, begin, side0, side1) -> (side0, side1, kept, stop)
  * The in-Python counterpart of armed sides, for the rows of a batch Python already holds (a side's
  * budget is often spent, or an image's data set begins, in the middle of the batch that carries the
- * whole transfer). sideN, by `dir`: None (not walked), or (next_seq, skip, pdu_left) where skip -1 means
- * spent (every in-sequence row is consumed) and skip >= 0 a DICOM side walked as by `arm_pdata`. Rows
+ * whole transfer). `rows`: a flow's rows as `update` gives them (C-contiguous int64, n x 5: batch row,
+ * payload start, length, sequence number, dir), read in place so that the rows a walk consumes never
+ * become Python objects. sideN, by `dir`: None (not walked), or (next_seq, skip, pdu_left) where skip -1
+ * means spent (every in-sequence row is consumed) and skip >= 0 a DICOM side walked as by `arm_pdata`. Rows
  * from `begin` on that continue a walked side in sequence, and its rows without payload, are consumed
  * up to its first row that is out of sequence or that the walk cannot take; the side's state moves on.
  * The run stops there (`stop`: that row's position, or the number of rows): Python goes on with the rows
  * before it that it still has to look at (`kept`, the other side's) and everything from `stop` on. Not
- * going past `stop` keeps each run's cost to the rows it consumes: Python's lists of what is left are
- * then a slice, not rebuilt row by row (a DICOM association stops once an image).
+ * going past `stop` keeps each run's cost to the rows it consumes (a DICOM association stops once an
+ * image).
  */
 static int walk_side(PyObject *spec, int *on, uint32_t *next, long long *skip, uint32_t *left) {
     *on = spec != Py_None;
@@ -1130,18 +1132,17 @@ static int walk_side(PyObject *spec, int *on, uint32_t *next, long long *skip, u
 }
 
 static PyObject *walk_run(PyObject *self, PyObject *args) {
-    Py_buffer fb;
-    PyObject *starts, *seqs, *lens, *dirs, *spec[2];
+    Py_buffer fb, rb;
+    PyObject *spec[2];
     Py_ssize_t begin;
-    if (!PyArg_ParseTuple(args, "y*O!O!O!O!nOO", &fb, &PyList_Type, &starts, &PyList_Type, &seqs, &PyList_Type,
-                          &lens, &PyList_Type, &dirs, &begin, &spec[0], &spec[1]))
-        return NULL;
+    if (!PyArg_ParseTuple(args, "y*y*nOO", &fb, &rb, &begin, &spec[0], &spec[1])) return NULL;
     PyObject *kept = NULL, *result = NULL;
-    Py_ssize_t n = PyList_GET_SIZE(seqs);
-    if (PyList_GET_SIZE(lens) != n || PyList_GET_SIZE(dirs) != n || PyList_GET_SIZE(starts) != n || begin < 0) {
-        PyErr_SetString(PyExc_ValueError, "walk_run: lists of different lengths");
+    if (rb.len % (Py_ssize_t)(5 * sizeof(int64_t)) || begin < 0) {
+        PyErr_SetString(PyExc_ValueError, "walk_run: rows must be n x 5 int64");
         goto done;
     }
+    const int64_t *rows = (const int64_t *)rb.buf;
+    Py_ssize_t n = rb.len / (Py_ssize_t)(5 * sizeof(int64_t));
     int on[2], walked[2];
     uint32_t next[2], left[2];
     long long skip[2];
@@ -1152,11 +1153,8 @@ static PyObject *walk_run(PyObject *self, PyObject *args) {
     if (!(kept = PyList_New(0))) goto done;
     Py_ssize_t i = begin;
     for (; i < n && (on[0] || on[1]); i++) {
-        long d = PyLong_AsLong(PyList_GET_ITEM(dirs, i));
-        long long len = PyLong_AsLongLong(PyList_GET_ITEM(lens, i));
-        long long seq = PyLong_AsLongLong(PyList_GET_ITEM(seqs, i));
-        long long at = PyLong_AsLongLong(PyList_GET_ITEM(starts, i));
-        if (PyErr_Occurred()) goto done;
+        const int64_t *o = rows + i * 5;
+        int64_t at = o[1], len = o[2], seq = o[3], d = o[4];
         if ((d == 0 || d == 1) && on[d]) {
             if (len == 0) continue;
             uint64_t s = skip[d] < 0 ? 0 : (uint64_t)skip[d];
@@ -1183,6 +1181,7 @@ static PyObject *walk_run(PyObject *self, PyObject *args) {
 done:
     Py_XDECREF(kept);
     PyBuffer_Release(&fb);
+    PyBuffer_Release(&rb);
     return result;
 }
 

@@ -117,18 +117,52 @@ _SERVICE_PORTS = frozenset(
 
 _TCP_STATES = (None, "syn", "established", "closed", "reset")  # the C table's FS_* values
 _WINDOW = 4096  # rows converted to Python lists at a time
+# A flow with more rows than this in one batch (a bulk transfer: an image's pixel data) has them converted
+# only as Python reaches them (`Rows.ready`), a few at a time: C walks most of them itself (`walk_run`).
+_LAZY_ROWS = 64
+_LAZY_WINDOW = 32
 
 
 class Rows:
     """A flow's rows of one batch that Python still has to look at, one plain list per field, in time
     order: batch row, payload start in the batch buffer, payload length, TCP sequence number of the
-    payload (one past a SYN's), `dir`, time stamp."""
+    payload (one past a SYN's), `dir`, time stamp; `block` holds the same rows as C gave them (n x 5 int64,
+    the fields but the time), which `walk_run` reads in place, and `times` the batch's time stamps.
 
-    __slots__ = ("dir", "len", "row", "seq", "start", "ts")
+    A lazy Rows (a long run) has lists of the full length whose values are only right from where `ready`
+    converted them: read a row only below what `ready(i)` returned for it."""
+
+    __slots__ = ("_hi", "_lo", "block", "dir", "len", "row", "seq", "start", "times", "ts")
 
     def __init__(self, row: list[int], start: list[int], length: list[int], seq: list[int], d: list[int],
-                 ts: list[float]) -> None:
+                 ts: list[float], block: np.ndarray, times: np.ndarray, converted: bool = True) -> None:
         self.row, self.start, self.len, self.seq, self.dir, self.ts = row, start, length, seq, d, ts
+        self.block, self.times = block, times
+        self._lo, self._hi = (0, len(row)) if converted else (0, 0)
+
+    @classmethod
+    def of(cls, block: np.ndarray, times: np.ndarray) -> Rows:
+        """Rows converted at once."""
+        row, start, length, seq, d = block.T.tolist() if len(block) else ([], [], [], [], [])
+        return cls(row, start, length, seq, d, times[block[:, 0]].tolist(), block, times)
+
+    @classmethod
+    def lazy(cls, block: np.ndarray, times: np.ndarray) -> Rows:
+        n = len(block)
+        zeros = [0] * n
+        return cls(zeros, zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy(), [0.0] * n, block, times,
+                   converted=False)  # fmt: skip
+
+    def ready(self, i: int) -> int:
+        """Rows from `i` on converted: up to the position returned."""
+        if self._lo <= i < self._hi:
+            return self._hi
+        j = min(len(self.row), i + _LAZY_WINDOW)
+        part = self.block[i:j]
+        self.row[i:j], self.start[i:j], self.len[i:j], self.seq[i:j], self.dir[i:j] = part.T.tolist()
+        self.ts[i:j] = self.times[part[:, 0]].tolist()
+        self._lo, self._hi = i, j
+        return j
 
 
 class FlowTable:
@@ -162,8 +196,10 @@ class FlowTable:
         if not ng:
             return
         # Plain Python numbers from here on: numpy scalars cost several times more per operation. Rows
-        # are converted a window at a time: a whole batch of them as Python objects is 10+ MB.
+        # are converted a window at a time: a whole batch of them as Python objects is 10+ MB. A window
+        # ends before a long run (`_LAZY_ROWS`), which is converted only as Python reaches it.
         cols = self._rows[: nr * 5].reshape(nr, 5)
+        times = recs["ts"]
         groups = self._groups[: ng * 4].tolist()
         table = self.flows
         off = lo = hi = 0
@@ -173,14 +209,22 @@ class FlowTable:
             fid, new, first, cnt = groups[k : k + 4]
             flow = self._create(fid, recs, first) if new else table[fid]
             end = off + cnt
-            if end > hi:
-                lo, hi = off, max(end, off + _WINDOW)
-                block = cols[lo:hi]
-                row, start, length, seq, d = block.T.tolist()
-                ts = recs["ts"][block[:, 0]].tolist()
-            a, b = off - lo, end - lo
+            block = cols[off:end]
+            if cnt > _LAZY_ROWS:
+                rows = Rows.lazy(block, times) if flow.record.transport == "tcp" else Rows.of(block, times)
+            else:
+                if end > hi:
+                    lo, hi, j = off, end, k + 4
+                    while hi - lo < _WINDOW and j < ng * 4 and groups[j + 3] <= _LAZY_ROWS:
+                        hi += groups[j + 3]
+                        j += 4
+                    window = cols[lo:hi]
+                    row, start, length, seq, d = window.T.tolist()
+                    ts = times[window[:, 0]].tolist()
+                a, b = off - lo, end - lo
+                rows = Rows(row[a:b], start[a:b], length[a:b], seq[a:b], d[a:b], ts[a:b], block, times)
             off = end
-            yield flow, bool(new), first, Rows(row[a:b], start[a:b], length[a:b], seq[a:b], d[a:b], ts[a:b])
+            yield flow, bool(new), first, rows
 
     def stop(self, flow: Flow) -> None:
         """Inspection of this flow is over: its packets are only counted from now on."""
