@@ -120,7 +120,7 @@ _WINDOW = 4096  # rows converted to Python lists at a time
 # A flow with more rows than this in one batch (a bulk transfer: an image's pixel data) has them converted
 # only as Python reaches them (`Rows.ready`), a few at a time: C walks most of them itself (`walk_run`).
 _LAZY_ROWS = 64
-_LAZY_WINDOW = 32
+_LAZY_FIRST, _LAZY_MOST = 8, 512  # rows converted at a place, growing while the loop reads on in order
 
 
 class Rows:
@@ -157,7 +157,9 @@ class Rows:
         """Rows from `i` on converted: up to the position returned."""
         if self._lo <= i < self._hi:
             return self._hi
-        j = min(len(self.row), i + _LAZY_WINDOW)
+        # Where a walk stopped, Python usually reads a row or two (a command) before C walks on again.
+        size = min(2 * (self._hi - self._lo), _LAZY_MOST) if i == self._hi and self._hi else _LAZY_FIRST
+        j = min(len(self.row), i + max(size, _LAZY_FIRST))
         part = self.block[i:j]
         self.row[i:j], self.start[i:j], self.len[i:j], self.seq[i:j], self.dir[i:j] = part.T.tolist()
         self.ts[i:j] = self.times[part[:, 0]].tolist()
