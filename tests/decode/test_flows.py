@@ -449,3 +449,28 @@ def test_held_observations_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None
     for k in range(0, 40, 10):  # each chunk in packet order
         chunk = [p for p, _ in queries[k : k + 10]]
         assert chunk == sorted(chunk)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "virtual-hospital/general-hospital-60s.pcap",  # DICOM, HL7, MQTT, TLS, HTTP; the attacks
+        "ndpi/cfgs/default/pcap/WebattackRCE.pcap",  # many short HTTP connections
+        "ndpi/cfgs/default/pcap/netflix.pcap",  # TLS, long downloads
+    ],
+)
+def test_rows_converted_as_reached_give_what_rows_converted_at_once_give(
+    shared_data: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medsentry.decode import flows
+    from medsentry.pipeline import observe_files
+
+    capture = shared_data / "captures" / name
+
+    def observed(lazy_from: int) -> list[tuple[object, ...]]:
+        monkeypatch.setattr(flows, "_LAZY_ROWS", lazy_from)
+        out, stats = observe_files([capture])
+        return [(o.ts, o.kind, o.src_ip, o.dst_ip, o.sport, repr(o.fields)) for o in out] + [stats.to_dict()]
+
+    every_run_lazy, none_lazy = observed(0), observed(1 << 30)
+    assert len(every_run_lazy) > 10 and every_run_lazy == none_lazy
