@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from medsentry.observe import Observation
@@ -342,6 +343,27 @@ def test_weak_tls_version_and_certificates() -> None:
     alerts = run([selfsigned, expired])[1]
     assert {a.severity for a in alerts} == {"medium", "low"}  # 443 is a clinical port, 9999 is not
     assert any("expired" in e["problems"] for a in alerts for e in a.evidence)
+
+
+def test_a_server_speaking_smb1_is_flagged_not_its_client() -> None:
+    smb1 = ob("smb.negotiate", 1.0, src=PACS, dst=CT, sport=445, dport=40000, smb1=True, dialect="1")
+    smb2 = ob("smb.negotiate", 1.0, src=PACS, dst=CT, sport=445, dport=40001, smb1=False, dialect="3.1.1")
+    alerts = run([smb1, smb2])[1]
+    assert rules(alerts) == ["weak.smb1"]
+    assert alerts[0].attacker == {"mac": PACS_MAC, "ip": PACS_IP} and alerts[0].severity == "high"
+    assert [v["ip"] for v in alerts[0].victims] == [CT_IP] and alerts[0].technique["id"] == "T1210"
+
+
+def test_smb1_in_a_real_capture(shared_data: Path) -> None:
+    from medsentry.detect import Detector
+    from medsentry.pipeline import observe_files
+
+    out, _ = observe_files([shared_data / "captures/ndpi/cfgs/default/pcap/smbv1.pcap"])
+    det = Detector()
+    for o in out:
+        det.add(o)
+    (alert,) = [a for a in det.alerts() if a.rule == "weak.smb1"]
+    assert alert.attacker["ip"] == "10.128.0.243" and "172.16.156.130" in alert.explanation
 
 
 # -- PHI --------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Cleartext credentials and weak channels: Telnet/FTP/HTTP Basic/MQTT passwords sent in clear (the
 dissectors only report that a secret was present; nothing of it reaches here), TLS 1.1 or older negotiated,
-self-signed or expired server certificates (medium on clinical ports, low elsewhere)."""
+self-signed or expired server certificates (medium on clinical ports, low elsewhere), SMB version 1
+accepted by a server."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Credentials:
         "mqtt.connect",
         "tls.server_hello",
         "tls.certificate",
+        "smb.negotiate",
     )
 
     def __init__(self, det: Detector) -> None:
@@ -44,6 +46,9 @@ class Credentials:
                 self._cred(obs, "MQTT CONNECT password", None)
         elif kind == "tls.server_hello":
             self._version(obs)
+        elif kind == "smb.negotiate":
+            if f.get("smb1") is True:
+                self._smb1(obs)
         else:
             self._certificate(obs)
 
@@ -74,6 +79,21 @@ class Credentials:
             f"{obs.src_ip}:{obs.sport} negotiated {name} with {obs.dst_ip}: a protocol version with known "
             "weaknesses (retired by RFC 8996).",
             evidence={"kind": obs.kind, "flow": f"{obs.dst_ip}->{obs.src_ip}:{obs.sport}", "version": name},
+            group=obs.sport,
+            port=obs.sport,
+        )
+
+    def _smb1(self, obs: Observation) -> None:
+        # the negotiate response goes server -> client: the server still speaks the old protocol
+        self.det.hit(
+            "weak.smb1",
+            obs.ts,
+            endpoint(obs.src_mac, obs.src_ip),
+            [endpoint(obs.dst_mac, obs.dst_ip)],
+            f"{obs.src_ip}:{obs.sport} accepted SMB version 1 from {obs.dst_ip}: the protocol WannaCry and "
+            "NotPetya spread through (MS17-010), deprecated by Microsoft; imaging consoles and old Windows "
+            "workstations are where it lingers.",
+            evidence={"kind": obs.kind, "flow": f"{obs.dst_ip}->{obs.src_ip}:{obs.sport}"},
             group=obs.sport,
             port=obs.sport,
         )

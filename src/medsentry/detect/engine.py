@@ -45,6 +45,7 @@ RULES: dict[str, tuple[str, str, str, str]] = {
     "cred.cleartext": ("T1552", "Unsecured Credentials", "enterprise", "medium"),
     "weak.tls_version": ("T1557", "Adversary-in-the-Middle", "enterprise", "low"),
     "weak.certificate": ("T1557", "Adversary-in-the-Middle", "enterprise", "low"),
+    "weak.smb1": ("T1210", "Exploitation of Remote Services", "enterprise", "high"),
     "phi.cleartext": ("T1040", "Network Sniffing", "enterprise", "medium"),
     "phi.external": ("T1048", "Exfiltration Over Alternative Protocol", "enterprise", "critical"),
     "baseline.new_peer": ("T0886", "Remote Services", "ics", "medium"),
