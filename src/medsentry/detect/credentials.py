@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from medsentry.detect.engine import by_sender, endpoint
+from medsentry.detect.engine import by_sender, by_server
 from medsentry.observe import Observation
 
 if TYPE_CHECKING:
@@ -74,11 +74,9 @@ class Credentials:
         self.det.hit(
             "weak.tls_version",
             obs.ts,
-            endpoint(obs.src_mac, obs.src_ip),
-            [endpoint(obs.dst_mac, obs.dst_ip)],
-            f"{obs.src_ip}:{obs.sport} negotiated {name} with {obs.dst_ip}: a protocol version with known "
-            "weaknesses (retired by RFC 8996).",
-            evidence={"kind": obs.kind, "flow": f"{obs.dst_ip}->{obs.src_ip}:{obs.sport}", "version": name},
+            explanation=f"{obs.src_ip}:{obs.sport} negotiated {name} with {obs.dst_ip}: a protocol version "
+            "with known weaknesses (retired by RFC 8996).",
+            **by_server(obs, version=name),
             group=obs.sport,
             port=obs.sport,
         )
@@ -88,12 +86,10 @@ class Credentials:
         self.det.hit(
             "weak.smb1",
             obs.ts,
-            endpoint(obs.src_mac, obs.src_ip),
-            [endpoint(obs.dst_mac, obs.dst_ip)],
-            f"{obs.src_ip}:{obs.sport} accepted SMB version 1 from {obs.dst_ip}: the protocol WannaCry and "
-            "NotPetya spread through (MS17-010), deprecated by Microsoft; imaging consoles and old Windows "
-            "workstations are where it lingers.",
-            evidence={"kind": obs.kind, "flow": f"{obs.dst_ip}->{obs.src_ip}:{obs.sport}"},
+            explanation=f"{obs.src_ip}:{obs.sport} accepted SMB version 1 from {obs.dst_ip}: the protocol "
+            "WannaCry and NotPetya spread through (MS17-010), deprecated by Microsoft; imaging consoles and "
+            "old Windows workstations are where it lingers.",
+            **by_server(obs),
             group=obs.sport,
             port=obs.sport,
         )
@@ -114,17 +110,9 @@ class Credentials:
         self.det.hit(
             "weak.certificate",
             obs.ts,
-            endpoint(obs.src_mac, obs.src_ip),
-            [endpoint(obs.dst_mac, obs.dst_ip)],
-            f"{obs.src_ip}:{obs.sport} presents a {' and '.join(problems)} certificate: "
-            "clients cannot tell it "
-            "from an impostor's, so a man in the middle goes unnoticed.",
-            evidence={
-                "kind": obs.kind,
-                "flow": f"{obs.dst_ip}->{obs.src_ip}:{obs.sport}",
-                "problems": problems,
-                "sha256": f.get("sha256"),
-            },
+            explanation=f"{obs.src_ip}:{obs.sport} presents a {' and '.join(problems)} certificate: clients "
+            "cannot tell it from an impostor's, so a man in the middle goes unnoticed.",
+            **by_server(obs, problems=problems, sha256=f.get("sha256")),
             group=(obs.sport, f.get("sha256")),
             severity="medium" if clinical else "low",
             port=obs.sport,
