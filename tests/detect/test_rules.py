@@ -329,6 +329,17 @@ def test_cleartext_passwords_flagged_per_protocol() -> None:
     assert "cred.cleartext" not in rules(run([none])[1])
 
 
+def test_ntlm_over_plain_http_is_a_credential_exposure() -> None:
+    auth = ob("http.request", 1.0, src=CT, dst=PACS, sport=40000, dport=80, ntlm="authenticate",
+              domain="HOSP", user_hash="ab12")  # fmt: skip
+    (alert,) = run([auth])[1]
+    assert alert.rule == "cred.cleartext" and alert.attacker["ip"] == CT_IP
+    assert alert.evidence[0]["protocol"] == "HTTP NTLM authentication" and "HOSP" not in alert.explanation
+    # the server's challenge, and a request without NTLM, expose nothing
+    challenge = ob("http.request", 1.0, src=CT, dst=PACS, sport=40000, dport=80, ntlm="challenge")
+    assert not run([challenge, ob("http.request", 2.0, src=CT, dst=PACS, sport=40001, dport=80)])[1]
+
+
 def test_weak_tls_version_and_certificates() -> None:
     old = ob("tls.server_hello", 1.0, src=PACS, dst=CT, sport=443, dport=40000, version=0x0301)
     new = ob("tls.server_hello", 1.0, src=PACS, dst=CT, sport=443, dport=40000, version=0x0303)

@@ -1,5 +1,6 @@
 """Cleartext credentials and weak channels: Telnet/FTP/HTTP Basic/MQTT passwords sent in clear (the
-dissectors only report that a secret was present; nothing of it reaches here), TLS 1.1 or older negotiated,
+dissectors only report that a secret was present; nothing of it reaches here) and NTLM over plain HTTP,
+TLS 1.1 or older negotiated,
 self-signed or expired server certificates (medium on clinical ports, low elsewhere), SMB version 1
 accepted by a server."""
 
@@ -41,6 +42,13 @@ class Credentials:
         elif kind == "http.request":
             if f.get("basic_auth_present"):
                 self._cred(obs, "HTTP Basic authentication", None)
+            elif f.get("ntlm") == "authenticate":
+                # Not a password, but as good as one on the path: the exchange can be relayed to another
+                # server as it happens, and the response cracked offline (NTLMv1 in minutes).
+                self._cred(obs, "HTTP NTLM authentication", None,
+                           f"{obs.src_ip} authenticated to {obs.dst_ip}:{obs.dport} with NTLM over plain "
+                           "HTTP: anyone on the path can relay the exchange or crack its response offline. "
+                           "Nothing of it is recorded.")  # fmt: skip
         elif kind == "mqtt.connect":
             if f.get("password_present"):
                 self._cred(obs, "MQTT CONNECT password", None)
@@ -52,13 +60,15 @@ class Credentials:
         else:
             self._certificate(obs)
 
-    def _cred(self, obs: Observation, what: str, success: bool | None) -> None:
+    def _cred(self, obs: Observation, what: str, success: bool | None, explanation: str | None = None
+              ) -> None:  # fmt: skip
         outcome = " and the login succeeded" if success else ""
         self.det.hit(
             "cred.cleartext",
             obs.ts,
-            explanation=f"{obs.src_ip} sent a password in clear text to {obs.dst_ip}:{obs.dport} ({what})"
-            f"{outcome}: anyone on the path can read it. The secret itself is not recorded.",
+            explanation=explanation
+            or f"{obs.src_ip} sent a password in clear text to {obs.dst_ip}:{obs.dport} ({what}){outcome}: "
+            "anyone on the path can read it. The secret itself is not recorded.",
             **by_sender(obs, protocol=what, login_succeeded=success),
             group=(obs.dst_ip, obs.kind),
             severity="high" if success else None,
