@@ -365,16 +365,24 @@ def test_a_server_speaking_smb1_is_flagged_not_its_client() -> None:
     assert [v["ip"] for v in alerts[0].victims] == [CT_IP] and alerts[0].technique["id"] == "T1210"
 
 
-def test_smb1_in_a_real_capture(shared_data: Path) -> None:
+def _judged(capture: Path) -> list[Any]:
     from medsentry.detect import Detector
     from medsentry.pipeline import observe_files
 
-    out, _ = observe_files([shared_data / "captures/ndpi/cfgs/default/pcap/smbv1.pcap"])
+    out, _ = observe_files([capture])
     det = Detector()
     for o in out:
         det.add(o)
-    (alert,) = [a for a in det.alerts() if a.rule == "weak.smb1"]
-    assert alert.attacker["ip"] == "10.128.0.243" and "172.16.156.130" in alert.explanation
+    return det.alerts()
+
+
+def test_smb1_and_http_ntlm_in_real_captures(shared_data: Path) -> None:
+    pcaps = shared_data / "captures/ndpi/cfgs/default/pcap"
+    (smb1,) = [a for a in _judged(pcaps / "smbv1.pcap") if a.rule == "weak.smb1"]
+    assert smb1.attacker["ip"] == "10.128.0.243" and "172.16.156.130" in smb1.explanation
+    (ntlm,) = [a for a in _judged(pcaps / "webdav.pcap") if a.rule == "cred.cleartext"]
+    assert ntlm.attacker["ip"] == "192.168.16.173" and ntlm.count > 1  # each AUTHENTICATE, one alert
+    assert {e["protocol"] for e in ntlm.evidence} == {"HTTP NTLM authentication"}
 
 
 # -- PHI --------------------------------------------------------------------------------------------------
