@@ -15,6 +15,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -143,8 +144,7 @@ class Rows:
     @classmethod
     def of(cls, block: np.ndarray, times: np.ndarray) -> Rows:
         """Rows converted at once."""
-        row, start, length, seq, d = block.T.tolist() if len(block) else ([], [], [], [], [])
-        return cls(row, start, length, seq, d, times[block[:, 0]].tolist(), block, times)
+        return cls(*_lists(block, times), block, times)
 
     @classmethod
     def lazy(cls, block: np.ndarray, times: np.ndarray) -> Rows:
@@ -158,13 +158,17 @@ class Rows:
         if self._lo <= i < self._hi:
             return self._hi
         # Where a walk stopped, Python usually reads a row or two (a command) before C walks on again.
-        size = min(2 * (self._hi - self._lo), _LAZY_MOST) if i == self._hi and self._hi else _LAZY_FIRST
-        j = min(len(self.row), i + max(size, _LAZY_FIRST))
-        part = self.block[i:j]
-        self.row[i:j], self.start[i:j], self.len[i:j], self.seq[i:j], self.dir[i:j] = part.T.tolist()
-        self.ts[i:j] = self.times[part[:, 0]].tolist()
+        grown = min(2 * (self._hi - self._lo), _LAZY_MOST) if i == self._hi else 0
+        j = min(len(self.row), i + max(grown, _LAZY_FIRST))
+        (self.row[i:j], self.start[i:j], self.len[i:j], self.seq[i:j], self.dir[i:j],
+         self.ts[i:j]) = _lists(self.block[i:j], self.times)  # fmt: skip
         self._lo, self._hi = i, j
         return j
+
+
+def _lists(block: np.ndarray, times: np.ndarray) -> tuple[list[Any], ...]:
+    """Rows of C's (n x 5) as plain lists: batch row, start, length, sequence number, dir, and time stamp."""
+    return (*block.T.tolist(), times[block[:, 0]].tolist())
 
 
 class FlowTable:
@@ -220,9 +224,7 @@ class FlowTable:
                     while hi - lo < _WINDOW and j < ng * 4 and groups[j + 3] <= _LAZY_ROWS:
                         hi += groups[j + 3]
                         j += 4
-                    window = cols[lo:hi]
-                    row, start, length, seq, d = window.T.tolist()
-                    ts = times[window[:, 0]].tolist()
+                    row, start, length, seq, d, ts = _lists(cols[lo:hi], times)
                 a, b = off - lo, end - lo
                 rows = Rows(row[a:b], start[a:b], length[a:b], seq[a:b], d[a:b], ts[a:b], block, times)
             off = end

@@ -1,8 +1,7 @@
 """Cleartext credentials and weak channels: Telnet/FTP/HTTP Basic/MQTT passwords sent in clear (the
-dissectors only report that a secret was present; nothing of it reaches here) and NTLM over plain HTTP,
-TLS 1.1 or older negotiated,
-self-signed or expired server certificates (medium on clinical ports, low elsewhere), SMB version 1
-accepted by a server."""
+dissectors only report that a secret was present; nothing of it reaches here) and NTLM over plain HTTP;
+TLS 1.1 or older negotiated, self-signed or expired server certificates (medium on clinical ports, low
+elsewhere), SMB version 1 accepted by a server."""
 
 from __future__ import annotations
 

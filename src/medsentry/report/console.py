@@ -30,9 +30,10 @@ _SAFETY_ORDER = {"Catastrophic": 0, "Critical": 1, "Marginal": 2, "Negligible": 
 _UNBOUNDED = 10_000  # columns: a console this wide measures a table's own minimum width
 
 
-def fits(table: Table, width: int) -> bool:
-    """Whether `table` fits in `width` columns with none of its no-wrap cells (ids, addresses) cut."""
-    return Console(width=_UNBOUNDED).measure(table).minimum <= width
+def fits(table: Table, width: int | None) -> bool:
+    """Whether `table` fits in `width` columns with none of its no-wrap cells (ids, addresses) cut; with no
+    width given, it does."""
+    return width is None or Console(width=_UNBOUNDED).measure(table).minimum <= width
 
 
 def most_relevant(devices: Iterable[Device], limit: int) -> list[Device]:
@@ -57,7 +58,7 @@ def device_table(
     narrow layout: the address under the device key, vendor, model and firmware on lines of one cell."""
     rows = list(devices)
     table = _device_table(rows, title, caption, wide=True)
-    if width is None or fits(table, width):
+    if fits(table, width):
         return table
     return _device_table(rows, title, caption, wide=False)
 
@@ -220,7 +221,7 @@ def runs_table(runs: Iterable[Run], width: int | None = None) -> Table:
             str(run.id), _started(run), _inputs(run), f"{st.packets:,}", f"{st.flows:,}",
             f"{sum(st.malformed.values()):,}", f"{st.elapsed:.1f}", f"{st.packets_per_s:,.0f}",
         )  # fmt: skip
-    if width is None or fits(table, width):
+    if fits(table, width):
         return table
     table = Table(title="Runs")
     table.add_column("Run", no_wrap=True)

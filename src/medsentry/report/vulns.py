@@ -80,7 +80,7 @@ def findings_table(
     caption = f"{len(ranked) - len(shown)} more findings of lower priority: use --json or --csv" if len(
         shown) < len(ranked) else None  # fmt: skip
     table = _findings_wide(shown, title, caption)
-    if width is None or fits(table, width):
+    if fits(table, width):
         return table
     return _findings_narrow(shown, title, caption)
 
@@ -116,8 +116,8 @@ def _findings_narrow(shown: list[Finding], title: str, caption: str | None) -> T
     table.add_column("Subject / matched by", overflow="fold", min_width=_SUBJECT_MIN)
     table.add_column("Triage", overflow="fold")
     for f in shown:
-        scores = " ".join(s for s in (f"CVSS {_cvss(f)[0]}" if _cvss(f)[0] else "",
-                                      f"EPSS {_epss(f)}" if _epss(f) else "") if s)
+        cvss, epss = _cvss(f)[0], _epss(f)
+        scores = " ".join(s for s in (cvss and f"CVSS {cvss}", epss and f"EPSS {epss}") if s)
         table.add_row(
             Text.assemble(_text(f.vulnerability), "\n", _status(f.status)),
             Text.assemble(_text(_priority(f) or None), "\n" if scores else "", scores,
@@ -204,7 +204,7 @@ def monitor_table(report: MonitorReport, width: int | None = None) -> Table:
             _text(f.status if f is not None else None),
             _text((_priority(f) if f is not None else "") or None),
         )
-    if width is None or fits(table, width):
+    if fits(table, width):
         return table
     table = Table(title=title)
     table.add_column("Change", overflow="fold", min_width=max(map(len, CHANGE_KINDS)))  # a group may fold
@@ -262,7 +262,7 @@ def decisions_table(decisions: Iterable[Decision], title: str = "Triage decision
             _text(f"{d.recorded:%Y-%m-%d %H:%M}"),
             _text(d.reason or None),
         )
-    if width is None or fits(table, width):
+    if fits(table, width):
         return table
     table = Table(title=title)
     table.add_column("Vulnerability", no_wrap=True)
@@ -298,7 +298,7 @@ def drafts_table(drafts: Iterable[Draft], title: str = "Triage drafts (proposals
             _text(f"{d.confidence:.1f}"),
             _text(st.impact_statement),
         )
-    if width is None or fits(table, width):
+    if fits(table, width):
         return table
     table = Table(title=title)
     table.add_column("Vulnerability", no_wrap=True)
