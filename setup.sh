@@ -12,5 +12,7 @@ if ! { [ -e /usr/include/pcap.h ] || [ -e /usr/include/pcap/pcap.h ]; }; then
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+# Modules an earlier run compiled (setup.py) would shadow a MEDSENTRY_PURE_PYTHON=1 install's sources.
+find src/medsentry -name '*.so' ! -name '_fastpath.*' -delete
 .venv/bin/python -m pip install -q -e '.[dev,live]'
 echo "medsentry is set up: .venv/bin/medsentry --help"

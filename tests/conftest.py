@@ -13,3 +13,10 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not beside the repository")
     return SHARED_DATA
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from medsentry import STALE_HINT, stale_builds
+
+    if stale := stale_builds():
+        pytest.exit(f"{', '.join(stale)}: {STALE_HINT}", 4)

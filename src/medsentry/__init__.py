@@ -1,4 +1,25 @@
 """medsentry: passive discovery, vulnerability intelligence and threat monitoring
 for medical device networks."""
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+STALE_HINT = (
+    "changed since ./setup.sh compiled them; run ./setup.sh again, or just recompile what changed: "
+    ".venv/bin/python setup.py -q build_ext --inplace"
+)
+
+
+def stale_builds() -> list[str]:
+    """Modules of a source checkout changed after ./setup.sh compiled them (setup.py): Python imports
+    the compiled, older code until setup runs again. Empty for an installed package."""
+    package = Path(__file__).parent
+    if not (package.parent.parent / "setup.py").is_file():
+        return []
+    stale = []
+    for built in package.rglob("*.so"):
+        stem = built.name.split(".", 1)[0]
+        for source in (built.with_name(stem + ".py"), built.with_name(stem + ".c")):
+            if source.is_file() and source.stat().st_mtime > built.stat().st_mtime:
+                stale.append(str(source.relative_to(package.parent)))
+    return sorted(stale)

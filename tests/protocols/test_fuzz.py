@@ -65,7 +65,10 @@ def entry_points() -> list[tuple[str, Callable[..., Any], str]]:
     found = []
     for mod in protocols.MODULES:
         for name, fn in vars(mod).items():
-            if name.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != mod.__name__:
+            # not `inspect.isfunction`: a module compiled with Cython (setup.py) has other function types
+            if name.startswith("_") or inspect.isclass(fn) or not callable(fn):
+                continue
+            if getattr(fn, "__module__", None) != mod.__name__:
                 continue
             first = _first_parameter(fn)
             annotation = str(first.annotation) if first is not None else ""

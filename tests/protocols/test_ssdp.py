@@ -140,8 +140,8 @@ def test_fuzz_only_malformed_escapes(payload: bytes) -> None:
 def test_answers_from_ephemeral_ports_are_recognised_by_content(tmp_path: Path) -> None:
     """A device may answer an M-SEARCH from an ephemeral port: the flow is SSDP by its first datagram,
     in every batch; other datagrams between ephemeral ports are left alone."""
+    from medsentry import pipeline
     from medsentry.capture import files
-    from medsentry.pipeline import observe_files
     from tests.decode.test_flows import pcap_records, udp
 
     answer = (b"HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=1800\r\nST: upnp:rootdevice\r\n"
@@ -152,10 +152,17 @@ def test_answers_from_ephemeral_ports_are_recognised_by_content(tmp_path: Path) 
     header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
     pcap = tmp_path / "answers.pcap"
     pcap.write_bytes(header + pcap_records([(1_700_000_000 + i, f) for i, f in enumerate(frames)]))
+    batches = []
+
+    def one_packet_batches(path: Path) -> files.CaptureFile:  # the flow is found again in the next one
+        capture = files.CaptureFile(path, batch_size=1)
+        batches.append(capture)
+        return capture
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(files, "BATCH", 1)  # one packet a batch: the flow is found again in the next one
-        mp.setattr(files.CaptureFile.__init__, "__defaults__", (1,))
-        observations, _ = observe_files([pcap])
+        mp.setattr(pipeline, "CaptureFile", one_packet_batches)
+        observations, _ = pipeline.observe_files([pcap])
+    assert len(batches) == 1
     answers = [o for o in observations if o.kind == "ssdp.response"]
     assert [o.fields["server"] for o in answers] == ["Linux/4.14 UPnP/1.0 Axis M3106-L Mk II/10.12"] * 2
     apps = {o.src_ip: o.fields["app"] for o in observations if o.kind == "flow"}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from medsentry import __version__
+from medsentry import STALE_HINT, __version__, stale_builds
 from medsentry.cli.alerts import alerts
 from medsentry.cli.common import (
     CSV_OPTION,
@@ -47,6 +47,8 @@ RULES_OPTION = click.option(
 @click.version_option(__version__, prog_name="medsentry")
 def main() -> None:
     """Passive discovery and security monitoring of connected medical devices."""
+    if stale := stale_builds():  # a source checkout: the compiled, older code is what runs
+        click.echo(f"medsentry: {', '.join(stale)}: {STALE_HINT}", err=True)
 
 
 @main.command()

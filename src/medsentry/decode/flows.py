@@ -139,7 +139,7 @@ class Rows:
                  ts: list[float], block: np.ndarray, times: np.ndarray, converted: bool = True) -> None:
         self.row, self.start, self.len, self.seq, self.dir, self.ts = row, start, length, seq, d, ts
         self.block, self.times = block, times
-        self._lo, self._hi = (0, len(row)) if converted else (0, 0)
+        self._lo, self._hi = 0, len(row) if converted else 0
 
     @classmethod
     def of(cls, block: np.ndarray, times: np.ndarray) -> Rows:
@@ -212,7 +212,7 @@ class FlowTable:
         row: list[int] = []
         start, length, seq, d, ts = row, row, row, row, []
         for k in range(0, ng * 4, 4):
-            fid, new, first, cnt = groups[k : k + 4]
+            fid, new, first, cnt = groups[k], groups[k + 1], groups[k + 2], groups[k + 3]
             flow = self._create(fid, recs, first) if new else table[fid]
             end = off + cnt
             block = cols[off:end]
