@@ -1,7 +1,12 @@
 """medsentry: passive discovery, vulnerability intelligence and threat monitoring
 for medical device networks."""
 
+import os
 from pathlib import Path
+
+# numpy starts a BLAS thread pool that spins for a while after import (60 ms of CPU in every process, a
+# worker's too); medsentry does no linear algebra. Set before numpy is imported; a user's setting stands.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"
 STALE_HINT = (
