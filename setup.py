@@ -4,7 +4,8 @@ The modules every packet or observation passes through (decoding, dissectors, id
 are plain Python compiled as they are, as pydantic 1 and aiohttp do: the code and its tracebacks stay
 Python's, and it runs about 1.2x faster (bench/RESULTS.md). `MEDSENTRY_PURE_PYTHON=1` (or no Cython)
 installs them uncompiled, e.g. to profile them with py-spy. An editable install compiles into src/: after
-changing one of these modules, run ./setup.sh again (the test suite refuses to run on a stale build).
+changing one of these modules, `python setup.py build_ext --inplace` recompiles what changed (the test
+suite refuses to run on a stale build, the CLI warns).
 """
 
 import os
