@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
-"""How `analyze --workers N` would scale on a machine with N + 1 free cores, measured on a smaller one.
+"""How `analyze --workers N` would scale on a machine with N + 2 free cores, measured on a smaller one.
 
     .venv/bin/python bench/scaling.py [CAPTURE] [--workers 2,4,8] [--no-detect]
 
-A sharded run is N workers and the parent, all streaming at once: its wall time on enough cores is the
-slowest of them, plus the parent's work after the last worker ends (merging what they identified,
-building the inventory and the alerts). This machine has two cores, so running N + 1 processes at once
-measures the machine, not the design. Here every worker runs alone, one after the other, as
-`analyze --workers N` runs it (the same `_shard` function: its flows, identification, pickling the
-chunks it forwards), and reports its CPU time; then the parent's part runs alone on the recorded chunks
-(unpickling, the merge by position, detection) and reports its CPU time. The one-process run is measured
-the same way. Printed per N: each worker's CPU, the parent's streaming and final CPU, the projected wall
-time (max(slowest worker, parent streaming) + parent final), the speedup against one process, and
+A sharded run is a reader, N workers and the parent, all streaming at once: its wall time on enough cores
+is the slowest of them, plus the parent's work after the last worker ends (merging what they identified,
+building the inventory and the alerts). This machine has two cores, so running N + 2 processes at once
+measures the machine, not the design. Here each part runs alone, one after the other, as `analyze
+--workers N` runs it: the reader (`deal_files`, pickling what it deals as the queues do), then every
+worker on what the reader dealt it (the same `_shard` function: unpickling, its flows, identification,
+pickling the chunks it forwards), then the parent's part on the recorded chunks (unpickling, the merge by
+position, detection); each reports its CPU time. The one-process run is measured the same way. Printed per
+N: the reader's and each worker's CPU, the parent's streaming and final CPU, the projected wall time
+(max(reader, slowest worker, parent streaming) + parent final), the speedup against one process, and
 whether the devices and alerts equal the one-process ones.
 """
 
@@ -26,7 +27,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,12 +61,47 @@ class _Recorder:
         self.chunks.append(pickle.dumps(item, pickle.HIGHEST_PROTOCOL))
 
 
-def _worker(capture: Path, k: int, n: int, forward: frozenset[str], where: Path, out: Any) -> None:
+def _reader(capture: Path, n: int, where: list[Path], out: Any) -> None:
+    """The reader's part: every batch dealt, each share pickled as a worker's input queue pickles it and
+    written out as it goes (as into a pipe; kept in memory, 230 MB of shares would cost more than the
+    reading)."""
+    from medsentry.pipeline import deal_files
+
+    files = [open(w, "wb") for w in where]  # noqa: SIM115 - closed below
+
+    def send(k: int, share: Any) -> None:
+        raw = pickle.dumps(share, pickle.HIGHEST_PROTOCOL)
+        files[k].write(len(raw).to_bytes(8, "little") + raw)
+
+    c = time.process_time()
+    deal_files([capture], n, send)
+    cpu = time.process_time() - c
+    for f in files:
+        f.close()
+    out.send((cpu,))
+
+
+class _Dealt:
+    """Stands in for a worker's input queue: what the reader dealt it, unpickled one share at a time."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw, self.at = raw, 0
+
+    def get(self) -> Any:
+        if self.at >= len(self.raw):
+            return None
+        size = int.from_bytes(self.raw[self.at : self.at + 8], "little")
+        self.at += 8 + size
+        return pickle.loads(self.raw[self.at - size : self.at])
+
+
+def _worker(k: int, dealt: Path, forward: frozenset[str], where: Path, out: Any) -> None:
     from medsentry.analysis import _shard
 
+    inputs = _Dealt(dealt.read_bytes())  # bytes, as they would sit in the pipe
     rec = _Recorder()
     c = time.process_time()
-    _shard([capture], k, n, rec, None, forward, SimpleNamespace(value=0))
+    _shard(k, inputs, rec, None, forward)
     cpu = time.process_time() - c
     where.write_bytes(pickle.dumps(rec.chunks, pickle.HIGHEST_PROTOCOL))
     out.send((cpu,))
@@ -74,7 +109,14 @@ def _worker(capture: Path, k: int, n: int, forward: frozenset[str], where: Path,
 
 def _parent(files: list[Path], detect: bool, out: Any) -> None:
     """The parent's part of `_run_sharded` on the recorded chunks: streaming, then the end."""
-    from medsentry.analysis import ShardMerge, _finish, _identifier, _ShardEnd, judge_merged, merge_ends
+    from medsentry.analysis import (
+        ShardMerge,
+        _finish,
+        _identifier,
+        _ShardEnd,
+        judge_merged,
+        merge_ends,
+    )
     from medsentry.detect import Detector
     from medsentry.pipeline import fewer_collections
 
@@ -150,24 +192,29 @@ def main() -> None:
         for _ in range(args.repeat):
             keep("one", _run(_one_process, args.capture, detect))
             for n in sizes:
+                dealt = [Path(tmp) / f"{n}-{k}.dealt" for k in range(n)]
                 files = [Path(tmp) / f"{n}-{k}.pickle" for k in range(n)]
+                keep((n, "reader"), _run(_reader, args.capture, n, dealt))
                 for k in range(n):
-                    keep((n, k), _run(_worker, args.capture, k, n, forward, files[k]))
+                    keep((n, k), _run(_worker, k, dealt[k], forward, files[k]))
                 keep((n, "parent"), _run(_parent, files, detect))
 
     one, digest, n_dev, n_alerts = best["one"]
     print(f"{args.capture.name}, detection {'on' if detect else 'off'}, least of {args.repeat} interleaved "
           f"rounds: one process {one:.2f} s CPU, {n_dev} devices, {n_alerts} alerts")
     print()
-    print("| workers | each worker, CPU s | parent streaming / final, CPU s | projected wall s | speedup | "
-          "same devices + alerts |")
-    print("|---:|---|---|---:|---:|---|")
+    print("| workers | reader, CPU s | each worker, CPU s | parent streaming / final, CPU s | "
+          "projected wall s | speedup | same devices + alerts |")
+    print("|---:|---:|---|---|---:|---:|---|")
     for n in sizes:
+        reader = best[(n, "reader")][0]
         cpus = [best[(n, k)][0] for k in range(n)]
         _, streaming, final, shard_digest = best[(n, "parent")]
-        wall = max(max(cpus), streaming) + final
-        print(f"| {n} | {', '.join(f'{c:.2f}' for c in cpus)} | {streaming:.2f} / {final:.2f} | {wall:.2f} | "
-              f"{one / wall:.2f}x | {'yes' if shard_digest == digest else 'NO'} |")
+        wall = max(reader, max(cpus), streaming) + final
+        each = ", ".join(f"{c:.2f}" for c in cpus)
+        same = "yes" if shard_digest == digest else "NO"
+        print(f"| {n} | {reader:.2f} | {each} | {streaming:.2f} / {final:.2f} | {wall:.2f} | "
+              f"{one / wall:.2f}x | {same} |")
 
 if __name__ == "__main__":
     main()

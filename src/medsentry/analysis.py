@@ -1,12 +1,13 @@
 """One analysis run: inputs -> observations -> identified devices, with statistics.
 
 Used by the CLI (and later the API); file, Zeek and live input all end in the same `Identifier`.
-With `workers > 1` each process reads every capture (about 5 % of the work) and keeps only its share of
-flows (by flow hash), which it dissects and identifies; the observations detection reads stream back to
-this process in bounded chunks, are put back in one process's order and judged while the workers go on,
-so memory does not grow with the capture; the workers' identification state is merged at the end. The
-result is the one-process result. Live (`run_live`) with workers: the kernel's AF_PACKET fanout gives each
-worker its flows, and detection takes their observations as they arrive.
+With `workers > 1` one process reads every capture and deals each batch's records to the workers by flow
+hash (`deal_files`; the frames stay in the file, which each worker maps), which dissect and identify
+their share of the flows; the observations detection reads stream back to this process in bounded
+chunks, are put back in one process's order and judged while the workers go on, so memory does not grow
+with the capture; the workers' identification state is merged at the end. The result is the one-process
+result. Live (`run_live`) with workers: the kernel's AF_PACKET fanout gives each worker its flows, and
+detection takes their observations as they arrive.
 """
 
 from __future__ import annotations
@@ -36,7 +37,15 @@ from medsentry.capture.files import CAPTURE_SUFFIXES, CaptureError, expand_paths
 from medsentry.identify import oui
 from medsentry.identify.device import Device
 from medsentry.observe import Observation
-from medsentry.pipeline import Analyzer, Stats, analyze_files, analyze_live, fewer_collections
+from medsentry.pipeline import (
+    Analyzer,
+    Stats,
+    analyze_files,
+    analyze_live,
+    analyze_shares,
+    deal_files,
+    fewer_collections,
+)
 
 if TYPE_CHECKING:
     from medsentry.identify.inventory import Network
@@ -101,6 +110,8 @@ CHUNK = 2048  # observations per message from a worker
 # Observations travel as plain tuples: a frozen dataclass pickles and unpickles several times slower.
 _as_tuple = attrgetter(*(f.name for f in fields(Observation)))
 MAX_CHUNKS = 16  # chunks in flight per worker: a worker waits when detection falls behind
+_AFTER_BATCH = 2  # in a position, after a batch's packets (phase 0) and its ended flows (1): `Analyzer.feed`
+MAX_DEALT = 4  # batches dealt ahead to each worker: the reader waits when a worker falls behind
 
 
 @dataclass
@@ -141,7 +152,9 @@ def _worker(ident: Any, forward: frozenset[str], out: Any, **options: Any
         if len(buf) >= CHUNK:
             flush()
 
-    def flush() -> None:
+    def flush(mark: tuple[int, int] | None = None) -> None:
+        if mark is not None:
+            buf.append((mark, None))  # a position and no observation: see `ShardMerge`
         if buf:
             out.put(buf.copy())
             buf.clear()
@@ -159,16 +172,43 @@ def _worker(ident: Any, forward: frozenset[str], out: Any, **options: Any
     return analyzer, flush, run
 
 
-def _shard(paths: list[Path], k: int, n: int, out: Any, fingerprints: Path | None,
-           forward: frozenset[str], read: Any) -> None:
-    """One worker of a file run: its share of the flows (by flow hash), identified here; see `_worker` for
-    what it sends. `read` (a shared integer) counts the capture bytes it got through."""
-    analyzer, _, run = _worker(_identifier(fingerprints), forward, out, shard=(k, n))
+def _read(paths: list[Path], inputs: list[Any], read: Any) -> None:
+    """The reader of a file run: every capture read once, each batch's records dealt to the workers'
+    `inputs` (`deal_files`), then None to each. An exception goes to each worker instead, which raises it
+    to the parent (this process ends normally: the parent would otherwise see it die before hearing why).
+    `read` (a shared integer) counts the capture bytes read."""
 
     def progress(n_bytes: int) -> None:
         read.value += n_bytes
 
-    run(k, lambda: analyze_files(paths, analyzer.emit, progress=progress, analyzer=analyzer))
+    end: Exception | None = None
+    try:
+        deal_files(paths, len(inputs), lambda k, share: inputs[k].put(share), progress)
+    except Exception as exc:
+        end = RuntimeError(f"reader: {exc!r}")
+    for q in inputs:
+        q.put(end)
+
+
+def _dealt(inputs: Any) -> Iterator[Any]:
+    while (share := inputs.get()) is not None:
+        if isinstance(share, Exception):
+            raise share
+        yield share
+
+
+def _shard(k: int, inputs: Any, out: Any, fingerprints: Path | None, forward: frozenset[str]) -> None:
+    """One worker of a file run: the share of every batch the reader deals it (its flows, by flow hash),
+    identified here; see `_worker` for what it sends."""
+    analyzer, flush, run = _worker(_identifier(fingerprints), forward, out)
+
+    def between() -> None:
+        # What the shard has so far and a mark "nothing more before the next batch", after every batch:
+        # the parent's merge then never waits on a shard with nothing to say while that shard waits on the
+        # reader and the reader on another shard the parent is not reading (the three would wait forever).
+        flush((analyzer.batches, _AFTER_BATCH))
+
+    run(k, lambda: analyze_shares(_dealt(inputs), analyzer, between))
 
 
 def _next_from(out: Any, procs: list[Any], waiting: Callable[[], None]) -> Any:
@@ -187,11 +227,12 @@ def _next_from(out: Any, procs: list[Any], waiting: Callable[[], None]) -> Any:
         return item
 
 
-def _received(out: Any, proc: Any, ends: list[_ShardEnd], tick: Callable[[], None]
+def _received(out: Any, procs: list[Any], ends: list[_ShardEnd], tick: Callable[[], None]
               ) -> Iterator[tuple[Any, ...]]:
-    """One worker's (position, observation) pairs as they arrive; its `_ShardEnd` goes to `ends`. `tick`
-    is called at least once a second while waiting (the progress bar)."""
-    while not isinstance(item := _next_from(out, [proc], tick), _ShardEnd):
+    """One worker's (position, observation) pairs as they arrive; its `_ShardEnd` goes to `ends`. `procs`:
+    the worker and the processes it waits for. `tick` is called at least once a second while waiting (the
+    progress bar)."""
+    while not isinstance(item := _next_from(out, procs, tick), _ShardEnd):
         yield from item
     ends.append(item)
 
@@ -206,31 +247,31 @@ def _run_sharded(captures: list[Path], workers: int, ident: Any, detector: Any |
     that order is kept."""
     oui.preload()  # the parent needs it for the inventory anyway; forked workers share it
     ctx = multiprocessing.get_context("fork")
+    inputs = [ctx.Queue(MAX_DEALT) for _ in range(workers)]
     outs = [ctx.Queue(MAX_CHUNKS) for _ in range(workers)]
-    reads = [ctx.Value("q", 0, lock=False) for _ in range(workers)]  # one writer each
+    read = ctx.Value("q", 0, lock=False)  # capture bytes the reader got through
     forward = detector.kinds if detector is not None else frozenset()
+    reader = ctx.Process(target=_read, args=(captures, inputs, read), daemon=True)
     procs = [
-        ctx.Process(target=_shard, args=(captures, k, workers, outs[k], fingerprints, forward, reads[k]),
-                    daemon=True)
+        ctx.Process(target=_shard, args=(k, inputs[k], outs[k], fingerprints, forward), daemon=True)
         for k in range(workers)
     ]
     shown = 0
 
-    def tick() -> None:  # every worker reads every capture: progress is their average
+    def tick() -> None:
         nonlocal shown
-        done = sum(r.value for r in reads) // workers
-        if done > shown:
-            advance(done - shown)
-            shown = done
+        if read.value > shown:
+            advance(read.value - shown)
+            shown = read.value
 
-    for p in procs:
+    for p in (reader, *procs):
         p.start()
     ends: list[_ShardEnd] = []
     try:
-        merged = ShardMerge([_received(outs[k], procs[k], ends, tick) for k in range(workers)])
+        merged = ShardMerge([_received(outs[k], [procs[k], reader], ends, tick) for k in range(workers)])
         judge_merged(merged, ident, detector)
     finally:
-        for p in procs:
+        for p in (reader, *procs):
             if p.is_alive():
                 p.terminate()
             p.join()
@@ -278,6 +319,8 @@ class ShardMerge:
     def _first_ttl_only(self, pairs: Iterable[tuple[Any, tuple[Any, ...]]]) -> Iterator[Observation]:
         ttl_seen: set[str | None] = set()
         for _, t in pairs:
+            if t is None:  # a shard's mark that it has nothing more before a position
+                continue
             o = Observation(*t)
             if o.kind == "ip.ttl":
                 if o.src_ip in ttl_seen:

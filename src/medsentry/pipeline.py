@@ -25,7 +25,7 @@ import numpy as np
 
 from medsentry import protocols
 from medsentry.capture import _fastpath
-from medsentry.capture.files import CaptureError, CaptureFile, expand_paths
+from medsentry.capture.files import CaptureError, CaptureFile, Windows, expand_paths
 from medsentry.capture.live import LiveCapture
 from medsentry.capture.records import PACKET_DTYPE, ST_FRAGMENT, ST_MALFORMED, ST_UNSUPPORTED, Batch
 from medsentry.decode.flows import SYN, TCP, Flow, FlowTable, Rows, Timeouts, ip_str, mac_str
@@ -143,7 +143,7 @@ class Analyzer:
         self.shard = shard
         self.source = source
         self._ttl_seen: set[str] = set()
-        self._batch = 0
+        self.batches = 0  # fed so far: the first element of `position`
         # The batch's observations until they go out in packet order: (row, emission number, observation).
         self._pending: list[tuple[int, int, Observation]] = []
         self._emitted = 0  # emission numbers given in this batch
@@ -160,17 +160,21 @@ class Analyzer:
         has only some of the flows, yet its positions are the ones a single process gives them (the whole
         batch's rows; one packet's observations all come from its own flow), so merging shards by position
         restores the single process's order."""
-        self._batch += 1
-        b = self._batch
         recs = batch.recs
         now = float(recs["ts"][-1]) if len(recs) else None  # flows time out by the whole batch's clock
-        self._rows, self._emitted = None, 0
-        if self.shard is not None:
-            k, n = self.shard
-            kept = np.flatnonzero((recs["flow_hash"] % np.uint64(n)) == np.uint64(k))
-            self._rows = kept.tolist()  # positions name rows of the whole batch
-            recs = recs[kept]
-            batch = Batch(batch.buf, recs, batch.source)
+        if self.shard is None:
+            self.feed_share(batch, None, now)
+        else:
+            kept = shares(recs, self.shard[1])[self.shard[0]]
+            self.feed_share(Batch(batch.buf, recs.take(kept), batch.source), kept.tolist(), now)
+
+    def feed_share(self, batch: Batch, rows: list[int] | None, now: float | None) -> None:
+        """A batch, or one `--workers` shard's share of it: `rows` are the positions of its records in the
+        whole batch (None: the whole batch), `now` the whole batch's clock (its last packet's time)."""
+        self.batches += 1
+        b = self.batches
+        recs = batch.recs
+        self._rows, self._emitted = rows, 0
         st = self.stats
         if not len(recs):
             if now is not None:
@@ -243,7 +247,7 @@ class Analyzer:
         so memory stays bounded; such a batch's order may then differ between `--workers` runs."""
         pending = self._pending
         pending.sort(key=_ROW_AND_NUMBER)
-        rows, b, emit = self._rows, self._batch, self.emit
+        rows, b, emit = self._rows, self.batches, self.emit
         for row, n, obs in pending:
             self.position = (b, 0, row if rows is None else rows[row], n)
             emit(obs)
@@ -258,7 +262,7 @@ class Analyzer:
             self._flow_ended(flow)
 
     def finish(self) -> Stats:
-        self._expire(self.stats.last_ts or 0.0, self._batch + 1, force=True)
+        self._expire(self.stats.last_ts or 0.0, self.batches + 1, force=True)
         self.stats.flows = self.flows.total
         self.stats.flows_evicted = self.flows.evicted
         return self.stats
@@ -582,6 +586,14 @@ class Analyzer:
         self._hold(row, obs)
 
 
+def shares(recs: np.ndarray, n: int) -> list[np.ndarray]:
+    """The positions of each of `n` shards' records in a batch: a flow's packets (and a host's link-layer
+    frames) always in the same shard, by the decoder's `flow_hash`. (`recs.take(positions)` copies them 20
+    times faster than `recs[positions]`, which copies a structured record field by field.)"""
+    shard = recs["flow_hash"] % np.uint64(n)
+    return [np.flatnonzero(shard == np.uint64(k)) for k in range(n)]
+
+
 def _ends(r: FlowRecord, from_client: bool) -> tuple[str | None, str, str | None, str, int, int]:
     """(source MAC, IP, destination MAC, IP, source port, destination port) of a message on the flow."""
     if from_client:
@@ -593,7 +605,7 @@ def _records(recs: np.ndarray, rows: Sequence[int] | np.ndarray) -> Iterator[tup
     """The records at `rows` as tuples, converted a window at a time: a numpy field read costs a
     microsecond or more, one conversion per row about as much; a window bounds the transient memory."""
     for k in range(0, len(rows), _WINDOW):
-        yield from recs[rows[k : k + _WINDOW]].tolist()
+        yield from recs.take(rows[k : k + _WINDOW]).tolist()
 
 
 _WINDOW = 4096  # records converted to tuples at a time
@@ -686,6 +698,71 @@ def analyze_files(
                 analyzer.stats.errors.append(str(exc))
             except OSError as exc:
                 analyzer.stats.errors.append(f"{path}: {exc.strerror or exc}")
+        return analyzer.finish()
+
+
+Share = tuple[Any, ...]  # what `deal_files` sends a worker: ("file", name), ("batch", ...), ("error", text)
+
+
+def deal_files(paths: Iterable[Path], n: int, send: Callable[[int, Share], None],
+               progress: Callable[[int], None] | None = None) -> None:
+    """Read every capture once and deal each batch's records to `n` workers by flow hash (`shares`): worker
+    k gets `send(k, ("batch", where, rows, records, now))` with the records' positions in the whole batch and
+    its clock, `where` being (offset, length) of the file window its frames are in (each worker maps the
+    file: `Windows`), or the frames' bytes when the file is compressed. ("file", name) comes before a
+    file's batches and ("error", text) after them if it broke, as `analyze_files` records them."""
+    for path in expand_paths(list(paths)):
+        for k in range(n):
+            send(k, ("file", str(path)))
+        cap = CaptureFile(path)
+        seen = 0
+        error = None
+        try:
+            for batch in cap:
+                recs = batch.recs
+                where = (cap.window, len(batch.buf)) if cap.window is not None else bytes(batch.buf)
+                now = float(recs["ts"][-1])
+                for k, kept in enumerate(shares(recs, n)):
+                    send(k, ("batch", where, kept, recs.take(kept), now))
+                if progress is not None:
+                    progress(cap.bytes_read - seen)
+                    seen = cap.bytes_read
+        except CaptureError as exc:
+            error = str(exc)
+        except OSError as exc:
+            error = f"{path}: {exc.strerror or exc}"
+        if error is not None:
+            for k in range(n):
+                send(k, ("error", error))
+
+
+def analyze_shares(dealt: Iterable[Share], analyzer: Analyzer, between: Callable[[], None] | None = None
+                   ) -> Stats:  # fmt: skip
+    """`analyze_files` for a worker given its share of every batch by `deal_files`; `between` is called
+    after each."""
+    windows: Windows | None = None
+    name = ""
+    with fewer_collections():
+        try:
+            for message in dealt:
+                if message[0] == "batch":
+                    _, where, kept, recs, now = message
+                    if isinstance(where, tuple):
+                        windows = windows or Windows(Path(name))
+                        where = windows.at(*where)
+                    analyzer.feed_share(Batch(where, recs, name), kept.tolist(), now)
+                    if between is not None:
+                        between()
+                elif message[0] == "file":
+                    if windows is not None:
+                        windows.close()
+                    windows, name = None, message[1]
+                    analyzer.stats.files.append(name)
+                else:
+                    analyzer.stats.errors.append(message[1])
+        finally:
+            if windows is not None:
+                windows.close()
         return analyzer.finish()
 
 

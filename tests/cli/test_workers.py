@@ -46,12 +46,42 @@ def test_sharded_run_gives_the_inventory_and_alerts_of_one_process(
     assert len(one.alerts) > 5
 
 
-def test_worker_failure_is_reported(tmp_path: Path) -> None:
+def test_small_batches_and_queues_never_stall(capture: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every shard waits on the reader, the reader on the slowest shard's queue, the parent's merge on
+    whichever shard has the next observation: with a batch of 64 packets and one item in flight per queue
+    they would wait for each other for ever unless every shard marks each batch it finished."""
+    import functools
+    import signal
+
+    from medsentry import pipeline
+    from medsentry.capture.files import CaptureFile
+
+    one, _ = _run(capture, 1)
+
+    def stalled(_signum: int, _frame: object) -> None:
+        raise TimeoutError("the sharded run stalled")
+
+    monkeypatch.setattr(pipeline, "CaptureFile", functools.partial(CaptureFile, batch_size=64))
+    for name, value in (("MAX_DEALT", 1), ("MAX_CHUNKS", 1), ("CHUNK", 7)):
+        monkeypatch.setattr(analysis, name, value)
+    previous = signal.signal(signal.SIGALRM, stalled)
+    signal.alarm(120)
+    try:
+        many, _ = _run(capture, 3)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert [device_to_dict(d) for d in many.devices] == [device_to_dict(d) for d in one.devices]
+    assert [a.to_dict() for a in many.alerts] == [a.to_dict() for a in one.alerts]
+
+
+@pytest.mark.parametrize("part", ["analyze_shares", "deal_files"])  # a worker's, the reader's
+def test_a_failing_process_is_reported(tmp_path: Path, part: str) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(analysis, "analyze_files", boom)
+        mp.setattr(analysis, part, boom)
         with pytest.raises(RuntimeError, match="boom"):
             ident = analysis._identifier(None)
             analysis._run_sharded([tmp_path / "x.pcap"], 2, ident, None, None, lambda n: None, 1)
@@ -109,3 +139,4 @@ def test_sharded_run_with_a_learned_model_gives_the_same_labels(shared_data: Pat
     many = analysis.run_inputs(held_out, fingerprints=model, workers=2)
     assert {d.label for d in one.devices} >= {"TP-LinkPlugHS110", "D-LinkCam", "HueBridge"}
     assert [device_to_dict(d) for d in many.devices] == [device_to_dict(d) for d in one.devices]
+

@@ -81,6 +81,9 @@ class CaptureFile:
         self.bytes_read = 0
         self._out = np.empty(batch_size, dtype=PACKET_DTYPE)
         self._batch_size = batch_size
+        # The file offset of the buffer the last batch's frames are in, when it is a window of the file
+        # mapped (`Window` gives another process that buffer); None for a compressed or streamed file.
+        self.window: int | None = None
 
     def __iter__(self) -> Iterator[Batch]:
         with _open(self.path) as fh:
@@ -139,6 +142,7 @@ class CaptureFile:
                 self.bytes_read += new_hi - hi
                 hi = new_hi
                 self._keep = 0
+                self.window = lo
                 yield whole[lo:hi], lo - start
                 if hi >= size:
                     return
@@ -235,6 +239,31 @@ class CaptureFile:
             self._keep = off
         if off < len(buf):
             raise CaptureError(self.name, base + off, "truncated block at end of file")
+
+
+class Windows:
+    """A plain capture file mapped read-only in a process handed another's batches of it by offset
+    (`analyze --workers`: one process reads, each worker gets its share of the records): `at(offset,
+    length)` is the buffer such a batch's records point into. Pages before the latest window are dropped
+    from this process as `CaptureFile` drops them (they fault back in if something still reads them)."""
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as fh:
+            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self._whole = memoryview(self._map)
+        self._dropped = 0
+
+    def at(self, offset: int, length: int) -> memoryview:
+        behind = offset - offset % mmap.PAGESIZE
+        if behind > self._dropped:
+            self._map.madvise(mmap.MADV_DONTNEED, self._dropped, behind - self._dropped)
+            self._dropped = behind
+        return self._whole[offset : offset + length]
+
+    def close(self) -> None:
+        self._whole.release()
+        with contextlib.suppress(BufferError):  # batches still hold views; the GC closes it then
+            self._map.close()
 
 
 def _map(fh: BinaryIO) -> mmap.mmap | None:
