@@ -672,32 +672,45 @@ def fewer_collections() -> Iterator[None]:
         gc.set_threshold(*old)
 
 
+def read_captures(paths: Iterable[Path], progress: Callable[[int], None] | None = None
+                  ) -> Iterator[tuple[Any, ...]]:  # fmt: skip
+    """Every capture's batches, in order: ("file", name) before a file's, ("batch", batch, window) for each
+    (`window`: `CaptureFile.window`), and ("error", text) after them if the file broke, with its offset,
+    after everything readable before the break; the other files go on."""
+    for path in expand_paths(list(paths)):
+        yield "file", str(path)
+        cap = CaptureFile(path)
+        seen = 0
+        try:
+            for batch in cap:
+                yield "batch", batch, cap.window
+                if progress is not None:
+                    progress(cap.bytes_read - seen)
+                    seen = cap.bytes_read
+        except CaptureError as exc:
+            yield "error", str(exc)
+        except OSError as exc:
+            yield "error", f"{path}: {exc.strerror or exc}"
+
+
 def analyze_files(
     paths: Iterable[Path],
     emit: Callable[[Observation], None],
-    shard: tuple[int, int] | None = None,
     progress: Callable[[int], None] | None = None,
     analyzer: Analyzer | None = None,
 ) -> Stats:
-    """Run every capture through one Analyzer (`analyzer`, or a new one with `emit` and `shard`). A broken
-    file is recorded in stats.errors (with its offset) after everything readable before the break was
-    analysed; the other files go on."""
+    """Run every capture through one Analyzer (`analyzer`, or a new one with `emit`), broken files
+    recorded in stats.errors (`read_captures`)."""
     with fewer_collections():
-        analyzer = analyzer or Analyzer(emit, shard=shard)
-        for path in expand_paths(list(paths)):
-            cap = CaptureFile(path)
-            analyzer.stats.files.append(str(path))
-            seen = 0
-            try:
-                for batch in cap:
-                    analyzer.feed(batch)
-                    if progress is not None:
-                        progress(cap.bytes_read - seen)
-                        seen = cap.bytes_read
-            except CaptureError as exc:
-                analyzer.stats.errors.append(str(exc))
-            except OSError as exc:
-                analyzer.stats.errors.append(f"{path}: {exc.strerror or exc}")
+        analyzer = analyzer or Analyzer(emit)
+        stats = analyzer.stats
+        for event in read_captures(paths, progress):
+            if event[0] == "batch":
+                analyzer.feed(event[1])
+            elif event[0] == "file":
+                stats.files.append(event[1])
+            else:
+                stats.errors.append(event[1])
         return analyzer.finish()
 
 
@@ -709,31 +722,19 @@ def deal_files(paths: Iterable[Path], n: int, send: Callable[[int, Share], None]
     """Read every capture once and deal each batch's records to `n` workers by flow hash (`shares`): worker
     k gets `send(k, ("batch", where, rows, records, now))` with the records' positions in the whole batch and
     its clock, `where` being (offset, length) of the file window its frames are in (each worker maps the
-    file: `Windows`), or the frames' bytes when the file is compressed. ("file", name) comes before a
-    file's batches and ("error", text) after them if it broke, as `analyze_files` records them."""
-    for path in expand_paths(list(paths)):
-        for k in range(n):
-            send(k, ("file", str(path)))
-        cap = CaptureFile(path)
-        seen = 0
-        error = None
-        try:
-            for batch in cap:
-                recs = batch.recs
-                where = (cap.window, len(batch.buf)) if cap.window is not None else bytes(batch.buf)
-                now = float(recs["ts"][-1])
-                for k, kept in enumerate(shares(recs, n)):
-                    send(k, ("batch", where, kept, recs.take(kept), now))
-                if progress is not None:
-                    progress(cap.bytes_read - seen)
-                    seen = cap.bytes_read
-        except CaptureError as exc:
-            error = str(exc)
-        except OSError as exc:
-            error = f"{path}: {exc.strerror or exc}"
-        if error is not None:
+    file: `Windows`), or the frames' bytes when the file is compressed. The other events of
+    `read_captures` go to every worker as they are."""
+    for event in read_captures(paths, progress):
+        if event[0] != "batch":
             for k in range(n):
-                send(k, ("error", error))
+                send(k, event)
+            continue
+        _, batch, window = event
+        recs = batch.recs
+        where = (window, len(batch.buf)) if window is not None else bytes(batch.buf)
+        now = float(recs["ts"][-1])
+        for k, kept in enumerate(shares(recs, n)):
+            send(k, ("batch", where, kept, recs.take(kept), now))
 
 
 def analyze_shares(dealt: Iterable[Share], analyzer: Analyzer, between: Callable[[], None] | None = None
