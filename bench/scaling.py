@@ -109,14 +109,7 @@ def _worker(k: int, dealt: Path, forward: frozenset[str], where: Path, out: Any)
 
 def _parent(files: list[Path], detect: bool, out: Any) -> None:
     """The parent's part of `_run_sharded` on the recorded chunks: streaming, then the end."""
-    from medsentry.analysis import (
-        ShardMerge,
-        _finish,
-        _identifier,
-        _ShardEnd,
-        judge_merged,
-        merge_ends,
-    )
+    from medsentry.analysis import ShardMerge, _finish, _identifier, _ShardEnd, judge_merged, merge_ends
     from medsentry.detect import Detector
     from medsentry.pipeline import fewer_collections
 
