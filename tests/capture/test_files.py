@@ -259,3 +259,32 @@ def test_fuzz_random_files_error_cleanly(blob: bytes, ng: bool) -> None:
             assert (b.recs["caplen"] <= 256 * 1024).all()
     except CaptureError as exc:
         assert exc.offset >= 0
+
+
+def test_another_process_finds_a_batch_by_its_window(tmp_path: Path) -> None:
+    """`analyze --workers`: a worker given a batch's records and `CaptureFile.window` maps the file and
+    reads the same frames; a compressed file has no window (its frames travel as bytes)."""
+    from medsentry.capture.files import Windows
+
+    example = Path(__file__).resolve().parents[2] / "examples/hospital-ward.pcap"
+    plain, packed = tmp_path / "ward.pcap", tmp_path / "ward.pcap.gz"
+    plain.write_bytes(example.read_bytes())
+    packed.write_bytes(gzip.compress(example.read_bytes()))
+    cap = CaptureFile(plain, batch_size=512)
+    windows = Windows(plain)
+    seen = []
+    for batch in cap:
+        assert cap.window is not None
+        buf = windows.at(cap.window, len(batch.buf))
+        recs = batch.recs
+        frames = [(int(r["frame_off"]), int(r["caplen"])) for r in recs[:: max(1, len(recs) // 8)]]
+        assert [bytes(buf[o : o + n]) for o, n in frames] == [bytes(batch.buf[o : o + n]) for o, n in frames]
+        seen.append((buf, frames, [bytes(buf[o : o + n]) for o, n in frames]))
+    assert len(seen) > 10
+    # pages behind the latest window were dropped from the mapping: an earlier buffer still reads the same
+    first_buf, frames, before = seen[0]
+    assert [bytes(first_buf[o : o + n]) for o, n in frames] == before
+    windows.close()
+    compressed = CaptureFile(packed)
+    assert sum(len(batch.recs) for batch in compressed) == sum(len(b.recs) for b in CaptureFile(plain))
+    assert compressed.window is None
