@@ -46,7 +46,7 @@ STAT_KEYS = ("packets", "bytes", "malformed", "fragments", "unsupported_link", "
 def summarise(capture: Path, workers: int) -> dict[str, object]:
     from medsentry import privacy
     from medsentry.observe import Observation
-    from medsentry.pipeline import Analyzer, Stats, analyze_files
+    from medsentry.pipeline import Analyzer, Stats, analyze_files, analyze_shares, deal_files
 
     privacy.set_salt(b"check-observations")
     obs: list[Observation] = []
@@ -56,10 +56,13 @@ def summarise(capture: Path, workers: int) -> dict[str, object]:
     else:  # put together as `analyze --workers` does
         from medsentry.analysis import ShardMerge, _as_tuple
 
+        dealt: list[list[Any]] = [[] for _ in range(workers)]
+        deal_files([capture], workers, lambda k, share: dealt[k].append(share))
+
         def shard(k: int) -> list[tuple[Any, tuple[Any, ...]]]:
             pairs: list[tuple[Any, tuple[Any, ...]]] = []
-            an = Analyzer(lambda o: pairs.append((an.position, _as_tuple(o))), shard=(k, workers))
-            stats.merge(analyze_files([capture], an.emit, analyzer=an))
+            an = Analyzer(lambda o: pairs.append((an.position, _as_tuple(o))))
+            stats.merge(analyze_shares(dealt[k], an))
             return pairs
 
         merged = ShardMerge([shard(k) for k in range(workers)])

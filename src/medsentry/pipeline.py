@@ -134,13 +134,11 @@ class Analyzer:
         self,
         emit: Callable[[Observation], None],
         timeouts: Timeouts | None = None,
-        shard: tuple[int, int] | None = None,
         source: str = "pcap",
     ) -> None:
         self.emit = emit
         self.flows = FlowTable(timeouts)
         self.stats = Stats()
-        self.shard = shard
         self.source = source
         self._ttl_seen: set[str] = set()
         self.batches = 0  # fed so far: the first element of `position`
@@ -161,16 +159,12 @@ class Analyzer:
         batch's rows; one packet's observations all come from its own flow), so merging shards by position
         restores the single process's order."""
         recs = batch.recs
-        now = float(recs["ts"][-1]) if len(recs) else None  # flows time out by the whole batch's clock
-        if self.shard is None:
-            self.feed_share(batch, None, now)
-        else:
-            kept = shares(recs, self.shard[1])[self.shard[0]]
-            self.feed_share(Batch(batch.buf, recs.take(kept), batch.source), kept.tolist(), now)
+        self.feed_share(batch, None, float(recs["ts"][-1]) if len(recs) else None)
 
     def feed_share(self, batch: Batch, rows: list[int] | None, now: float | None) -> None:
-        """A batch, or one `--workers` shard's share of it: `rows` are the positions of its records in the
-        whole batch (None: the whole batch), `now` the whole batch's clock (its last packet's time)."""
+        """A batch, or one `--workers` shard's share of it (`deal_files`): `rows` are the positions of its
+        records in the whole batch (None: the whole batch), `now` the whole batch's clock (its last packet's
+        time: flows time out by it)."""
         self.batches += 1
         b = self.batches
         recs = batch.recs
@@ -749,7 +743,7 @@ def analyze_shares(dealt: Iterable[Share], analyzer: Analyzer, between: Callable
                 if message[0] == "batch":
                     _, where, kept, recs, now = message
                     if isinstance(where, tuple):
-                        windows = windows or Windows(Path(name))
+                        windows = windows or Windows.of(Path(name))
                         where = windows.at(*where)
                     analyzer.feed_share(Batch(where, recs, name), kept.tolist(), now)
                     if between is not None:

@@ -271,7 +271,7 @@ def test_another_process_finds_a_batch_by_its_window(tmp_path: Path) -> None:
     plain.write_bytes(example.read_bytes())
     packed.write_bytes(gzip.compress(example.read_bytes()))
     cap = CaptureFile(plain, batch_size=512)
-    windows = Windows(plain)
+    windows = Windows.of(plain)
     seen = []
     for batch in cap:
         assert cap.window is not None

@@ -130,12 +130,11 @@ class CaptureFile:
 
     def _mapped(self, mm: mmap.mmap, start: int) -> Iterator[tuple[memoryview, int]]:
         """`_chunks` for a plain file: windows of a read-only mapping starting at file offset `start`,
-        so nothing is copied and no buffer is allocated. Pages behind the reader are dropped from this
-        process (they stay in the page cache and fault back in if a batch still looks at them), so
-        resident memory stays at about one window whatever the file size."""
+        so nothing is copied and no buffer is allocated; resident memory stays at about one window
+        whatever the file size (`Windows`)."""
         size = len(mm)
-        whole = memoryview(mm)
-        lo, hi, dropped = start, start, 0
+        windows = Windows(mm)
+        lo = hi = start
         try:
             while True:
                 new_hi = min(size, hi + CHUNK)
@@ -143,18 +142,12 @@ class CaptureFile:
                 hi = new_hi
                 self._keep = 0
                 self.window = lo
-                yield whole[lo:hi], lo - start
+                yield windows.at(lo, hi - lo), lo - start
                 if hi >= size:
                     return
                 lo += self._keep
-                behind = lo - lo % mmap.PAGESIZE
-                if behind > dropped:
-                    mm.madvise(mmap.MADV_DONTNEED, dropped, behind - dropped)
-                    dropped = behind
         finally:
-            whole.release()
-            with contextlib.suppress(BufferError):  # batches still hold views; the GC closes it then
-                mm.close()
+            windows.close()
 
     def _batch(self, view: memoryview, n: int) -> Batch:
         # The records stay with the batch and the next scan writes into a new array: no copy.
@@ -242,16 +235,21 @@ class CaptureFile:
 
 
 class Windows:
-    """A plain capture file mapped read-only in a process handed another's batches of it by offset
-    (`analyze --workers`: one process reads, each worker gets its share of the records): `at(offset,
-    length)` is the buffer such a batch's records point into. Pages before the latest window are dropped
-    from this process as `CaptureFile` drops them (they fault back in if something still reads them)."""
+    """Windows of a read-only mapping of a plain capture file, in file order: `at(offset, length)`. Pages
+    before the latest window are dropped from this process (they stay in the page cache and fault back in
+    if a batch still reads them). `CaptureFile` reads through one; so does a process handed another's
+    batches by offset (`analyze --workers`: one process reads, each worker gets its share of the records
+    and `Windows.of` the file)."""
 
-    def __init__(self, path: Path) -> None:
-        with open(path, "rb") as fh:
-            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        self._whole = memoryview(self._map)
+    def __init__(self, mm: mmap.mmap) -> None:
+        self._map = mm
+        self._whole = memoryview(mm)
         self._dropped = 0
+
+    @classmethod
+    def of(cls, path: Path) -> Windows:
+        with open(path, "rb") as fh:
+            return cls(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
 
     def at(self, offset: int, length: int) -> memoryview:
         behind = offset - offset % mmap.PAGESIZE
