@@ -1,9 +1,9 @@
 """One analysis run: inputs -> observations -> identified devices, with statistics.
 
 Used by the CLI (and later the API); file, Zeek and live input all end in the same `Identifier`.
-With `workers > 1` one process reads every capture and deals each batch's records to the workers by flow
-hash (`deal_files`; the frames stay in the file, which each worker maps), which dissect and identify
-their share of the flows; the observations detection reads stream back to this process in bounded
+With `workers > 1` one process reads every capture and deals each batch's records to the workers by host
+(`deal_files`; the frames stay in the file, which each worker maps), which dissect and identify their
+share of the flows; the observations detection reads stream back to this process in bounded
 chunks, are put back in one process's order and judged while the workers go on, so memory does not grow
 with the capture; the workers' identification state is merged at the end. The result is the one-process
 result. Live (`run_live`) with workers: the kernel's AF_PACKET fanout gives each worker its flows, and
@@ -198,7 +198,7 @@ def _dealt(inputs: Any) -> Iterator[Any]:
 
 
 def _shard(k: int, inputs: Any, out: Any, fingerprints: Path | None, forward: frozenset[str]) -> None:
-    """One worker of a file run: the share of every batch the reader deals it (its flows, by flow hash),
+    """One worker of a file run: the share of every batch the reader deals it (its hosts: `Dealer`),
     identified here; see `_worker` for what it sends."""
     analyzer, flush, run = _worker(_identifier(fingerprints), forward, out)
 

@@ -129,8 +129,8 @@ def test_flow_hash_is_direction_independent() -> None:
 
 def test_flow_hash_spreads_structured_addresses_over_shards() -> None:
     # Wards numbered by subnet, hosts numbered alike in each (10.78.K.21 -> 10.78.K.10:1883): the same
-    # flow of 256 wards. `--workers N` shards by flow_hash % N and the flow table indexes by its low bits,
-    # so those must not follow the addresses' low bits (FNV-1a's do: 8 shards got 0.4x-2.4x their share).
+    # flow of 256 wards. The flow table indexes by the hash's low bits, so those must not follow the
+    # addresses' low bits (FNV-1a's do: 8 residues got 0.4x-2.4x their share).
     frames = [
         _eth(_ipv4_udp(f"10.78.{k}.21", f"10.78.{k}.10", 40000, 1883, b"x")) for k in range(256)
     ]
@@ -142,7 +142,8 @@ def test_flow_hash_spreads_structured_addresses_over_shards() -> None:
 
 def test_link_layer_frames_are_keyed_by_their_sender() -> None:
     # ARP and other non-IP frames have no flow; keyed by the source MAC they spread over `--workers` shards
-    # (all in shard 0 made it the slowest worker), one sender's frames in one shard.
+    # (`_fastpath.deal_keys` keeps this key for them; all in shard 0 made it the slowest worker), one
+    # sender's frames in one shard.
     def arp(k: int) -> bytes:
         return bytes.fromhex("ffffffffffff") + bytes([0, 0x09, 0xFB, 0, 0, k]) + b"\x08\x06" + b"\x00" * 28
 
