@@ -605,7 +605,7 @@ class Dealer:
         _fastpath.deal_keys(recs, keys)
         bucket = (keys % np.uint64(self.BUCKETS)).astype(np.intp)
         size = recs["payload_len"]
-        work = ((size > 0) & (size < self.BULK)) + 3.0 * (recs["proto"] == 17)
+        work = np.where(recs["proto"] == 17, 4.0, (size > 0) & (size < self.BULK))
         shard = self.owner[bucket]
         new = shard < 0
         if new.any():
