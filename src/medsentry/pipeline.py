@@ -616,10 +616,8 @@ class Dealer:
                 self.owner[met[i]] = k
                 self.load[k] += met_work[i]
             shard = self.owner[bucket]
-            old = ~new
-            self.load += np.bincount(shard[old], weights=work[old], minlength=self.n)
-        else:
-            self.load += np.bincount(shard, weights=work, minlength=self.n)
+            work[new] = 0.0  # counted as their buckets were placed
+        self.load += np.bincount(shard, weights=work, minlength=self.n)
         return [np.flatnonzero(shard == k) for k in range(self.n)]
 
 
