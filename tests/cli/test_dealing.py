@@ -82,3 +82,9 @@ def test_a_host_stays_with_its_shard_in_later_batches() -> None:
         for row in rows.tolist():
             assert where[len(first) - 1 - row] == k
     assert sorted(np.bincount(list(where.values()), minlength=4).tolist()) == [8, 8, 8, 8]
+
+
+def test_an_empty_batch_deals_nothing() -> None:
+    dealer = Dealer(3)
+    assert [len(rows) for rows in dealer.shares(np.zeros(0, PACKET_DTYPE))] == [0, 0, 0]
+    assert dealer.load.tolist() == [0.0, 0.0, 0.0]
