@@ -76,7 +76,8 @@ def main() -> None:
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Processes; packets are sharded by flow (live: the kernel shares the interface's flows, Linux).",
+    help="Processes; a file's packets are dealt by host, a flow's client (live: the kernel shares the "
+    "interface's flows, Linux).",
 )
 @click.option(
     "--alerts",
