@@ -594,7 +594,6 @@ class Dealer:
     BULK = 1200  # payload bytes from which a segment is taken for bulk data
 
     def __init__(self, n: int) -> None:
-        self.n = n
         self.owner = np.full(self.BUCKETS, -1, np.int64)  # bucket -> shard
         self.load = np.zeros(n)  # work dealt to each shard so far
 
@@ -617,8 +616,8 @@ class Dealer:
                 self.load[k] += met_work[i]
             shard = self.owner[bucket]
             work[new] = 0.0  # counted as their buckets were placed
-        self.load += np.bincount(shard, weights=work, minlength=self.n)
-        return [np.flatnonzero(shard == k) for k in range(self.n)]
+        self.load += np.bincount(shard, weights=work, minlength=len(self.load))
+        return [np.flatnonzero(shard == k) for k in range(len(self.load))]
 
 
 def _ends(r: FlowRecord, from_client: bool) -> tuple[str | None, str, str | None, str, int, int]:
@@ -720,6 +719,11 @@ def read_captures(paths: Iterable[Path], progress: Callable[[int], None] | None 
             yield "error", f"{path}: {exc.strerror or exc}"
 
 
+def _account(stats: Stats, event: tuple[Any, ...]) -> None:
+    """A ("file", name) or ("error", text) event of `read_captures` in the run's statistics."""
+    (stats.files if event[0] == "file" else stats.errors).append(event[1])
+
+
 def analyze_files(
     paths: Iterable[Path],
     emit: Callable[[Observation], None],
@@ -734,10 +738,8 @@ def analyze_files(
         for event in read_captures(paths, progress):
             if event[0] == "batch":
                 analyzer.feed(event[1])
-            elif event[0] == "file":
-                stats.files.append(event[1])
             else:
-                stats.errors.append(event[1])
+                _account(stats, event)
         return analyzer.finish()
 
 
@@ -782,13 +784,12 @@ def analyze_shares(dealt: Iterable[Share], analyzer: Analyzer, between: Callable
                     analyzer.feed_share(Batch(where, recs, name), kept.tolist(), now)
                     if between is not None:
                         between()
-                elif message[0] == "file":
-                    if windows is not None:
-                        windows.close()
-                    windows, name = None, message[1]
-                    analyzer.stats.files.append(name)
                 else:
-                    analyzer.stats.errors.append(message[1])
+                    if message[0] == "file":
+                        if windows is not None:
+                            windows.close()
+                        windows, name = None, message[1]
+                    _account(analyzer.stats, message)
         finally:
             if windows is not None:
                 windows.close()

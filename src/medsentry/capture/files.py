@@ -82,7 +82,7 @@ class CaptureFile:
         self._out = np.empty(batch_size, dtype=PACKET_DTYPE)
         self._batch_size = batch_size
         # The file offset of the buffer the last batch's frames are in, when it is a window of the file
-        # mapped (`Window` gives another process that buffer); None for a compressed or streamed file.
+        # mapped (`Windows` gives another process that buffer); None for a compressed or streamed file.
         self.window: int | None = None
 
     def __iter__(self) -> Iterator[Batch]:

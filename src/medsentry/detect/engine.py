@@ -74,11 +74,7 @@ def by_sender(obs: Observation, **evidence: Any) -> dict[str, Any]:
 def by_server(obs: Observation, **evidence: Any) -> dict[str, Any]:
     """The same, for an alert on a server's answer that flags the server (weak TLS, SMB1): its client is
     the victim, and the flow reads client -> server."""
-    return {
-        "attacker": endpoint(obs.src_mac, obs.src_ip),
-        "victims": [endpoint(obs.dst_mac, obs.dst_ip)],
-        "evidence": {"kind": obs.kind, "flow": f"{obs.dst_ip}->{obs.src_ip}:{obs.sport}", **evidence},
-    }
+    return by_sender(obs, **{**evidence, "flow": f"{obs.dst_ip}->{obs.src_ip}:{obs.sport}"})
 
 
 @dataclass
