@@ -14,5 +14,6 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # Modules an earlier run compiled (setup.py) would shadow a MEDSENTRY_PURE_PYTHON=1 install's sources.
 find src/medsentry -name '*.so' ! -name '_fastpath.*' -delete
+rm -f src/medsentry__mypyc.*.so
 .venv/bin/python -m pip install -q -e '.[dev,live]'
 echo "medsentry is set up: .venv/bin/medsentry --help"

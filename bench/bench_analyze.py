@@ -260,9 +260,9 @@ def main() -> None:
                     print(table(runs[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
                 done = [r for r in runs if r.wall_s is not None]
                 results.append(min(done, key=lambda r: r.wall_s or 0) if done else runs[-1])
-    compiled = any((REPO / "src" / "medsentry").glob("pipeline.*.so"))  # setup.py: Cython unless pure
+    compiled = any((REPO / "src" / "medsentry").glob("pipeline.*.so"))  # setup.py: mypyc unless pure
     print(f"load average after the runs: {os.getloadavg()[0]:.2f} (2 cores; best of {args.repeat}); "
-          f"medsentry {'compiled with Cython' if compiled else 'pure Python (MEDSENTRY_PURE_PYTHON)'}")
+          f"medsentry {'compiled by mypyc' if compiled else 'pure Python (MEDSENTRY_PURE_PYTHON)'}")
     print(table(results))
 
 

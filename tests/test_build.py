@@ -55,3 +55,19 @@ def test_an_installed_package_is_never_stale(tmp_path: Path, monkeypatch: pytest
     os.utime(package / "protocols" / SO, (1_000, 1_000))
     os.utime(package / "protocols" / "mqtt.py", (3_000, 3_000))  # newer: would be stale in a checkout
     assert medsentry.stale_builds() == []
+
+
+def test_a_module_is_as_new_as_the_library_mypyc_compiled_it_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = _checkout(tmp_path)
+    monkeypatch.setattr(medsentry, "__file__", str(package / "__init__.py"))
+    source, shim = package / "protocols" / "mqtt.py", package / "protocols" / SO
+    library = package.parent / SO.replace("mqtt", "medsentry__mypyc")
+    library.write_bytes(b"")
+    os.utime(shim, (1_000, 1_000))  # mypyc leaves a module's own .so alone when only its code changed
+    os.utime(source, (2_000, 2_000))
+    os.utime(library, (3_000, 3_000))
+    assert medsentry.stale_builds() == []
+    os.utime(source, (4_000, 4_000))
+    assert medsentry.stale_builds() == ["medsentry/protocols/mqtt.py"]

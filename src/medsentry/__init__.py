@@ -21,10 +21,14 @@ def stale_builds() -> list[str]:
     package = Path(__file__).parent
     if not (package.parent.parent / "setup.py").is_file():
         return []
+    # mypyc compiles every module into one library beside the package; a module's own .so only loads it
+    # and is rewritten only when it changes itself.
+    library = max((p.stat().st_mtime for p in package.parent.glob("medsentry__mypyc.*.so")), default=0.0)
     stale = []
     for built in package.rglob("*.so"):
         stem = built.name.split(".", 1)[0]
         for source in (built.with_name(stem + ".py"), built.with_name(stem + ".c")):
-            if source.is_file() and source.stat().st_mtime > built.stat().st_mtime:
+            at = built.stat().st_mtime if source.suffix == ".c" else max(built.stat().st_mtime, library)
+            if source.is_file() and source.stat().st_mtime > at:
                 stale.append(str(source.relative_to(package.parent)))
     return sorted(stale)

@@ -126,7 +126,7 @@ class _ShardEnd:
 
 
 def _worker(ident: Any, forward: frozenset[str], out: Any, **options: Any
-            ) -> tuple[Analyzer, Callable[[], None], Callable[[int, Callable[[], Stats]], None]]:
+            ) -> tuple[Analyzer, Callable[..., None], Callable[[int, Callable[[], Stats]], None]]:
     """A worker's (analyzer, flush, run). The analyzer (made with `options`) identifies its observations
     here; those of the kinds in `forward` (the ones detection reads) and each client IP's first TTL go to
     `out` in chunks of (position, observation). flush sends a partial chunk (live: detection must not wait
@@ -309,14 +309,14 @@ class ShardMerge:
     order (`Analyzer.feed`): merged by position, and of a client IP's TTL facts (each shard reports the
     first packet of its own flows) only the first kept; `dropped_ttl` counts the others."""
 
-    def __init__(self, streams: list[Iterable[tuple[Any, tuple[Any, ...]]]]) -> None:
+    def __init__(self, streams: list[Iterable[tuple[Any, tuple[Any, ...] | None]]]) -> None:
         self.streams = streams
         self.dropped_ttl = 0
 
     def __iter__(self) -> Iterator[Observation]:
         return self._first_ttl_only(heapq.merge(*self.streams, key=itemgetter(0)))
 
-    def _first_ttl_only(self, pairs: Iterable[tuple[Any, tuple[Any, ...]]]) -> Iterator[Observation]:
+    def _first_ttl_only(self, pairs: Iterable[tuple[Any, tuple[Any, ...] | None]]) -> Iterator[Observation]:
         ttl_seen: set[str | None] = set()
         for _, t in pairs:
             if t is None:  # a shard's mark that it has nothing more before a position
@@ -510,7 +510,11 @@ def _interrupt_sets(stop: Any) -> Any:
     handlers cannot be set)."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    return signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def interrupted(signum: int, frame: Any) -> None:
+        stop.set()
+
+    return signal.signal(signal.SIGINT, interrupted)
 
 
 def _capture(interface: str, bpf: str | None, deadline: float | None, stop: Any, analyzer: Analyzer,
@@ -634,7 +638,7 @@ class _Arrivals(ShardMerge):
     def __iter__(self) -> Iterator[Observation]:
         return self._first_ttl_only(self._pairs())
 
-    def _pairs(self) -> Iterator[tuple[Any, tuple[Any, ...]]]:
+    def _pairs(self) -> Iterator[tuple[Any, tuple[Any, ...] | None]]:
         snapshots: dict[int, _ShardSnapshot] = {}
         fresh: set[int] = set()  # workers whose snapshot came since the last save
 

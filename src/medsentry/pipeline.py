@@ -27,7 +27,7 @@ from medsentry import protocols
 from medsentry.capture import _fastpath
 from medsentry.capture.files import CaptureError, CaptureFile, Windows, expand_paths
 from medsentry.capture.live import LiveCapture
-from medsentry.capture.records import PACKET_DTYPE, ST_FRAGMENT, ST_MALFORMED, ST_UNSUPPORTED, Batch
+from medsentry.capture.records import FIELDS, ST_FRAGMENT, ST_MALFORMED, ST_UNSUPPORTED, Batch, Buffer
 from medsentry.decode.flows import SYN, TCP, Flow, FlowTable, Rows, Timeouts, ip_str, mac_str
 from medsentry.decode.streams import Direction
 from medsentry.observe import FlowRecord, Observation
@@ -38,11 +38,11 @@ MAX_PENDING = 65_536  # observations held to be put in packet order, per batch
 
 # Positions in a packet record converted with .tolist().
 _TS, _FRAME_OFF, _PAYLOAD_OFF, _PAYLOAD_LEN, _ETHERTYPE, _SPORT, _DPORT, _TCP_WIN = map(
-    PACKET_DTYPE.names.index,
+    FIELDS.index,
     ("ts", "frame_off", "payload_off", "payload_len", "ethertype", "sport", "dport", "tcp_win"),
 )
 _IPVER, _PROTO, _TCP_FLAGS, _TTL, _DIR, _SRC_MAC, _DST_MAC, _SRC_IP, _DST_IP = map(
-    PACKET_DTYPE.names.index,
+    FIELDS.index,
     ("ipver", "proto", "tcp_flags", "ttl", "dir", "src_mac", "dst_mac", "src_ip", "dst_ip"),
 )
 
@@ -190,23 +190,23 @@ class Analyzer:
         ttl_seen = self._ttl_seen
         firsts: list[tuple[int, Flow]] = []
         datagrams: list[tuple[ModuleType, list[int]]] = []
-        for flow, new, first, rows in table.update(recs, batch.buf):
+        for flow, new, first, flow_rows in table.update(recs, batch.buf):
             r = flow.record
             if new and r.client_ip not in ttl_seen:
                 firsts.append((first, flow))
-            if not flow.inspect or not rows.row:
+            if not flow.inspect or not flow_rows.row:
                 continue
             if r.transport == "udp":
                 mod = udp_ports.get(r.server_port) or udp_ports.get(r.client_port)
                 if mod is None:
-                    mod = self._by_content(batch, flow, rows.row[0])
+                    mod = self._by_content(batch, flow, flow_rows.row[0])
                     if mod is None:
                         table.stop(flow)
                         continue
                 r.app = mod.NAME
-                datagrams.append((mod, rows.row))
+                datagrams.append((mod, flow_rows.row))
             elif r.transport == "tcp":
-                self._stream(batch.buf, flow, rows)
+                self._stream(batch.buf, flow, flow_rows)
             else:
                 table.stop(flow)
         if datagrams:
@@ -332,12 +332,12 @@ class Analyzer:
             self.stats.malformed_by_protocol[mod.NAME] += 1
             return []
 
-    def _stream(self, buf: memoryview, flow: Flow, rows: Rows) -> None:
+    def _stream(self, buf: Buffer, flow: Flow, rows: Rows) -> None:
         """Feed a flow's segments of one batch in order. SYNs are among them (in capture order): each
         side's stream starts at its SYN, not at the first data seen, so a first data segment that is
         lost or late is waited for (or is a gap) instead of the parser starting mid-stream and the
         earlier bytes being dropped as retransmissions."""
-        st = flow.state
+        st: _Stream | None = flow.state
         if st is None:
             st = flow.state = _Stream()
         client_dir = flow.client_dir
@@ -361,16 +361,16 @@ class Analyzer:
         for side in (0, 1):
             if (walk := _walk(st, side)) is None:
                 continue
-            d, next_seq = side ^ client_dir, tcp_dirs[side].next_seq
-            if walk is _SPENT_WALK:
-                self.flows.arm(flow, d, next_seq)  # type: ignore[arg-type]
+            d, next_seq = side ^ client_dir, _next_seq(st, side)
+            if walk == _SPENT_WALK:
+                self.flows.arm(flow, d, next_seq)
                 st.armed[side] = _SPENT
             else:
-                self.flows.arm_pdata(flow, d, next_seq, *walk)  # type: ignore[arg-type]
+                self.flows.arm_pdata(flow, d, next_seq, *walk)
                 st.armed[side] = _PDATA
 
     def _segments(
-        self, buf: memoryview, flow: Flow, st: _Stream, rows: Rows, begin: int = 0, walk: bool = True
+        self, buf: Buffer, flow: Flow, st: _Stream, rows: Rows, begin: int = 0, walk: bool = True
     ) -> int | None:
         """Feed segments in order from `begin`. Returns None when the flow's inspection ended, else the
         position of the first row not looked at: all of them, or (with `walk`) the one after a side C can
@@ -594,13 +594,13 @@ class Dealer:
     BULK = 1200  # payload bytes from which a segment is taken for bulk data
 
     def __init__(self, n: int) -> None:
-        self.owner = np.full(self.BUCKETS, -1, np.int64)  # bucket -> shard
+        self.owner: np.ndarray = np.full(self.BUCKETS, -1, np.int64)  # bucket -> shard
         self.load = np.zeros(n)  # work dealt to each shard so far
 
     def shares(self, recs: np.ndarray) -> list[np.ndarray]:
         """The positions of each shard's records in the batch. (`recs.take(positions)` copies them 20 times
         faster than `recs[positions]`, which copies a structured record field by field.)"""
-        keys = np.empty(len(recs), np.uint64)
+        keys: np.ndarray = np.empty(len(recs), np.uint64)
         _fastpath.deal_keys(recs, keys)
         bucket = (keys % np.uint64(self.BUCKETS)).astype(np.intp)
         size = recs["payload_len"]
@@ -657,8 +657,15 @@ def _walk(st: _Stream, side: int) -> tuple[int, int] | None:
     return None if pdata is None else pdata(side == 0)
 
 
+def _next_seq(st: _Stream, side: int) -> int:
+    """The next sequence number of a side `_walk` lets C move on (it has one)."""
+    next_seq = st.dirs[side].next_seq
+    assert next_seq is not None
+    return next_seq
+
+
 def _walk_on(
-    buf: memoryview, rows: Rows, pos: int, st: _Stream, client_dir: int
+    buf: Buffer, rows: Rows, pos: int, st: _Stream, client_dir: int
 ) -> tuple[Rows | None, int]:
     """Consume from `pos` on the in-sequence run of each side C can move on: a spent side (the
     per-segment loop would only move its sequence number on) and a DICOM side between data-set fragments
@@ -667,7 +674,7 @@ def _walk_on(
     specs: list[tuple[int, int, int] | None] = [None, None]  # by `dir`
     for side in (0, 1):
         if (walk := _walk(st, side)) is not None:
-            specs[side ^ client_dir] = (st.dirs[side].next_seq, *walk)  # type: ignore[assignment]
+            specs[side ^ client_dir] = (_next_seq(st, side), *walk)
     out = _fastpath.walk_run(buf, rows.block, pos, *specs)
     for side in (0, 1):
         spec = out[side ^ client_dir]

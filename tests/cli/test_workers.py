@@ -50,18 +50,16 @@ def test_small_batches_and_queues_never_stall(capture: Path, monkeypatch: pytest
     """Every shard waits on the reader, the reader on the slowest shard's queue, the parent's merge on
     whichever shard has the next observation: with a batch of 64 packets and one item in flight per queue
     they would wait for each other for ever unless every shard marks each batch it finished."""
-    import functools
     import signal
 
-    from medsentry import pipeline
-    from medsentry.capture.files import CaptureFile
+    from medsentry.capture import files
 
     one, _ = _run(capture, 1)
 
     def stalled(_signum: int, _frame: object) -> None:
         raise TimeoutError("the sharded run stalled")
 
-    monkeypatch.setattr(pipeline, "CaptureFile", functools.partial(CaptureFile, batch_size=64))
+    monkeypatch.setattr(files, "BATCH", 64)
     for name, value in (("MAX_DEALT", 1), ("MAX_CHUNKS", 1), ("CHUNK", 7)):
         monkeypatch.setattr(analysis, name, value)
     previous = signal.signal(signal.SIGALRM, stalled)

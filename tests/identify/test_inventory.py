@@ -610,7 +610,7 @@ def test_fact_kinds_cover_every_kind_facts_reads() -> None:
 
     from medsentry.identify import inventory
 
-    # From the source file: `inspect.getsource` does not read a module compiled with Cython (setup.py).
+    # From the source file: `inspect.getsource` does not read a module compiled by mypyc (setup.py).
     text = (Path(inventory.__file__).parent / "inventory.py").read_text()
     facts = next(
         node

@@ -24,7 +24,6 @@ def test_fields_set_defaults_and_frozen() -> None:
     assert (bare.dst_mac, bare.sport, bare.transport, bare.source) == (None, None, None, "pcap")
     assert bare.fields == {}
     assert bare.fields is not Observation(0.0, "arp", "arp.reply", None, None).fields  # not shared
-    assert Observation(0.0, "x", "x", None, None, fields=None).fields is None  # type: ignore[arg-type]
 
 
 def test_replace_pickle_equality() -> None:

@@ -15,12 +15,14 @@ PDUs and python-hl7's messages in MLLP blocks. Without the shared data, only ran
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import inspect
 import json
 import signal
 import struct
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,9 +57,25 @@ FUZZ = settings(
 # --- entry points -----------------------------------------------------------------------------------
 
 
-def _first_parameter(fn: Callable[..., Any]) -> inspect.Parameter | None:
-    params = list(inspect.signature(fn).parameters.values())
-    return params[0] if params else None
+@functools.cache
+def _source_parameters(mod: ModuleType) -> dict[str, list[tuple[str, str, bool]]]:
+    """Positional parameters (name, annotation, has a default) of each of the module's functions, read
+    from its source: a function compiled by mypyc (setup.py) keeps its parameters' names, not their
+    annotations."""
+    path = Path(mod.__file__ or "")
+    tree = ast.parse(path.with_name(path.name.split(".", 1)[0] + ".py").read_text())
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            args = node.args.posonlyargs + node.args.args
+            first_default = len(args) - len(node.args.defaults)
+            out[node.name] = [(a.arg, ast.unparse(a.annotation) if a.annotation else "", i >= first_default)
+                              for i, a in enumerate(args)]  # fmt: skip
+    return out
+
+
+def _parameters(mod: ModuleType, name: str) -> list[tuple[str, str, bool]]:
+    return _source_parameters(mod).get(name, [])
 
 
 def entry_points() -> list[tuple[str, Callable[..., Any], str]]:
@@ -65,13 +83,13 @@ def entry_points() -> list[tuple[str, Callable[..., Any], str]]:
     found = []
     for mod in protocols.MODULES:
         for name, fn in vars(mod).items():
-            # not `inspect.isfunction`: a module compiled with Cython (setup.py) has other function types
+            # not `inspect.isfunction`: a module compiled by mypyc (setup.py) has other function types
             if name.startswith("_") or inspect.isclass(fn) or not callable(fn):
                 continue
             if getattr(fn, "__module__", None) != mod.__name__:
                 continue
-            first = _first_parameter(fn)
-            annotation = str(first.annotation) if first is not None else ""
+            params = _parameters(mod, fn.__name__)  # an alias names its function
+            annotation = params[0][1] if params else ""
             if "bytes" in annotation:
                 found.append((f"{mod.NAME}.{name}", fn, "bytes"))
             elif annotation == "str":
@@ -240,15 +258,15 @@ def conversation_chunks(real: list[list[tuple[bytes, bool]]]) -> st.SearchStrate
 def _extra_arguments(fn: Callable[..., Any], payload_len: int, draw: st.DrawFn) -> list[Any]:
     """Values for the positional parameters after the payload: offsets, ports."""
     out: list[Any] = []
-    for p in list(inspect.signature(fn).parameters.values())[1:]:
-        if p.default is not inspect.Parameter.empty or p.kind is inspect.Parameter.KEYWORD_ONLY:
+    for name, annotation, has_default in _parameters(sys.modules[fn.__module__], fn.__name__)[1:]:
+        if has_default:
             break
-        if "port" in p.name:
+        if "port" in name:
             out.append(draw(st.sampled_from([53, 5353, 5355, 1234])))
-        elif str(p.annotation) == "int":
+        elif annotation == "int":
             out.append(draw(st.integers(0, max(0, payload_len + 2))))
         else:
-            raise AssertionError(f"no fuzz value for parameter {p.name} of {fn.__qualname__}")
+            raise AssertionError(f"no fuzz value for parameter {name} of {fn.__qualname__}")
     return out
 
 

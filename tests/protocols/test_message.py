@@ -19,18 +19,16 @@ def test_fields_defaults_and_frozen() -> None:
     bare = Message("arp.reply")
     assert (bare.fields, bare.from_client) == ({}, None)
     assert bare.fields is not Message("arp.reply").fields  # not shared
-    assert Message(kind="k", fields=None, from_client=False).fields is None  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Message()  # type: ignore[call-arg]
 
 
-def test_replace_pickle_equality_hash() -> None:
+def test_replace_pickle_equality() -> None:
     m = Message(kind="dns.query", fields={"q": 1}, from_client=False)
     moved = dataclasses.replace(m, from_client=True)
     assert moved.from_client is True and moved.fields == m.fields and type(moved) is Message
     assert pickle.loads(pickle.dumps(m)) == m
     assert m != moved
     assert m == Message("dns.query", {"q": 1}, False)
-    assert hash(Message("a", None, True)) == hash(Message("a", None, True))  # type: ignore[arg-type]
     assert [f.name for f in dataclasses.fields(Message)] == ["kind", "fields", "from_client"]
     assert repr(m) == "Message(kind='dns.query', fields={'q': 1}, from_client=False)"

@@ -152,17 +152,10 @@ def test_answers_from_ephemeral_ports_are_recognised_by_content(tmp_path: Path) 
     header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
     pcap = tmp_path / "answers.pcap"
     pcap.write_bytes(header + pcap_records([(1_700_000_000 + i, f) for i, f in enumerate(frames)]))
-    captures = []
-
-    def one_packet_batches(path: Path) -> files.CaptureFile:  # the flow is found again in the next one
-        capture = files.CaptureFile(path, batch_size=1)
-        captures.append(capture)
-        return capture
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "CaptureFile", one_packet_batches)
+        mp.setattr(files, "BATCH", 1)  # one packet a batch: the flow is found again in the next one
+        assert [len(batch.recs) for batch in files.CaptureFile(pcap)] == [1, 1, 1]
         observations, _ = pipeline.observe_files([pcap])
-    assert len(captures) == 1
     answers = [o for o in observations if o.kind == "ssdp.response"]
     assert [o.fields["server"] for o in answers] == ["Linux/4.14 UPnP/1.0 Axis M3106-L Mk II/10.12"] * 2
     apps = {o.src_ip: o.fields["app"] for o in observations if o.kind == "flow"}

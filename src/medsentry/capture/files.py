@@ -20,7 +20,6 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -63,11 +62,11 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _open(path: Path) -> BinaryIO:
+def _open(path: Path) -> io.BufferedIOBase:
     fh = open(path, "rb")  # noqa: SIM115 - returned to the caller, closed there
     if fh.read(2) == b"\x1f\x8b":
         fh.close()
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return gzip.GzipFile(path, "rb")
     fh.seek(0)
     return fh
 
@@ -75,11 +74,12 @@ def _open(path: Path) -> BinaryIO:
 class CaptureFile:
     """Iterate `Batch`es of one capture file. `bytes_read` tracks progress for progress bars."""
 
-    def __init__(self, path: Path, batch_size: int = BATCH) -> None:
+    def __init__(self, path: Path, batch_size: int | None = None) -> None:
+        batch_size = batch_size or BATCH  # read now: tests make batches small by setting BATCH
         self.path = path
         self.name = str(path)
         self.bytes_read = 0
-        self._out = np.empty(batch_size, dtype=PACKET_DTYPE)
+        self._out: np.ndarray = np.empty(batch_size, dtype=PACKET_DTYPE)
         self._batch_size = batch_size
         # The file offset of the buffer the last batch's frames are in, when it is a window of the file
         # mapped (`Windows` gives another process that buffer); None for a compressed or streamed file.
@@ -95,7 +95,7 @@ class CaptureFile:
             else:
                 yield from self._pcap(fh, head)
 
-    def _chunks(self, fh: BinaryIO, first: bytes) -> Iterator[tuple[memoryview, int]]:
+    def _chunks(self, fh: io.BufferedIOBase, first: bytes) -> Iterator[tuple[memoryview, int]]:
         """Yields (view, base): a fresh buffer holding the unread tail of the previous one plus the next
         CHUNK bytes, and the stream offset of view[0]. The consumer sets `self._keep` to the offset of
         its first unread byte. Batches keep views of these buffers, so nothing is copied twice."""
@@ -154,7 +154,7 @@ class CaptureFile:
         recs, self._out = self._out[:n], np.empty(self._batch_size, dtype=PACKET_DTYPE)
         return Batch(view, recs, self.name)
 
-    def _pcap(self, fh: BinaryIO, head: bytes) -> Iterator[Batch]:
+    def _pcap(self, fh: io.BufferedIOBase, head: bytes) -> Iterator[Batch]:
         if len(head) < 24:
             raise CaptureError(self.name, 0, "truncated pcap global header")
         magic = head[:4]
@@ -185,7 +185,7 @@ class CaptureFile:
         if off < len(buf):
             raise CaptureError(self.name, 24 + base + off, "truncated record at end of file")
 
-    def _pcapng(self, fh: BinaryIO, head: bytes) -> Iterator[Batch]:
+    def _pcapng(self, fh: io.BufferedIOBase, head: bytes) -> Iterator[Batch]:
         swapped = False
         ifaces: list[_Interface] = []
         packed = b""
@@ -264,7 +264,7 @@ class Windows:
             self._map.close()
 
 
-def _map(fh: BinaryIO) -> mmap.mmap | None:
+def _map(fh: io.BufferedIOBase) -> mmap.mmap | None:
     """A read-only mapping of a plain, non-empty file; None for compressed or unmappable input."""
     if not isinstance(fh, io.BufferedReader):
         return None

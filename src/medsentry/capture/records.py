@@ -42,6 +42,9 @@ PACKET_DTYPE = np.dtype(
     ]
 )
 assert PACKET_DTYPE.itemsize == _fastpath.RECORD_SIZE, "PACKET_DTYPE out of step with _fastpath.c"
+FIELDS: tuple[str, ...] = PACKET_DTYPE.names or ()  # positions of the fields in a record as a tuple
+
+Buffer = bytes | bytearray | memoryview  # what a batch's frames are in
 
 # Values of the `status` field.
 ST_OK, ST_MALFORMED, ST_FRAGMENT, ST_UNSUPPORTED = 0, 1, 2, 3
@@ -49,6 +52,6 @@ ST_OK, ST_MALFORMED, ST_FRAGMENT, ST_UNSUPPORTED = 0, 1, 2, 3
 
 @dataclass(slots=True)
 class Batch:
-    buf: bytes | bytearray | memoryview  # frames live here, at rec["frame_off"]
+    buf: Buffer  # frames live here, at rec["frame_off"]
     recs: np.ndarray  # PACKET_DTYPE
     source: str  # file name or interface, for evidence and error messages

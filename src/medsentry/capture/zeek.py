@@ -46,6 +46,7 @@ Rows of other logs are counted in `ZeekStats.skipped`. Fields a log did not reco
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 import re
@@ -55,7 +56,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from medsentry.observe import Observation
 from medsentry.privacy import phi_hash
@@ -101,11 +102,13 @@ def read_zeek(
             stats.error(str(path), 0, f"cannot open: {e.strerror or e}")
             continue
         with raw:
-            stream: BinaryIO = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
+            stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
             yield from read_stream(stream, str(path), stats)
 
 
-def read_stream(stream: BinaryIO, name: str, stats: ZeekStats | None = None) -> Iterator[Observation]:
+def read_stream(
+    stream: io.BufferedIOBase, name: str, stats: ZeekStats | None = None
+) -> Iterator[Observation]:
     """Observations from one uncompressed log (TSV or JSON lines); `name` labels errors and, failing a
     #path header or `_path` key, gives the log type ("conn.log" -> conn)."""
     stats = ZeekStats() if stats is None else stats
@@ -157,7 +160,7 @@ def _expand(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield p
 
 
-def _lines(stream: BinaryIO) -> Iterator[bytes | None]:
+def _lines(stream: io.BufferedIOBase) -> Iterator[bytes | None]:
     """Lines without their end (\\n or \\r\\n); None for a line over MAX_LINE bytes, whose rest is skipped."""
     while line := stream.readline(MAX_LINE):
         if line[-1:] == b"\n":
@@ -267,7 +270,8 @@ class _TsvRow:
         raw = self._raw(name)
         return None if raw is None else _real(raw, name)
 
-    time = real  # TSV writes times as epoch seconds
+    def time(self, name: str) -> float | None:
+        return self.real(name)  # TSV writes times as epoch seconds
 
     def flag(self, name: str) -> bool | None:
         raw = self._raw(name)
@@ -436,7 +440,7 @@ _TCP_STATE = {
     "RSTRH": "reset",
 }
 # Zeek analyzer names that differ from medsentry's protocol module NAMEs
-_APP = {"ssl": "tls", "dtls": "tls"}
+_APP: dict[str | None, str] = {"ssl": "tls", "dtls": "tls"}
 
 
 def _conn(row: Row) -> list[Observation]:
@@ -561,6 +565,7 @@ def _http(row: Row) -> list[Observation]:
     client, server = _orig(row), _resp(row)
     user = row.text("username")  # Zeek logs the user name of HTTP basic auth
     out = []
+    fields: dict[str, Any]
     if row.text("method") is not None:
         fields = {
             "method": row.text("method"),

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from medsentry.capture import _fastpath
-from medsentry.capture.records import PACKET_DTYPE
+from medsentry.capture.records import FIELDS
 from medsentry.observe import FlowRecord
 
 TCP, UDP = 6, 17
@@ -28,10 +28,10 @@ FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TRANSPORT = {TCP: "tcp", UDP: "udp", 1: "icmp", 58: "icmp6"}
 # Positions in a packet record converted with .tolist().
 _F_TS, _F_FLAGS, _F_SPORT, _F_DPORT, _F_PROTO, _F_IPVER, _F_VLAN, _F_DIR = map(
-    PACKET_DTYPE.names.index, ("ts", "tcp_flags", "sport", "dport", "proto", "ipver", "vlan", "dir")
+    FIELDS.index, ("ts", "tcp_flags", "sport", "dport", "proto", "ipver", "vlan", "dir")
 )
 _F_SRC_MAC, _F_DST_MAC, _F_SRC_IP, _F_DST_IP, _F_HASH = map(
-    PACKET_DTYPE.names.index, ("src_mac", "dst_mac", "src_ip", "dst_ip", "flow_hash")
+    FIELDS.index, ("src_mac", "dst_mac", "src_ip", "dst_ip", "flow_hash")
 )
 
 
@@ -55,7 +55,7 @@ class Flow:
         self.id = flow_id  # in the C table
         self.key = key  # the direction-independent flow hash: the C table's key and sort order
         self.inspect = True  # payloads still worth looking at
-        self.state: object = None  # the pipeline's per-flow inspection state
+        self.state: Any = None  # the pipeline's per-flow inspection state
 
 
 # Remembered: every flow and datagram names its hosts again, a hospital's few thousand addresses mostly,
@@ -166,9 +166,12 @@ class Rows:
         return j
 
 
-def _lists(block: np.ndarray, times: np.ndarray) -> tuple[list[Any], ...]:
+def _lists(
+    block: np.ndarray, times: np.ndarray
+) -> tuple[list[int], list[int], list[int], list[int], list[int], list[float]]:
     """Rows of C's (n x 5) as plain lists: batch row, start, length, sequence number, dir, and time stamp."""
-    return (*block.T.tolist(), times[block[:, 0]].tolist())
+    row, start, length, seq, d = block.T.tolist()
+    return row, start, length, seq, d, times[block[:, 0]].tolist()
 
 
 class FlowTable:
@@ -177,8 +180,8 @@ class FlowTable:
         self._c = _fastpath.FlowTable(self.timeouts.max_flows)
         self.flows: dict[int, Flow] = {}  # by id in the C table
         self._next_sweep = 0.0
-        self._groups = np.empty(0, dtype=np.int64)
-        self._rows = np.empty(0, dtype=np.int64)
+        self._groups: np.ndarray = np.empty(0, dtype=np.int64)
+        self._rows: np.ndarray = np.empty(0, dtype=np.int64)
 
     @property
     def total(self) -> int:
@@ -210,7 +213,8 @@ class FlowTable:
         table = self.flows
         off = lo = hi = 0
         row: list[int] = []
-        start, length, seq, d, ts = row, row, row, row, []
+        ts: list[float] = []
+        start, length, seq, d = row, row, row, row
         for k in range(0, ng * 4, 4):
             fid, new, first, cnt = groups[k], groups[k + 1], groups[k + 2], groups[k + 3]
             flow = self._create(fid, recs, first) if new else table[fid]

@@ -25,7 +25,7 @@ _MAX_BUCKETS = 4096
 
 
 class Baseline:
-    KINDS = ("flow",)
+    KINDS: tuple[str, ...] = ("flow",)
 
     def __init__(self, det: Detector) -> None:
         self.det = det

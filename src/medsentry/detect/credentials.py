@@ -17,7 +17,7 @@ _TLS_NAMES = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "
 
 
 class Credentials:
-    KINDS = (
+    KINDS: tuple[str, ...] = (
         "ftp.login",
         "telnet.login",
         "http.request",

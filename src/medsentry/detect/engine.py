@@ -211,14 +211,14 @@ class AlertStore:
         al.count += 1
         al.first_seen = min(al.first_seen, ts)
         al.last_seen = max(al.last_seen, ts)
-        for v in victims:
-            vk = f"{v.get('mac') or ''}/{v.get('ip') or ''}"
+        for victim in victims:
+            vk = f"{victim.get('mac') or ''}/{victim.get('ip') or ''}"
             if vk in op.victims:
                 continue
             if len(op.victims) >= self.max_victims:
                 op.victims_dropped += 1
                 continue
-            op.victims[vk] = dict(v)
+            op.victims[vk] = dict(victim)
         if evidence is not None:
             ek = (evidence.get("kind"), evidence.get("flow"))
             ev = op.evidence.get(ek)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class Phi:
-    KINDS = ("hl7.message", "dicom.command", "http.request")
+    KINDS: tuple[str, ...] = ("hl7.message", "dicom.command", "http.request")
 
     def __init__(self, det: Detector) -> None:
         self.det = det

@@ -27,7 +27,7 @@ def short_topic(topic: str, levels: int = 2) -> str:
 
 
 class ProtocolAbuse:
-    KINDS = (
+    KINDS: tuple[str, ...] = (
         "mqtt.connect",
         "mqtt.subscribe",
         "mqtt.publish",
@@ -55,7 +55,8 @@ class ProtocolAbuse:
         self.not_found = int(http["not_found_burst"])
         self.window = float(cfg.get("recon", "window_s"))
         ev = det.evictions
-        self.publishers: Lru[str, dict[str, float]] = Lru(int(lim["topics"]), "mqtt.topics", ev)
+        topics = int(lim["topics"])
+        self.publishers: Lru[tuple[str | None, str], dict[str, float]] = Lru(topics, "mqtt.topics", ev)
         self.conns: Lru[tuple[Any, ...], str] = Lru(int(lim["connections"]), "dicom.conns", ev)
         self.novel = Novelty(int(lim["novelty_keys"]), "protocols.novelty", ev)
         self.http_4xx: Lru[str, Window] = Lru(int(lim["sources"]), "http.4xx", ev)

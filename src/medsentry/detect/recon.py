@@ -48,7 +48,7 @@ class _Source:
 
 
 class Recon:
-    KINDS = (
+    KINDS: tuple[str, ...] = (
         "flow",
         "dicom.associate_rq",
         "dicom.associate_rj",
@@ -205,7 +205,8 @@ class Recon:
         if obs.fields.get("success") is False:
             self._burst(obs)
 
-    _telnet_login = _ftp_login
+    def _telnet_login(self, obs: Observation) -> None:
+        self._ftp_login(obs)
 
     def _burst(self, obs: Observation) -> None:
         to_client, window, rule, what = _BURSTS[obs.kind]

@@ -28,7 +28,7 @@ class _Owner:
 
 
 class Spoofing:
-    KINDS = (
+    KINDS: tuple[str, ...] = (
         "arp.reply",
         "arp.request",
         "dhcp.offer",
@@ -116,7 +116,7 @@ class Spoofing:
                 self.own_ip.put(str(f["client_mac"]).lower(), str(f["yiaddr"]))
             if not server:
                 return
-            info = {
+            info: dict[str, Any] = {
                 "attacker": endpoint(obs.src_mac, server),
                 "victims": [endpoint(f.get("client_mac"), f.get("yiaddr"))],
                 "explanation": f"{server} ({obs.src_mac}) answered DHCP clients although it is not a known "

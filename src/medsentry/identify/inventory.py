@@ -178,13 +178,17 @@ class _Service:
         return _Service, (self.peers, self.app, self.count, self.first)
 
 
+# An endpoint's attributes, its constructor's first (pickled in this order: `_Endpoint.__reduce__`).
+_ENDPOINT_STATE = (
+    "mac", "ip", "profile", "claimed", "claims", "first_seen", "hops", "hostnames", "identities", "last_seen",
+    "newest", "rule_peers", "sent", "services",
+)  # fmt: skip
+
+
 class _Endpoint:
     """What was seen of one (MAC, IP) pair."""
 
-    __slots__ = (
-        "claimed", "claims", "first_seen", "hops", "hostnames", "identities", "ip", "last_seen", "mac",
-        "newest", "profile", "rule_peers", "sent", "services",
-    )  # fmt: skip
+    __slots__ = _ENDPOINT_STATE
 
     def __init__(self, mac: str | None, ip: str | None, profile: Any) -> None:
         self.mac, self.ip = mac, ip
@@ -207,7 +211,7 @@ class _Endpoint:
     # by default a slotted object pickles as a dict of its slots, rebuilt attribute by attribute (and a
     # slotted dataclass's __setstate__ looks its fields up per object), 2-3 times slower than a tuple.
     def __reduce__(self) -> tuple[Any, ...]:
-        return _endpoint, tuple(getattr(self, name) for name in _Endpoint.__slots__)
+        return _endpoint, tuple(getattr(self, name) for name in _ENDPOINT_STATE)
 
     def near(self, hops: int) -> None:
         if self.hops is None or hops < self.hops:
@@ -312,8 +316,8 @@ class _Endpoint:
             mine.app = _app(mine.app, s.app)
             mine.first = min(mine.first, s.first)
             mine.peers.update(s.peers)
-        for key, values in other.identities.items():
-            mine_values = self.identities.setdefault(key, {})
+        for kind, values in other.identities.items():
+            mine_values = self.identities.setdefault(kind, {})
             for value, c in values.items():
                 have = mine_values.get(value)
                 if have is not None:
@@ -391,7 +395,7 @@ def _values_key(head: Any, names: tuple[str, ...], obs: Observation) -> tuple[An
     key: list[Any] = [head]
     f = obs.fields
     for name in names:
-        v = getattr(obs, name) if name in _ADDRESS else f.get(name)
+        v: Any = getattr(obs, name) if name in _ADDRESS else f.get(name)
         t = v.__class__
         if t is list:
             if all(x.__class__ in _SCALARS for x in v):
@@ -541,9 +545,9 @@ class Identifier:
                     target, peer = dst, obs.src_ip or obs.src_mac
                 if target is None or (values is not None and not _may_match(f.get(field), values)):
                     continue
-                hit = self._apply(rule, reads, obs)
-                if hit is not None:
-                    self._fire(rule, hit, target, peer, obs)
+                found = self._apply(rule, reads, obs)
+                if found is not None:
+                    self._fire(rule, found, target, peer, obs)
 
         if kind == "flow":
             self._flow(obs, src, dst)
@@ -881,8 +885,8 @@ class Identifier:
             for mac, (ts, lease) in macs.items():
                 self._put_binding(ip, mac, ts, lease)
         for ip, names in state.names.items():
-            for key, entry in names.items():
-                self._put_name(ip, key, entry)
+            for kind, entry in names.items():
+                self._put_name(ip, kind, entry)
         self.dropped += state.dropped
         self.skipped += state.skipped
         self.observations += state.observations
@@ -1266,9 +1270,9 @@ def _decide(attribute: str, claims: list[_Claim]) -> tuple[str | None, list[_Cla
     return choice, [c for sq, c in squashed_claims if sq in chosen]
 
 
-def _endpoint(*values: Any) -> _Endpoint:
-    e = _Endpoint.__new__(_Endpoint)
-    for name, value in zip(_Endpoint.__slots__, values, strict=True):
+def _endpoint(mac: str | None, ip: str | None, profile: Any, *values: Any) -> _Endpoint:
+    e = _Endpoint(mac, ip, profile)
+    for name, value in zip(_ENDPOINT_STATE[3:], values, strict=True):
         setattr(e, name, value)
     return e
 

@@ -448,9 +448,10 @@ def learn_profiles(
     types: dict[str, Any] = {}
     for label, r in sorted(raws.items()):
         vecs = [_vector(x, idf, default_idf) for x in r]
-        centroid: Counter[str] = Counter()
+        centroid: dict[str, float] = {}
         for v in vecs:
-            centroid.update(v)
+            for feat, w in v.items():
+                centroid[feat] = centroid.get(feat, 0.0) + w
         norm = math.sqrt(sum(x * x for x in centroid.values())) or 1.0
         types[label] = {
             "device_class": (device_classes or {}).get(label),

@@ -27,10 +27,8 @@ class Observation:
     fields: dict[str, Any] = field(default_factory=dict)
     source: str = "pcap"  # "pcap", "live", "zeek": where the evidence came from
 
-    # Written by hand: the generated frozen __init__ sets each field through object.__setattr__ (1.9 us
-    # per observation, one per 11 packets). This one briefly gives the instance the layout-identical
-    # mutable `_Unfrozen` type, whose plain slot stores are several times cheaper; the instance is
-    # frozen again before anyone else sees it.
+    # Written by hand: the generated __init__ of a frozen dataclass stays interpreted Python under mypyc
+    # (0.4 us for three fields), where this one's stores compile to plain slot writes (35 ns).
     def __init__(
         self,
         ts: float,
@@ -43,29 +41,26 @@ class Observation:
         sport: int | None = None,
         dport: int | None = None,
         transport: str | None = None,
-        fields: dict[str, Any] = _NO_FIELDS,  # type: ignore[assignment]
+        fields: Any = _NO_FIELDS,  # a dict (mypyc would check a `dict` annotation against the sentinel)
         source: str = "pcap",
     ) -> None:
-        object.__setattr__(self, "__class__", _Unfrozen)
-        self.ts = ts  # type: ignore[misc]
-        self.protocol = protocol  # type: ignore[misc]
-        self.kind = kind  # type: ignore[misc]
-        self.src_mac = src_mac  # type: ignore[misc]
-        self.src_ip = src_ip  # type: ignore[misc]
-        self.dst_mac = dst_mac  # type: ignore[misc]
-        self.dst_ip = dst_ip  # type: ignore[misc]
-        self.sport = sport  # type: ignore[misc]
-        self.dport = dport  # type: ignore[misc]
-        self.transport = transport  # type: ignore[misc]
-        self.fields = {} if fields is _NO_FIELDS else fields  # type: ignore[misc]
-        self.source = source  # type: ignore[misc]
-        self.__class__ = Observation
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "src_mac", src_mac)
+        object.__setattr__(self, "src_ip", src_ip)
+        object.__setattr__(self, "dst_mac", dst_mac)
+        object.__setattr__(self, "dst_ip", dst_ip)
+        object.__setattr__(self, "sport", sport)
+        object.__setattr__(self, "dport", dport)
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "fields", {} if fields is _NO_FIELDS else fields)
+        object.__setattr__(self, "source", source)
 
-
-class _Unfrozen:
-    """`Observation`'s slots without its frozen __setattr__: only ever the type of one being built."""
-
-    __slots__ = Observation.__slots__  # type: ignore[attr-defined]
+    # By value: pickle would rebuild it attribute by attribute, which a compiled frozen dataclass refuses.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Observation, (self.ts, self.protocol, self.kind, self.src_mac, self.src_ip, self.dst_mac,
+                             self.dst_ip, self.sport, self.dport, self.transport, self.fields, self.source)
 
 
 @dataclass(slots=True)

@@ -37,10 +37,9 @@ pipeline counts it per protocol and moves on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 _NO_FIELDS: Any = object()  # `fields` not given: a new empty dict, as `field(default_factory=dict)`
-
 
 # INSPECT_BYTES of the medical and device message protocols (DICOM, HL7, MQTT): their connections stay open
 # for days, and a command, a patient record or a topic published late matters as much as the first one.
@@ -64,22 +63,15 @@ class Message:
     fields: dict[str, Any] = field(default_factory=dict)
     from_client: bool | None = None
 
-    # Written by hand: the generated frozen __init__ sets each field through object.__setattr__ (by name,
-    # after looking it up); storing through the slots' own descriptors is ~40% cheaper per message.
-    def __init__(
-        self,
-        kind: str,
-        fields: dict[str, Any] = _NO_FIELDS,  # type: ignore[assignment]
-        from_client: bool | None = None,
-    ) -> None:
-        _set_kind(self, kind)
-        _set_fields(self, {} if fields is _NO_FIELDS else fields)
-        _set_from_client(self, from_client)
+    # Written by hand: see `Observation.__init__`.
+    def __init__(self, kind: str, fields: Any = _NO_FIELDS, from_client: bool | None = None) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "fields", {} if fields is _NO_FIELDS else fields)
+        object.__setattr__(self, "from_client", from_client)
 
-
-_set_kind = Message.__dict__["kind"].__set__
-_set_fields = Message.__dict__["fields"].__set__
-_set_from_client = Message.__dict__["from_client"].__set__
+    # By value: see `Observation.__reduce__`.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Message, (self.kind, self.fields, self.from_client)
 
 
 class StreamParser(Protocol):
@@ -104,12 +96,12 @@ class Framed:
         self.dead = False  # framing lost: nothing more is parsed in this direction
         self.joined: int | None = None
 
-    def take(self, data: bytes) -> None:
+    def take(self, data: bytes | memoryview) -> None:
         """Buffer `data`, less what is still to be skipped."""
         if self.skip:
             n = min(self.skip, len(data))
             self.skip -= n
-            data = memoryview(data)[n:]  # type: ignore[assignment]
+            data = memoryview(data)[n:]
         self.buf += data
 
     def drop(self, n: int) -> None:
@@ -130,10 +122,13 @@ class Framed:
         return False
 
 
-class FramedParser:
+_D = TypeVar("_D", bound="Framed")
+
+
+class FramedParser(Generic[_D]):
     """`ignores`, `skip` and `join` (module docstring) of a stream parser whose `_dirs` are `Framed`."""
 
-    _dirs: tuple[Framed, Framed]
+    _dirs: tuple[_D, _D]
 
     def ignores(self, from_client: bool) -> int:
         """How many of the direction's next bytes `feed` would only count down."""

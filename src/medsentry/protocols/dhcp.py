@@ -32,7 +32,7 @@ _HEADER = struct.Struct("!BBBBI4x4s4s4s4s16s")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _COOKIE = b"\x63\x82\x53\x63"
-_SNAME, _FILE, _OPTIONS = slice(44, 108), slice(108, 236), 240
+_OPTIONS = 240
 
 MESSAGE_TYPES = {
     1: "discover", 2: "offer", 3: "request", 4: "decline", 5: "ack", 6: "nak", 7: "release", 8: "inform",
@@ -99,9 +99,9 @@ def parse_datagram(payload: bytes) -> list[Message]:
     _options(payload[_OPTIONS:], codes, values)
     overload = (values.get(52) or b"\x00")[0]
     if overload & 1:
-        _options(payload[_FILE], codes, values)
+        _options(payload[108:236], codes, values)  # the file field (option overload, RFC 2132 9.3)
     if overload & 2:
-        _options(payload[_SNAME], codes, values)
+        _options(payload[44:108], codes, values)  # the sname field
     fields["options"] = codes
     _decode_options(values, fields)
     mtype = fields.get("message_type")

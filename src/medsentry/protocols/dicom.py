@@ -280,7 +280,7 @@ def scan_data_set(data: bytes, explicit_vr: bool | None = None) -> dict[str, Any
     return _scan(data, explicit_vr)[0]
 
 
-def _scan(data: bytes, explicit_vr: bool | None) -> tuple[dict[str, Any], bool]:
+def _scan(data: bytes | bytearray, explicit_vr: bool | None) -> tuple[dict[str, Any], bool]:
     """`scan_data_set`, and whether it got to its end (a top-level group above 0018) inside `data`: then
     more bytes of the fragment would not change the answer."""
     if explicit_vr is None:
@@ -339,7 +339,7 @@ class _Direction(Framed):
         self.scan_tried = 0  # bytes of the pending data set the last scan that did not get to its end had
 
 
-class StreamParser(FramedParser):
+class StreamParser(FramedParser["_Direction"]):
     """One DICOM association: both directions' PDUs, presentation contexts and the association state."""
 
     def __init__(self) -> None:

@@ -207,7 +207,7 @@ def _services(records: list[dict[str, Any]]) -> list[Message]:
     """DNS-SD instances advertised in one mDNS response: PTR -> SRV -> TXT (+ the host's addresses)."""
     instances: dict[str, None] = {}  # ordered set
     srv: dict[str, dict[str, Any]] = {}
-    txt: dict[str, list[str]] = {}
+    txt: dict[str, Any] = {}  # a TXT record's strings (a list; what a malformed one gives as it is)
     addresses: dict[str, list[str]] = {}
     for rr in records:
         rtype, name, data = rr["type"], rr["name"], rr["data"]

@@ -12,6 +12,8 @@ Login: USER -> 230 (logged in, no password needed) | 331/332 (need password/acco
 
 from __future__ import annotations
 
+from typing import Any
+
 from medsentry.privacy import phi_hash
 from medsentry.protocols.base import Malformed, Message
 
@@ -122,13 +124,13 @@ class StreamParser:
             return
         if not line:
             return
-        code = line[:3]
-        if not (len(code) == 3 and code.isdigit() and line[3:4] in (b" ", b"-", b"")):
+        digits = line[:3]
+        if not (len(digits) == 3 and digits.isdigit() and line[3:4] in (b" ", b"-", b"")):
             raise Malformed("not an FTP reply")
         if line[3:4] == b"-":
-            self._reply_code, self._reply = code, [_text(line[4:])]
+            self._reply_code, self._reply = digits, [_text(line[4:])]
         else:
-            self._on_reply(int(code), _text(line[4:]), out)
+            self._on_reply(int(digits), _text(line[4:]), out)
 
     def _on_reply(self, code: int, text: str, out: list[Message]) -> None:
         if not self._banner_done:
@@ -139,7 +141,7 @@ class StreamParser:
         if code == 234:  # AUTH TLS accepted: the rest is a TLS stream
             self._done = True
         elif self._command in (b"USER", b"PASS", b"ACCT") and code >= 200 and code not in (331, 332):
-            fields = {
+            fields: dict[str, Any] = {
                 "user_present": self._user is not None,
                 "password_present": self._password,
                 "success": code in (230, 202),

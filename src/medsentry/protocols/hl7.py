@@ -98,7 +98,7 @@ def parse_message(data: bytes) -> list[Message]:
     return _messages(data, None)
 
 
-def _messages(data: bytes, from_client: bool | None) -> list[Message]:
+def _messages(data: bytes | bytearray, from_client: bool | None) -> list[Message]:
     text = bytes(data).decode("latin-1")
     groups: list[list[str]] = []
     interrupted: set[int] = set()  # messages a batch or file header cut into (python-hl7 rejects them)

@@ -120,7 +120,13 @@ class HeadReader:
 
     __slots__ = ("_body_length", "_interleaved", "_line", "_lines", "_size", "_skip", "_state", "_version")
 
-    _HEAD, _CHUNK_SIZE, _CHUNK_END, _TRAILER, _FRAME, _CLOSED = range(6)
+    # states (one per line: mypyc compiles a class body of plain assignments only)
+    _HEAD = 0
+    _CHUNK_SIZE = 1
+    _CHUNK_END = 2
+    _TRAILER = 3
+    _FRAME = 4
+    _CLOSED = 5
 
     def __init__(self, version: bytes, body_length: Callable[[Head], int], interleaved: bool = False) -> None:
         self._version = version  # b"HTTP/" or b"RTSP/"

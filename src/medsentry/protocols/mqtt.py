@@ -248,7 +248,7 @@ class _Direction(Framed):
         self.aliases: dict[int, str] = {}  # v5 topic alias -> topic, as set by this sender
 
 
-class StreamParser(FramedParser):
+class StreamParser(FramedParser["_Direction"]):
     """One MQTT connection; `protocol_version` (3, 4, 5 or None) is shared by both directions."""
 
     def __init__(self) -> None:

@@ -100,9 +100,9 @@ class StreamParser:
                 out.append(Message("smb.negotiate", {"smb1": False, "dialect": dialect}, from_client))
         elif msg[:4] not in (_SMB1, _SMB2):
             raise Malformed("not an SMB message")
-        fields = ntlmssp.find(msg)
-        if fields:
-            out.append(Message("smb.ntlm", fields, from_client))
+        ntlm = ntlmssp.find(msg)
+        if ntlm:
+            out.append(Message("smb.ntlm", ntlm, from_client))
         return out
 
     @staticmethod

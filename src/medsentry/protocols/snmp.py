@@ -99,9 +99,10 @@ def parse_datagram(payload: bytes) -> list[Message]:
         raise Malformed("unknown SNMP version")
     fields: dict[str, Any] = {"version": _VERSIONS[version]}
     if version == 3:
-        off = _v3_header(payload, off, end, fields)
-        if off is None:
+        scoped = _v3_header(payload, off, end, fields)
+        if scoped is None:
             return [Message("snmp.encrypted", fields)]
+        off = scoped
     else:
         cstart, off = _expect(payload, off, end, _OCTETS)
         community = payload[cstart:off]

@@ -84,7 +84,7 @@ class _Reader:
 
     __slots__ = ("buf", "pos")
 
-    def __init__(self, buf: bytes | memoryview) -> None:
+    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
         self.buf = memoryview(buf)
         self.pos = 0
 
@@ -230,7 +230,7 @@ def parse_client_hello(body: bytes | memoryview) -> dict[str, Any]:
     return fields
 
 
-def parse_server_hello(body: bytes | memoryview) -> dict[str, Any]:
+def parse_server_hello(body: bytes | bytearray | memoryview) -> dict[str, Any]:
     """Fields of a ServerHello body; `version` is the negotiated one (supported_versions if present)."""
     r = _Reader(body)
     legacy_version = r.uint(2)
@@ -269,7 +269,7 @@ _HELLO_CACHE: dict[bytes, dict[str, Any]] = {}
 _HELLO_CACHE_MAX = 4096  # distinct ClientHellos remembered (a device repeats its own on every connection)
 
 
-def _client_hello_fields(body: bytes | memoryview) -> dict[str, Any]:
+def _client_hello_fields(body: bytes | bytearray | memoryview) -> dict[str, Any]:
     """`parse_client_hello`, remembered per body without its random and session id (no field reports
     them): on big-1of4, 876 ClientHellos are 12 distinct ones. Lists are copied: callers may change them."""
     b = bytes(body)
