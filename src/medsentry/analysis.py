@@ -510,11 +510,7 @@ def _interrupt_sets(stop: Any) -> Any:
     handlers cannot be set)."""
     if threading.current_thread() is not threading.main_thread():
         return None
-
-    def interrupted(signum: int, frame: Any) -> None:
-        stop.set()
-
-    return signal.signal(signal.SIGINT, interrupted)
+    return signal.signal(signal.SIGINT, lambda *_: stop.set())
 
 
 def _capture(interface: str, bpf: str | None, deadline: float | None, stop: Any, analyzer: Analyzer,

@@ -361,12 +361,12 @@ class Analyzer:
         for side in (0, 1):
             if (walk := _walk(st, side)) is None:
                 continue
-            d, next_seq = side ^ client_dir, _next_seq(st, side)
-            if walk == _SPENT_WALK:
+            d, (next_seq, skip, pdu_left) = side ^ client_dir, walk
+            if skip == _SPENT_SKIP:
                 self.flows.arm(flow, d, next_seq)
                 st.armed[side] = _SPENT
             else:
-                self.flows.arm_pdata(flow, d, next_seq, *walk)
+                self.flows.arm_pdata(flow, d, next_seq, skip, pdu_left)
                 st.armed[side] = _PDATA
 
     def _segments(
@@ -641,27 +641,22 @@ _SYN_WINDOW = 1 << 20  # the first data seen may be this far past its SYN (earli
 _JOIN_TRIES = 16  # segments looked at for a recognisable point on a port whose module can join mid-stream
 _BULK_MIN = 2  # rows left in a batch below which the per-segment loop is cheaper than `_walk_on`
 _NOT_ARMED, _SPENT, _PDATA = 0, 1, 2  # how the C flow table moves a side on between batches
-_SPENT_WALK = (-1, 0)  # `walk_run`'s spec of a spent side: every in-sequence segment is consumed
+_SPENT_SKIP = -1  # `walk_run`'s skip of a spent side: every in-sequence segment is consumed
 
 
-def _walk(st: _Stream, side: int) -> tuple[int, int] | None:
-    """How C may move a side on, in order and with nothing held out of order: spent (`_SPENT_WALK`: its
-    segments would only move the sequence on), a DICOM side between data-set fragments (its parser's
-    `pdata_state`), or not at all (None)."""
+def _walk(st: _Stream, side: int) -> tuple[int, int, int] | None:
+    """How C may move a side on, in order and with nothing held out of order, as `walk_run` takes it
+    (next sequence number, skip, pdu_left): spent (skip `_SPENT_SKIP`: its segments would only move the
+    sequence on), a DICOM side between data-set fragments (its parser's `pdata_state`), or not at all
+    (None)."""
     dr = st.dirs[side]
     if dr.pending or dr.next_seq is None:
         return None
     if st.budget[side] == 0:
-        return _SPENT_WALK
+        return dr.next_seq, _SPENT_SKIP, 0
     pdata = getattr(st.parser, "pdata_state", None)
-    return None if pdata is None else pdata(side == 0)
-
-
-def _next_seq(st: _Stream, side: int) -> int:
-    """The next sequence number of a side `_walk` lets C move on (it has one)."""
-    next_seq = st.dirs[side].next_seq
-    assert next_seq is not None
-    return next_seq
+    state = None if pdata is None else pdata(side == 0)
+    return None if state is None else (dr.next_seq, *state)
 
 
 def _walk_on(
@@ -674,7 +669,7 @@ def _walk_on(
     specs: list[tuple[int, int, int] | None] = [None, None]  # by `dir`
     for side in (0, 1):
         if (walk := _walk(st, side)) is not None:
-            specs[side ^ client_dir] = (_next_seq(st, side), *walk)
+            specs[side ^ client_dir] = walk
     out = _fastpath.walk_run(buf, rows.block, pos, *specs)
     for side in (0, 1):
         spec = out[side ^ client_dir]
