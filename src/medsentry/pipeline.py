@@ -33,8 +33,9 @@ from medsentry.decode.streams import Direction
 from medsentry.observe import FlowRecord, Observation
 from medsentry.protocols.base import Malformed, Message
 
-DEFAULT_INSPECT_BYTES = 64 * 1024
 MAX_PENDING = 65_536  # observations held to be put in packet order, per batch
+# A message's (source MAC, IP, destination MAC, IP, source port, destination port): `_ends`
+Ends = tuple[str | None, str | None, str | None, str | None, int | None, int | None]
 
 # Positions in a packet record converted with .tolist().
 _TS, _FRAME_OFF, _PAYLOAD_OFF, _PAYLOAD_LEN, _ETHERTYPE, _SPORT, _DPORT, _TCP_WIN = map(
@@ -111,11 +112,16 @@ class Stats:
 class _Stream:
     """Inspection state of one TCP connection."""
 
-    __slots__ = ("armed", "budget", "dirs", "first", "isn", "joined", "module", "parser", "tries")
+    __slots__ = ("armed", "budget", "dirs", "done", "first", "ignores", "isn", "joined", "module", "parser",
+                 "pdata", "tries")
 
     def __init__(self) -> None:
         self.module: ModuleType | None = None
         self.parser: protocols.base.StreamParser | None = None
+        # the parser's optional methods (protocols.base), None where it has none; `done`: it has that
+        self.ignores: Callable[[bool], int] | None = None
+        self.pdata: Callable[[bool], tuple[int, int] | None] | None = None
+        self.done = False
         self.dirs = (Direction(), Direction())  # index: 0 = client to server, 1 = server to client
         self.budget = [0, 0]
         self.tries = 0
@@ -274,19 +280,8 @@ class Analyzer:
             mod = by_type[rec[_ETHERTYPE]]
             start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
             for msg in self._parse(mod, bytes(buf[start : start + rec[_PAYLOAD_LEN]])):
-                self._out(
-                    msg,
-                    mod,
-                    row,
-                    rec[_TS],
-                    mac_str(rec[_SRC_MAC]),
-                    None,
-                    mac_str(rec[_DST_MAC]),
-                    None,
-                    None,
-                    None,
-                    None,
-                )
+                ends = (mac_str(rec[_SRC_MAC]), None, mac_str(rec[_DST_MAC]), None, None, None)
+                self._out(msg, mod, row, rec[_TS], ends, None)
 
     def _datagrams(self, batch: Batch, flows: list[tuple[ModuleType, list[int]]]) -> None:
         """The datagrams of the batch's dissected UDP flows (module, rows). Their records are converted
@@ -294,7 +289,7 @@ class Analyzer:
         buf = batch.buf
         records = _records(batch.recs, [row for _, rows in flows for row in rows])
         for mod, rows in flows:
-            on_ports = getattr(mod, "parse_datagram_on", None)
+            on_ports = protocols.ON_PORTS.get(mod.NAME)
             for row, rec in zip(rows, records, strict=False):  # `rows` first: takes only this flow's records
                 start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
                 payload = bytes(buf[start : start + rec[_PAYLOAD_LEN]])
@@ -306,9 +301,7 @@ class Analyzer:
                 if not msgs:
                     continue
                 v = rec[_IPVER]
-                where = (
-                    row,
-                    rec[_TS],
+                ends = (
                     mac_str(rec[_SRC_MAC]),
                     ip_str(rec[_SRC_IP], v),
                     mac_str(rec[_DST_MAC]),
@@ -317,7 +310,7 @@ class Analyzer:
                     dport,
                 )
                 for msg in msgs:
-                    self._out(msg, mod, *where, "udp")
+                    self._out(msg, mod, row, rec[_TS], ends, "udp")
 
     def _parse(
         self,
@@ -331,6 +324,16 @@ class Analyzer:
         except Malformed:
             self.stats.malformed_by_protocol[mod.NAME] += 1
             return []
+
+    def _start(self, st: _Stream, mod: ModuleType) -> None:
+        """The connection is `mod`'s: its parser, and which optional methods that has."""
+        st.module, st.parser = mod, mod.StreamParser()
+        optional = _optional(type(st.parser))
+        st.ignores = st.parser.ignores if "ignores" in optional else None  # type: ignore[attr-defined]
+        st.pdata = st.parser.pdata_state if "pdata_state" in optional else None  # type: ignore[attr-defined]
+        st.done = "done" in optional
+        limit = protocols.INSPECT_BYTES[mod.NAME]
+        st.budget = [limit, limit]
 
     def _stream(self, buf: Buffer, flow: Flow, rows: Rows) -> None:
         """Feed a flow's segments of one batch in order. SYNs are among them (in capture order): each
@@ -381,8 +384,7 @@ class Analyzer:
         isn = st.isn
         n = len(rows.row)
         bulk = n - _BULK_MIN if walk else 0  # rows before this position may hand the rest to `_walk_on`
-        ignores = getattr(st.parser, "ignores", None)
-        pdata = getattr(st.parser, "pdata_state", None)
+        ignores, pdata = st.ignores, st.pdata
         starts, lengths, seqs, dirs, stamps = rows.start, rows.len, rows.seq, rows.dir, rows.ts
         # By index from `begin`: a slice or islice per call would cost every row after it, and a flow's
         # batch is entered again after each `_walk_on` (an association: once an image). A long run's rows
@@ -447,11 +449,9 @@ class Analyzer:
                     dr.next_seq = None
                     st.joined[side] = True
                     continue
-                st.module, st.parser, r.app = mod, mod.StreamParser(), mod.NAME
-                ignores = getattr(st.parser, "ignores", None)
-                pdata = getattr(st.parser, "pdata_state", None)
-                limit = getattr(mod, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES)
-                st.budget = budget = [limit, limit]
+                self._start(st, mod)
+                r.app = mod.NAME
+                ignores, pdata, budget = st.ignores, st.pdata, st.budget
                 ignored = ignores(side == 0) if ignores is not None else 0
             free = min(ignored, len(in_order))  # skipped at once
             in_order = in_order[: free + budget[side]]
@@ -460,18 +460,20 @@ class Analyzer:
                 continue  # nothing left to feed on this side
             if st.joined[side]:
                 st.joined[side] = False
-                if (join := getattr(st.parser, "join", None)) is not None:
-                    join(side == 0)
+                if "join" in _optional(type(st.parser)):
+                    st.parser.join(side == 0)  # type: ignore[union-attr]
             try:
                 msgs = st.parser.feed(in_order, side == 0)  # type: ignore[union-attr]
             except Malformed:
                 self.stats.malformed_by_protocol[r.app or "?"] += 1
                 self.flows.stop(flow)
                 return None
+            mod = st.module
+            assert mod is not None  # recognised above
             for msg in msgs:
-                where = _ends(r, msg.from_client if msg.from_client is not None else side == 0)
-                self._out(msg, st.module, rows.row[i], ts, *where, "tcp")
-            if getattr(st.parser, "done", False) or (budget[0] <= 0 and budget[1] <= 0):
+                ends = _ends(r, msg.from_client if msg.from_client is not None else side == 0)
+                self._out(msg, mod, rows.row[i], ts, ends, "tcp")
+            if (st.done and st.parser.done) or (budget[0] <= 0 and budget[1] <= 0):  # type: ignore[union-attr]
                 self.flows.stop(flow)
                 return None
             if i < bulk and (budget[side] == 0 or (pdata is not None and pdata(side == 0) is not None)):
@@ -503,12 +505,11 @@ class Analyzer:
 
     def _flow_ended(self, flow: Flow) -> None:
         st, r = flow.state, flow.record
-        flush = getattr(st.parser, "flush", None) if isinstance(st, _Stream) else None
-        if flush is not None:
+        if isinstance(st, _Stream) and "flush" in _optional(type(st.parser)):
             # What a parser still held when the connection ended (a DICOM command whose data set never
             # came: an association aborted, or the capture's end).
             name = st.module.NAME  # type: ignore[union-attr]
-            for msg in flush():
+            for msg in st.parser.flush():  # type: ignore[union-attr]
                 ends = _ends(r, bool(msg.from_client))
                 self.emit(Observation(r.last_seen, name, msg.kind, *ends, "tcp", msg.fields, self.source))
                 self.stats.observations += 1
@@ -555,14 +556,10 @@ class Analyzer:
         mod: ModuleType,
         row: int,
         ts: float,
-        src_mac: str | None,
-        src_ip: str | None,
-        dst_mac: str | None,
-        dst_ip: str | None,
-        sport: int | None,
-        dport: int | None,
+        ends: Ends,
         transport: str | None,
     ) -> None:
+        src_mac, src_ip, dst_mac, dst_ip, sport, dport = ends
         obs = Observation(
             ts,
             mod.NAME,
@@ -620,7 +617,7 @@ class Dealer:
         return [np.flatnonzero(shard == k) for k in range(len(self.load))]
 
 
-def _ends(r: FlowRecord, from_client: bool) -> tuple[str | None, str, str | None, str, int, int]:
+def _ends(r: FlowRecord, from_client: bool) -> Ends:
     """(source MAC, IP, destination MAC, IP, source port, destination port) of a message on the flow."""
     if from_client:
         return r.client_mac, r.client_ip, r.server_mac, r.server_ip, r.client_port, r.server_port
@@ -644,6 +641,19 @@ _NOT_ARMED, _SPENT, _PDATA = 0, 1, 2  # how the C flow table moves a side on bet
 _SPENT_SKIP = -1  # `walk_run`'s skip of a spent side: every in-sequence segment is consumed
 
 
+_OPTIONAL_METHODS = ("ignores", "pdata_state", "join", "flush", "done")
+_OPTIONALS: dict[type, frozenset[str]] = {}
+
+
+def _optional(cls: type) -> frozenset[str]:
+    """Which of the optional parts of a stream parser (protocols.base) a parser class has. Asked once per
+    class: asking a parser for an attribute it lacks raises and catches an AttributeError every time."""
+    names = _OPTIONALS.get(cls)
+    if names is None:
+        names = _OPTIONALS[cls] = frozenset(n for n in _OPTIONAL_METHODS if hasattr(cls, n))
+    return names
+
+
 def _walk(st: _Stream, side: int) -> tuple[int, int, int] | None:
     """How C may move a side on, in order and with nothing held out of order, as `walk_run` takes it
     (next sequence number, skip, pdu_left): spent (skip `_SPENT_SKIP`: its segments would only move the
@@ -654,8 +664,7 @@ def _walk(st: _Stream, side: int) -> tuple[int, int, int] | None:
         return None
     if st.budget[side] == 0:
         return dr.next_seq, _SPENT_SKIP, 0
-    pdata = getattr(st.parser, "pdata_state", None)
-    state = None if pdata is None else pdata(side == 0)
+    state = None if st.pdata is None else st.pdata(side == 0)
     return None if state is None else (dr.next_seq, *state)
 
 

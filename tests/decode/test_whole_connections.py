@@ -10,8 +10,10 @@ from pathlib import Path
 
 from medsentry.decode.flows import ACK, SYN
 from medsentry.observe import Observation
-from medsentry.pipeline import DEFAULT_INSPECT_BYTES, observe_files
+from medsentry.pipeline import observe_files
+from medsentry.protocols.base import DEFAULT_INSPECT_BYTES
 from tests.decode.test_flows import tcp, write_pcap
+from tests.protocols.test_tls import record, tls12_session
 
 PSH = 0x08
 
@@ -65,3 +67,31 @@ def test_other_protocols_keep_a_head(tmp_path: Path) -> None:
     obs = session(tmp_path, 80, requests)
     paths = [o for o in obs if o.kind == "http.request"]
     assert 0 < len(paths) < 3000 and sum(map(len, requests)) > 2 * DEFAULT_INSPECT_BYTES
+
+
+
+def test_a_tls_connection_is_left_once_both_handshakes_are_over(tmp_path: Path) -> None:
+    """TLS is `done` after both sides' handshakes (protocols.base): what follows is encrypted, so the
+    pipeline stops looking at the connection. Segments lost after that point then make no reassembly
+    gap, where they made one while the server still had a handshake to send."""
+    from medsentry.protocols import tls
+
+    def gaps(server_done: bool) -> int:
+        hello, server_bytes = tls12_session(b"\x30\x03\x02\x01\x00")
+        if not server_done:
+            server_bytes = server_bytes[:9]  # the ServerHello's record, cut short
+        client, server = ("10.7.0.21", 40300), ("10.7.0.2", 443)
+        frames = [tcp(client, server, SYN, 999), tcp(server, client, SYN | ACK, 4999),
+                  tcp(client, server, PSH | ACK, 1000, hello),
+                  tcp(server, client, PSH | ACK, 5000, server_bytes)]  # fmt: skip
+        data = record(tls.APPLICATION_DATA, bytes(100))
+        seq = 1000 + len(hello) + 1400  # a segment lost, then more than the out-of-order store holds
+        for _ in range(80):
+            frames.append(tcp(client, server, PSH | ACK, seq, data))
+            seq += len(data)
+        observations, stats = observe_files([write_pcap(tmp_path / f"tls-{server_done}.pcap", frames)])
+        assert [o.kind for o in observations if o.protocol == "tls"][:1] == ["tls.client_hello"]
+        return stats.reassembly_gaps
+
+    assert gaps(server_done=True) == 0
+    assert gaps(server_done=False) == 1

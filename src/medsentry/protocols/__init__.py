@@ -10,7 +10,10 @@ capture started while the connection was open). A UDP flow goes by port, else by
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
+
+from medsentry.protocols.base import DEFAULT_INSPECT_BYTES, Message
 
 _MODULES = [
     "arp",
@@ -54,6 +57,14 @@ DATAGRAM_TESTS: list[ModuleType] = [
 MID_STREAM_TESTS: list[ModuleType] = [
     m for m in MODULES if hasattr(m, "StreamParser") and hasattr(m, "mid_stream")
 ]
+# Optional module names (base.py), by module NAME, looked up once here: asking a module for a name it lacks
+# raises and catches an AttributeError each time, which per flow and per datagram added up.
+GREETINGS: dict[str, bytes] = {m.NAME: m.GREETING for m in MODULES if hasattr(m, "GREETING")}
+INSPECT_BYTES: dict[str, int] = {m.NAME: getattr(m, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES) for m in MODULES}
+ON_PORTS: dict[str, Callable[[bytes, int, int], list[Message]]] = {
+    m.NAME: m.parse_datagram_on for m in MODULES if hasattr(m, "parse_datagram_on")
+}
+_CONTENT_TEST: frozenset[str] = frozenset(m.NAME for m in MODULES if hasattr(m, "looks_like"))
 
 
 def for_stream(server_port: int, client_port: int, head: bytes, before: bytes | None = None,
@@ -67,7 +78,7 @@ def for_stream(server_port: int, client_port: int, head: bytes, before: bytes | 
         mod = BY_TCP_PORT.get(port)
         if mod is None or not _greeted(mod, before):
             continue
-        if not hasattr(mod, "looks_like") or _safe(mod, "looks_like", head):
+        if mod.NAME not in _CONTENT_TEST or _safe(mod, "looks_like", head):
             return mod
     for mod in () if joining else CONTENT_TESTS:
         if _safe(mod, "looks_like", head) and _greeted(mod, before, seen=True):
@@ -95,7 +106,7 @@ def for_datagram(head: bytes) -> ModuleType | None:
 
 def _greeted(mod: ModuleType, before: bytes | None, seen: bool = False) -> bool:
     """`before` is `mod`'s greeting, or (unless it must have been `seen`) the capture began after it."""
-    greeting = getattr(mod, "GREETING", None)
+    greeting = GREETINGS.get(mod.NAME)
     if greeting is None:
         return True
     return before.startswith(greeting) if before is not None else not seen

@@ -23,6 +23,8 @@ Module-level names a protocol module exposes (all optional except NAME):
         skip(from_client, n): count n of them down (n <= ignores). The pipeline then moves those
         bytes on without copying or feeding them, and they do not count against INSPECT_BYTES.
         optional: flush() -> list[Message]: what the parser still holds when the connection ends.
+        optional: done: bool (an attribute or property): nothing more can come out of the connection,
+        so the pipeline stops looking at it (TLS once both handshakes are over).
         optional: join(from_client): this direction's bytes start somewhere inside the connection (the
         capture began after it opened): its first bytes may be the end of a message.
         optional (DICOM): pdata_state(from_client) / pdata_resume(from_client, skip, pdu_left): where
@@ -41,6 +43,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 _NO_FIELDS: Any = object()  # `fields` not given: a new empty dict, as `field(default_factory=dict)`
 
+DEFAULT_INSPECT_BYTES = 64 * 1024  # a module's INSPECT_BYTES where it names none: the connection's head
 # INSPECT_BYTES of the medical and device message protocols (DICOM, HL7, MQTT): their connections stay open
 # for days, and a command, a patient record or a topic published late matters as much as the first one.
 WHOLE_CONNECTION = 1 << 62

@@ -363,6 +363,11 @@ class StreamParser:
         self._server = _Direction()
         self._tls13 = False
 
+    @property
+    def done(self) -> bool:
+        """Both handshakes are over (or given up on): nothing more comes out of the connection."""
+        return self._client.done and self._server.done
+
     def feed(self, data: bytes, from_client: bool) -> list[Message]:
         d = self._client if from_client else self._server
         if d.done or not data:
