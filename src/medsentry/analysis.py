@@ -36,7 +36,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from medsentry.capture.files import CAPTURE_SUFFIXES, CaptureError, expand_paths
 from medsentry.identify import oui
 from medsentry.identify.device import Device
-from medsentry.observe import Observation
+from medsentry.observe import Observation, Tee
 from medsentry.pipeline import (
     Analyzer,
     Stats,
@@ -64,15 +64,7 @@ class Result:
 
 def _sink(ident: Any, detector: Any | None) -> Callable[[Observation], None]:
     """Every observation goes to identification and, when asked, to detection."""
-    if detector is None:
-        return ident.add
-    identify, detect = ident.add, detector.add
-
-    def both(obs: Observation) -> None:
-        identify(obs)
-        detect(obs)
-
-    return both
+    return ident.add if detector is None else Tee(ident.add, detector.add)
 
 
 def _finish(ident: Any, detector: Any | None) -> tuple[list[Device], list[Any]]:

@@ -353,13 +353,7 @@ class Analyzer:
                 if st.armed[side] == _PDATA:
                     st.parser.pdata_resume(side == 0, skip, pdu_left)  # type: ignore[union-attr]
                 st.armed[side] = _NOT_ARMED
-        pos = self._segments(buf, flow, st, rows)
-        while pos is not None and pos < len(rows.row):
-            passed, pos = _walk_on(buf, rows, pos, st, client_dir)
-            if passed is not None and self._segments(buf, flow, st, passed, walk=False) is None:
-                return
-            pos = self._segments(buf, flow, st, rows, pos)
-        if pos is None or st.module is None:
+        if not self._run(buf, flow, st, rows) or st.module is None:
             return
         for side in (0, 1):
             if (walk := _walk(st, side)) is None:
@@ -372,18 +366,27 @@ class Analyzer:
                 self.flows.arm_pdata(flow, d, next_seq, skip, pdu_left)
                 st.armed[side] = _PDATA
 
-    def _segments(
-        self, buf: Buffer, flow: Flow, st: _Stream, rows: Rows, begin: int = 0, walk: bool = True
-    ) -> int | None:
+    def _run(self, buf: Buffer, flow: Flow, st: _Stream, rows: Rows) -> bool:
+        """Feed `rows` in order, handing C the runs it can walk (`_walk_on`), and the rows of the other
+        side that such a run passed the same way. False when the flow's inspection ended."""
+        pos = self._segments(buf, flow, st, rows)
+        while pos is not None and pos < len(rows.row):
+            passed, pos = _walk_on(buf, rows, pos, st, flow.client_dir)
+            if passed is not None and not self._run(buf, flow, st, passed):
+                return False
+            pos = self._segments(buf, flow, st, rows, pos)
+        return pos is not None
+
+    def _segments(self, buf: Buffer, flow: Flow, st: _Stream, rows: Rows, begin: int = 0) -> int | None:
         """Feed segments in order from `begin`. Returns None when the flow's inspection ended, else the
-        position of the first row not looked at: all of them, or (with `walk`) the one after a side C can
-        move on (`_walk_on`: spent, or between DICOM data sets) when enough rows remain for that."""
+        position of the first row not looked at: all of them, or the one after a side C can move on
+        (`_walk_on`: spent, or between DICOM data sets) when enough rows remain for that."""
         r = flow.record
         client_dir = flow.client_dir
         budget, tcp_dirs = st.budget, st.dirs
         isn = st.isn
         n = len(rows.row)
-        bulk = n - _BULK_MIN if walk else 0  # rows before this position may hand the rest to `_walk_on`
+        bulk = n - _BULK_MIN  # rows before this position may hand the rest to `_walk_on`
         ignores, pdata = st.ignores, st.pdata
         starts, lengths, seqs, dirs, stamps = rows.start, rows.len, rows.seq, rows.dir, rows.ts
         # By index from `begin`: a slice or islice per call would cost every row after it, and a flow's

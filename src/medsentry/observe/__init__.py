@@ -6,6 +6,7 @@ over which flow. Zeek logs produce the same observations directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,3 +88,16 @@ class FlowRecord:
     # TTL (IPv6: hop limit) of each side's first packet as it passed the sensor; None if it sent none
     client_ttl: int | None = None
     server_ttl: int | None = None
+
+
+class Tee:
+    """An observation sink that hands each observation to several (identification, then detection).
+    A class here, not a closure where it is used: that module stays interpreted, and a Python frame per
+    observation cost more than both calls."""
+
+    def __init__(self, *sinks: Callable[[Observation], None]) -> None:
+        self.sinks = sinks
+
+    def __call__(self, obs: Observation) -> None:
+        for sink in self.sinks:
+            sink(obs)
