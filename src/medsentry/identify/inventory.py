@@ -472,6 +472,8 @@ class Identifier:
         self._addrs: dict[str, _Addr] = {}
         # (MAC, IP) as an observation gives them -> their endpoint: normalising both every time is costly
         self._by_raw: dict[tuple[str | None, str | None], _Endpoint] = {}
+        # (MAC, IP) pairs neither of which can be a device's (a group MAC, a broadcast IP): asked once
+        self._no_devices: set[tuple[str | None, str | None]] = set()
         self._macs: dict[str, oui.MacInfo | None] = {}
         self._by_kind: dict[str, tuple[_RuleUse, ...]] = {}
         # A rule's result depends only on the values of the fields it reads: most observations repeat
@@ -611,12 +613,22 @@ class Identifier:
         if e is not None:
             e.seen(ts)
             return e
+        if raw in self._no_devices:
+            return None
         e = self._new_endpoint(mac, ip, ts)
         if e is not None:
             if len(self._by_raw) >= 4 * MAX_ENDPOINTS:
                 self._by_raw.clear()
             self._by_raw[raw] = e
+        elif self._no_device(mac, ip):
+            if len(self._no_devices) >= 4 * MAX_ENDPOINTS:
+                self._no_devices.clear()
+            self._no_devices.add(raw)
         return e
+
+    def _no_device(self, mac: str | None, ip: str | None) -> bool:
+        """Neither address can be a device's own."""
+        return (mac is None or self._unicast(mac) is None) and (ip is None or not self._addr(ip).usable)
 
     def _new_endpoint(self, mac: str | None, ip: str | None, ts: float) -> _Endpoint | None:
         if mac is not None:
