@@ -12,6 +12,9 @@ nor do the bytes a parser only skips (DICOM data sets: the C flow table walks th
 from __future__ import annotations
 
 import gc
+import os
+import queue
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -712,14 +715,22 @@ def fewer_collections() -> Iterator[None]:
         gc.set_threshold(*old)
 
 
-def read_captures(paths: Iterable[Path], progress: Callable[[int], None] | None = None
+def read_captures(paths: Iterable[Path], progress: Callable[[int], None] | None = None, ahead: int = 0
                   ) -> Iterator[tuple[Any, ...]]:  # fmt: skip
     """Every capture's batches, in order: ("file", name) before a file's, ("batch", batch, window) for each
     (`window`: `CaptureFile.window`), and ("error", text) after them if the file broke, with its offset,
-    after everything readable before the break; the other files go on."""
+    after everything readable before the break; the other files go on. `ahead`: that many batches are
+    read by a thread ahead of the caller (`read_ahead`)."""
+    events = _read_captures(paths, progress, ahead)
+    return read_ahead(events, ahead) if ahead else events
+
+
+def _read_captures(paths: Iterable[Path], progress: Callable[[int], None] | None, ahead: int
+                   ) -> Iterator[tuple[Any, ...]]:  # fmt: skip
     for path in expand_paths(list(paths)):
         yield "file", str(path)
-        cap = CaptureFile(path)
+        # the batches read ahead, and the one being analysed, keep their windows mapped
+        cap = CaptureFile(path, behind=ahead + 1)
         seen = 0
         try:
             for batch in cap:
@@ -731,6 +742,59 @@ def read_captures(paths: Iterable[Path], progress: Callable[[int], None] | None 
             yield "error", str(exc)
         except OSError as exc:
             yield "error", f"{path}: {exc.strerror or exc}"
+
+
+READ_AHEAD = 2  # batches read ahead of the analysis where a second core is free
+
+
+def read_ahead(events: Iterator[tuple[Any, ...]], depth: int) -> Iterator[tuple[Any, ...]]:
+    """`events` produced by a thread up to `depth` ahead of the caller. Reading a capture is mostly the
+    C walk over its records, which runs without the GIL: on a second core it overlaps the analysis of
+    the batches read before (and in `--workers`' reader, the dealing). An exception in the thread is
+    raised here; when the caller stops early, the thread stops too."""
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def give(item: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for event in events:
+                if not give((True, event)):
+                    return
+        except BaseException as exc:  # raised again by the consumer
+            give((False, exc))
+            return
+        give((False, None))
+
+    thread = threading.Thread(target=produce, name="medsentry-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = handoff.get()
+            if ok:
+                yield item
+            elif item is None:
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+        thread.join()
+        events.close()  # type: ignore[attr-defined]
+
+
+def _spare_core_ahead() -> int:
+    """READ_AHEAD where this process may run on more than one core, else 0 (a thread would only take
+    turns with the analysis)."""
+    return READ_AHEAD if len(os.sched_getaffinity(0)) > 1 else 0
 
 
 def _account(stats: Stats, event: tuple[Any, ...]) -> None:
@@ -749,7 +813,7 @@ def analyze_files(
     with fewer_collections():
         analyzer = analyzer or Analyzer(emit)
         stats = analyzer.stats
-        for event in read_captures(paths, progress):
+        for event in read_captures(paths, progress, _spare_core_ahead()):
             if event[0] == "batch":
                 analyzer.feed(event[1])
             else:
@@ -768,7 +832,7 @@ def deal_files(paths: Iterable[Path], n: int, send: Callable[[int, Share], None]
     file: `Windows`), or the frames' bytes when the file is compressed. The other events of
     `read_captures` go to every worker as they are."""
     dealer = Dealer(n)
-    for event in read_captures(paths, progress):
+    for event in read_captures(paths, progress, _spare_core_ahead()):
         if event[0] != "batch":
             for k in range(n):
                 send(k, event)

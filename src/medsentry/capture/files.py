@@ -17,6 +17,7 @@ import io
 import mmap
 import struct
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +75,9 @@ def _open(path: Path) -> io.BufferedIOBase:
 class CaptureFile:
     """Iterate `Batch`es of one capture file. `bytes_read` tracks progress for progress bars."""
 
-    def __init__(self, path: Path, batch_size: int | None = None) -> None:
+    def __init__(self, path: Path, batch_size: int | None = None, behind: int = 0) -> None:
         batch_size = batch_size or BATCH  # read now: tests make batches small by setting BATCH
+        self.behind = behind  # windows of a mapped file kept mapped behind the one being read (`Windows`)
         self.path = path
         self.name = str(path)
         self.bytes_read = 0
@@ -133,7 +135,7 @@ class CaptureFile:
         so nothing is copied and no buffer is allocated; resident memory stays at about one window
         whatever the file size (`Windows`)."""
         size = len(mm)
-        windows = Windows(mm)
+        windows = Windows(mm, self.behind)
         lo = hi = start
         try:
             while True:
@@ -236,15 +238,18 @@ class CaptureFile:
 
 class Windows:
     """Windows of a read-only mapping of a plain capture file, in file order: `at(offset, length)`. Pages
-    before the latest window are dropped from this process (they stay in the page cache and fault back in
-    if a batch still reads them). `CaptureFile` reads through one; so does a process handed another's
-    batches by offset (`analyze --workers`: one process reads, each worker gets its share of the records
-    and `Windows.of` the file)."""
+    before the latest window (or the one `behind` windows back) are dropped from this process (they stay
+    in the page cache and fault back in if a batch still reads them). `CaptureFile` reads through one;
+    so does a process handed another's batches by offset (`analyze --workers`: one process reads, each
+    worker gets its share of the records and `Windows.of` the file)."""
 
-    def __init__(self, mm: mmap.mmap) -> None:
+    def __init__(self, mm: mmap.mmap, behind: int = 0) -> None:
         self._map = mm
         self._whole = memoryview(mm)
         self._dropped = 0
+        # Starts of the latest windows: pages are dropped only before the one `behind` windows back,
+        # where batches read ahead of their analysis (`pipeline.read_ahead`) still have their frames.
+        self._starts: deque[int] = deque(maxlen=behind + 1)
 
     @classmethod
     def of(cls, path: Path) -> Windows:
@@ -252,7 +257,9 @@ class Windows:
             return cls(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
 
     def at(self, offset: int, length: int) -> memoryview:
-        behind = offset - offset % mmap.PAGESIZE
+        self._starts.append(offset)
+        oldest = self._starts[0]
+        behind = oldest - oldest % mmap.PAGESIZE
         if behind > self._dropped:
             self._map.madvise(mmap.MADV_DONTNEED, self._dropped, behind - self._dropped)
             self._dropped = behind
