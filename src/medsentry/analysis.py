@@ -660,8 +660,10 @@ def run_stats_of(s: Stats, started: float):  # -> store.base.RunStats
         bytes=s.bytes,
         flows=s.flows,
         observations=s.observations,
-        # Frames the decoder could not parse count as malformed too, under their own name.
-        malformed=dict(s.malformed_by_protocol) | ({"frame": s.malformed} if s.malformed else {}),
+        # Frames the decoder could not parse count as malformed too, under their own name, and so do
+        # payloads a dissector failed on ("dns: TypeError (dissector error)").
+        malformed=dict(s.malformed_by_protocol) | ({"frame": s.malformed} if s.malformed else {})
+        | {f"{name} (dissector error)": n for name, n in s.dissector_errors.items()},
     )
 
 

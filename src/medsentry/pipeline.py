@@ -62,6 +62,9 @@ class Stats:
     flows_evicted: int = 0
     observations: int = 0
     malformed_by_protocol: Counter[str] = field(default_factory=Counter)
+    # "<protocol>: <exception type>" -> payloads a dissector failed on other than with Malformed: a bug,
+    # counted (never with the exception's text, which may quote the payload) and the flow left alone
+    dissector_errors: Counter[str] = field(default_factory=Counter)
     reassembly_gaps: int = 0
     capture_dropped: int = 0  # live: frames the kernel or the interface dropped (analysis fell behind)
     files: list[str] = field(default_factory=list)
@@ -84,6 +87,7 @@ class Stats:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.malformed_by_protocol.update(other.malformed_by_protocol)
+        self.dissector_errors.update(other.dissector_errors)
         self.errors.extend(e for e in other.errors if e not in self.errors)
         self.files.extend(f for f in other.files if f not in self.files)
         ts = [t for t in (self.first_ts, other.first_ts) if t is not None]
@@ -98,6 +102,7 @@ class Stats:
             "malformed": self.malformed + sum(self.malformed_by_protocol.values()),
             "malformed_frames": self.malformed,
             "malformed_by_protocol": dict(self.malformed_by_protocol),
+            "dissector_errors": dict(self.dissector_errors),
             "fragments": self.fragments,
             "unsupported_link": self.unsupported_link,
             "flows": self.flows,
@@ -327,6 +332,11 @@ class Analyzer:
         except Malformed:
             self.stats.malformed_by_protocol[mod.NAME] += 1
             return []
+        except MemoryError:
+            raise
+        except Exception as exc:  # a dissector's bug must not end the run
+            self.stats.dissector_errors[f"{mod.NAME}: {type(exc).__name__}"] += 1
+            return []
 
     def _start(self, st: _Stream, mod: ModuleType) -> None:
         """The connection is `mod`'s: its parser, and which optional methods that has."""
@@ -472,6 +482,12 @@ class Analyzer:
                 msgs = st.parser.feed(in_order, side == 0)  # type: ignore[union-attr]
             except Malformed:
                 self.stats.malformed_by_protocol[r.app or "?"] += 1
+                self.flows.stop(flow)
+                return None
+            except MemoryError:
+                raise
+            except Exception as exc:  # a dissector's bug must not end the run: the flow is left alone
+                self.stats.dissector_errors[f"{r.app or '?'}: {type(exc).__name__}"] += 1
                 self.flows.stop(flow)
                 return None
             mod = st.module
