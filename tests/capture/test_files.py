@@ -289,3 +289,41 @@ def test_another_process_finds_a_batch_by_its_window(tmp_path: Path) -> None:
     compressed = CaptureFile(packed)
     assert sum(len(batch.recs) for batch in compressed) == sum(len(b.recs) for b in CaptureFile(plain))
     assert compressed.window is None
+
+
+def _resident_kb(path: Path) -> int:
+    """Resident kB of this process's mapping of `path` (Linux /proc/self/smaps)."""
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.endswith(str(path)):
+            for attr in lines[i + 1 :]:
+                if attr.startswith("Rss:"):
+                    return int(attr.split()[1])
+    raise AssertionError(f"{path} is not mapped")
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+def test_windows_stay_mapped_only_as_far_behind_as_asked(tmp_path: Path) -> None:
+    """Memory stays flat however large the file: pages behind the latest window leave this process, and
+    with `behind` (batches read ahead of their analysis still in use) only those windows stay."""
+    import mmap
+
+    from medsentry.capture.files import Windows
+
+    page = mmap.PAGESIZE
+    window = 4 << 20
+    path = tmp_path / "capture.bin"
+    path.write_bytes(bytes(range(256)) * (24 * window // 256))
+    resident = {}
+    for behind in (0, 2):
+        with open(path, "rb") as fh:
+            windows = Windows(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), behind)
+        for k in range(16):
+            view = windows.at(k * window, window)
+            assert sum(view[::page]) == 0  # every page touched (each page starts with byte 0)
+            del view
+        resident[behind] = _resident_kb(path) << 10
+        windows.close()
+    # the kernel maps somewhat more than a fault asks (fault-around, a large folio: up to 2 MB)
+    assert window <= resident[0] <= window + (2 << 20)
+    assert 3 * window <= resident[2] <= 3 * window + (2 << 20)
