@@ -73,3 +73,22 @@ def test_a_caller_that_stops_early_stops_the_thread() -> None:
     got.close()
     assert not _readers()
     assert len(made) <= 3 + 2 + 1  # no further than the hand-off's depth ahead
+
+
+def test_an_analysis_that_fails_leaves_no_reading_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:  # fmt: skip
+    from medsentry import pipeline
+
+    monkeypatch.setattr(files, "BATCH", 3)
+    client = ("10.1.0.5", 40000)
+    query = bytes.fromhex("abcd01000001000000000000") + b"\x04pacs\x08hospital\x00\x00\x01\x00\x01"
+    capture = write_pcap(tmp_path / "dns.pcap", [udp(client, ("10.1.0.1", 53), query)] * 200)
+
+    def fail(_: Any) -> None:
+        raise RuntimeError("sink broke")
+
+    monkeypatch.setattr(pipeline, "READ_AHEAD", 2)
+    with pytest.raises(RuntimeError, match="sink broke") as caught:
+        pipeline.analyze_files([capture], fail)
+    assert caught.value is not None  # the traceback is still held here
+    assert not _readers()
