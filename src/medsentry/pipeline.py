@@ -16,8 +16,8 @@ import os
 import queue
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -732,7 +732,7 @@ def fewer_collections() -> Iterator[None]:
 
 
 def read_captures(paths: Iterable[Path], progress: Callable[[int], None] | None = None, ahead: int = 0
-                  ) -> Iterator[tuple[Any, ...]]:  # fmt: skip
+                  ) -> Generator[tuple[Any, ...], None, None]:  # fmt: skip
     """Every capture's batches, in order: ("file", name) before a file's, ("batch", batch, window) for each
     (`window`: `CaptureFile.window`), and ("error", text) after them if the file broke, with its offset,
     after everything readable before the break; the other files go on. `ahead`: that many batches are
@@ -742,7 +742,7 @@ def read_captures(paths: Iterable[Path], progress: Callable[[int], None] | None 
 
 
 def _read_captures(paths: Iterable[Path], progress: Callable[[int], None] | None, ahead: int
-                   ) -> Iterator[tuple[Any, ...]]:  # fmt: skip
+                   ) -> Generator[tuple[Any, ...], None, None]:  # fmt: skip
     for path in expand_paths(list(paths)):
         yield "file", str(path)
         # the batches read ahead, and the one being analysed, keep their windows mapped
@@ -763,7 +763,8 @@ def _read_captures(paths: Iterable[Path], progress: Callable[[int], None] | None
 READ_AHEAD = 2  # batches read ahead of the analysis where a second core is free
 
 
-def read_ahead(events: Iterator[tuple[Any, ...]], depth: int) -> Iterator[tuple[Any, ...]]:
+def read_ahead(events: Generator[tuple[Any, ...], None, None], depth: int
+               ) -> Generator[tuple[Any, ...], None, None]:  # fmt: skip
     """`events` produced by a thread up to `depth` ahead of the caller. Reading a capture is mostly the
     C walk over its records, which runs without the GIL: on a second core it overlaps the analysis of
     the batches read before (and in `--workers`' reader, the dealing). An exception in the thread is
@@ -804,7 +805,7 @@ def read_ahead(events: Iterator[tuple[Any, ...]], depth: int) -> Iterator[tuple[
     finally:
         stop.set()
         thread.join()
-        events.close()  # type: ignore[attr-defined]
+        events.close()
 
 
 def _spare_core_ahead() -> int:
@@ -829,11 +830,14 @@ def analyze_files(
     with fewer_collections():
         analyzer = analyzer or Analyzer(emit)
         stats = analyzer.stats
-        for event in read_captures(paths, progress, _spare_core_ahead()):
-            if event[0] == "batch":
-                analyzer.feed(event[1])
-            else:
-                _account(stats, event)
+        # closed here, not when the last reference goes: compiled, an exception's traceback keeps the
+        # generator, and with it the reading thread and its mapping, alive
+        with closing(read_captures(paths, progress, _spare_core_ahead())) as events:
+            for event in events:
+                if event[0] == "batch":
+                    analyzer.feed(event[1])
+                else:
+                    _account(stats, event)
         return analyzer.finish()
 
 
@@ -848,17 +852,18 @@ def deal_files(paths: Iterable[Path], n: int, send: Callable[[int, Share], None]
     file: `Windows`), or the frames' bytes when the file is compressed. The other events of
     `read_captures` go to every worker as they are."""
     dealer = Dealer(n)
-    for event in read_captures(paths, progress, _spare_core_ahead()):
-        if event[0] != "batch":
-            for k in range(n):
-                send(k, event)
-            continue
-        _, batch, window = event
-        recs = batch.recs
-        where = (window, len(batch.buf)) if window is not None else bytes(batch.buf)
-        now = float(recs["ts"][-1])
-        for k, kept in enumerate(dealer.shares(recs)):
-            send(k, ("batch", where, kept, recs.take(kept), now))
+    with closing(read_captures(paths, progress, _spare_core_ahead())) as events:  # as in `analyze_files`
+        for event in events:
+            if event[0] != "batch":
+                for k in range(n):
+                    send(k, event)
+                continue
+            _, batch, window = event
+            recs = batch.recs
+            where = (window, len(batch.buf)) if window is not None else bytes(batch.buf)
+            now = float(recs["ts"][-1])
+            for k, kept in enumerate(dealer.shares(recs)):
+                send(k, ("batch", where, kept, recs.take(kept), now))
 
 
 def analyze_shares(dealt: Iterable[Share], analyzer: Analyzer, between: Callable[[], None] | None = None
