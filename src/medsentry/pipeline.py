@@ -120,16 +120,16 @@ class Stats:
 class _Stream:
     """Inspection state of one TCP connection."""
 
-    __slots__ = ("armed", "budget", "dirs", "done", "first", "ignores", "isn", "joined", "module", "parser",
-                 "pdata", "tries")
+    __slots__ = ("armed", "budget", "dirs", "first", "has_done", "ignores", "isn", "joined", "module",
+                 "parser", "pdata", "tries")
 
     def __init__(self) -> None:
         self.module: ModuleType | None = None
         self.parser: protocols.base.StreamParser | None = None
-        # the parser's optional methods (protocols.base), None where it has none; `done`: it has that
+        # the parser's optional methods (protocols.base), None where it has none
         self.ignores: Callable[[bool], int] | None = None
         self.pdata: Callable[[bool], tuple[int, int] | None] | None = None
-        self.done = False
+        self.has_done = False  # the parser tells when it is `done`
         self.dirs = (Direction(), Direction())  # index: 0 = client to server, 1 = server to client
         self.budget = [0, 0]
         self.tries = 0
@@ -344,7 +344,7 @@ class Analyzer:
         optional = _optional(type(st.parser))
         st.ignores = st.parser.ignores if "ignores" in optional else None  # type: ignore[attr-defined]
         st.pdata = st.parser.pdata_state if "pdata_state" in optional else None  # type: ignore[attr-defined]
-        st.done = "done" in optional
+        st.has_done = "done" in optional
         limit = protocols.INSPECT_BYTES[mod.NAME]
         st.budget = [limit, limit]
 
@@ -495,7 +495,7 @@ class Analyzer:
             for msg in msgs:
                 ends = _ends(r, msg.from_client if msg.from_client is not None else side == 0)
                 self._out(msg, mod, rows.row[i], ts, ends, "tcp")
-            if (st.done and st.parser.done) or (budget[0] <= 0 and budget[1] <= 0):  # type: ignore[union-attr]
+            if (st.has_done and st.parser.done) or (budget[0] <= 0 and budget[1] <= 0):  # type: ignore[union-attr]
                 self.flows.stop(flow)
                 return None
             if i < bulk and (budget[side] == 0 or (pdata is not None and pdata(side == 0) is not None)):
@@ -746,7 +746,7 @@ def _read_captures(paths: Iterable[Path], progress: Callable[[int], None] | None
     for path in expand_paths(list(paths)):
         yield "file", str(path)
         # the batches read ahead, and the one being analysed, keep their windows mapped
-        cap = CaptureFile(path, behind=ahead + 1)
+        cap = CaptureFile(path, behind=ahead + 1 if ahead else 0)
         seen = 0
         try:
             for batch in cap:
