@@ -811,7 +811,11 @@ def read_ahead(events: Generator[tuple[Any, ...], None, None], depth: int
 def _spare_core_ahead() -> int:
     """READ_AHEAD where this process may run on more than one core, else 0 (a thread would only take
     turns with the analysis)."""
-    return READ_AHEAD if len(os.sched_getaffinity(0)) > 1 else 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return READ_AHEAD if cores > 1 else 0
 
 
 def _account(stats: Stats, event: tuple[Any, ...]) -> None:
