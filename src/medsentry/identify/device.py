@@ -18,6 +18,23 @@ class Evidence:
     weight: float  # 0..1: how strongly this observation supports the value
     count: int = 1  # how many observations gave this same evidence (ts is the first one's)
 
+    # Written by hand, as `Observation.__init__`: a frozen dataclass's generated one stays interpreted
+    # under mypyc, and building an inventory makes tens of thousands (a third of `Identifier.devices`).
+    def __init__(self, attribute: str, value: Any, protocol: str, detail: str, ts: float | None,
+                 weight: float, count: int = 1) -> None:  # fmt: skip
+        object.__setattr__(self, "attribute", attribute)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "detail", detail)
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "weight", weight)
+        object.__setattr__(self, "count", count)
+
+    # By value, as `Observation.__reduce__`.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Evidence, (self.attribute, self.value, self.protocol, self.detail, self.ts, self.weight,
+                          self.count)  # fmt: skip
+
 
 @dataclass(slots=True)
 class Service:
