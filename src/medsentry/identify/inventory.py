@@ -615,27 +615,25 @@ class Identifier:
             return e
         if raw in self._no_devices:
             return None
-        e = self._new_endpoint(mac, ip, ts)
+        e = self._new_endpoint(raw, ts)
         if e is not None:
             if len(self._by_raw) >= 4 * MAX_ENDPOINTS:
                 self._by_raw.clear()
             self._by_raw[raw] = e
-        elif self._no_device(mac, ip):
-            if len(self._no_devices) >= 4 * MAX_ENDPOINTS:
-                self._no_devices.clear()
-            self._no_devices.add(raw)
         return e
 
-    def _no_device(self, mac: str | None, ip: str | None) -> bool:
-        """Neither address can be a device's own."""
-        return (mac is None or self._unicast(mac) is None) and (ip is None or not self._addr(ip).usable)
-
-    def _new_endpoint(self, mac: str | None, ip: str | None, ts: float) -> _Endpoint | None:
+    def _new_endpoint(self, raw: tuple[str | None, str | None], ts: float) -> _Endpoint | None:
+        """The endpoint of addresses as an observation gives them (`raw`), normalised; None if neither can
+        be a device's (remembered in `_no_devices`) or the inventory is full (counted in `dropped`)."""
+        mac, ip = raw
         if mac is not None:
             mac = self._unicast(mac)
         if ip is not None and not self._addr(ip).usable:
             ip = None
         if mac is None and ip is None:
+            if len(self._no_devices) >= 4 * MAX_ENDPOINTS:
+                self._no_devices.clear()
+            self._no_devices.add(raw)
             return None
         key = (mac, ip)
         e = self._endpoints.get(key)
