@@ -272,7 +272,7 @@ class FlowTable:
         client, server = (a, b) if sender_is_client else (b, a)
         ts = first[_F_TS]
         rec = FlowRecord(
-            transport=TRANSPORT.get(proto, str(proto)),
+            transport=TRANSPORT.get(proto) or str(proto),
             client_mac=client[0],
             client_ip=client[1],
             client_port=client[2],

@@ -87,6 +87,7 @@ _FACT_KINDS = _DHCP_CLIENT | frozenset({
     "service.seen", "smb.ntlm", "snmp.response", "syslog.message", "tls.certificate", "tls.client_hello",
 })
 _NEVER = float("-inf")
+_LATEST = float("inf")
 _NO_ADDRESS = frozenset({"0.0.0.0", "255.255.255.255", "::"})
 _ADDRESS = frozenset({"sport", "dport", "transport"})  # rule fields read from the observation itself
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -105,6 +106,12 @@ class _Claim:
     ts: float | None
     weight: float
     count: int = 1
+
+    # By hand: a dataclass's generated __init__ stays interpreted under mypyc (observe.FlowRecord).
+    def __init__(self, attribute: str, value: str, protocol: str, detail: str, ts: float | None,
+                 weight: float, count: int = 1) -> None:  # fmt: skip
+        self.attribute, self.value, self.protocol, self.detail = attribute, value, protocol, detail
+        self.ts, self.weight, self.count = ts, weight, count
 
     def sooner(self, ts: float | None, protocol: str, detail: str, value: str) -> bool:
         """Take this sighting as the evidence if it came earlier. Equal times (two observations of one
@@ -173,6 +180,9 @@ class _Service:
     app: str | None = None
     count: int = 0
     first: float = float("inf")  # its earliest flow's start: at the bound the earliest services stay
+
+    def __init__(self, peers: _Peers, app: str | None = None, count: int = 0, first: float = _LATEST) -> None:
+        self.peers, self.app, self.count, self.first = peers, app, count, first  # by hand: see `_Claim`
 
     def __reduce__(self) -> tuple[Any, ...]:  # see `_Endpoint.__reduce__`
         return _Service, (self.peers, self.app, self.count, self.first)
@@ -1296,7 +1306,8 @@ def _peers(kept: dict[str, int], top: int) -> _Peers:
 def _hops(ttl: int) -> int:
     """Routers a packet passed: its TTL below the usual initial value (64 Linux and most embedded stacks,
     128 Windows, 255 network gear; 32 old stacks) it most likely started from."""
-    return next(start for start in (32, 64, 128, 255) if ttl <= start) - ttl
+    start = 32 if ttl <= 32 else 64 if ttl <= 64 else 128 if ttl <= 128 else 255
+    return start - ttl
 
 
 def _ptr_address(name: str) -> str | None:

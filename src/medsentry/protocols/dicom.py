@@ -248,15 +248,7 @@ def parse_command_set(data: bytes) -> dict[str, Any]:
             raise Malformed("command set element outside group 0000 or past the end")
         elements[element] = data[pos - length : pos]
 
-    def us(element: int) -> int | None:
-        value = elements.get(element)
-        if value is None:
-            return None
-        if len(value) != 2:
-            raise Malformed(f"(0000,{element:04X}) is not a US value")
-        return _LE_U16.unpack(value)[0]
-
-    field = us(0x0100)
+    field = _us(elements, 0x0100)
     if field is None:
         raise Malformed("command set without Command Field")
     f: dict[str, Any] = {"command": COMMANDS.get(field, f"0x{field:04X}"), "command_field": field}
@@ -264,10 +256,20 @@ def parse_command_set(data: bytes) -> dict[str, Any]:
         if element in elements:
             f[name] = _text(elements[element])
     for element, name in _US_ELEMENTS.items():
-        if (value := us(element)) is not None:
+        if (value := _us(elements, element)) is not None:
             f[name] = value
-    f["data_set_present"] = us(0x0800) != _NO_DATA_SET
+    f["data_set_present"] = _us(elements, 0x0800) != _NO_DATA_SET
     return f
+
+
+def _us(elements: dict[int, bytes], element: int) -> int | None:
+    """A command element's US value, None if absent."""
+    value = elements.get(element)
+    if value is None:
+        return None
+    if len(value) != 2:
+        raise Malformed(f"(0000,{element:04X}) is not a US value")
+    return value[0] | value[1] << 8
 
 
 def scan_data_set(data: bytes, explicit_vr: bool | None = None) -> dict[str, Any]:
