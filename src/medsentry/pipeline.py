@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -41,14 +41,23 @@ MAX_PENDING = 65_536  # observations held to be put in packet order, per batch
 Ends = tuple[str | None, str | None, str | None, str | None, int | None, int | None]
 
 # Positions in a packet record converted with .tolist().
-_TS, _FRAME_OFF, _PAYLOAD_OFF, _PAYLOAD_LEN, _ETHERTYPE, _SPORT, _DPORT, _TCP_WIN = map(
-    FIELDS.index,
-    ("ts", "frame_off", "payload_off", "payload_len", "ethertype", "sport", "dport", "tcp_win"),
-)
-_IPVER, _PROTO, _TCP_FLAGS, _TTL, _DIR, _SRC_MAC, _DST_MAC, _SRC_IP, _DST_IP = map(
-    FIELDS.index,
-    ("ipver", "proto", "tcp_flags", "ttl", "dir", "src_mac", "dst_mac", "src_ip", "dst_ip"),
-)
+_TS: Final = FIELDS.index("ts")
+_FRAME_OFF: Final = FIELDS.index("frame_off")
+_PAYLOAD_OFF: Final = FIELDS.index("payload_off")
+_PAYLOAD_LEN: Final = FIELDS.index("payload_len")
+_ETHERTYPE: Final = FIELDS.index("ethertype")
+_SPORT: Final = FIELDS.index("sport")
+_DPORT: Final = FIELDS.index("dport")
+_TCP_WIN: Final = FIELDS.index("tcp_win")
+_IPVER: Final = FIELDS.index("ipver")
+_PROTO: Final = FIELDS.index("proto")
+_TCP_FLAGS: Final = FIELDS.index("tcp_flags")
+_TTL: Final = FIELDS.index("ttl")
+_DIR: Final = FIELDS.index("dir")
+_SRC_MAC: Final = FIELDS.index("src_mac")
+_DST_MAC: Final = FIELDS.index("dst_mac")
+_SRC_IP: Final = FIELDS.index("src_ip")
+_DST_IP: Final = FIELDS.index("dst_ip")
 
 
 @dataclass
@@ -653,18 +662,23 @@ def _records(recs: np.ndarray, rows: Sequence[int] | np.ndarray) -> Iterator[tup
         yield from recs.take(rows[k : k + _WINDOW]).tolist()
 
 
-_WINDOW = 4096  # records converted to tuples at a time
-_ROW_AND_NUMBER = itemgetter(0, 1)
-_MAX_ISN = 4  # SYN(-ACK)s remembered per side before its first data
-_SYN_WINDOW = 1 << 20  # the first data seen may be this far past its SYN (earlier segments lost or late)
-_JOIN_TRIES = 16  # segments looked at for a recognisable point on a port whose module can join mid-stream
-_BULK_MIN = 2  # rows left in a batch below which the per-segment loop is cheaper than `_walk_on`
-_NOT_ARMED, _SPENT, _PDATA = 0, 1, 2  # how the C flow table moves a side on between batches
-_SPENT_SKIP = -1  # `walk_run`'s skip of a spent side: every in-sequence segment is consumed
+_WINDOW: Final = 4096  # records converted to tuples at a time
+_ROW_AND_NUMBER: Final = itemgetter(0, 1)
+_MAX_ISN: Final = 4  # SYN(-ACK)s remembered per side before its first data
+# the first data seen may be this far past its SYN (earlier segments lost or late)
+_SYN_WINDOW: Final = 1 << 20
+# segments looked at for a recognisable point on a port whose module can join mid-stream
+_JOIN_TRIES: Final = 16
+_BULK_MIN: Final = 2  # rows left in a batch below which the per-segment loop is cheaper than `_walk_on`
+# how the C flow table moves a side on between batches
+_NOT_ARMED: Final = 0
+_SPENT: Final = 1
+_PDATA: Final = 2
+_SPENT_SKIP: Final = -1  # `walk_run`'s skip of a spent side: every in-sequence segment is consumed
 
 
-_OPTIONAL_METHODS = ("ignores", "pdata_state", "join", "flush", "done")
-_OPTIONALS: dict[type, frozenset[str]] = {}
+_OPTIONAL_METHODS: Final = ("ignores", "pdata_state", "join", "flush", "done")
+_OPTIONALS: Final[dict[type, frozenset[str]]] = {}
 
 
 def _optional(cls: type) -> frozenset[str]:
@@ -714,7 +728,7 @@ def _walk_on(
     return Rows.of(rows.block[passed], rows.times), stop
 
 
-GC_THRESHOLD = 50_000  # net container allocations between young-generation collections (Python: 700)
+GC_THRESHOLD: Final = 50_000  # net container allocations between young-generation collections (Python: 700)
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 
@@ -29,9 +30,12 @@ from medsentry.capture.records import PACKET_DTYPE, Batch
 
 CHUNK = 8 << 20  # bytes read per step
 BATCH = 1 << 16  # records decoded per step
-CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".cap.gz")
+CAPTURE_SUFFIXES: Final = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".cap.gz")
 
-_NEED_DATA, _OUT_FULL, _CORRUPT, _NEED_BLOCK = 0, 1, 2, 3
+_NEED_DATA: Final = 0
+_OUT_FULL: Final = 1
+_CORRUPT: Final = 2
+_NEED_BLOCK: Final = 3
 
 
 class CaptureError(Exception):

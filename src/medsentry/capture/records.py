@@ -7,12 +7,13 @@ downstream code slices payloads out of the buffer only for the packets it choose
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 
 from medsentry.capture import _fastpath
 
-PACKET_DTYPE = np.dtype(
+PACKET_DTYPE: Final = np.dtype(
     [
         ("ts", "<f8"),
         ("flow_hash", "<u8"),
@@ -47,7 +48,10 @@ FIELDS: tuple[str, ...] = PACKET_DTYPE.names or ()  # positions of the fields in
 Buffer = bytes | bytearray | memoryview  # what a batch's frames are in
 
 # Values of the `status` field.
-ST_OK, ST_MALFORMED, ST_FRAGMENT, ST_UNSUPPORTED = 0, 1, 2, 3
+ST_OK: Final = 0
+ST_MALFORMED: Final = 1
+ST_FRAGMENT: Final = 2
+ST_UNSUPPORTED: Final = 3
 
 
 @dataclass(slots=True)

@@ -56,14 +56,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from medsentry.observe import Observation
 from medsentry.privacy import phi_hash
 
 MAX_LINE = 1 << 20  # bytes; Zeek rows are far shorter, this bounds memory on garbage input
-MAX_ERRORS = 1000  # error records kept; ZeekStats.error_count counts all of them
-_LOG_NAME = re.compile(r"\.(?:log|json|jsonl)(?:\.|$)")  # conn.log, dns.json.gz, conn.log.labeled
+MAX_ERRORS: Final = 1000  # error records kept; ZeekStats.error_count counts all of them
+_LOG_NAME: Final = re.compile(r"\.(?:log|json|jsonl)(?:\.|$)")  # conn.log, dns.json.gz, conn.log.labeled
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,11 +175,11 @@ def _lines(stream: io.BufferedIOBase) -> Iterator[bytes | None]:
 
 # --- values ---------------------------------------------------------------------------------------------
 
-_ESCAPE = re.compile(rb"\\(?:x([0-9a-fA-F]{2})|\\)")
+_ESCAPE: Final = re.compile(rb"\\(?:x([0-9a-fA-F]{2})|\\)")
 # what Zeek's JSON writer spells as text; \b \t \n \f \r it keeps as characters
-_CONTROLS = {c: f"\\x{c:02x}" for c in range(0x20) if c not in b"\b\t\n\f\r"}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+_CONTROLS: Final = {c: f"\\x{c:02x}" for c in range(0x20) if c not in b"\b\t\n\f\r"}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 def _unescape_one(m: re.Match[bytes]) -> bytes:
@@ -426,7 +426,7 @@ def _mac(value: str | None) -> str | None:
 
 
 # Zeek's conn_state, reduced to the decoder's tcp_state; OTH and SHR (no SYN seen) stay unknown
-_TCP_STATE = {
+_TCP_STATE: Final = {
     "S0": "syn",
     "SH": "syn",
     "S1": "established",
@@ -491,7 +491,7 @@ def _conn(row: Row) -> list[Observation]:
 
 
 # DHCP message types (RFC 2132 option 53), most telling first: a row is reported as one message
-_DHCP_TYPES = {
+_DHCP_TYPES: Final = {
     "REQUEST": 3,
     "INFORM": 8,
     "DISCOVER": 1,
@@ -584,7 +584,7 @@ def _http(row: Row) -> list[Observation]:
 
 
 # the ClientHello/ServerHello version field for Zeek's version names
-_TLS_VERSIONS = {
+_TLS_VERSIONS: Final = {
     "SSLv2": 0x0002,
     "SSLv3": 0x0300,
     "TLSv10": 0x0301,
@@ -746,4 +746,4 @@ _MAPPERS: dict[str, Callable[[Row], list[Observation]]] = {
     "ssh": _ssh,
     "modbus": _modbus,
 }
-LOG_TYPES = frozenset(_MAPPERS)
+LOG_TYPES: Final = frozenset(_MAPPERS)

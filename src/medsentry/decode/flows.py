@@ -15,7 +15,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -23,16 +23,27 @@ from medsentry.capture import _fastpath
 from medsentry.capture.records import FIELDS
 from medsentry.observe import FlowRecord
 
-TCP, UDP = 6, 17
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
-TRANSPORT = {TCP: "tcp", UDP: "udp", 1: "icmp", 58: "icmp6"}
+TCP: Final = 6
+UDP: Final = 17
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+ACK: Final = 0x10
+TRANSPORT: Final = {TCP: "tcp", UDP: "udp", 1: "icmp", 58: "icmp6"}
 # Positions in a packet record converted with .tolist().
-_F_TS, _F_FLAGS, _F_SPORT, _F_DPORT, _F_PROTO, _F_IPVER, _F_VLAN, _F_DIR = map(
-    FIELDS.index, ("ts", "tcp_flags", "sport", "dport", "proto", "ipver", "vlan", "dir")
-)
-_F_SRC_MAC, _F_DST_MAC, _F_SRC_IP, _F_DST_IP, _F_HASH = map(
-    FIELDS.index, ("src_mac", "dst_mac", "src_ip", "dst_ip", "flow_hash")
-)
+_F_TS: Final = FIELDS.index("ts")
+_F_FLAGS: Final = FIELDS.index("tcp_flags")
+_F_SPORT: Final = FIELDS.index("sport")
+_F_DPORT: Final = FIELDS.index("dport")
+_F_PROTO: Final = FIELDS.index("proto")
+_F_IPVER: Final = FIELDS.index("ipver")
+_F_VLAN: Final = FIELDS.index("vlan")
+_F_DIR: Final = FIELDS.index("dir")
+_F_SRC_MAC: Final = FIELDS.index("src_mac")
+_F_DST_MAC: Final = FIELDS.index("dst_mac")
+_F_SRC_IP: Final = FIELDS.index("src_ip")
+_F_DST_IP: Final = FIELDS.index("dst_ip")
+_F_HASH: Final = FIELDS.index("flow_hash")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +72,21 @@ class Flow:
 # Remembered: every flow and datagram names its hosts again, a hospital's few thousand addresses mostly,
 # and a lookup costs a sixth of `inet_ntop` (90 against 630 ns). Bounded, so a sweep of spoofed addresses
 # only evicts.
-@lru_cache(maxsize=1 << 14)
-def mac_str(raw: bytes) -> str | None:
+def _mac_str(raw: bytes) -> str | None:
     return None if raw == b"\x00" * 6 else raw.hex(":")
 
 
-@lru_cache(maxsize=1 << 14)
-def ip_str(raw: bytes, ipver: int) -> str:
+def _ip_str(raw: bytes, ipver: int) -> str:
     return socket.inet_ntop(socket.AF_INET, raw[:4]) if ipver == 4 else socket.inet_ntop(socket.AF_INET6, raw)
 
 
+# Final: compiled, a module constant is read from a C static, any other global from the module's dict
+mac_str: Final = lru_cache(maxsize=1 << 14)(_mac_str)
+ip_str: Final = lru_cache(maxsize=1 << 14)(_ip_str)
+
+
 # Ports that identify the server side when the first packet seen is not the client's.
-_SERVICE_PORTS = frozenset(
+_SERVICE_PORTS: Final = frozenset(
     {
         20,
         21,
@@ -116,12 +130,14 @@ _SERVICE_PORTS = frozenset(
 )
 
 
-_TCP_STATES = (None, "syn", "established", "closed", "reset")  # the C table's FS_* values
-_WINDOW = 4096  # rows converted to Python lists at a time
+_TCP_STATES: Final = (None, "syn", "established", "closed", "reset")  # the C table's FS_* values
+_WINDOW: Final = 4096  # rows converted to Python lists at a time
 # A flow with more rows than this in one batch (a bulk transfer: an image's pixel data) has them converted
 # only as Python reaches them (`Rows.ready`), a few at a time: C walks most of them itself (`walk_run`).
 _LAZY_ROWS = 64
-_LAZY_FIRST, _LAZY_MOST = 8, 512  # rows converted at a place, growing while the loop reads on in order
+# rows converted at a place, growing while the loop reads on in order
+_LAZY_FIRST: Final = 8
+_LAZY_MOST: Final = 512
 
 
 class Rows:

@@ -7,11 +7,14 @@ hole in them would only produce garbage).
 
 from __future__ import annotations
 
+from typing import Final
+
 # Out-of-order segments held per direction. A SPAN session merging several ports, or a capture taken from
 # two queues, interleaves a connection's segments some 20 KiB apart: 16 made gaps of such reorderings.
-MAX_PENDING_SEGMENTS = 64
-MAX_PENDING_BYTES = 256 * 1024  # and their bytes: a capture with offloads on has segments of up to 64 KiB
-_SEQ_MOD = 1 << 32
+MAX_PENDING_SEGMENTS: Final = 64
+# and their bytes: a capture with offloads on has segments of up to 64 KiB
+MAX_PENDING_BYTES: Final = 256 * 1024
+_SEQ_MOD: Final = 1 << 32
 
 
 class Direction:

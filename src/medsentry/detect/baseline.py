@@ -10,7 +10,7 @@ keys normal too. Multicast and broadcast destinations are not peers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from medsentry.detect.engine import AlertStore, endpoint
 from medsentry.detect.novelty import Novelty, Seen
@@ -21,7 +21,7 @@ from medsentry.observe import Observation
 if TYPE_CHECKING:
     from medsentry.detect.engine import Detector
 
-_MAX_BUCKETS = 4096
+_MAX_BUCKETS: Final = 4096
 
 
 class Baseline:

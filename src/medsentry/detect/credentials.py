@@ -5,7 +5,7 @@ elsewhere), SMB version 1 accepted by a server."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from medsentry.detect.engine import by_sender, by_server
 from medsentry.observe import Observation
@@ -13,7 +13,9 @@ from medsentry.observe import Observation
 if TYPE_CHECKING:
     from medsentry.detect.engine import Detector
 
-_TLS_NAMES = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
+_TLS_NAMES: Final = {
+    0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"
+}
 
 
 class Credentials:

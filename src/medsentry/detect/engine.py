@@ -17,7 +17,7 @@ import hashlib
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from medsentry.detect.config import Config, accepted, load_config
 from medsentry.detect.state import Lru
@@ -55,7 +55,7 @@ RULES: dict[str, tuple[str, str, str, str]] = {
     "baseline.new_dhcp_server": ("T1557.003", "Adversary-in-the-Middle: DHCP Spoofing", "enterprise", "high"),
 }
 
-SEVERITIES = ("info", "low", "medium", "high", "critical")
+SEVERITIES: Final = ("info", "low", "medium", "high", "critical")
 
 
 def endpoint(mac: str | None, ip: str | None) -> dict[str, str | None]:

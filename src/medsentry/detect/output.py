@@ -11,13 +11,13 @@ import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from medsentry import __version__
 from medsentry.detect.engine import Alert, to_json_doc
 
-_CEF_SEVERITY = {"info": 1, "low": 3, "medium": 5, "high": 8, "critical": 10}
-CSV_COLUMNS = (
+_CEF_SEVERITY: Final = {"info": 1, "low": 3, "medium": 5, "high": 8, "critical": 10}
+CSV_COLUMNS: Final = (
     "id",
     "rule",
     "severity",

@@ -8,7 +8,7 @@ Topics and paths are cut to their first levels in explanations (they may name a 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from medsentry.detect.engine import AlertStore, by_sender, endpoint
 from medsentry.detect.novelty import Novelty
@@ -18,7 +18,7 @@ from medsentry.observe import Observation
 if TYPE_CHECKING:
     from medsentry.detect.engine import Detector
 
-_DICOM_OPS = {"C-STORE-RQ", "C-MOVE-RQ", "C-GET-RQ", "C-FIND-RQ"}
+_DICOM_OPS: Final = {"C-STORE-RQ", "C-MOVE-RQ", "C-GET-RQ", "C-FIND-RQ"}
 
 
 def short_topic(topic: str, levels: int = 2) -> str:

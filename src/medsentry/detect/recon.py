@@ -10,7 +10,7 @@ port scan, many hosts a sweep.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from medsentry.detect.engine import by_sender, endpoint
 from medsentry.detect.state import Lru, Window
@@ -19,7 +19,7 @@ from medsentry.observe import Observation
 if TYPE_CHECKING:
     from medsentry.detect.engine import Detector
 
-_NAK = {"AE", "AR", "CE", "CR"}
+_NAK: Final = {"AE", "AR", "CE", "CR"}
 
 
 class _Source:
@@ -231,7 +231,7 @@ class Recon:
             )
 
 
-_HL7_PROBE = "HL7 messages refused (negative ACK) or malformed"
+_HL7_PROBE: Final = "HL7 messages refused (negative ACK) or malformed"
 # kind -> (sent to the client: NAKs and refusals are answers; the `_Source` window, also the name of its
 # threshold in the recon config; rule; what is counted)
 _BURSTS: dict[str, tuple[bool, str, str, str]] = {
@@ -249,7 +249,7 @@ def c_hosts(c: dict[str, Any]) -> int:
 
 
 # UDP services that normally get no answer (logging, announcements, traps, time broadcasts)
-_ONE_WAY_UDP = {514, 162, 123, 1900, 5353, 137, 138, 67, 68, 2055, 4739, 6343}
+_ONE_WAY_UDP: Final = {514, 162, 123, 1900, 5353, 137, 138, 67, 68, 2055, 4739, 6343}
 
 
 def _group(ip: str) -> bool:

@@ -43,7 +43,7 @@ import ipaddress
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from medsentry.identify import oui
 from medsentry.identify.device import Device, Evidence, Service
@@ -52,14 +52,14 @@ from medsentry.identify.taxonomy import UNKNOWN, classes
 from medsentry.observe import Observation
 
 # Bounds per endpoint: a long capture or a hostile peer cannot grow the state without limit.
-MAX_CLAIMS = 128  # distinct (attribute, value, protocol, rule) claims
-MAX_VALUES = 8  # distinct values per attribute (the earliest stay)
-MAX_SERVICES = 64  # per role (offers / uses)
-MAX_PEERS = 256  # distinct peers remembered per service; beyond, their number is estimated (`_Peers`)
-MAX_IDENTITY_VALUES = 8
-MAX_TEXT = 96  # characters of an identity or a matched text kept
+MAX_CLAIMS: Final = 128  # distinct (attribute, value, protocol, rule) claims
+MAX_VALUES: Final = 8  # distinct values per attribute (the earliest stay)
+MAX_SERVICES: Final = 64  # per role (offers / uses)
+MAX_PEERS: Final = 256  # distinct peers remembered per service; beyond, their number is estimated (`_Peers`)
+MAX_IDENTITY_VALUES: Final = 8
+MAX_TEXT: Final = 96  # characters of an identity or a matched text kept
 MAX_ENDPOINTS = 100_000  # overall (about 1 kB each); observations beyond are counted in `dropped`
-MAX_NAMES = 100_000  # DNS answers remembered (address -> names)
+MAX_NAMES: Final = 100_000  # DNS answers remembered (address -> names)
 # The hospital's networks when the deployment names none: RFC 1918, the shared address space (RFC 6598),
 # unique local IPv6; link-local addresses are always local. The same default as detection's
 # `address_space` (data/detect.yaml), which a deployment sets for both (`analyze --rules FILE`).
@@ -69,29 +69,31 @@ LOCAL_NETWORKS: tuple[Network, ...] = tuple(
     for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
 )
 
-CLASS_MIN_SCORE = 0.5  # the winning class's combined weight
-CLASS_MIN_CONFIDENCE = 0.4  # score - runner-up / 2: a strong runner-up lowers the confidence
-CLASS_MIN_MARGIN = 0.15  # a near tie between two classes means "don't know"
-ATTR_MIN_SCORE = 0.3  # vendor, model, firmware, OS
-OUI_WEIGHT = {24: 0.6, 28: 0.7, 36: 0.7}  # a 28/36-bit block is registered to a smaller company
-ROUTER_WEIGHT = 0.6  # forwarding traffic of several off-link addresses
+CLASS_MIN_SCORE: Final = 0.5  # the winning class's combined weight
+CLASS_MIN_CONFIDENCE: Final = 0.4  # score - runner-up / 2: a strong runner-up lowers the confidence
+CLASS_MIN_MARGIN: Final = 0.15  # a near tie between two classes means "don't know"
+ATTR_MIN_SCORE: Final = 0.3  # vendor, model, firmware, OS
+OUI_WEIGHT: Final = {24: 0.6, 28: 0.7, 36: 0.7}  # a 28/36-bit block is registered to a smaller company
+ROUTER_WEIGHT: Final = 0.6  # forwarding traffic of several off-link addresses
 
 # Hostname sources, most trusted first: what the device calls itself beats what others call it.
-_HOSTNAME_SOURCES = ("dhcp", "mdns", "nbns", "lldp", "cdp", "snmp", "syslog", "dhcp-server", "dns-ptr")
-_DHCP_CLIENT = frozenset({"dhcp.discover", "dhcp.request", "dhcp.inform", "dhcp.decline", "dhcp.release"})
+_HOSTNAME_SOURCES: Final = ("dhcp", "mdns", "nbns", "lldp", "cdp", "snmp", "syslog", "dhcp-server", "dns-ptr")
+_DHCP_CLIENT: Final = frozenset(
+    {"dhcp.discover", "dhcp.request", "dhcp.inform", "dhcp.decline", "dhcp.release"}
+)
 # The kinds `Identifier._facts` looks at (most observations are of none of them).
-_FACT_KINDS = _DHCP_CLIENT | frozenset({
+_FACT_KINDS: Final = _DHCP_CLIENT | frozenset({
     "cdp", "dhcp.ack", "dicom.associate_ac", "dicom.associate_rq", "dicom.command", "dns.response",
     "hl7.ack", "hl7.message", "http.request", "http.response", "lldp", "mdns.response", "mdns.service",
     "mqtt.connect", "nbdgm.host_announcement", "nbns.registration", "nbns.response", "rtsp.response",
     "service.seen", "smb.ntlm", "snmp.response", "syslog.message", "tls.certificate", "tls.client_hello",
 })
-_NEVER = float("-inf")
-_LATEST = float("inf")
-_NO_ADDRESS = frozenset({"0.0.0.0", "255.255.255.255", "::"})
-_ADDRESS = frozenset({"sport", "dport", "transport"})  # rule fields read from the observation itself
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-_MAX_HITS = 200_000  # remembered rule results (a few hundred bytes each)
+_NEVER: Final = float("-inf")
+_LATEST: Final = float("inf")
+_NO_ADDRESS: Final = frozenset({"0.0.0.0", "255.255.255.255", "::"})
+_ADDRESS: Final = frozenset({"sport", "dport", "transport"})  # rule fields read from the observation itself
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_MAX_HITS: Final = 200_000  # remembered rule results (a few hundred bytes each)
 # A rule as `Identifier` uses it: the rule, its single field, that field's `in` values (or None), the
 # fields it reads.
 _RuleUse = tuple[Rule, str, frozenset[str] | None, tuple[str, ...]]
@@ -189,7 +191,7 @@ class _Service:
 
 
 # An endpoint's attributes, its constructor's first (pickled in this order: `_Endpoint.__reduce__`).
-_ENDPOINT_STATE = (
+_ENDPOINT_STATE: Final = (
     "mac", "ip", "profile", "claimed", "claims", "first_seen", "hops", "hostnames", "identities", "last_seen",
     "newest", "rule_peers", "sent", "services",
 )  # fmt: skip
@@ -1139,7 +1141,9 @@ class Identifier:
             )
 
 
-_NAME_DETAIL = {"dhcp-server": "DHCP ACK option 12 (name the server assigned)", "dns-ptr": "DNS PTR answer"}
+_NAME_DETAIL: Final = {
+    "dhcp-server": "DHCP ACK option 12 (name the server assigned)", "dns-ptr": "DNS PTR answer"
+}
 
 
 def _sighting(c: _Claim) -> tuple[Any, ...]:
@@ -1240,7 +1244,7 @@ def _decide_class(
     return ranked[0], confidence, by_value[ranked[0]], rivals
 
 
-_NTLM_NAMES = (("netbios_computer", "NTLM CHALLENGE NetBIOS computer name"),
+_NTLM_NAMES: Final = (("netbios_computer", "NTLM CHALLENGE NetBIOS computer name"),
                ("workstation", "NTLM AUTHENTICATE workstation name"))  # fmt: skip
 
 

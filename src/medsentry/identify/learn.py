@@ -32,21 +32,21 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
 from medsentry.observe import Observation
 
-FORMAT = "medsentry-learned/1"
-DEFAULT_THRESHOLD = 0.75  # from IoT Sentinel (docs/accuracy.md): taught types pass, most untaught fail
-MAX_EXEMPLARS = 12  # per type: enough for setup variants, small enough to keep the file readable
-_MAX_PER_GROUP = 256  # distinct features kept per group in one profile
-_MAX_PEERS = 512
-_HIGH_PORT = 10000
-_DUPLICATE = 0.999  # exemplars at least this similar to a kept one add nothing
-_CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
-_MAC_FILES = ("mac.txt", "_iotdevice-mac.txt")
+FORMAT: Final = "medsentry-learned/1"
+DEFAULT_THRESHOLD: Final = 0.75  # from IoT Sentinel (docs/accuracy.md): taught types pass, most untaught fail
+MAX_EXEMPLARS: Final = 12  # per type: enough for setup variants, small enough to keep the file readable
+_MAX_PER_GROUP: Final = 256  # distinct features kept per group in one profile
+_MAX_PEERS: Final = 512
+_HIGH_PORT: Final = 10000
+_DUPLICATE: Final = 0.999  # exemplars at least this similar to a kept one add nothing
+_CAPTURE_SUFFIXES: Final = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
+_MAC_FILES: Final = ("mac.txt", "_iotdevice-mac.txt")
 
 # Relative weight of each feature group in the final vector. Application identities (DHCP, DNS names,
 # TLS and HTTP fingerprints) describe firmware; flows and sizes describe behaviour and vary with setup.
@@ -68,13 +68,13 @@ GROUP_WEIGHTS: dict[str, float] = {
     "id": 1.0,
 }
 
-_IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
-_REVERSE = re.compile(r"^[0-9a-f.]+\.(ip6\.arpa|in-addr\.arpa)$")
-_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
-_LONGHEX = re.compile(r"\b(?=[0-9a-f]*\d)[0-9a-f]{12,}\b")
-_DIGITS = re.compile(r"\d+")
+_IPV4: Final = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
+_REVERSE: Final = re.compile(r"^[0-9a-f.]+\.(ip6\.arpa|in-addr\.arpa)$")
+_UUID: Final = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+_LONGHEX: Final = re.compile(r"\b(?=[0-9a-f]*\d)[0-9a-f]{12,}\b")
+_DIGITS: Final = re.compile(r"\d+")
 # Second-level labels under which registrations happen one level deeper (co.uk, com.cn, ...).
-_SLD = frozenset({"co", "com", "net", "org", "gov", "ac", "edu", "ne", "or", "go"})
+_SLD: Final = frozenset({"co", "com", "net", "org", "gov", "ac", "edu", "ne", "or", "go"})
 
 # Features in which a device names its own model or software. A device that names one model cannot be
 # a type that always named another: a disagreement here vetoes a match that the bulk of the traffic
@@ -83,14 +83,14 @@ _SLD = frozenset({"co", "com", "net", "org", "gov", "ac", "edu", "ne", "or", "go
 # digits may name the model (HS100 / HS110, DCH-S150 / DCH-S220) or the unit (icu-bed12-mon, an asset
 # tag), and only a type taught with several units shows which; where its samples carry several values
 # of one shape, that shape matches any digits.
-NAME_KEYS = ("dhcp|host=", "dhcp|fqdn=", "mdns|inst=")
-VERSION_KEYS = ("http|ua=", "http|server=", "ssdp|notify:server=", "ssdp|response:server=")
-IDENTITY_KEYS = NAME_KEYS + VERSION_KEYS
-CONFLICT_PENALTY = 0.8  # score factor per disagreeing identity
-AMBIGUOUS_MARGIN = 0.01  # types this close to the best are indistinguishable: no label
+NAME_KEYS: Final = ("dhcp|host=", "dhcp|fqdn=", "mdns|inst=")
+VERSION_KEYS: Final = ("http|ua=", "http|server=", "ssdp|notify:server=", "ssdp|response:server=")
+IDENTITY_KEYS: Final = NAME_KEYS + VERSION_KEYS
+CONFLICT_PENALTY: Final = 0.8  # score factor per disagreeing identity
+AMBIGUOUS_MARGIN: Final = 0.01  # types this close to the best are indistinguishable: no label
 
 # Identity-bearing fields of the other dissectors (see docs/observations.md).
-_ID_FIELDS = (
+_ID_FIELDS: Final = (
     "banner",
     "server",
     "user_agent",
@@ -394,7 +394,9 @@ def _ip(p: DeviceProfile, obs: Observation, f: Mapping[str, Any]) -> None:
         p._put("ip", f"tcpopt={f['tcp_options']}")
 
 
-_HANDLERS = {"dhcp": _dhcp, "dns": _dns, "http": _http, "tls": _tls, "ssdp": _ssdp, "arp": _arp, "ip": _ip}
+_HANDLERS: Final = {
+    "dhcp": _dhcp, "dns": _dns, "http": _http, "tls": _tls, "ssdp": _ssdp, "arp": _arp, "ip": _ip
+}
 
 
 # -- vectors -------------------------------------------------------------------------------------------

@@ -17,13 +17,14 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
+from typing import Final
 
 from medsentry.yamlload import safe_load
 
-_DATA = files("medsentry") / "data"
-_HEX = frozenset("0123456789abcdef")
+_DATA: Final = files("medsentry") / "data"
+_HEX: Final = frozenset("0123456789abcdef")
 # Legal forms and filler words that distinguish registrations of one company, not companies.
-_LEGAL = re.compile(
+_LEGAL: Final = re.compile(
     r"[\s,.]*\b(inc|incorporated|corp|corporation|corporate|co|company|ltd|limited|llc|gmbh|ag|ab|"
     r"b\.?v|n\.?v|s\.?a|s\.?p\.?a|a/s|as|oy|kg|plc|pty|srl|s\.?r\.?o)\b\.?",
     re.IGNORECASE,

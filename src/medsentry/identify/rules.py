@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from medsentry.observe import Observation
 from medsentry.yamlload import safe_load
 
-ATTRIBUTES = frozenset({"device_class", "vendor", "model", "firmware", "os"})
-_ADDRESS_ATTRS = frozenset({"sport", "dport", "transport"})
-_TEMPLATE_FIELD = re.compile(r"{(\w+)}")
+ATTRIBUTES: Final = frozenset({"device_class", "vendor", "model", "firmware", "os"})
+_ADDRESS_ATTRS: Final = frozenset({"sport", "dport", "transport"})
+_TEMPLATE_FIELD: Final = re.compile(r"{(\w+)}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
+from typing import Final
 
 from medsentry.yamlload import safe_load
 
-UNKNOWN = "unknown"
+UNKNOWN: Final = "unknown"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-_NO_FIELDS: Any = object()  # `fields` not given: a new empty dict, as `field(default_factory=dict)`
+_NO_FIELDS: Final[Any] = object()  # `fields` not given: a new empty dict, as `field(default_factory=dict)`
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Final
 
 from medsentry.protocols.base import Malformed, Message
 
-NAME = "arp"
-ETHERTYPES = frozenset({0x0806})
+NAME: Final = "arp"
+ETHERTYPES: Final = frozenset({0x0806})
 
-_ARP = struct.Struct("!HHBBH6s4s6s4s")
-_KINDS = {1: "arp.request", 2: "arp.reply"}
+_ARP: Final = struct.Struct("!HHBBH6s4s6s4s")
+_KINDS: Final = {1: "arp.request", 2: "arp.reply"}
 
 
 def _mac(value: bytes) -> str:

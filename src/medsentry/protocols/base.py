@@ -39,14 +39,15 @@ pipeline counts it per protocol and moves on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
-_NO_FIELDS: Any = object()  # `fields` not given: a new empty dict, as `field(default_factory=dict)`
+_NO_FIELDS: Final[Any] = object()  # `fields` not given: a new empty dict, as `field(default_factory=dict)`
 
-DEFAULT_INSPECT_BYTES = 64 * 1024  # a module's INSPECT_BYTES where it names none: the connection's head
+# a module's INSPECT_BYTES where it names none: the connection's head
+DEFAULT_INSPECT_BYTES: Final = 64 * 1024
 # INSPECT_BYTES of the medical and device message protocols (DICOM, HL7, MQTT): their connections stay open
 # for days, and a command, a patient record or a topic published late matters as much as the first one.
-WHOLE_CONNECTION = 1 << 62
+WHOLE_CONNECTION: Final = 1 << 62
 
 
 class Malformed(ValueError):
@@ -83,7 +84,7 @@ class StreamParser(Protocol):
     def feed(self, data: bytes, from_client: bool) -> list[Message]: ...
 
 
-EVERYTHING = 1 << 62  # what a direction whose framing is lost ignores: all that follows
+EVERYTHING: Final = 1 << 62  # what a direction whose framing is lost ignores: all that follows
 
 
 class Framed:

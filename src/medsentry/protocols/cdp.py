@@ -20,23 +20,23 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any
+from typing import Any, Final
 
 from medsentry.protocols.base import Malformed, Message
 from medsentry.protocols.lldp import capability_names
 
-NAME = "cdp"
-SNAP_PID = 0x2000
+NAME: Final = "cdp"
+SNAP_PID: Final = 0x2000
 
-_TLV = struct.Struct("!HH")
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
-CAPABILITIES = (
+_TLV: Final = struct.Struct("!HH")
+_U16: Final = struct.Struct("!H")
+_U32: Final = struct.Struct("!I")
+CAPABILITIES: Final = (
     "router", "trans_bridge", "sr_bridge", "switch", "host", "igmp", "repeater", "phone",
     "remote_managed", "camera", "tpmr",
 )  # fmt: skip
-_TEXT = {1: "device_id", 3: "port_id", 5: "software_version", 6: "platform", 0x14: "system_name"}
-_IPV6_PROTOCOL = b"\xaa\xaa\x03\x00\x00\x00\x86\xdd"
+_TEXT: Final = {1: "device_id", 3: "port_id", 5: "software_version", 6: "platform", 0x14: "system_name"}
+_IPV6_PROTOCOL: Final = b"\xaa\xaa\x03\x00\x00\x00\x86\xdd"
 
 
 def _addresses(value: bytes) -> list[str]:

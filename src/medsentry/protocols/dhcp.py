@@ -20,21 +20,21 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any
+from typing import Any, Final
 
 from medsentry.protocols.base import Malformed, Message
 from medsentry.protocols.dns import read_name
 
-NAME = "dhcp"
-UDP_PORTS = frozenset({67, 68})
+NAME: Final = "dhcp"
+UDP_PORTS: Final = frozenset({67, 68})
 
-_HEADER = struct.Struct("!BBBBI4x4s4s4s4s16s")
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
-_COOKIE = b"\x63\x82\x53\x63"
-_OPTIONS = 240
+_HEADER: Final = struct.Struct("!BBBBI4x4s4s4s4s16s")
+_U16: Final = struct.Struct("!H")
+_U32: Final = struct.Struct("!I")
+_COOKIE: Final = b"\x63\x82\x53\x63"
+_OPTIONS: Final = 240
 
-MESSAGE_TYPES = {
+MESSAGE_TYPES: Final = {
     1: "discover", 2: "offer", 3: "request", 4: "decline", 5: "ack", 6: "nak", 7: "release", 8: "inform",
     9: "forcerenew", 10: "leasequery", 11: "leaseunassigned", 12: "leaseunknown", 13: "leaseactive",
     14: "bulkleasequery", 15: "leasequerydone", 16: "activeleasequery", 17: "leasequerystatus", 18: "tls",
@@ -141,4 +141,4 @@ def _decode_options(values: dict[int, bytes], fields: dict[str, Any]) -> None:
             fields[_TIMES[code]] = _U32.unpack(value)[0]
 
 
-_TIMES = {51: "lease_time", 58: "renewal_time", 59: "rebinding_time"}
+_TIMES: Final = {51: "lease_time", 58: "renewal_time", 59: "rebinding_time"}

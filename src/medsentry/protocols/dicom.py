@@ -26,16 +26,22 @@ as it streams past. Patient values and user identity values never leave.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final
 
 from medsentry.privacy import phi_hash
 from medsentry.protocols.base import EVERYTHING, WHOLE_CONNECTION, Framed, FramedParser, Malformed, Message
 
-NAME = "dicom"
-TCP_PORTS = frozenset({104, 11112, 4242, 2761, 2762})
+NAME: Final = "dicom"
+TCP_PORTS: Final = frozenset({104, 11112, 4242, 2761, 2762})
 
-A_ASSOCIATE_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RJ, P_DATA_TF, A_RELEASE_RQ, A_RELEASE_RP, A_ABORT = range(1, 8)
-_KINDS = {
+A_ASSOCIATE_RQ: Final = 1
+A_ASSOCIATE_AC: Final = 2
+A_ASSOCIATE_RJ: Final = 3
+P_DATA_TF: Final = 4
+A_RELEASE_RQ: Final = 5
+A_RELEASE_RP: Final = 6
+A_ABORT: Final = 7
+_KINDS: Final = {
     A_ASSOCIATE_RQ: "dicom.associate_rq",
     A_ASSOCIATE_AC: "dicom.associate_ac",
     A_ASSOCIATE_RJ: "dicom.associate_rj",
@@ -45,9 +51,11 @@ _KINDS = {
 }
 
 # Association state, as a passive observer needs it (PS3.8 9.2 has Sta1..Sta13 for the endpoints).
-AWAITING_ASSOCIATION, ASSOCIATED, RELEASED = "awaiting_association", "associated", "released"
+AWAITING_ASSOCIATION: Final = "awaiting_association"
+ASSOCIATED: Final = "associated"
+RELEASED: Final = "released"
 
-COMMANDS = {
+COMMANDS: Final = {
     0x0001: "C-STORE-RQ", 0x8001: "C-STORE-RSP", 0x0010: "C-GET-RQ", 0x8010: "C-GET-RSP",
     0x0020: "C-FIND-RQ", 0x8020: "C-FIND-RSP", 0x0021: "C-MOVE-RQ", 0x8021: "C-MOVE-RSP",
     0x0030: "C-ECHO-RQ", 0x8030: "C-ECHO-RSP", 0x0FFF: "C-CANCEL-RQ",
@@ -57,7 +65,7 @@ COMMANDS = {
 }  # fmt: skip
 
 # Patient module and related group 0010 attributes, by DICOM keyword (PS3.6).
-PATIENT_KEYWORDS = {
+PATIENT_KEYWORDS: Final = {
     0x0010: "PatientName", 0x0020: "PatientID", 0x0021: "IssuerOfPatientID",
     0x0030: "PatientBirthDate", 0x0032: "PatientBirthTime", 0x0040: "PatientSex",
     0x1000: "OtherPatientIDs", 0x1001: "OtherPatientNames", 0x1002: "OtherPatientIDsSequence",
@@ -67,48 +75,48 @@ PATIENT_KEYWORDS = {
 }  # fmt: skip
 
 # Equipment attributes of a data set (group, element) -> field: they name the device, never the patient.
-EQUIPMENT_ELEMENTS = {
+EQUIPMENT_ELEMENTS: Final = {
     (0x0008, 0x0060): "modality",
     (0x0008, 0x0070): "manufacturer",
     (0x0008, 0x1010): "station_name",
     (0x0008, 0x1090): "manufacturer_model_name",
     (0x0018, 0x1020): "software_versions",
 }
-_MAX_EQUIPMENT_TEXT = 64
+_MAX_EQUIPMENT_TEXT: Final = 64
 
 # Command set elements reported (PS3.7 E.1): UI / AE values, then US values.
-_TEXT_ELEMENTS = {
+_TEXT_ELEMENTS: Final = {
     0x0002: "affected_sop_class",
     0x0003: "requested_sop_class",
     0x0600: "move_destination",
     0x1030: "move_originator_ae",
 }
-_US_ELEMENTS = {0x0110: "message_id", 0x0120: "message_id_being_responded_to", 0x0900: "status"}
+_US_ELEMENTS: Final = {0x0110: "message_id", 0x0120: "message_id_being_responded_to", 0x0900: "status"}
 
-IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
-DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
+IMPLICIT_VR_LITTLE_ENDIAN: Final = "1.2.840.10008.1.2"
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN: Final = "1.2.840.10008.1.2.1.99"
 
 # Every command: Python parses commands and the first bytes of each data set (a few KiB an image); the
 # rest of the data sets is skipped (`ignores`) or walked in C (`pdata_state`).
-INSPECT_BYTES = WHOLE_CONNECTION
-_MAX_PDU = 1024 * 1024  # association / release / abort PDUs; P-DATA-TF streams through unbuffered
-_MAX_COMMAND = 64 * 1024  # a command set is a few hundred bytes
-_SCAN_LIMIT = 16 * 1024  # of a data set's first fragment, read for patient attributes
-_NO_DATA_SET = 0x0101  # Command Data Set Type value meaning "no data set follows"
-_UNDEFINED = 0xFFFFFFFF
+INSPECT_BYTES: Final = WHOLE_CONNECTION
+_MAX_PDU: Final = 1024 * 1024  # association / release / abort PDUs; P-DATA-TF streams through unbuffered
+_MAX_COMMAND: Final = 64 * 1024  # a command set is a few hundred bytes
+_SCAN_LIMIT: Final = 16 * 1024  # of a data set's first fragment, read for patient attributes
+_NO_DATA_SET: Final = 0x0101  # Command Data Set Type value meaning "no data set follows"
+_UNDEFINED: Final = 0xFFFFFFFF
 
-_HEADER = struct.Struct("!BxI")
-_ITEM = struct.Struct("!BxH")
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
-_PDV = struct.Struct("!IBB")
-_ELEMENT = struct.Struct("<HHI")  # implicit VR little endian: group, element, length
-_EXPLICIT = struct.Struct("<HH2sH")  # explicit VR little endian: group, element, VR, short length
-_LE_U16 = struct.Struct("<H")
-_LE_U32 = struct.Struct("<I")
+_HEADER: Final = struct.Struct("!BxI")
+_ITEM: Final = struct.Struct("!BxH")
+_U16: Final = struct.Struct("!H")
+_U32: Final = struct.Struct("!I")
+_PDV: Final = struct.Struct("!IBB")
+_ELEMENT: Final = struct.Struct("<HHI")  # implicit VR little endian: group, element, length
+_EXPLICIT: Final = struct.Struct("<HH2sH")  # explicit VR little endian: group, element, VR, short length
+_LE_U16: Final = struct.Struct("<H")
+_LE_U32: Final = struct.Struct("<I")
 # Explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
-_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
-_VRS = _LONG_VRS | frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split())
+_LONG_VRS: Final = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+_VRS: Final = _LONG_VRS | frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split())
 
 
 def looks_like(head: bytes) -> bool:
@@ -119,8 +127,8 @@ def looks_like(head: bytes) -> bool:
     return 68 <= length <= _MAX_PDU and _U16.unpack_from(head, 6)[0] & 1 == 1
 
 
-_PDATA_MAX = 4 * 1024 * 1024  # the longest P-DATA-TF PDU believed when looking for one mid-stream
-_RESYNC_MAX = 64 * 1024 * 1024  # bytes of a joined direction searched for a PDU before giving up
+_PDATA_MAX: Final = 4 * 1024 * 1024  # the longest P-DATA-TF PDU believed when looking for one mid-stream
+_RESYNC_MAX: Final = 64 * 1024 * 1024  # bytes of a joined direction searched for a PDU before giving up
 
 
 def _resync(buf: bytes | bytearray) -> int | None:

@@ -23,40 +23,40 @@ from __future__ import annotations
 import re
 import socket
 import struct
-from typing import Any
+from typing import Any, Final
 
 from medsentry.protocols.base import Malformed, Message
 
-NAME = "dns"
-UDP_PORTS = frozenset({53, 5353, 5355})
-TCP_PORTS = frozenset({53})
-MDNS_PORT = 5353
-LLMNR_PORT = 5355
+NAME: Final = "dns"
+UDP_PORTS: Final = frozenset({53, 5353, 5355})
+TCP_PORTS: Final = frozenset({53})
+MDNS_PORT: Final = 5353
+LLMNR_PORT: Final = 5355
 
-_HEADER = struct.Struct("!HHHHHH")
-_QUESTION = struct.Struct("!HH")
-_RR = struct.Struct("!HHIH")
-_U16 = struct.Struct("!H")
-_SOA = struct.Struct("!IIIII")
-_SRV = struct.Struct("!HHH")
+_HEADER: Final = struct.Struct("!HHHHHH")
+_QUESTION: Final = struct.Struct("!HH")
+_RR: Final = struct.Struct("!HHIH")
+_U16: Final = struct.Struct("!H")
+_SOA: Final = struct.Struct("!IIIII")
+_SRV: Final = struct.Struct("!HHH")
 
-_MAX_NAME = 255  # octets on the wire, RFC 1035 2.3.4
-_MAX_JUMPS = 64  # compression pointers followed per name: stops pointer loops
+_MAX_NAME: Final = 255  # octets on the wire, RFC 1035 2.3.4
+_MAX_JUMPS: Final = 64  # compression pointers followed per name: stops pointer loops
 
-TYPES = {
+TYPES: Final = {
     1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 10: "NULL", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT",
     28: "AAAA", 29: "LOC", 33: "SRV", 35: "NAPTR", 39: "DNAME", 41: "OPT", 43: "DS", 44: "SSHFP",
     46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 50: "NSEC3", 52: "TLSA", 64: "SVCB", 65: "HTTPS",
     99: "SPF", 250: "TSIG", 251: "IXFR", 252: "AXFR", 255: "ANY", 257: "CAA",
 }  # fmt: skip
-RCODES = {
+RCODES: Final = {
     0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
     6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE",
 }  # fmt: skip
-_NAME_TYPES = frozenset({2, 5, 12, 39})  # rdata is a single domain name
+_NAME_TYPES: Final = frozenset({2, 5, 12, 39})  # rdata is a single domain name
 
 # "<instance>.<_service>.<_tcp|_udp>.<domain>" (RFC 6763 4.1); greedy so dots in the instance stay in it
-_INSTANCE = re.compile(r"^(.+)\.(_[^.]+\._(?:tcp|udp))\.[^.].*$", re.DOTALL)
+_INSTANCE: Final = re.compile(r"^(.+)\.(_[^.]+\._(?:tcp|udp))\.[^.].*$", re.DOTALL)
 
 
 def read_labels(buf: bytes, off: int) -> tuple[list[bytes], int]:
@@ -257,8 +257,8 @@ def parse_datagram_on(payload: bytes, sport: int, dport: int) -> list[Message]:
     return _parse_remembered(payload, MDNS_PORT in (sport, dport), LLMNR_PORT in (sport, dport))
 
 
-_SEEN: dict[tuple[bytes, bool, bool], list[Message]] = {}
-_SEEN_MAX = 4096  # distinct messages remembered (bounded: cleared when full)
+_SEEN: Final[dict[tuple[bytes, bool, bool], list[Message]]] = {}
+_SEEN_MAX: Final = 4096  # distinct messages remembered (bounded: cleared when full)
 
 
 def _parse_remembered(payload: bytes, mdns: bool, llmnr: bool) -> list[Message]:

@@ -12,21 +12,21 @@ Login: USER -> 230 (logged in, no password needed) | 331/332 (need password/acco
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from medsentry.privacy import phi_hash
 from medsentry.protocols.base import Malformed, Message
 
-NAME = "ftp"
-TCP_PORTS = frozenset({21})
+NAME: Final = "ftp"
+TCP_PORTS: Final = frozenset({21})
 # The server speaks first; POP3 ("+OK") and IRC clients send USER and PASS too.
-GREETING = b"220"
+GREETING: Final = b"220"
 
-_MAX_LINE = 4096  # longer lines are cut (Suricata's default limit too)
-_MAX_BANNER = 512
-_MAX_LINES = 256  # per direction
-_MAX_REPLY_LINES = 32
-_COMMANDS = frozenset(
+_MAX_LINE: Final = 4096  # longer lines are cut (Suricata's default limit too)
+_MAX_BANNER: Final = 512
+_MAX_LINES: Final = 256  # per direction
+_MAX_REPLY_LINES: Final = 32
+_COMMANDS: Final = frozenset(
     {b"USER", b"PASS", b"ACCT", b"AUTH", b"FEAT", b"SYST", b"OPTS", b"HOST", b"QUIT", b"PBSZ", b"PROT",
      b"CWD", b"PWD", b"TYPE", b"PASV", b"EPSV", b"PORT", b"EPRT", b"LIST", b"NLST", b"RETR", b"STOR"}
 )

@@ -17,26 +17,31 @@ the coding systems of the observation identifiers (OBX-3, e.g. LN = LOINC, MDC =
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 from medsentry.privacy import phi_hash
 from medsentry.protocols.base import WHOLE_CONNECTION, Malformed, Message
 
-NAME = "hl7"
-TCP_PORTS = frozenset({2575, 2100, 6661})
-INSPECT_BYTES = WHOLE_CONNECTION  # an interface engine's connection carries every message for days
+NAME: Final = "hl7"
+TCP_PORTS: Final = frozenset({2575, 2100, 6661})
+INSPECT_BYTES: Final = WHOLE_CONNECTION  # an interface engine's connection carries every message for days
 
-START_BLOCK, END_BLOCK = b"\x0b", b"\x1c\x0d"
-_MAX_MESSAGE = 1024 * 1024  # a block longer than this is dropped up to the next start byte
+START_BLOCK: Final = b"\x0b"
+END_BLOCK: Final = b"\x1c\x0d"
+_MAX_MESSAGE: Final = 1024 * 1024  # a block longer than this is dropped up to the next start byte
 
-_MAX_CODING_SYSTEMS, _MAX_CODING_SYSTEM_NAME = 8, 20  # OBX-3 coding systems reported per message
-_MAX_MSH_FIELD = 227  # the longest MSH field (HD, v2.5); longer ones are cut when reported
+# OBX-3 coding systems reported per message
+_MAX_CODING_SYSTEMS: Final = 8
+_MAX_CODING_SYSTEM_NAME: Final = 20
+_MAX_MSH_FIELD: Final = 227  # the longest MSH field (HD, v2.5); longer ones are cut when reported
 
-_ENVELOPES = frozenset({"FHS", "BHS", "BTS", "FTS"})  # file and batch header / trailer segments
+_ENVELOPES: Final = frozenset({"FHS", "BHS", "BTS", "FTS"})  # file and batch header / trailer segments
 # Segments about the patient, their visit, next of kin, guarantor and insurance (HL7 v2 chapters 3, 6).
-PHI_SEGMENTS = frozenset({"PID", "PD1", "NK1", "PV1", "PV2", "MRG", "GT1", "IN1", "IN2", "IN3", "AL1", "DG1"})
+PHI_SEGMENTS: Final = frozenset(
+    {"PID", "PD1", "NK1", "PV1", "PV2", "MRG", "GT1", "IN1", "IN2", "IN3", "AL1", "DG1"}
+)
 # Fields of those segments that identify a person: identifiers, names, dates of birth, addresses, phones.
-_PHI_FIELDS = {
+_PHI_FIELDS: Final = {
     "PID": (2, 3, 4, 5, 6, 7, 9, 11, 13, 14, 18, 19, 20, 21),
     "NK1": (2, 4, 5, 6, 16, 33, 37),
     "GT1": (2, 3, 5, 6, 7, 8, 12),
@@ -44,10 +49,10 @@ _PHI_FIELDS = {
     "MRG": (1, 2, 3, 4, 5, 6, 7),
     "PV1": (19, 50),
 }
-_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
-INVALID_SEGMENT = "?"  # stands for a segment whose id is not three capitals / digits
+_SEGMENT_ID: Final = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
+INVALID_SEGMENT: Final = "?"  # stands for a segment whose id is not three capitals / digits
 # Injection attempts seen in interface-engine attacks; only the reason is reported, never the text.
-_SUSPICIOUS = re.compile(
+_SUSPICIOUS: Final = re.compile(
     r"(?P<script_tag><\s*/?\s*script|javascript:)"
     r"|(?P<sql_injection>'\s*or\s+'?\d+'?\s*=\s*'?\d|\bunion\s+(?:all\s+)?select\b|\bdrop\s+table\b"
     r"|;\s*(?:delete\s+from|insert\s+into|update\s+\w+\s+set)\b|\bexec(?:ute)?\s+xp_\w+)"
@@ -60,8 +65,10 @@ _SUSPICIOUS = re.compile(
 
 # Every _SUSPICIOUS branch needs one of these (lower case; the text is latin-1, where str.lower and the
 # regex's case folding agree) or a pipe before sh/bash: most messages have none and skip the big regex.
-_TRIGGERS = ("<", "javascript:", "'", "union", "drop", ";", "exec", "$(", "`", "../../", "..\\..\\", "\x00")
-_PIPE_SHELL = re.compile(r"\|\s*(?:sh|bash)", re.IGNORECASE)
+_TRIGGERS: Final = (
+    "<", "javascript:", "'", "union", "drop", ";", "exec", "$(", "`", "../../", "..\\..\\", "\x00"
+)
+_PIPE_SHELL: Final = re.compile(r"\|\s*(?:sh|bash)", re.IGNORECASE)
 
 
 def _suspicious(text: str) -> list[str]:
@@ -78,9 +85,9 @@ def looks_like(head: bytes) -> bool:
 # A connection picked up inside a message (an interface engine's connection stays open for days, and a
 # result with an embedded report spans many segments): HL7 text, with a segment start, a field separator
 # or a block's end in it, or base64 of an embedded document (OBX-5, type ED).
-_TEXT = re.compile(rb"[\x20-\x7e\x80-\xff\r\n\t\x0b\x1c]+\Z")
-_INSIDE = re.compile(rb"\r[A-Z][A-Z0-9]{2}\||\x1c\r|\|[^|\r]*\^|\^[^|\r]*\|")
-_BASE64 = re.compile(rb"[A-Za-z0-9+/=\r\n]{256,}\Z")
+_TEXT: Final = re.compile(rb"[\x20-\x7e\x80-\xff\r\n\t\x0b\x1c]+\Z")
+_INSIDE: Final = re.compile(rb"\r[A-Z][A-Z0-9]{2}\||\x1c\r|\|[^|\r]*\^|\^[^|\r]*\|")
+_BASE64: Final = re.compile(rb"[A-Za-z0-9+/=\r\n]{256,}\Z")
 
 
 def mid_stream(head: bytes) -> bool:

@@ -24,30 +24,30 @@ from __future__ import annotations
 import binascii
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from medsentry.privacy import phi_hash
 from medsentry.protocols import ntlmssp
 from medsentry.protocols.base import Malformed, Message
 
-NAME = "http"
+NAME: Final = "http"
 # 631 is IPP (HTTP POST of application/ipp), 5000/9000 embedded web servers, 8008-8888 the alternates.
-TCP_PORTS = frozenset({80, 591, 631, 5000, 7080, 8000, 8008, 8080, 8081, 8088, 8888, 9000, 9080})
+TCP_PORTS: Final = frozenset({80, 591, 631, 5000, 7080, 8000, 8008, 8080, 8081, 8088, 8888, 9000, 9080})
 
-_METHODS = frozenset(
+_METHODS: Final = frozenset(
     {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH", b"PROPFIND",
      b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT", b"SEARCH"}
 )
-CHUNKED = -1  # body_length() results besides a byte count
-UNTIL_CLOSE = -2
-_MAX_LINE = 8192
-_MAX_HEAD = 64 * 1024
-_MAX_FIELDS = 256
-_MAX_QUERY_KEYS = 32
-_MAX_PIPELINED = 64
+CHUNKED: Final = -1  # body_length() results besides a byte count
+UNTIL_CLOSE: Final = -2
+_MAX_LINE: Final = 8192
+_MAX_HEAD: Final = 64 * 1024
+_MAX_FIELDS: Final = 256
+_MAX_QUERY_KEYS: Final = 32
+_MAX_PIPELINED: Final = 64
 
 # FHIR R4 resource types (hl7.org/fhir/R4/resourcelist.html)
-FHIR_RESOURCES = frozenset(
+FHIR_RESOURCES: Final = frozenset(
     {
         "Account", "ActivityDefinition", "AdverseEvent", "AllergyIntolerance", "Appointment",
         "AppointmentResponse", "AuditEvent", "Basic", "Binary", "BiologicallyDerivedProduct",
@@ -84,7 +84,8 @@ FHIR_RESOURCES = frozenset(
 )
 
 
-_LONG_LINE = 512  # a request line at least this long may not end in its first segment (long query strings)
+# a request line at least this long may not end in its first segment (long query strings)
+_LONG_LINE: Final = 512
 
 
 def looks_like(head: bytes) -> bool:

@@ -19,22 +19,22 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any
+from typing import Any, Final
 
 from medsentry.protocols.base import Malformed, Message
 
-NAME = "lldp"
-ETHERTYPES = frozenset({0x88CC})
+NAME: Final = "lldp"
+ETHERTYPES: Final = frozenset({0x88CC})
 
-_TLV = struct.Struct("!H")
-_CAPS = struct.Struct("!HH")
-CAPABILITIES = (
+_TLV: Final = struct.Struct("!H")
+_CAPS: Final = struct.Struct("!HH")
+CAPABILITIES: Final = (
     "other", "repeater", "bridge", "wlan_ap", "router", "telephone", "docsis", "station", "c_vlan",
     "s_vlan", "tpmr",
 )  # fmt: skip
-_TEXT = {4: "port_description", 5: "system_name", 6: "system_description"}
-_MED_OUI = b"\x00\x12\xbb"
-_MED_INVENTORY = {
+_TEXT: Final = {4: "port_description", 5: "system_name", 6: "system_description"}
+_MED_OUI: Final = b"\x00\x12\xbb"
+_MED_INVENTORY: Final = {
     5: "hardware_revision", 6: "firmware_revision", 7: "software_revision", 8: "serial_number",
     9: "manufacturer", 10: "model",
 }  # fmt: skip

@@ -18,17 +18,30 @@ Secrets never leave the parser: the password and v5 authentication / correlation
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final
 
 from medsentry.privacy import phi_hash
 from medsentry.protocols.base import WHOLE_CONNECTION, Framed, FramedParser, Malformed, Message
 
-NAME = "mqtt"
-TCP_PORTS = frozenset({1883})
+NAME: Final = "mqtt"
+TCP_PORTS: Final = frozenset({1883})
 
-CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
-SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT, AUTH = 8, 9, 10, 11, 12, 13, 14, 15
-_KINDS = {
+CONNECT: Final = 1
+CONNACK: Final = 2
+PUBLISH: Final = 3
+PUBACK: Final = 4
+PUBREC: Final = 5
+PUBREL: Final = 6
+PUBCOMP: Final = 7
+SUBSCRIBE: Final = 8
+SUBACK: Final = 9
+UNSUBSCRIBE: Final = 10
+UNSUBACK: Final = 11
+PINGREQ: Final = 12
+PINGRESP: Final = 13
+DISCONNECT: Final = 14
+AUTH: Final = 15
+_KINDS: Final = {
     CONNECT: "mqtt.connect",
     CONNACK: "mqtt.connack",
     PUBLISH: "mqtt.publish",
@@ -46,16 +59,16 @@ _KINDS = {
     AUTH: "mqtt.auth",
 }
 
-_MAX_PACKET = 256 * 1024  # control packets are small; a bigger one is skipped as Malformed
-_MAX_PUBLISH_HEAD = 70 * 1024  # topic (<= 64 KiB) + packet id + properties, before the payload
-_MAX_ALIASES = 1024  # v5 topic aliases remembered per direction
-INSPECT_BYTES = WHOLE_CONNECTION  # a monitor's session to its broker stays open for days
+_MAX_PACKET: Final = 256 * 1024  # control packets are small; a bigger one is skipped as Malformed
+_MAX_PUBLISH_HEAD: Final = 70 * 1024  # topic (<= 64 KiB) + packet id + properties, before the payload
+_MAX_ALIASES: Final = 1024  # v5 topic aliases remembered per direction
+INSPECT_BYTES: Final = WHOLE_CONNECTION  # a monitor's session to its broker stays open for days
 
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
+_U16: Final = struct.Struct("!H")
+_U32: Final = struct.Struct("!I")
 
 # v5 property identifier -> (name, type); "secret" values are reported as <name>_present only.
-_PROPERTIES: dict[int, tuple[str, str]] = {
+_PROPERTIES: Final[dict[int, tuple[str, str]]] = {
     0x01: ("payload_format_indicator", "u8"),
     0x02: ("message_expiry_interval", "u32"),
     0x03: ("content_type", "str"),
@@ -177,7 +190,7 @@ def looks_like(head: bytes) -> bool:
 
 
 # Fixed-header flags each packet type must carry (v3.1.1 2.2.2, v5 2.1.3); PUBLISH's vary (QoS < 3).
-_REQUIRED_FLAGS = {CONNACK: 0, PUBACK: 0, PUBREC: 0, PUBREL: 2, PUBCOMP: 0, SUBSCRIBE: 2, SUBACK: 0,
+_REQUIRED_FLAGS: Final = {CONNACK: 0, PUBACK: 0, PUBREC: 0, PUBREL: 2, PUBCOMP: 0, SUBSCRIBE: 2, SUBACK: 0,
                    UNSUBSCRIBE: 2, UNSUBACK: 0, PINGREQ: 0, PINGRESP: 0, DISCONNECT: 0, AUTH: 0}  # fmt: skip
 
 
@@ -221,8 +234,8 @@ def _chain(head: bytes | bytearray, off: int, most: int, connect: bool = True) -
 
 # A joined direction keeps its last 4 KiB while it looks for a packet boundary (each look goes over all
 # of them), and is given up after 64 KiB: bounded work on a direction that is no MQTT.
-_RESYNC_HOLD = 4 * 1024
-_RESYNC_MAX = 64 * 1024
+_RESYNC_HOLD: Final = 4 * 1024
+_RESYNC_MAX: Final = 64 * 1024
 
 
 def _resync(buf: bytearray) -> int | None:

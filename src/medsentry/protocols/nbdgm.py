@@ -20,25 +20,27 @@ Other datagrams (other mailslots, queries, errors) are recognised and yield noth
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final
 
 from medsentry.protocols.base import Malformed, Message
 from medsentry.protocols.dns import read_labels
 
-NAME = "nbdgm"
-UDP_PORTS = frozenset({138})
+NAME: Final = "nbdgm"
+UDP_PORTS: Final = frozenset({138})
 
-_DATAGRAM_TYPES = frozenset({0x10, 0x11, 0x12})
-_SMB_HEADER = 32
-_TRANSACTION = 0x25
-_BROWSE = b"\\MAILSLOT\\BROWSE"
-_HOST, _DOMAIN, _LOCAL_MASTER = 0x01, 0x0C, 0x0F
-_ANNOUNCEMENT = struct.Struct("<BBI16sBBIBBH")  # opcode .. signature: 32 bytes, then the comment
-_U16 = struct.Struct("<H")
-MAX_COMMENT = 64
+_DATAGRAM_TYPES: Final = frozenset({0x10, 0x11, 0x12})
+_SMB_HEADER: Final = 32
+_TRANSACTION: Final = 0x25
+_BROWSE: Final = b"\\MAILSLOT\\BROWSE"
+_HOST: Final = 0x01
+_DOMAIN: Final = 0x0C
+_LOCAL_MASTER: Final = 0x0F
+_ANNOUNCEMENT: Final = struct.Struct("<BBI16sBBIBBH")  # opcode .. signature: 32 bytes, then the comment
+_U16: Final = struct.Struct("<H")
+MAX_COMMENT: Final = 64
 
 # SV_TYPE_* flags by bit (MS-RAP 2.5.5.2.1)
-SERVER_TYPES = (
+SERVER_TYPES: Final = (
     "workstation", "server", "sql_server", "domain_controller", "backup_domain_controller",
     "time_source", "apple_filing", "novell", "domain_member", "print_server", "dialin_server",
     "unix", "nt", "windows_for_workgroups", "mfpn", "nt_server", "potential_browser", "backup_browser",
@@ -46,7 +48,8 @@ SERVER_TYPES = (
     "terminal_server", "cluster_virtual_server", "", "dce", "alternate_transport", "local_list_only",
     "domain_enum",
 )  # fmt: skip
-_UNIX, _NT_SERVER = 1 << 11, 1 << 15
+_UNIX: Final = 1 << 11
+_NT_SERVER: Final = 1 << 15
 
 
 def _text(raw: bytes) -> str:

@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any
+from typing import Any, Final
 
 from medsentry.protocols.base import Malformed, Message
 from medsentry.protocols.dns import read_labels
 
-NAME = "nbns"
-UDP_PORTS = frozenset({137})
+NAME: Final = "nbns"
+UDP_PORTS: Final = frozenset({137})
 
-_HEADER = struct.Struct("!HHHHHH")
-_QUESTION = struct.Struct("!HH")
-_RR = struct.Struct("!HHIH")
-_U16 = struct.Struct("!H")
-_NB, _NBSTAT = 0x20, 0x21
-_A = ord("A")
+_HEADER: Final = struct.Struct("!HHHHHH")
+_QUESTION: Final = struct.Struct("!HH")
+_RR: Final = struct.Struct("!HHIH")
+_U16: Final = struct.Struct("!H")
+_NB: Final = 0x20
+_NBSTAT: Final = 0x21
+_A: Final = ord("A")
 
 
 def _name(encoded: bytes) -> tuple[str, int]:

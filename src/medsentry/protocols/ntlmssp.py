@@ -18,17 +18,17 @@ salted hash of it).
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final
 
 from medsentry.privacy import phi_hash
 from medsentry.protocols.base import Malformed
 
-SIGNATURE = b"NTLMSSP\x00"
-_NEGOTIATE_VERSION = 0x02000000
-_NEGOTIATE_UNICODE = 0x00000001
-_FIELDS = struct.Struct("<HHI")
-_AV_NAMES = {1: "netbios_computer", 2: "netbios_domain", 3: "dns_computer", 4: "dns_domain"}
-_MAX_NAME = 256
+SIGNATURE: Final = b"NTLMSSP\x00"
+_NEGOTIATE_VERSION: Final = 0x02000000
+_NEGOTIATE_UNICODE: Final = 0x00000001
+_FIELDS: Final = struct.Struct("<HHI")
+_AV_NAMES: Final = {1: "netbios_computer", 2: "netbios_domain", 3: "dns_computer", 4: "dns_domain"}
+_MAX_NAME: Final = 256
 
 
 def _part(msg: bytes, at: int) -> bytes:

@@ -10,15 +10,15 @@ for credentials and tokens; only the query's parameter names are kept.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from medsentry.protocols.base import Message
 from medsentry.protocols.http import Head, HeadReader, authorization_fields, message_body_length, split_target
 
-NAME = "rtsp"
-TCP_PORTS = frozenset({554, 8554})
+NAME: Final = "rtsp"
+TCP_PORTS: Final = frozenset({554, 8554})
 
-METHODS = frozenset(
+METHODS: Final = frozenset(
     {b"DESCRIBE", b"ANNOUNCE", b"GET_PARAMETER", b"OPTIONS", b"PAUSE", b"PLAY", b"RECORD", b"REDIRECT",
      b"SETUP", b"SET_PARAMETER", b"TEARDOWN"}
 )

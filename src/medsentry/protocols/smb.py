@@ -18,19 +18,22 @@ looked at: a session's setup is far shorter.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final
 
 from medsentry.protocols import ntlmssp
 from medsentry.protocols.base import Malformed, Message
 
-NAME = "smb"
-TCP_PORTS = frozenset({139, 445})
+NAME: Final = "smb"
+TCP_PORTS: Final = frozenset({139, 445})
 
-_SMB1, _SMB2 = b"\xffSMB", b"\xfeSMB"
-_SESSION_SETUP_ANDX = 0x73
-_DIALECTS = {0x0202: "2.0.2", 0x0210: "2.1", 0x0300: "3.0", 0x0302: "3.0.2", 0x0311: "3.1.1", 0x02FF: "2.x"}
-_BUDGET = 64 * 1024
-_MAX_TEXT = 128
+_SMB1: Final = b"\xffSMB"
+_SMB2: Final = b"\xfeSMB"
+_SESSION_SETUP_ANDX: Final = 0x73
+_DIALECTS: Final = {
+    0x0202: "2.0.2", 0x0210: "2.1", 0x0300: "3.0", 0x0302: "3.0.2", 0x0311: "3.1.1", 0x02FF: "2.x"
+}
+_BUDGET: Final = 64 * 1024
+_MAX_TEXT: Final = 128
 
 
 def looks_like(head: bytes) -> bool:

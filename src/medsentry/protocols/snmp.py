@@ -17,28 +17,32 @@ factory default. A v3 engine ID starting with bit 1 carries the vendor's IANA en
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, Final
 
 from medsentry.protocols.base import Malformed, Message
 
-NAME = "snmp"
-UDP_PORTS = frozenset({161, 162})
+NAME: Final = "snmp"
+UDP_PORTS: Final = frozenset({161, 162})
 
-_SEQUENCE, _INTEGER, _OCTETS, _OID, _IPADDRESS = 0x30, 0x02, 0x04, 0x06, 0x40
-_PDUS = {
+_SEQUENCE: Final = 0x30
+_INTEGER: Final = 0x02
+_OCTETS: Final = 0x04
+_OID: Final = 0x06
+_IPADDRESS: Final = 0x40
+_PDUS: Final = {
     0xA0: "snmp.get_request", 0xA1: "snmp.get_next_request", 0xA2: "snmp.response",
     0xA3: "snmp.set_request", 0xA4: "snmp.trap", 0xA5: "snmp.get_bulk_request", 0xA6: "snmp.inform",
     0xA7: "snmp.trap", 0xA8: "snmp.report",
 }  # fmt: skip
-_VERSIONS = {0: "1", 1: "2c", 3: "3"}  # as Zeek's snmp.log writes them
-_SYSTEM = {
+_VERSIONS: Final = {0: "1", 1: "2c", 3: "3"}  # as Zeek's snmp.log writes them
+_SYSTEM: Final = {
     "1.3.6.1.2.1.1.1.0": "sys_descr", "1.3.6.1.2.1.1.2.0": "sys_object_id",
     "1.3.6.1.2.1.1.5.0": "sys_name", "1.3.6.1.2.1.1.6.0": "sys_location",
     "1.3.6.1.6.3.1.1.4.1.0": "trap_oid",  # snmpTrapOID.0, the first varbinds of a v2 trap
 }  # fmt: skip
-_DEFAULT_COMMUNITIES = frozenset({b"public", b"private"})
-_MAX_OIDS = 64  # varbind names kept per message
-_MAX_OID_LEN = 256
+_DEFAULT_COMMUNITIES: Final = frozenset({b"public", b"private"})
+_MAX_OIDS: Final = 64  # varbind names kept per message
+_MAX_OID_LEN: Final = 256
 
 
 def _tlv(buf: bytes, off: int, end: int) -> tuple[int, int, int]:

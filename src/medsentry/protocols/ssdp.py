@@ -11,19 +11,19 @@ description URL) identify a device; USER-AGENT identifies a control point.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from medsentry.protocols.base import Malformed, Message
 
-NAME = "ssdp"
-UDP_PORTS = frozenset({1900})
+NAME: Final = "ssdp"
+UDP_PORTS: Final = frozenset({1900})
 
-_KINDS = {b"NOTIFY * HTTP/1.1": "ssdp.notify", b"M-SEARCH * HTTP/1.1": "ssdp.msearch"}
-_HEADERS = {
+_KINDS: Final = {b"NOTIFY * HTTP/1.1": "ssdp.notify", b"M-SEARCH * HTTP/1.1": "ssdp.msearch"}
+_HEADERS: Final = {
     b"server": "server", b"location": "location", b"nt": "nt", b"nts": "nts", b"st": "st", b"usn": "usn",
     b"user-agent": "user_agent", b"x-user-agent": "user_agent",
 }  # fmt: skip
-_MAX_LINES = 64
+_MAX_LINES: Final = 64
 
 
 def looks_like(head: bytes) -> bool:

@@ -15,22 +15,23 @@ The message text is never kept: devices log patient and user names in it.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from medsentry.protocols.base import Malformed, Message
 
-NAME = "syslog"
-UDP_PORTS = frozenset({514})
+NAME: Final = "syslog"
+UDP_PORTS: Final = frozenset({514})
 
-_PRI = re.compile(rb"<(\d{1,3})>")
-_RFC5424 = re.compile(rb"(\d{1,2}) (\S+) (\S+) (\S+) (\S+) (\S+) ")
-_SEQUENCE = re.compile(rb"\d+: ")  # Cisco IOS "service sequence-numbers"
+_PRI: Final = re.compile(rb"<(\d{1,3})>")
+_RFC5424: Final = re.compile(rb"(\d{1,2}) (\S+) (\S+) (\S+) (\S+) (\S+) ")
+_SEQUENCE: Final = re.compile(rb"\d+: ")  # Cisco IOS "service sequence-numbers"
 # "Mmm dd hh:mm:ss", as Cisco IOS writes it too ("*Mar  3 19:57:17.371: "), or ISO 8601
-_TIMESTAMP = re.compile(
+_TIMESTAMP: Final = re.compile(
     rb"\*?(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?:? "
     rb"|\d{4}-\d\d-\d\dT\S+ "
 )
-_TAG = re.compile(rb"([A-Za-z%][\w./%-]{0,47})(?:\[(\w{1,16})\])?:")  # RFC 3164 TAG, plus [pid]
-_HOST = re.compile(rb"([\w.:-]{1,255}) ")
+_TAG: Final = re.compile(rb"([A-Za-z%][\w./%-]{0,47})(?:\[(\w{1,16})\])?:")  # RFC 3164 TAG, plus [pid]
+_HOST: Final = re.compile(rb"([\w.:-]{1,255}) ")
 
 
 def looks_like(head: bytes) -> bool:

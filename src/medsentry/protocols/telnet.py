@@ -14,18 +14,28 @@ answering a password prompt ends.
 
 from __future__ import annotations
 
+from typing import Final
+
 from medsentry.protocols.base import Message
 
-NAME = "telnet"
-TCP_PORTS = frozenset({23})
+NAME: Final = "telnet"
+TCP_PORTS: Final = frozenset({23})
 
-IAC, SB, SE, WILL, DONT = 255, 250, 240, 251, 254
-_DATA, _COMMAND, _OPTION, _SUBNEG, _SUBNEG_IAC = range(5)
-_USER_PROMPTS = (b"login:", b"username:", b"user name:", b"user:")
-_PASSWORD_PROMPTS = (b"password:", b"passcode:")
-_SCREEN = 512  # server text kept to look for prompts and the banner
-_BUDGET = 64 * 1024  # bytes per direction; the login comes first
-_MAX_LOGINS = 16
+IAC: Final = 255
+SB: Final = 250
+SE: Final = 240
+WILL: Final = 251
+DONT: Final = 254
+_DATA: Final = 0
+_COMMAND: Final = 1
+_OPTION: Final = 2
+_SUBNEG: Final = 3
+_SUBNEG_IAC: Final = 4
+_USER_PROMPTS: Final = (b"login:", b"username:", b"user name:", b"user:")
+_PASSWORD_PROMPTS: Final = (b"password:", b"passcode:")
+_SCREEN: Final = 512  # server text kept to look for prompts and the banner
+_BUDGET: Final = 64 * 1024  # bytes per direction; the login comes first
+_MAX_LOGINS: Final = 16
 
 
 def looks_like(head: bytes) -> bool:

@@ -26,36 +26,48 @@ from __future__ import annotations
 import hashlib
 import struct
 import warnings
-from typing import Any
+from typing import Any, Final
 
 from medsentry.protocols.base import Malformed, Message
 
-NAME = "tls"
+NAME: Final = "tls"
 # HTTPS, SMTPS, NNTPS, LDAPS, DNS over TLS, FTPS, telnets, IMAPS, IRCS, POP3S, DICOM TLS, LDAPS GC,
 # SIP-TLS, AMQPS, syslog-TLS, MQTTS and the usual alternates.
-TCP_PORTS = frozenset(
+TCP_PORTS: Final = frozenset(
     {443, 465, 563, 636, 853, 989, 990, 992, 993, 994, 995, 2762, 3269, 4433, 5061, 5671, 6514, 8443,
      8883, 9443, 11113}
 )
 
-CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA, HEARTBEAT = 20, 21, 22, 23, 24
-CLIENT_HELLO, SERVER_HELLO, CERTIFICATE, SERVER_HELLO_DONE = 1, 2, 11, 14
-EXT_SERVER_NAME, EXT_SUPPORTED_GROUPS, EXT_EC_POINT_FORMATS, EXT_SIGNATURE_ALGORITHMS = 0, 10, 11, 13
-EXT_ALPN, EXT_SUPPORTED_VERSIONS, EXT_QUIC_TRANSPORT_PARAMETERS = 16, 43, 57
-TLS13 = 0x0304
+CHANGE_CIPHER_SPEC: Final = 20
+ALERT: Final = 21
+HANDSHAKE: Final = 22
+APPLICATION_DATA: Final = 23
+HEARTBEAT: Final = 24
+CLIENT_HELLO: Final = 1
+SERVER_HELLO: Final = 2
+CERTIFICATE: Final = 11
+SERVER_HELLO_DONE: Final = 14
+EXT_SERVER_NAME: Final = 0
+EXT_SUPPORTED_GROUPS: Final = 10
+EXT_EC_POINT_FORMATS: Final = 11
+EXT_SIGNATURE_ALGORITHMS: Final = 13
+EXT_ALPN: Final = 16
+EXT_SUPPORTED_VERSIONS: Final = 43
+EXT_QUIC_TRANSPORT_PARAMETERS: Final = 57
+TLS13: Final = 0x0304
 
-GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))  # RFC 8701
-VERSION_NAMES = {0x0002: "SSLv2", 0x0300: "SSLv3", 0x0301: "TLSv1", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2",
-                 0x0304: "TLSv1.3"}
-_JA4_VERSIONS = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3", 0x0002: "s2",
-                 0xFEFF: "d1", 0xFEFD: "d2", 0xFEFC: "d3"}
+GREASE: Final = frozenset(0x0A0A + 0x1010 * i for i in range(16))  # RFC 8701
+VERSION_NAMES: Final = {0x0002: "SSLv2", 0x0300: "SSLv3", 0x0301: "TLSv1", 0x0302: "TLSv1.1",
+                        0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
+_JA4_VERSIONS: Final = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3", 0x0002: "s2",
+                        0xFEFF: "d1", 0xFEFD: "d2", 0xFEFC: "d3"}
 # ServerHello.random of a HelloRetryRequest (RFC 8446 section 4.1.3)
-_HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+_HRR_RANDOM: Final = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 
-_RECORD = struct.Struct("!BHH")  # content_type, version, length
-_RECORD_TYPES = frozenset({CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA, HEARTBEAT})
-_MAX_RECORD = 2**14 + 2048  # TLSCiphertext limit, RFC 5246 section 6.2.3
-_BUDGET = 64 * 1024  # bytes looked at per direction: a handshake is a few KiB
+_RECORD: Final = struct.Struct("!BHH")  # content_type, version, length
+_RECORD_TYPES: Final = frozenset({CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA, HEARTBEAT})
+_MAX_RECORD: Final = 2**14 + 2048  # TLSCiphertext limit, RFC 5246 section 6.2.3
+_BUDGET: Final = 64 * 1024  # bytes looked at per direction: a handshake is a few KiB
 
 
 def looks_like(head: bytes) -> bool:
@@ -265,8 +277,9 @@ def parse_server_hello(body: bytes | bytearray | memoryview) -> dict[str, Any]:
     return fields
 
 
-_HELLO_CACHE: dict[bytes, dict[str, Any]] = {}
-_HELLO_CACHE_MAX = 4096  # distinct ClientHellos remembered (a device repeats its own on every connection)
+_HELLO_CACHE: Final[dict[bytes, dict[str, Any]]] = {}
+# distinct ClientHellos remembered (a device repeats its own on every connection)
+_HELLO_CACHE_MAX: Final = 4096
 
 
 def _client_hello_fields(body: bytes | bytearray | memoryview) -> dict[str, Any]:
@@ -285,8 +298,9 @@ def _client_hello_fields(body: bytes | bytearray | memoryview) -> dict[str, Any]
     return {k: list(v) if isinstance(v, list) else v for k, v in fields.items()}
 
 
-_CERT_CACHE: dict[bytes, dict[str, Any]] = {}
-_CERT_CACHE_MAX = 4096  # distinct leaf certificates remembered (a server sends the same one every time)
+_CERT_CACHE: Final[dict[bytes, dict[str, Any]]] = {}
+# distinct leaf certificates remembered (a server sends the same one every time)
+_CERT_CACHE_MAX: Final = 4096
 
 
 def _certificate_fields(der: bytes) -> dict[str, Any]:
