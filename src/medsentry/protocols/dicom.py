@@ -110,12 +110,9 @@ _ITEM: Final = struct.Struct("!BxH")
 _U16: Final = struct.Struct("!H")
 _U32: Final = struct.Struct("!I")
 _PDV: Final = struct.Struct("!IBB")
-_ELEMENT: Final = struct.Struct("<HHI")  # implicit VR little endian: group, element, length
-_EXPLICIT: Final = struct.Struct("<HH2sH")  # explicit VR little endian: group, element, VR, short length
-_LE_U16: Final = struct.Struct("<H")
-_LE_U32: Final = struct.Struct("<I")
 # Explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
 _LONG_VRS: Final = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+_LONG_VR_CODES: Final = frozenset(vr[0] << 8 | vr[1] for vr in _LONG_VRS)
 _VRS: Final = _LONG_VRS | frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split())
 
 
@@ -246,13 +243,13 @@ def _user_information(value: bytes) -> dict[str, Any]:
 def parse_command_set(data: bytes) -> dict[str, Any]:
     """A DIMSE command set (group 0000, implicit VR little endian) -> command fields."""
     elements: dict[int, bytes] = {}
-    pos = 0
-    while pos < len(data):
-        if pos + 8 > len(data):
+    pos, end = 0, len(data)
+    while pos < end:
+        if pos + 8 > end:
             raise Malformed("truncated command element")
-        group, element, length = _ELEMENT.unpack_from(data, pos)
+        group, element, length = _u16le(data, pos), _u16le(data, pos + 2), _u32le(data, pos + 4)
         pos += 8 + length
-        if group != 0 or pos > len(data):
+        if group != 0 or pos > end:
             raise Malformed("command set element outside group 0000 or past the end")
         elements[element] = data[pos - length : pos]
 
@@ -290,16 +287,16 @@ def scan_data_set(data: bytes, explicit_vr: bool | None = None) -> dict[str, Any
     return _scan(data, explicit_vr)[0]
 
 
-def _scan(data: bytes | bytearray, explicit_vr: bool | None) -> tuple[dict[str, Any], bool]:
+def _scan(data: bytes, explicit_vr: bool | None) -> tuple[dict[str, Any], bool]:
     """`scan_data_set`, and whether it got to its end (a top-level group above 0018) inside `data`: then
     more bytes of the fragment would not change the answer."""
     if explicit_vr is None:
-        explicit_vr = bytes(data[4:6]) in _VRS
+        explicit_vr = data[4:6] in _VRS
     present: list[str] = []
     f: dict[str, Any] = {"patient_attributes_present": present}
     pos, depth, end = 0, 0, len(data)
     while pos + 8 <= end:
-        group, element, length = _ELEMENT.unpack_from(data, pos)
+        group, element, length = _u16le(data, pos), _u16le(data, pos + 2), _u32le(data, pos + 4)
         if group == 0xFFFE:  # item and delimiters: tag + 4-byte length in every transfer syntax
             pos += 8
             if element == 0xE000 and length != _UNDEFINED:
@@ -312,11 +309,11 @@ def _scan(data: bytes | bytearray, explicit_vr: bool | None) -> tuple[dict[str, 
         if depth == 0 and group > 0x0018:
             return f, True
         if explicit_vr:
-            _, _, vr, length = _EXPLICIT.unpack_from(data, pos)
-            if vr in _LONG_VRS:
+            length = _u16le(data, pos + 6)
+            if (data[pos + 4] << 8 | data[pos + 5]) in _LONG_VR_CODES:
                 if pos + 12 > end:
                     break
-                length = _LE_U32.unpack_from(data, pos + 8)[0]
+                length = _u32le(data, pos + 8)
                 pos += 4
         pos += 8
         if length == _UNDEFINED:  # a sequence (or encapsulated data) of undefined length: walk into it
@@ -327,14 +324,24 @@ def _scan(data: bytes | bytearray, explicit_vr: bool | None) -> tuple[dict[str, 
             if keyword not in present:
                 present.append(keyword)
             if element == 0x0020 and depth == 0 and pos + length <= end:
-                f["patient_id_hash"] = phi_hash(bytes(data[pos : pos + length]).strip(b" \x00"))
+                f["patient_id_hash"] = phi_hash(data[pos : pos + length].strip(b" \x00"))
         elif depth == 0 and (name := EQUIPMENT_ELEMENTS.get((group, element))) and pos + length <= end:
             # Multi-valued strings separate values with a backslash (PS3.5 6.4).
-            text = " ".join(bytes(data[pos : pos + length]).decode("latin-1").replace("\\", " ").split())
+            text = " ".join(data[pos : pos + length].decode("latin-1").replace("\\", " ").split())
             if text:
                 f[name] = text[:_MAX_EQUIPMENT_TEXT]
         pos += length
     return f, False
+
+
+# Element headers read byte by byte: compiled, an index is a native read, where `struct.unpack_from` builds
+# a tuple and three ints for every element of every data set scanned.
+def _u16le(data: bytes, pos: int) -> int:
+    return data[pos] | data[pos + 1] << 8
+
+
+def _u32le(data: bytes, pos: int) -> int:
+    return data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16 | data[pos + 3] << 24
 
 
 class _Direction(Framed):
@@ -480,7 +487,7 @@ class StreamParser(FramedParser["_Direction"]):
                 if have < head and have < 2 * d.scan_tried:
                     return False
                 explicit = None if transfer is None else transfer != IMPLICIT_VR_LITTLE_ENDIAN
-                fields, complete = _scan(buf[6 : 6 + min(have, head)], explicit)
+                fields, complete = _scan(bytes(buf[6 : 6 + min(have, head)]), explicit)
                 if have < head and not complete:
                     d.scan_tried = max(have, 1)
                     return False
