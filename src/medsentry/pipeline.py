@@ -16,7 +16,7 @@ import os
 import queue
 import threading
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -292,8 +292,8 @@ class Analyzer:
             return
         by_type = protocols.BY_ETHERTYPE
         buf = batch.buf
-        rows = rows[np.isin(recs["ethertype"][rows], list(by_type))]
-        for row, rec in zip(rows.tolist(), _records(recs, rows), strict=True):
+        rows = rows[np.isin(recs["ethertype"][rows], list(by_type))].tolist()
+        for row, rec in zip(rows, _records(recs, rows), strict=True):
             mod = by_type[rec[_ETHERTYPE]]
             start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
             for msg in self._parse(mod, bytes(buf[start : start + rec[_PAYLOAD_LEN]])):
@@ -513,7 +513,7 @@ class Analyzer:
 
     def _first_packet_facts(self, batch: Batch, flow: Flow, row: int) -> None:
         """TTL (and the SYN's window) of a client IP's first packet: the basis of OS guesses."""
-        rec = batch.recs[row].tolist()
+        rec = _as_tuples(batch.recs, [row])[0]
         r = flow.record
         if rec[_DIR] != flow.client_dir:
             return
@@ -655,14 +655,16 @@ def _ends(r: FlowRecord, from_client: bool) -> Ends:
     return r.server_mac, r.server_ip, r.client_mac, r.client_ip, r.server_port, r.client_port
 
 
-def _records(recs: np.ndarray, rows: Sequence[int] | np.ndarray) -> Iterator[tuple[Any, ...]]:
-    """The records at `rows` as tuples, converted a window at a time: a numpy field read costs a
-    microsecond or more, one conversion per row about as much; a window bounds the transient memory."""
+def _records(recs: np.ndarray, rows: list[int]) -> Iterator[tuple[Any, ...]]:
+    """The records at `rows` as tuples (`recs[rows].tolist()`), converted a window at a time by C: a numpy
+    field read costs a microsecond or more, numpy's own conversion about as much a row (`_fastpath.records`
+    a tenth of it); a window bounds the transient memory."""
     for k in range(0, len(rows), _WINDOW):
-        yield from recs.take(rows[k : k + _WINDOW]).tolist()
+        yield from _as_tuples(recs, rows[k : k + _WINDOW])
 
 
 _WINDOW: Final = 4096  # records converted to tuples at a time
+_as_tuples: Final = _fastpath.records
 _ROW_AND_NUMBER: Final = itemgetter(0, 1)
 _MAX_ISN: Final = 4  # SYN(-ACK)s remembered per side before its first data
 # the first data seen may be this far past its SYN (earlier segments lost or late)

@@ -130,6 +130,7 @@ _SERVICE_PORTS: Final = frozenset(
 )
 
 
+_as_tuples: Final = _fastpath.records  # records at some rows as tuples of their fields
 _TCP_STATES: Final = (None, "syn", "established", "closed", "reset")  # the C table's FS_* values
 _WINDOW: Final = 4096  # rows converted to Python lists at a time
 # A flow with more rows than this in one batch (a bulk transfer: an image's pixel data) has them converted
@@ -271,8 +272,9 @@ class FlowTable:
         return self._c.disarm(flow.id, d)
 
     def _create(self, fid: int, recs: np.ndarray, row: int) -> Flow:
-        # One conversion of the whole record: reading numpy fields one by one costs several times more.
-        first = recs[row].tolist()
+        # One conversion of the whole record, in C: reading numpy fields one by one costs several times more,
+        # and so does numpy's own conversion of a record.
+        first = _as_tuples(recs, [row])[0]
         flags, sport, dport, proto = first[_F_FLAGS], first[_F_SPORT], first[_F_DPORT], first[_F_PROTO]
         if proto == TCP and flags & (SYN | ACK) == SYN:
             sender_is_client = True

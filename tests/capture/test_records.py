@@ -1,0 +1,50 @@
+"""`_fastpath.records`: the records at some rows as tuples, exactly as numpy's `tolist` gives them (the
+pipeline indexes them by `FIELDS` position), for any bytes in a record; bad rows raise, never read outside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medsentry.capture import _fastpath
+from medsentry.capture.files import CaptureFile
+from medsentry.capture.records import FIELDS, PACKET_DTYPE
+from tests.capture.test_files import VH
+
+
+def _same(got: list[tuple[object, ...]], want: list[tuple[object, ...]]) -> None:
+    assert got == want
+    for g, w in zip(got, want, strict=True):
+        assert len(g) == len(FIELDS)
+        assert [type(x) for x in g] == [type(x) for x in w]  # 1 == 1.0 == True: the types must agree too
+
+
+def test_rows_of_a_real_capture_as_numpy_converts_them(shared_data: Path) -> None:
+    for batch in CaptureFile(shared_data / VH):
+        recs = batch.recs
+        rows = [*range(0, len(recs), 3), len(recs) - 1, 0, 0]  # any order, repeats
+        _same(_fastpath.records(recs, rows), recs.take(rows).tolist())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=PACKET_DTYPE.itemsize, max_size=PACKET_DTYPE.itemsize * 4), st.data())
+def test_any_record_bytes_convert_as_numpy_does(raw: bytes, data: st.DataObject) -> None:
+    n = len(raw) // PACKET_DTYPE.itemsize
+    recs = np.frombuffer(raw[: n * PACKET_DTYPE.itemsize], dtype=PACKET_DTYPE)
+    rows = data.draw(st.lists(st.integers(0, n - 1), max_size=8))
+    _same(_fastpath.records(recs, rows), recs.take(rows).tolist() if rows else [])
+
+
+def test_rows_outside_the_records_raise() -> None:
+    recs = np.zeros(2, dtype=PACKET_DTYPE)
+    for rows in ([2], [-1], [0, 5]):
+        with pytest.raises(IndexError):
+            _fastpath.records(recs, rows)
+    with pytest.raises(TypeError):
+        _fastpath.records(recs, (0, 1))  # a list, as the pipeline passes
+    with pytest.raises(ValueError):
+        _fastpath.records(b"\x00" * (PACKET_DTYPE.itemsize + 1), [0])
