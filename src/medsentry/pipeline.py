@@ -453,6 +453,12 @@ class Analyzer:
                 if i < bulk and pdata is not None and pdata(side == 0) is not None:
                     return i + 1
                 continue
+            if ignored and seq == dr.next_seq and not dr.pending:
+                # The segment ends what the parser only counts down, then goes on (the next DICOM command):
+                # only the rest is copied and fed.
+                st.parser.skip(side == 0, ignored)  # type: ignore[union-attr]
+                start, length, seq = start + ignored, length - ignored, (seq + ignored) & 0xFFFFFFFF
+                dr.next_seq, ignored = seq, 0
             in_order = dr.accept(seq, bytes(buf[start : start + length]))
             if in_order is None:
                 self.stats.reassembly_gaps += 1

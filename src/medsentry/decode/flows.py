@@ -150,13 +150,20 @@ class Rows:
     A lazy Rows (a long run) has lists of the full length whose values are only right from where `ready`
     converted them: read a row only below what `ready(i)` returned for it."""
 
-    __slots__ = ("_hi", "_lo", "block", "dir", "len", "row", "seq", "start", "times", "ts")
+    __slots__ = ("_at", "_cols", "_hi", "_lo", "dir", "len", "row", "seq", "start", "times", "ts")
 
     def __init__(self, row: list[int], start: list[int], length: list[int], seq: list[int], d: list[int],
-                 ts: list[float], block: np.ndarray, times: np.ndarray, converted: bool = True) -> None:
+                 ts: list[float], cols: np.ndarray, times: np.ndarray, at: int = 0, converted: bool = True
+                 ) -> None:  # fmt: skip
         self.row, self.start, self.len, self.seq, self.dir, self.ts = row, start, length, seq, d, ts
-        self.block, self.times = block, times
+        # `block` is cols[at : at + n], sliced when asked for: most flows' rows are never walked by C, and
+        # a numpy view costs more than the rest of a small flow's Rows
+        self._cols, self._at, self.times = cols, at, times
         self._lo, self._hi = 0, len(row) if converted else 0
+
+    @property
+    def block(self) -> np.ndarray:
+        return self._cols[self._at : self._at + len(self.row)]
 
     @classmethod
     def of(cls, block: np.ndarray, times: np.ndarray) -> Rows:
@@ -177,8 +184,9 @@ class Rows:
         # Where a walk stopped, Python usually reads a row or two (a command) before C walks on again.
         grown = min(2 * (self._hi - self._lo), _LAZY_MOST) if i == self._hi else 0
         j = min(len(self.row), i + max(grown, _LAZY_FIRST))
+        at = self._at
         (self.row[i:j], self.start[i:j], self.len[i:j], self.seq[i:j], self.dir[i:j],
-         self.ts[i:j]) = _lists(self.block[i:j], self.times)  # fmt: skip
+         self.ts[i:j]) = _lists(self._cols[at + i : at + j], self.times)  # fmt: skip
         self._lo, self._hi = i, j
         return j
 
@@ -226,7 +234,7 @@ class FlowTable:
         # ends before a long run (`_LAZY_ROWS`), which is converted only as Python reaches it.
         cols = self._rows[: nr * 5].reshape(nr, 5)
         times = recs["ts"]
-        groups = self._groups[: ng * 4].tolist()
+        groups: list[int] = self._groups[: ng * 4].tolist()
         table = self.flows
         off = lo = hi = 0
         row: list[int] = []
@@ -236,8 +244,8 @@ class FlowTable:
             fid, new, first, cnt = groups[k], groups[k + 1], groups[k + 2], groups[k + 3]
             flow = self._create(fid, recs, first) if new else table[fid]
             end = off + cnt
-            block = cols[off:end]
             if cnt > _LAZY_ROWS:
+                block = cols[off:end]
                 rows = Rows.lazy(block, times) if flow.record.transport == "tcp" else Rows.of(block, times)
             else:
                 if end > hi:
@@ -247,7 +255,7 @@ class FlowTable:
                         j += 4
                     row, start, length, seq, d, ts = _lists(cols[lo:hi], times)
                 a, b = off - lo, end - lo
-                rows = Rows(row[a:b], start[a:b], length[a:b], seq[a:b], d[a:b], ts[a:b], block, times)
+                rows = Rows(row[a:b], start[a:b], length[a:b], seq[a:b], d[a:b], ts[a:b], cols, times, off)
             off = end
             yield flow, bool(new), first, rows
 
