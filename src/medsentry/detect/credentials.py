@@ -111,9 +111,9 @@ class Credentials:
         if f.get("self_signed"):
             problems.append("self-signed")
         after, before = f.get("not_after"), f.get("not_before")
-        if isinstance(after, int | float) and after < obs.ts:
+        if isinstance(after, (int, float)) and after < obs.ts:
             problems.append("expired")
-        if isinstance(before, int | float) and before > obs.ts:
+        if isinstance(before, (int, float)) and before > obs.ts:
             problems.append("not yet valid")
         if not problems:
             return

@@ -97,6 +97,7 @@ _MAX_HITS: Final = 200_000  # remembered rule results (a few hundred bytes each)
 # A rule as `Identifier` uses it: the rule, its single field, that field's `in` values (or None), the
 # fields it reads.
 _RuleUse = tuple[Rule, str, frozenset[str] | None, tuple[str, ...]]
+_Claimed = tuple[tuple[str, str, str], ...]  # a rule hit's (attribute, value, value casefolded): `_claimed`
 
 
 @dataclass(slots=True)
@@ -153,7 +154,7 @@ class _Peers:
         if peer in kept:
             return
         if h is None:
-            h = int.from_bytes(hashlib.blake2b(peer.encode(), digest_size=8).digest(), "big")
+            h = _peer_hash(peer)
         if len(kept) < MAX_PEERS:
             kept[peer] = h
             if len(kept) == MAX_PEERS:
@@ -175,6 +176,21 @@ class _Peers:
             return len(self.kept)
         return round((MAX_PEERS - 1) * 2.0**64 / max(self.top, 1))
 
+
+
+# Peer -> its sketch hash. Once a service has MAX_PEERS peers, every flow of a peer not kept asks for its
+# hash again (a hospital's DNS server has more clients than that): a blake2b per flow, remembered instead.
+_PEER_HASHES: Final[dict[str, int]] = {}
+_MAX_PEER_HASHES: Final = 400_000
+
+
+def _peer_hash(peer: str) -> int:
+    h = _PEER_HASHES.get(peer)
+    if h is None:
+        if len(_PEER_HASHES) >= _MAX_PEER_HASHES:
+            _PEER_HASHES.clear()
+        h = _PEER_HASHES[peer] = int.from_bytes(hashlib.blake2b(peer.encode(), digest_size=8).digest(), "big")
+    return h
 
 @dataclass(slots=True)
 class _Service:
@@ -397,7 +413,7 @@ class _Addr:
 
 def _may_match(v: Any, values: frozenset[str]) -> bool:
     """`in` rules on one scalar field (ports, message types) mostly miss: test that before the rule."""
-    return v is not None and (isinstance(v, list | dict) or _text(v) in values)
+    return v is not None and (isinstance(v, (list, dict)) or _text(v) in values)
 
 
 def _values_key(head: Any, names: tuple[str, ...], obs: Observation) -> tuple[Any, ...] | None:
@@ -545,12 +561,12 @@ class Identifier:
         rules = self._rules(kind)
         hits = self._kind_hits(kind, rules, obs) if rules else ()
         if hits is not None:
-            for rule, hit in hits:
+            for rule, hit, claimed in hits:
                 if rule.about == "src":
                     if src is not None:
-                        self._fire(rule, hit, src, obs.dst_ip or obs.dst_mac, obs)
+                        self._fire(rule, hit[1], claimed, src, obs.dst_ip or obs.dst_mac, obs)
                 elif dst is not None:
-                    self._fire(rule, hit, dst, obs.src_ip or obs.src_mac, obs)
+                    self._fire(rule, hit[1], claimed, dst, obs.src_ip or obs.src_mac, obs)
         else:
             for rule, field, values, reads in rules:
                 if rule.about == "src":
@@ -561,7 +577,7 @@ class Identifier:
                     continue
                 found = self._apply(rule, reads, obs)
                 if found is not None:
-                    self._fire(rule, found, target, peer, obs)
+                    self._fire(rule, found[1], self._claimed(found), target, peer, obs)
 
         if kind == "flow":
             self._flow(obs, src, dst)
@@ -580,7 +596,7 @@ class Identifier:
 
     def _kind_hits(
         self, kind: str, rules: tuple[_RuleUse, ...], obs: Observation
-    ) -> tuple[tuple[Rule, tuple[dict[str, str], str]], ...] | None:
+    ) -> tuple[tuple[Rule, tuple[dict[str, str], str], _Claimed], ...] | None:
         """The hits of all rules of the kind, in rule order, remembered per values of every field they
         read: per kind these take a handful of values (flows: server port and transport), so one lookup
         replaces one per rule. None when a value is not a plain scalar (the caller goes rule by rule)."""
@@ -594,7 +610,7 @@ class Identifier:
         if hits is None:
             f = obs.fields
             hits = tuple(
-                (rule, hit)
+                (rule, hit, self._claimed(hit))
                 for rule, field, values, _ in rules
                 if (values is None or _may_match(f.get(field), values))
                 and (hit := rule.apply(obs)) is not None
@@ -711,10 +727,27 @@ class Identifier:
             self._owner[ip] = owner
             self._bound.setdefault(owner, set()).add(ip)
 
+    def _claimed(self, hit: tuple[dict[str, str], str]) -> _Claimed:
+        """What a rule hit claims, as `_fire` keys it: (attribute, value, value casefolded); a vendor by
+        the name medsentry reports it under, empty values left out. Worked out once per remembered hit."""
+        out = []
+        for attribute, value in hit[0].items():
+            if attribute == "vendor":
+                norm = self._vendors.get(value)
+                if norm is None:
+                    if len(self._vendors) >= _MAX_HITS:
+                        self._vendors.clear()
+                    norm = self._vendors[value] = oui.normalize_vendor(value) or ""
+                value = norm
+            if value:
+                out.append((attribute, value, value.casefold()))
+        return tuple(out)
+
     def _fire(
         self,
         rule: Rule,
-        hit: tuple[dict[str, str], str],
+        matched: str,
+        claimed: _Claimed,
         target: _Endpoint,
         peer: str | None,
         obs: Observation,
@@ -726,19 +759,9 @@ class Identifier:
             seen = target.rule_peers.setdefault(rule.id, set())
             if len(seen) < rule.peers and peer is not None:
                 seen.add(peer)
-        values, matched = hit
         detail = None  # built only for a claim not made before: most hits repeat one
-        for attribute, value in values.items():
-            if attribute == "vendor":
-                norm = self._vendors.get(value)
-                if norm is None:
-                    if len(self._vendors) >= _MAX_HITS:
-                        self._vendors.clear()
-                    norm = self._vendors[value] = oui.normalize_vendor(value) or ""
-                value = norm
-            if not value:
-                continue
-            have = target.claims.get((attribute, value.casefold(), obs.protocol, rule.id))
+        for attribute, value, folded in claimed:
+            have = target.claims.get((attribute, folded, obs.protocol, rule.id))
             if have is not None:  # most hits repeat a claim: count it; the earliest hit is its evidence
                 have.count += 1
                 if have.ts is None or obs.ts <= have.ts:
@@ -757,11 +780,12 @@ class Identifier:
             return
         app = f.get("app")
         ts = f.get("first_seen")
-        start = float(ts) if isinstance(ts, int | float) else obs.ts
+        # isinstance with a tuple, not `int | float`: compiled, that union is built and checked generically
+        start = float(ts) if isinstance(ts, (int, float)) else obs.ts
         server.service("offers", transport, port, app, _peer(client), start)
         if client is not None:
             client.service("uses", transport, port, app, _peer(server), start)
-        if isinstance(ts, int | float):
+        if isinstance(ts, (int, float)):
             for e in (client, server):
                 if e is not None:
                     e.seen(float(ts))

@@ -226,7 +226,7 @@ class DeviceProfile:
 
     def _identities(self, kind: str, f: Mapping[str, Any]) -> None:
         for key in _ID_FIELDS:
-            if key in f and isinstance(f[key], str | int):
+            if key in f and isinstance(f[key], (str, int)):
                 self._text("id", f"{kind}.{key}", f[key])
         topic = f.get("topic")
         if isinstance(topic, str):

@@ -112,9 +112,9 @@ class Rule:
             hit = next((t for t in map(_scalar, items) if t in self.values), None)
             return None if hit is None else ({}, hit)
         if self.range is not None:
-            ok = isinstance(value, int | float) and self.range[0] <= value <= self.range[1]
+            ok = isinstance(value, (int, float)) and self.range[0] <= value <= self.range[1]
             return ({}, str(value)) if ok else None
-        return {}, _scalar(value) if not isinstance(value, list | dict) else str(value)
+        return {}, _scalar(value) if not isinstance(value, (list, dict)) else str(value)
 
     def apply(self, obs: Observation) -> tuple[dict[str, str], str] | None:
         """The attribute values this rule assigns for `obs`, and the matched text; None if it doesn't fire."""
@@ -147,7 +147,7 @@ def _get(obs: Observation, name: str) -> Any:
 
 
 def _present(v: Any) -> bool:
-    return v is not None and v is not False and not (isinstance(v, str | list | dict) and not v)
+    return v is not None and v is not False and not (isinstance(v, (str, list, dict)) and not v)
 
 
 def _scalar(v: Any) -> str:
@@ -158,7 +158,7 @@ def _scalar(v: Any) -> str:
 
 def _texts(value: Any) -> Iterator[str]:
     if isinstance(value, list):
-        if value and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        if value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             yield ",".join(str(v) for v in value)
         else:
             for v in value:
