@@ -250,7 +250,7 @@ class Analyzer:
             return protocols.BY_NAME[r.app]
         rec = batch.recs[row]
         start = int(rec["frame_off"]) + int(rec["payload_off"])
-        return protocols.for_datagram(bytes(batch.buf[start : start + int(rec["payload_len"])]))
+        return protocols.for_datagram(_payload(batch.buf, start, int(rec["payload_len"])))
 
     def _hold(self, row: int, obs: Observation) -> None:
         self._pending.append((row, self._emitted, obs))
@@ -296,7 +296,7 @@ class Analyzer:
         for row, rec in zip(rows, _records(recs, rows), strict=True):
             mod = by_type[rec[_ETHERTYPE]]
             start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
-            for msg in self._parse(mod, bytes(buf[start : start + rec[_PAYLOAD_LEN]])):
+            for msg in self._parse(mod, _payload(buf, start, rec[_PAYLOAD_LEN])):
                 ends = (mac_str(rec[_SRC_MAC]), None, mac_str(rec[_DST_MAC]), None, None, None)
                 self._out(msg, mod, row, rec[_TS], ends, None)
 
@@ -309,7 +309,7 @@ class Analyzer:
             on_ports = protocols.ON_PORTS.get(mod.NAME)
             for row, rec in zip(rows, records, strict=False):  # `rows` first: takes only this flow's records
                 start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
-                payload = bytes(buf[start : start + rec[_PAYLOAD_LEN]])
+                payload = _payload(buf, start, rec[_PAYLOAD_LEN])
                 sport, dport = rec[_SPORT], rec[_DPORT]
                 if on_ports is None:
                     msgs = self._parse(mod, payload)
@@ -459,7 +459,7 @@ class Analyzer:
                 st.parser.skip(side == 0, ignored)  # type: ignore[union-attr]
                 start, length, seq = start + ignored, length - ignored, (seq + ignored) & 0xFFFFFFFF
                 dr.next_seq, ignored = seq, 0
-            in_order = dr.accept(seq, bytes(buf[start : start + length]))
+            in_order = dr.accept(seq, _payload(buf, start, length))
             if in_order is None:
                 self.stats.reassembly_gaps += 1
                 self.flows.stop(flow)
@@ -671,6 +671,7 @@ def _records(recs: np.ndarray, rows: list[int]) -> Iterator[tuple[Any, ...]]:
 
 _WINDOW: Final = 4096  # records converted to tuples at a time
 _as_tuples: Final = _fastpath.records
+_payload: Final = _fastpath.payload  # bytes(buf[start:start + length]), without the slice object
 _ROW_AND_NUMBER: Final = itemgetter(0, 1)
 _MAX_ISN: Final = 4  # SYN(-ACK)s remembered per side before its first data
 # the first data seen may be this far past its SYN (earlier segments lost or late)

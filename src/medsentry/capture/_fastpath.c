@@ -1283,6 +1283,33 @@ done:
     return out;
 }
 
+/*
+ * payload(buf, start, length) -> bytes: bytes(buf[start:start + length]) for any buffer (bytes, a mapped
+ * window's memoryview), with the slice's clamping. Why C: the slice of a memoryview is an object of its
+ * own before the copy, and the pipeline copies a payload for every segment and datagram it dissects.
+ */
+static PyObject *payload(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "payload(buf, start, length)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), length = PyLong_AsSsize_t(args[2]);
+    if ((start == -1 || length == -1) && PyErr_Occurred()) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    Py_ssize_t end = start + length;
+    if (start < 0 || length < 0 || end < start) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "payload: negative start or length");
+        return NULL;
+    }
+    if (start > view.len) start = view.len;
+    if (end > view.len) end = view.len;
+    PyObject *out = PyBytes_FromStringAndSize((const char *)view.buf + start, end - start);
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"scan_pcap", scan_pcap, METH_VARARGS, "Decode complete pcap records into packet records."},
     {"scan_pcapng", scan_pcapng, METH_VARARGS, "Decode pcapng EPB/SPB blocks into packet records."},
@@ -1290,6 +1317,7 @@ static PyMethodDef methods[] = {
     {"walk_run", walk_run, METH_VARARGS, "Consume walked TCP sides' in-sequence rows of a batch."},
     {"deal_keys", deal_keys, METH_VARARGS, "Each record's host key: its flow's client, or its source MAC."},
     {"records", records, METH_VARARGS, "The records at some rows as tuples of their fields."},
+    {"payload", (PyCFunction)(void (*)(void))payload, METH_FASTCALL, "bytes(buf[start:start + length])."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -163,7 +163,8 @@ class Rows:
 
     @property
     def block(self) -> np.ndarray:
-        return self._cols[self._at : self._at + len(self.row)]
+        cols, at, n = self._cols, self._at, len(self.row)
+        return cols if at == 0 and len(cols) == n else cols[at : at + n]
 
     @classmethod
     def of(cls, block: np.ndarray, times: np.ndarray) -> Rows:

@@ -21,6 +21,7 @@ ETHERTYPES: Final = frozenset({0x0806})
 
 _ARP: Final = struct.Struct("!HHBBH6s4s6s4s")
 _KINDS: Final = {1: "arp.request", 2: "arp.reply"}
+_ntoa: Final = socket.inet_ntoa  # bound once: compiled, `socket.inet_ntoa` looks the name up per call
 
 
 def _mac(value: bytes) -> str:
@@ -37,7 +38,7 @@ def parse_datagram(payload: bytes) -> list[Message]:
     if kind is None:
         return []
     return [Message(kind, {
-        "sender_mac": _mac(sha), "sender_ip": socket.inet_ntoa(spa),
-        "target_mac": _mac(tha), "target_ip": socket.inet_ntoa(tpa),
+        "sender_mac": _mac(sha), "sender_ip": _ntoa(spa),
+        "target_mac": _mac(tha), "target_ip": _ntoa(tpa),
         "gratuitous": spa == tpa,
     })]  # fmt: skip

@@ -28,6 +28,7 @@ from medsentry.protocols.dns import read_name
 NAME: Final = "dhcp"
 UDP_PORTS: Final = frozenset({67, 68})
 
+_ntoa: Final = socket.inet_ntoa  # bound once: compiled, `socket.inet_ntoa` looks the name up per call
 _HEADER: Final = struct.Struct("!BBBBI4x4s4s4s4s16s")
 _U16: Final = struct.Struct("!H")
 _U32: Final = struct.Struct("!I")
@@ -65,7 +66,7 @@ def _text(value: bytes) -> str:
 
 
 def _ips(value: bytes) -> list[str]:
-    return [socket.inet_ntoa(value[i : i + 4]) for i in range(0, len(value) - 3, 4)]
+    return [_ntoa(value[i : i + 4]) for i in range(0, len(value) - 3, 4)]
 
 
 def _fqdn(value: bytes) -> str | None:
@@ -89,8 +90,8 @@ def parse_datagram(payload: bytes) -> list[Message]:
     fields: dict[str, Any] = {
         "op": op, "xid": xid,
         "client_mac": ":".join(f"{b:02x}" for b in chaddr[:hlen]) if hlen else None,
-        "ciaddr": socket.inet_ntoa(ciaddr), "yiaddr": socket.inet_ntoa(yiaddr),
-        "siaddr": socket.inet_ntoa(siaddr), "giaddr": socket.inet_ntoa(giaddr),
+        "ciaddr": _ntoa(ciaddr), "yiaddr": _ntoa(yiaddr),
+        "siaddr": _ntoa(siaddr), "giaddr": _ntoa(giaddr),
     }  # fmt: skip
     if payload[236:240] != _COOKIE:
         return [Message("dhcp.bootp", fields)]
@@ -126,11 +127,11 @@ def _decode_options(values: dict[int, bytes], fields: dict[str, Any]) -> None:
         elif code == 57 and len(value) == 2:
             fields["max_msg_size"] = _U16.unpack(value)[0]
         elif code == 50 and len(value) == 4:
-            fields["requested_ip"] = socket.inet_ntoa(value)
+            fields["requested_ip"] = _ntoa(value)
         elif code == 54 and len(value) == 4:
-            fields["server_id"] = socket.inet_ntoa(value)
+            fields["server_id"] = _ntoa(value)
         elif code == 1 and len(value) == 4:
-            fields["subnet_mask"] = socket.inet_ntoa(value)
+            fields["subnet_mask"] = _ntoa(value)
         elif code == 3:
             fields["routers"] = _ips(value)
         elif code == 6:
