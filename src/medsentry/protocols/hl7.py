@@ -49,7 +49,6 @@ _PHI_FIELDS: Final = {
     "MRG": (1, 2, 3, 4, 5, 6, 7),
     "PV1": (19, 50),
 }
-_SEGMENT_ID: Final = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 INVALID_SEGMENT: Final = "?"  # stands for a segment whose id is not three capitals / digits
 # Injection attempts seen in interface-engine attacks; only the reason is reported, never the text.
 _SUSPICIOUS: Final = re.compile(
@@ -73,7 +72,8 @@ _PIPE_SHELL: Final = re.compile(r"\|\s*(?:sh|bash)", re.IGNORECASE)
 
 def _suspicious(text: str) -> list[str]:
     low = text.lower()
-    if not any(t in low for t in _TRIGGERS) and _PIPE_SHELL.search(text) is None:
+    # `_PIPE_SHELL` needs "sh" (a field separator starts every field, so the regex is tried at each one)
+    if not any(t in low for t in _TRIGGERS) and ("sh" not in low or _PIPE_SHELL.search(text) is None):
         return []
     return sorted({m.lastgroup for m in _SUSPICIOUS.finditer(text) if m.lastgroup})
 
@@ -111,7 +111,8 @@ def _messages(data: bytes | bytearray, from_client: bool | None) -> list[Message
     interrupted: set[int] = set()  # messages a batch or file header cut into (python-hl7 rejects them)
     after_header = False
     separators = "|^~\\&"
-    for segment in re.split(r"\r\n?|\n", text):
+    # as re.split(r"\r\n?|\n", text), without the regex engine
+    for segment in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
         if not segment.strip():
             continue
         sid = segment[:3]
@@ -144,29 +145,30 @@ def _message(segments: list[str], separators: str, interrupted: bool) -> tuple[s
     if fs.isalnum() or fs.isspace() or len(set(separators[:4])) < 4 or cs.isalnum() or rs.isalnum():
         f["malformed"], f["malformed_reason"] = True, "invalid separators in MSH-1 / MSH-2"
         fs, cs, rs = "|", "^", "~"
-
-    def first(field: str) -> str:
-        """The first component of the first repetition."""
-        return field.split(rs, 1)[0].split(cs, 1)[0]
+    blank = separators[1:] + ' "'  # an identifying field of only these is empty
 
     ids: list[str] = []
     phi_fields: list[str] = []
     coding: dict[str, None] = {}
     pid3 = None
     for segment in segments:
-        fields = segment.split(fs)
-        sid = fields[0]
-        if _SEGMENT_ID.match(sid):
+        end = segment.find(fs)
+        sid = segment if end < 0 else segment[:end]
+        if _segment_id(sid):
             ids.append(sid)
         else:
             # Not an id: often the rest of a field cut by a stray line break, i.e. patient text.
             ids.append(INVALID_SEGMENT)
             f["malformed"], f["malformed_reason"] = True, "invalid segment id"
-        for n in _PHI_FIELDS.get(sid, ()):
-            if n < len(fields) and fields[n].strip(separators[1:] + ' "'):
+        phi = _PHI_FIELDS.get(sid)
+        if phi is None and sid != "OBX":
+            continue  # only the id of the other segments is read
+        fields = segment.split(fs)
+        for n in phi or ():
+            if n < len(fields) and fields[n].strip(blank):
                 phi_fields.append(f"{sid}-{n}")
         if sid == "PID" and pid3 is None and len(fields) > 3:
-            pid3 = first(fields[3]).strip()
+            pid3 = _first(fields[3], rs, cs).strip()
         elif sid == "OBX" and len(fields) > 3 and len(coding) < _MAX_CODING_SYSTEMS:
             # OBX-3 is a CE/CWE code: identifier ^ text ^ coding system ("LN" LOINC, "MDC" IEEE 11073).
             system = fields[3].split(rs, 1)[0].split(cs)[2:3]
@@ -191,12 +193,15 @@ def _message(segments: list[str], separators: str, interrupted: bool) -> tuple[s
         if any(len(value) > _MAX_MSH_FIELD for value in m):
             f["suspicious"].append("oversized_msh_field")  # a header overflow attempt; values are cut
 
-        f["sending_application"], f["sending_facility"] = first(field(3)), first(field(4))
-        f["receiving_application"], f["receiving_facility"] = first(field(5)), first(field(6))
+        f["sending_application"] = _first(field(3), rs, cs)
+        f["sending_facility"] = _first(field(4), rs, cs)
+        f["receiving_application"] = _first(field(5), rs, cs)
+        f["receiving_facility"] = _first(field(6), rs, cs)
         message_type = field(9).split(rs, 1)[0].split(cs)
         f["message_type"] = message_type[0]
         f["trigger_event"] = message_type[1] if len(message_type) > 1 else ""
-        f["control_id"], f["processing_id"], f["version"] = field(10), first(field(11)), first(field(12))
+        f["control_id"] = field(10)
+        f["processing_id"], f["version"] = _first(field(11), rs, cs), _first(field(12), rs, cs)
         if not f["message_type"]:
             f["malformed"], f["malformed_reason"] = True, "MSH-9 message type is empty"
     msa = next((s.split(fs) for s in segments if s.startswith("MSA")), None)
@@ -207,6 +212,20 @@ def _message(segments: list[str], separators: str, interrupted: bool) -> tuple[s
         return "hl7.message", f
     f["control_id"] = msa[2] if len(msa) > 2 else ""  # the control id of the message acknowledged
     return "hl7.ack", f
+
+
+def _first(field: str, rs: str, cs: str) -> str:
+    """The first component of the first repetition."""
+    return field.split(rs, 1)[0].split(cs, 1)[0]
+
+
+_ID_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def _segment_id(sid: str) -> bool:
+    """A segment id: three characters, a capital then capitals or digits (ASCII); checked per segment,
+    where a regex match cost more than the rest of the segment's reading."""
+    return len(sid) == 3 and "A" <= sid[0] <= "Z" and sid[1] in _ID_CHARS and sid[2] in _ID_CHARS
 
 
 class _Direction:
