@@ -1,6 +1,7 @@
 """`_fastpath.records`: the records at some rows as tuples, exactly as numpy's `tolist` gives them (the
 pipeline indexes them by `FIELDS` position), for any bytes in a record; bad rows raise, never read outside.
-`_fastpath.payload`: a slice of a buffer copied, as `bytes(buf[start:end])` gives it."""
+`_fastpath.payload`: a slice of a buffer copied, as `bytes(buf[start:end])` gives it. `_fastpath.row_lists`:
+the flow table's rows as lists."""
 
 from __future__ import annotations
 
@@ -71,3 +72,31 @@ def test_payload_refuses_negative_bounds() -> None:
     for start, length in ((-1, 2), (0, -1)):
         with pytest.raises(ValueError):
             _fastpath.payload(b"abc", start, length)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_row_lists_as_numpy_would_list_them(data: st.DataObject) -> None:
+    """`_fastpath.row_lists`: rows lo..hi of the flow table's (n x 5) output as six lists, each row's time
+    stamp read from its record, as `block.T.tolist()` and `recs["ts"][block[:, 0]].tolist()` give them."""
+    recs = np.zeros(data.draw(st.integers(1, 6)), dtype=PACKET_DTYPE)
+    recs["ts"] = data.draw(st.lists(st.floats(0, 2e9), min_size=len(recs), max_size=len(recs)))
+    n = data.draw(st.integers(0, 8))
+    rest = st.lists(st.integers(-(2**40), 2**40), min_size=4, max_size=4)  # start, length, seq, dir
+    rows = [[data.draw(st.integers(0, len(recs) - 1)), *data.draw(rest)] for _ in range(n)]
+    block = np.array(rows, dtype=np.int64).reshape(n, 5)
+    lo = data.draw(st.integers(0, n))
+    hi = data.draw(st.integers(lo, n))
+    part = block[lo:hi]
+    want = (*part.T.tolist(), recs["ts"][part[:, 0]].tolist())
+    assert _fastpath.row_lists(block, lo, hi, recs) == want
+
+
+def test_row_lists_refuse_rows_outside_the_records_or_the_block() -> None:
+    recs = np.zeros(2, dtype=PACKET_DTYPE)
+    block = np.array([[0, 1, 2, 3, 0], [5, 1, 2, 3, 0]], dtype=np.int64)
+    assert _fastpath.row_lists(block, 0, 1, recs)[0] == [0]
+    with pytest.raises(IndexError):
+        _fastpath.row_lists(block, 0, 2, recs)  # row 5 of 2 records
+    with pytest.raises(ValueError):
+        _fastpath.row_lists(block, 1, 3, recs)

@@ -145,20 +145,20 @@ class Rows:
     """A flow's rows of one batch that Python still has to look at, one plain list per field, in time
     order: batch row, payload start in the batch buffer, payload length, TCP sequence number of the
     payload (one past a SYN's), `dir`, time stamp; `block` holds the same rows as C gave them (n x 5 int64,
-    the fields but the time), which `walk_run` reads in place, and `times` the batch's time stamps.
+    the fields but the time), which `walk_run` reads in place, and `recs` the batch's records.
 
     A lazy Rows (a long run) has lists of the full length whose values are only right from where `ready`
     converted them: read a row only below what `ready(i)` returned for it."""
 
-    __slots__ = ("_at", "_cols", "_hi", "_lo", "dir", "len", "row", "seq", "start", "times", "ts")
+    __slots__ = ("_at", "_cols", "_hi", "_lo", "dir", "len", "recs", "row", "seq", "start", "ts")
 
     def __init__(self, row: list[int], start: list[int], length: list[int], seq: list[int], d: list[int],
-                 ts: list[float], cols: np.ndarray, times: np.ndarray, at: int = 0, converted: bool = True
+                 ts: list[float], cols: np.ndarray, recs: np.ndarray, at: int = 0, converted: bool = True
                  ) -> None:  # fmt: skip
         self.row, self.start, self.len, self.seq, self.dir, self.ts = row, start, length, seq, d, ts
         # `block` is cols[at : at + n], sliced when asked for: most flows' rows are never walked by C, and
         # a numpy view costs more than the rest of a small flow's Rows
-        self._cols, self._at, self.times = cols, at, times
+        self._cols, self._at, self.recs = cols, at, recs
         self._lo, self._hi = 0, len(row) if converted else 0
 
     @property
@@ -167,15 +167,15 @@ class Rows:
         return cols if at == 0 and len(cols) == n else cols[at : at + n]
 
     @classmethod
-    def of(cls, block: np.ndarray, times: np.ndarray) -> Rows:
+    def of(cls, block: np.ndarray, recs: np.ndarray) -> Rows:
         """Rows converted at once."""
-        return cls(*_lists(block, times), block, times)
+        return cls(*_lists(block, 0, len(block), recs), block, recs)
 
     @classmethod
-    def lazy(cls, block: np.ndarray, times: np.ndarray) -> Rows:
+    def lazy(cls, block: np.ndarray, recs: np.ndarray) -> Rows:
         n = len(block)
         zeros = [0] * n
-        return cls(zeros, zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy(), [0.0] * n, block, times,
+        return cls(zeros, zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy(), [0.0] * n, block, recs,
                    converted=False)  # fmt: skip
 
     def ready(self, i: int) -> int:
@@ -187,17 +187,20 @@ class Rows:
         j = min(len(self.row), i + max(grown, _LAZY_FIRST))
         at = self._at
         (self.row[i:j], self.start[i:j], self.len[i:j], self.seq[i:j], self.dir[i:j],
-         self.ts[i:j]) = _lists(self._cols[at + i : at + j], self.times)  # fmt: skip
+         self.ts[i:j]) = _lists(self._cols, at + i, at + j, self.recs)  # fmt: skip
         self._lo, self._hi = i, j
         return j
 
 
+_row_lists: Final = _fastpath.row_lists
+
+
 def _lists(
-    block: np.ndarray, times: np.ndarray
+    cols: np.ndarray, lo: int, hi: int, recs: np.ndarray
 ) -> tuple[list[int], list[int], list[int], list[int], list[int], list[float]]:
-    """Rows of C's (n x 5) as plain lists: batch row, start, length, sequence number, dir, and time stamp."""
-    row, start, length, seq, d = block.T.tolist()
-    return row, start, length, seq, d, times[block[:, 0]].tolist()
+    """Rows lo..hi of C's (n x 5) as plain lists: batch row, start, length, sequence number, dir, and the
+    row's time stamp (from `recs`), converted in C (`_fastpath.row_lists`)."""
+    return _row_lists(cols, lo, hi, recs)
 
 
 class FlowTable:
@@ -234,7 +237,6 @@ class FlowTable:
         # are converted a window at a time: a whole batch of them as Python objects is 10+ MB. A window
         # ends before a long run (`_LAZY_ROWS`), which is converted only as Python reaches it.
         cols = self._rows[: nr * 5].reshape(nr, 5)
-        times = recs["ts"]
         groups: list[int] = self._groups[: ng * 4].tolist()
         table = self.flows
         off = lo = hi = 0
@@ -247,16 +249,16 @@ class FlowTable:
             end = off + cnt
             if cnt > _LAZY_ROWS:
                 block = cols[off:end]
-                rows = Rows.lazy(block, times) if flow.record.transport == "tcp" else Rows.of(block, times)
+                rows = Rows.lazy(block, recs) if flow.record.transport == "tcp" else Rows.of(block, recs)
             else:
                 if end > hi:
                     lo, hi, j = off, end, k + 4
                     while hi - lo < _WINDOW and j < ng * 4 and groups[j + 3] <= _LAZY_ROWS:
                         hi += groups[j + 3]
                         j += 4
-                    row, start, length, seq, d, ts = _lists(cols[lo:hi], times)
+                    row, start, length, seq, d, ts = _lists(cols, lo, hi, recs)
                 a, b = off - lo, end - lo
-                rows = Rows(row[a:b], start[a:b], length[a:b], seq[a:b], d[a:b], ts[a:b], cols, times, off)
+                rows = Rows(row[a:b], start[a:b], length[a:b], seq[a:b], d[a:b], ts[a:b], cols, recs, off)
             off = end
             yield flow, bool(new), first, rows
 
