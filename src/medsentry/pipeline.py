@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
@@ -39,6 +38,7 @@ from medsentry.protocols.base import Malformed, Message
 MAX_PENDING = 65_536  # observations held to be put in packet order, per batch
 # A message's (source MAC, IP, destination MAC, IP, source port, destination port): `_ends`
 Ends = tuple[str | None, str | None, str | None, str | None, int | None, int | None]
+_NO_ENDS: Final[Ends] = (None, None, None, None, None, None)
 
 # Positions in a packet record converted with .tolist().
 _TS: Final = FIELDS.index("ts")
@@ -129,7 +129,7 @@ class Stats:
 class _Stream:
     """Inspection state of one TCP connection."""
 
-    __slots__ = ("armed", "budget", "dirs", "first", "has_done", "ignores", "isn", "joined", "module",
+    __slots__ = ("armed", "budget", "dirs", "ends", "first", "has_done", "ignores", "isn", "joined", "module",
                  "parser", "pdata", "tries")
 
     def __init__(self) -> None:
@@ -139,6 +139,7 @@ class _Stream:
         self.ignores: Callable[[bool], int] | None = None
         self.pdata: Callable[[bool], tuple[int, int] | None] | None = None
         self.has_done = False  # the parser tells when it is `done`
+        self.ends: tuple[Ends, Ends] = (_NO_ENDS, _NO_ENDS)  # the flow's `_ends` from the client, to it
         self.dirs = (Direction(), Direction())  # index: 0 = client to server, 1 = server to client
         self.budget = [0, 0]
         self.tries = 0
@@ -263,7 +264,7 @@ class Analyzer:
         a segment of 2-byte MQTT pings makes 700 observations) they leave in chunks, each in packet order,
         so memory stays bounded; such a batch's order may then differ between `--workers` runs."""
         pending = self._pending
-        pending.sort(key=_ROW_AND_NUMBER)
+        pending.sort()  # by (row, emission number): unique, so the observations are never compared
         rows, b, emit = self._rows, self.batches, self.emit
         for row, n, obs in pending:
             self.position = (b, 0, row if rows is None else rows[row], n)
@@ -347,9 +348,10 @@ class Analyzer:
             self.stats.dissector_errors[f"{mod.NAME}: {type(exc).__name__}"] += 1
             return []
 
-    def _start(self, st: _Stream, mod: ModuleType) -> None:
+    def _start(self, st: _Stream, mod: ModuleType, r: FlowRecord) -> None:
         """The connection is `mod`'s: its parser, and which optional methods that has."""
         st.module, st.parser = mod, mod.StreamParser()
+        st.ends = (_ends(r, True), _ends(r, False))
         optional = _optional(type(st.parser))
         st.ignores = st.parser.ignores if "ignores" in optional else None  # type: ignore[attr-defined]
         st.pdata = st.parser.pdata_state if "pdata_state" in optional else None  # type: ignore[attr-defined]
@@ -480,7 +482,7 @@ class Analyzer:
                     dr.next_seq = None
                     st.joined[side] = True
                     continue
-                self._start(st, mod)
+                self._start(st, mod, r)
                 r.app = mod.NAME
                 ignores, pdata, budget = st.ignores, st.pdata, st.budget
                 ignored = ignores(side == 0) if ignores is not None else 0
@@ -508,8 +510,8 @@ class Analyzer:
             mod = st.module
             assert mod is not None  # recognised above
             for msg in msgs:
-                ends = _ends(r, msg.from_client if msg.from_client is not None else side == 0)
-                self._out(msg, mod, rows.row[i], ts, ends, "tcp")
+                from_client = msg.from_client if msg.from_client is not None else side == 0
+                self._out(msg, mod, rows.row[i], ts, st.ends[0 if from_client else 1], "tcp")
             if (st.has_done and st.parser.done) or (budget[0] <= 0 and budget[1] <= 0):  # type: ignore[union-attr]
                 self.flows.stop(flow)
                 return None
@@ -672,7 +674,6 @@ def _records(recs: np.ndarray, rows: list[int]) -> Iterator[tuple[Any, ...]]:
 _WINDOW: Final = 4096  # records converted to tuples at a time
 _as_tuples: Final = _fastpath.records
 _payload: Final = _fastpath.payload  # bytes(buf[start:start + length]), without the slice object
-_ROW_AND_NUMBER: Final = itemgetter(0, 1)
 _MAX_ISN: Final = 4  # SYN(-ACK)s remembered per side before its first data
 # the first data seen may be this far past its SYN (earlier segments lost or late)
 _SYN_WINDOW: Final = 1 << 20
