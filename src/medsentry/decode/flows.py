@@ -14,7 +14,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Final
 
 import numpy as np
@@ -69,20 +68,38 @@ class Flow:
         self.state: Any = None  # the pipeline's per-flow inspection state
 
 
-# Remembered: every flow and datagram names its hosts again, a hospital's few thousand addresses mostly,
-# and a lookup costs a sixth of `inet_ntop` (90 against 630 ns). Bounded, so a sweep of spoofed addresses
-# only evicts.
-def _mac_str(raw: bytes) -> str | None:
-    return None if raw == b"\x00" * 6 else raw.hex(":")
+# Address texts, remembered: every flow and datagram names its hosts again, a hospital's few thousand
+# addresses mostly, and a lookup costs a fraction of `inet_ntop`. Plain dicts by the raw bytes, not
+# lru_cache: that keeps a recency list and keys two arguments by a tuple, on every call. Bounded: a sweep of
+# spoofed addresses only clears them.
+_MAC_TEXTS: Final[dict[bytes, str]] = {}
+_IP_TEXTS: Final[tuple[dict[bytes, str], dict[bytes, str]]] = ({}, {})  # IPv4, IPv6 by their 16 raw bytes
+_MAX_TEXTS: Final = 1 << 16
+_NO_MAC: Final = b"\x00" * 6
 
 
-def _ip_str(raw: bytes, ipver: int) -> str:
-    return socket.inet_ntop(socket.AF_INET, raw[:4]) if ipver == 4 else socket.inet_ntop(socket.AF_INET6, raw)
+def mac_str(raw: bytes) -> str | None:
+    """A record's MAC as text; None for all zeros (no MAC: raw IP link types)."""
+    text = _MAC_TEXTS.get(raw)
+    if text is None:
+        if raw == _NO_MAC:
+            return None
+        if len(_MAC_TEXTS) >= _MAX_TEXTS:
+            _MAC_TEXTS.clear()
+        text = _MAC_TEXTS[raw] = raw.hex(":")
+    return text
 
 
-# Final: compiled, a module constant is read from a C static, any other global from the module's dict
-mac_str: Final = lru_cache(maxsize=1 << 14)(_mac_str)
-ip_str: Final = lru_cache(maxsize=1 << 14)(_ip_str)
+def ip_str(raw: bytes, ipver: int) -> str:
+    """A record's IP address (16 bytes, an IPv4 address in the first 4) as text."""
+    texts = _IP_TEXTS[0] if ipver == 4 else _IP_TEXTS[1]
+    text = texts.get(raw)
+    if text is None:
+        if len(texts) >= _MAX_TEXTS:
+            texts.clear()
+        family, packed = (socket.AF_INET, raw[:4]) if ipver == 4 else (socket.AF_INET6, raw)
+        text = texts[raw] = socket.inet_ntop(family, packed)
+    return text
 
 
 # Ports that identify the server side when the first packet seen is not the client's.
