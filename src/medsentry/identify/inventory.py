@@ -424,19 +424,23 @@ def _values_key(head: Any, names: tuple[str, ...], obs: Observation) -> tuple[An
     f = obs.fields
     for name in names:
         v: Any = getattr(obs, name) if name in _ADDRESS else f.get(name)
-        t = v.__class__
-        if t is list:
-            if all(x.__class__ in _SCALARS for x in v):
-                v = tuple((x.__class__, x) for x in v)
+        # type(), not v.__class__, and identity tests, not `in _SCALARS`: compiled, those are a pointer
+        # read and compares, where the attribute and the set are looked up generically for every value
+        t = type(v)
+        if t is str or t is int or v is None or t is float or t is bool:
+            pass
+        elif t is list:
+            if all(type(x) in _SCALARS for x in v):
+                v = tuple((type(x), x) for x in v)
             else:  # DNS questions: a list of dicts
-                v = tuple((dict, _dict_key(x)) if x.__class__ is dict else (x.__class__, x) for x in v)
+                v = tuple((dict, _dict_key(x)) if type(x) is dict else (type(x), x) for x in v)
                 if not all(x[0] in _SCALARS or (x[0] is dict and x[1] is not None) for x in v):
                     return None
         elif t is dict:  # mDNS TXT records
             v = _dict_key(v)
             if v is None:
                 return None
-        elif t not in _SCALARS:
+        else:
             return None
         key.append(t)
         key.append(v)
@@ -444,7 +448,7 @@ def _values_key(head: Any, names: tuple[str, ...], obs: Observation) -> tuple[An
 
 
 def _dict_key(d: dict[Any, Any]) -> tuple[Any, ...] | None:
-    items = tuple((k.__class__, k, x.__class__, x) for k, x in d.items())
+    items = tuple((type(k), k, type(x), x) for k, x in d.items())
     return items if all(i[0] in _SCALARS and i[2] in _SCALARS for i in items) else None
 
 
