@@ -735,7 +735,7 @@ def _walk_on(
     passed, stop = out[2], out[3]
     if not passed:
         return None, stop
-    return Rows.of(rows.block[passed], rows.recs), stop
+    return Rows.walked(rows.block[passed], rows.recs), stop
 
 
 GC_THRESHOLD: Final = 50_000  # net container allocations between young-generation collections (Python: 700)

@@ -189,6 +189,11 @@ class Rows:
         return cls(*_lists(block, 0, len(block), recs), block, recs)
 
     @classmethod
+    def walked(cls, block: np.ndarray, recs: np.ndarray) -> Rows:
+        """TCP rows, converted now if few, else only as Python reaches them (C walks most of a long run)."""
+        return cls.lazy(block, recs) if len(block) > _LAZY_ROWS else cls.of(block, recs)
+
+    @classmethod
     def lazy(cls, block: np.ndarray, recs: np.ndarray) -> Rows:
         n = len(block)
         zeros = [0] * n
