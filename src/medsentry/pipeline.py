@@ -29,7 +29,7 @@ from medsentry import protocols
 from medsentry.capture import _fastpath
 from medsentry.capture.files import CaptureError, CaptureFile, Windows, expand_paths
 from medsentry.capture.live import LiveCapture
-from medsentry.capture.records import FIELDS, ST_FRAGMENT, ST_MALFORMED, ST_UNSUPPORTED, Batch, Buffer
+from medsentry.capture.records import FIELDS, Batch, Buffer
 from medsentry.decode.flows import SYN, TCP, Flow, FlowTable, Rows, Timeouts, ip_str, mac_str
 from medsentry.decode.streams import Direction
 from medsentry.observe import FlowRecord, Observation
@@ -199,11 +199,11 @@ class Analyzer:
                 self._expire(now, b)
             return
         st.packets += len(recs)
-        st.bytes += int(recs["wirelen"].sum(dtype=np.int64))
-        status = np.bincount(recs["status"], minlength=4)
-        st.malformed += int(status[ST_MALFORMED])
-        st.fragments += int(status[ST_FRAGMENT])
-        st.unsupported_link += int(status[ST_UNSUPPORTED])
+        wire, malformed, fragments, unsupported = _tally(recs)
+        st.bytes += wire
+        st.malformed += malformed
+        st.fragments += fragments
+        st.unsupported_link += unsupported
         ts = recs["ts"]
         st.first_ts = float(ts[0]) if st.first_ts is None else st.first_ts
         st.last_ts = float(ts[-1])
@@ -673,6 +673,7 @@ def _records(recs: np.ndarray, rows: list[int]) -> Iterator[tuple[Any, ...]]:
 
 _WINDOW: Final = 4096  # records converted to tuples at a time
 _as_tuples: Final = _fastpath.records
+_tally: Final = _fastpath.tally  # a batch's wire bytes, malformed, fragments, unsupported link
 _payload: Final = _fastpath.payload  # bytes(buf[start:start + length]), without the slice object
 _MAX_ISN: Final = 4  # SYN(-ACK)s remembered per side before its first data
 # the first data seen may be this far past its SYN (earlier segments lost or late)

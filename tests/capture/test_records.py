@@ -100,3 +100,13 @@ def test_row_lists_refuse_rows_outside_the_records_or_the_block() -> None:
         _fastpath.row_lists(block, 0, 2, recs)  # row 5 of 2 records
     with pytest.raises(ValueError):
         _fastpath.row_lists(block, 1, 3, recs)
+
+
+def test_tally_counts_as_numpy_does(shared_data: Path) -> None:
+    """`_fastpath.tally`: a batch's wire bytes and malformed / fragment / unsupported-link counts."""
+    ndpi = sorted((shared_data / "captures/ndpi/cfgs/default/pcap").glob("*.pcap*"))[:40]  # link types
+    for path in (shared_data / VH, *ndpi):
+        for batch in CaptureFile(path):
+            recs = batch.recs
+            status = np.bincount(recs["status"], minlength=4)
+            assert _fastpath.tally(recs) == (int(recs["wirelen"].sum(dtype=np.int64)), *map(int, status[1:4]))
