@@ -72,10 +72,24 @@ _PIPE_SHELL: Final = re.compile(r"\|\s*(?:sh|bash)", re.IGNORECASE)
 
 def _suspicious(text: str) -> list[str]:
     low = text.lower()
-    # `_PIPE_SHELL` needs "sh" (a field separator starts every field, so the regex is tried at each one)
-    if not any(t in low for t in _TRIGGERS) and ("sh" not in low or _PIPE_SHELL.search(text) is None):
+    if not any(t in low for t in _TRIGGERS) and not (_may_pipe_to_shell(low) and _PIPE_SHELL.search(text)):
         return []
     return sorted({m.lastgroup for m in _SUSPICIOUS.finditer(text) if m.lastgroup})
+
+
+def _may_pipe_to_shell(low: str) -> bool:
+    """Whether `_PIPE_SHELL` can match the lower-cased text: an "sh" with only whitespace between it (or
+    the "ba" before it) and a "|". Looked for from each "sh" (every message has one: "msh"), where the
+    regex is tried at every field separator of the message."""
+    i = low.find("sh")
+    while i >= 0:
+        for j in (i - 1, i - 3 if low[i - 2 : i] == "ba" else -1):
+            while j >= 0 and low[j].isspace():
+                j -= 1
+            if j >= 0 and low[j] == "|":
+                return True
+        i = low.find("sh", i + 1)
+    return False
 
 
 def looks_like(head: bytes) -> bool:
