@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medsentry.pipeline import observe_files
 from medsentry.privacy import phi_hash
@@ -172,3 +174,13 @@ def test_adt_and_its_ack_from_the_capture(pcap_observations: list) -> None:
 def test_no_patient_value_in_any_observation(pcap_observations: list) -> None:
     assert pcap_observations
     assert_no_phi(pcap_observations, PCAP_PHI)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(st.sampled_from(list("|shbaSHBAxm \t\r\n\x0b\x1c\x85\xa0")), max_size=16))
+def test_the_pipe_to_shell_prefilter_never_hides_a_match(text: str) -> None:
+    """The regex runs only where `_may_pipe_to_shell` says it can match: it must never say no to a match."""
+    if hl7._PIPE_SHELL.search(text):
+        assert hl7._may_pipe_to_shell(text.lower())
+    assert ("shell_metacharacters" in hl7._suspicious(text)) == bool(hl7._SUSPICIOUS.search(text) and any(
+        m.lastgroup == "shell_metacharacters" for m in hl7._SUSPICIOUS.finditer(text)))
