@@ -35,6 +35,11 @@ class Evidence:
         return Evidence, (self.attribute, self.value, self.protocol, self.detail, self.ts, self.weight,
                           self.count)  # fmt: skip
 
+    def as_dict(self) -> dict[str, Any]:
+        """Its fields (`dataclasses.asdict` without the deep copy; compiled, for JSON of big inventories)."""
+        return {"attribute": self.attribute, "value": self.value, "protocol": self.protocol,
+                "detail": self.detail, "ts": self.ts, "weight": self.weight, "count": self.count}  # fmt: skip
+
 
 @dataclass(slots=True)
 class Service:
@@ -43,6 +48,11 @@ class Service:
     app: str | None
     role: str  # "offers" | "uses"
     peers: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Its fields, as `Evidence.as_dict`."""
+        return {"transport": self.transport, "port": self.port, "app": self.app, "role": self.role,
+                "peers": self.peers}  # fmt: skip
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from medsentry.identify.device import Device
+from medsentry.identify.device import Device, Evidence, Service
 from medsentry.report.serialize import device_to_shallow_dict, stats_to_dict
 from medsentry.store.base import RunStats
 from medsentry.store.merge import canonical_json, service_label
@@ -51,6 +51,8 @@ _JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASST
 
 def _plain(value: object) -> object:
     """A dataclass as the dict of its fields (orjson serialises the values); anything else as text."""
+    if type(value) in _AS_DICT:  # the device record's evidence and services: tens of thousands of them
+        return value.as_dict()  # type: ignore[attr-defined]
     names = _FIELDS.get(type(value))
     if names is None:
         if not dataclasses.is_dataclass(value):
@@ -60,6 +62,7 @@ def _plain(value: object) -> object:
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
+_AS_DICT = frozenset({Evidence, Service})
 
 
 def render_csv(devices: Iterable[Device]) -> str:
