@@ -40,7 +40,7 @@ MAX_PENDING = 65_536  # observations held to be put in packet order, per batch
 Ends = tuple[str | None, str | None, str | None, str | None, int | None, int | None]
 _NO_ENDS: Final[Ends] = (None, None, None, None, None, None)
 
-# Positions in a packet record converted with .tolist().
+# Positions of a record's fields in the tuples `_fastpath.records` gives (numpy's `tolist` order).
 _TS: Final = FIELDS.index("ts")
 _FRAME_OFF: Final = FIELDS.index("frame_off")
 _PAYLOAD_OFF: Final = FIELDS.index("payload_off")

@@ -262,3 +262,15 @@ def test_repeated_messages_get_their_own_id_and_fields_dict() -> None:
     assert m.fields["mdns"] and not a[0].fields["mdns"]
     with pytest.raises(Malformed):
         dns.parse_datagram_on(header(0x0100, qd=2, ident=4) + query, 40000, 53)  # a question missing
+
+
+def test_an_empty_txt_record_has_no_strings() -> None:
+    """An mDNS service whose TXT record has no data (RFC 6763 asks for one empty string; a device may send
+    none): an empty dict, not an error (compiled, the TXT strings' type is checked). Found by the fuzzer."""
+    instance = b"\x0cDr. Who's CT\x06_dicom\x04_tcp\x05local\x00"
+    service = b"\x06_dicom\x04_tcp\x05local\x00"
+    ptr = service + b"\x00\x0c\x00\x01\x00\x00\x00x" + bytes([0, len(instance)]) + instance
+    txt = instance + b"\x00\x10\x00\x01\x00\x00\x00x\x00\x00"  # TXT, RDLENGTH 0
+    payload = b"\x00\x00\x84\x00\x00\x00\x00\x02\x00\x00\x00\x00" + ptr + txt
+    services = [m for m in dns.parse_datagram(payload, mdns=True) if m.kind == "mdns.service"]
+    assert [(m.fields["instance"], m.fields["txt"]) for m in services] == [("Dr. Who's CT", {})]

@@ -29,7 +29,7 @@ SYN: Final = 0x02
 RST: Final = 0x04
 ACK: Final = 0x10
 TRANSPORT: Final = {TCP: "tcp", UDP: "udp", 1: "icmp", 58: "icmp6"}
-# Positions in a packet record converted with .tolist().
+# Positions of a record's fields in the tuples `_fastpath.records` gives (numpy's `tolist` order).
 _F_TS: Final = FIELDS.index("ts")
 _F_FLAGS: Final = FIELDS.index("tcp_flags")
 _F_SPORT: Final = FIELDS.index("sport")

@@ -232,7 +232,8 @@ def _services(records: list[dict[str, Any]]) -> list[Message]:
             if srv[fqdn]["target"] in addresses:
                 fields["ips"] = addresses[srv[fqdn]["target"]]
         if fqdn in txt:
-            fields["txt"] = txt_dict(txt[fqdn])
+            strings = txt[fqdn]  # an empty TXT record's data is "" (`_rdata`): no strings
+            fields["txt"] = txt_dict(strings if isinstance(strings, list) else [])
         out.append(Message("mdns.service", fields))
     return out
 
