@@ -22,6 +22,9 @@ Each tool reads the whole capture once and must do flow tracking plus applicatio
 * medsentry ``--medsentry-cmd`` (default below), once per ``--workers`` value (e.g. ``1,2``), with
   ``--workers N`` appended; skipped with a message when the command fails.  ``--label`` names the
   row (e.g. to compare a build from another commit, via PYTHONPATH in the command).
+* medsentry-nodetect: the same command with ``--no-detect`` (one process): the issue's measure, decode +
+  flows + dissectors + identification, without attack and PHI detection.  The speed-up column stays
+  against the full run's row.
 
 Measured per run: wall time, CPU time (user+sys of the process and its reaped children),
 packets/s = capture packets (capinfos) / wall time, max RSS = largest single process (what
@@ -55,7 +58,7 @@ NFSTREAM_SNIPPET = (
     "s = NFStreamer(source=sys.argv[1], statistical_analysis=False)\n"
     "print('flows', sum(1 for _ in s), 'n_meters', s.n_meters)\n"
 )
-TOOLS = ("tshark", "ndpi", "nfstream", "medsentry")
+TOOLS = ("tshark", "ndpi", "nfstream", "medsentry", "medsentry-nodetect")
 FRACTIONS = ((1, 4), (1, 2), (1, 1))
 POLL_S = 0.1
 # Reading smaps_rollup walks the page tables of every mapping (the capture's 2.2 GB mmap included) under
@@ -191,6 +194,9 @@ def run_tool(tool: str, capture: Path, packets: int, args: argparse.Namespace, w
         cmd = shlex.split(args.medsentry_cmd.format(capture=capture, json=json_path))
         cmd += ["--workers", str(workers)]
         result.tool = args.label
+        if tool == "medsentry-nodetect":
+            cmd.append("--no-detect")
+            result.tool = f"{args.label} --no-detect"
         result.note = f"--workers {workers}"
         out = measure(result, cmd, log, args.timeout)
         result.flows = first_int(r"flows (\d+)", out)
@@ -206,7 +212,7 @@ def fmt(value: float | int | None, spec: str) -> str:
 
 def table(results: list[Result]) -> str:
     ours = {r.capture: r.pps for r in results if r.tool.startswith("medsentry") and r.note == "--workers 1"
-            and r.pps}
+            and r.pps and not r.tool.endswith("--no-detect")}
     lines = [
         "| tool | capture | packets | wall s | CPU s | packets/s | max RSS MB | peak PSS MB (all procs) "
         "| flows | medsentry speed-up | note |",
