@@ -448,19 +448,17 @@ class Analyzer:
                     continue
             dr = tcp_dirs[side]
             ignored = ignores(side == 0) if ignores is not None else 0  # bytes ahead the parser only skips
-            if ignored and seq == dr.next_seq and not dr.pending and length <= ignored:
-                # Bytes the parser would only count down (DICOM pixel data): no copy, no feed, no budget.
-                st.parser.skip(side == 0, length)  # type: ignore[union-attr]
-                dr.next_seq = (seq + length) & 0xFFFFFFFF
-                if i < bulk and pdata is not None and pdata(side == 0) is not None:
-                    return i + 1
-                continue
             if ignored and seq == dr.next_seq and not dr.pending:
-                # The segment ends what the parser only counts down, then goes on (the next DICOM command):
-                # only the rest is copied and fed.
-                st.parser.skip(side == 0, ignored)  # type: ignore[union-attr]
-                start, length, seq = start + ignored, length - ignored, (seq + ignored) & 0xFFFFFFFF
-                dr.next_seq, ignored = seq, 0
+                # Bytes the parser would only count down (DICOM pixel data): no copy, no feed, no budget.
+                # A segment that goes on past them (the next DICOM command) has only the rest copied and fed.
+                skipped = min(ignored, length)
+                st.parser.skip(side == 0, skipped)  # type: ignore[union-attr]
+                seq = dr.next_seq = (seq + skipped) & 0xFFFFFFFF
+                if skipped == length:
+                    if i < bulk and pdata is not None and pdata(side == 0) is not None:
+                        return i + 1
+                    continue
+                start, length, ignored = start + skipped, length - skipped, 0
             in_order = dr.accept(seq, _payload(buf, start, length))
             if in_order is None:
                 self.stats.reassembly_gaps += 1

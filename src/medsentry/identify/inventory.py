@@ -512,7 +512,6 @@ class Identifier:
         # values already seen (the same MQTT topic, DICOM AE title, DHCP option list), so remember it.
         self._hits: dict[tuple[Any, ...], Any] = {}
         self._kind_reads: dict[str, tuple[str, ...]] = {}  # kind -> every field its rules read
-        self._vendors: dict[str, str] = {}
         self._needs_peers = {r.id: r.peers for r in self.fingerprints.rules if r.peers}
         self.dropped = 0  # observations whose endpoint did not fit in MAX_ENDPOINTS
         self.skipped = 0  # observations with malformed fields
@@ -737,12 +736,7 @@ class Identifier:
         out = []
         for attribute, value in hit[0].items():
             if attribute == "vendor":
-                norm = self._vendors.get(value)
-                if norm is None:
-                    if len(self._vendors) >= _MAX_HITS:
-                        self._vendors.clear()
-                    norm = self._vendors[value] = oui.normalize_vendor(value) or ""
-                value = norm
+                value = oui.normalize_vendor(value) or ""
             if value:
                 out.append((attribute, value, value.casefold()))
         return tuple(out)

@@ -274,7 +274,7 @@ def _us(elements: dict[int, bytes], element: int) -> int | None:
         return None
     if len(value) != 2:
         raise Malformed(f"(0000,{element:04X}) is not a US value")
-    return value[0] | value[1] << 8
+    return _u16le(value, 0)
 
 
 def scan_data_set(data: bytes, explicit_vr: bool | None = None) -> dict[str, Any]:
