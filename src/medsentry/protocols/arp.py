@@ -10,18 +10,16 @@ Ethernet pads the frame to 60 bytes; the padding is not read.
 
 from __future__ import annotations
 
-import socket
 import struct
 from typing import Final
 
-from medsentry.protocols.base import Malformed, Message
+from medsentry.protocols.base import Malformed, Message, ipv4_text
 
 NAME: Final = "arp"
 ETHERTYPES: Final = frozenset({0x0806})
 
 _ARP: Final = struct.Struct("!HHBBH6s4s6s4s")
 _KINDS: Final = {1: "arp.request", 2: "arp.reply"}
-_ntoa: Final = socket.inet_ntoa  # bound once: compiled, `socket.inet_ntoa` looks the name up per call
 
 
 def _mac(value: bytes) -> str:
@@ -38,7 +36,7 @@ def parse_datagram(payload: bytes) -> list[Message]:
     if kind is None:
         return []
     return [Message(kind, {
-        "sender_mac": _mac(sha), "sender_ip": _ntoa(spa),
-        "target_mac": _mac(tha), "target_ip": _ntoa(tpa),
+        "sender_mac": _mac(sha), "sender_ip": ipv4_text(spa),
+        "target_mac": _mac(tha), "target_ip": ipv4_text(tpa),
         "gratuitous": spa == tpa,
     })]  # fmt: skip

@@ -22,7 +22,7 @@ import socket
 import struct
 from typing import Any, Final
 
-from medsentry.protocols.base import Malformed, Message
+from medsentry.protocols.base import Malformed, Message, ipv4_text
 from medsentry.protocols.lldp import capability_names
 
 NAME: Final = "cdp"
@@ -57,7 +57,7 @@ def _addresses(value: bytes) -> list[str]:
         if off > len(value):
             raise Malformed("address runs past its TLV")
         if protocol == b"\xcc" and alen == 4:
-            out.append(socket.inet_ntoa(address))
+            out.append(ipv4_text(address))
         elif protocol == _IPV6_PROTOCOL and alen == 16:
             out.append(socket.inet_ntop(socket.AF_INET6, address))
     return out

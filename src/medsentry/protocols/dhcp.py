@@ -18,17 +18,15 @@ fingerprint (Fingerbank, nDPI, Satori); they are kept exactly as sent.
 
 from __future__ import annotations
 
-import socket
 import struct
 from typing import Any, Final
 
-from medsentry.protocols.base import Malformed, Message
+from medsentry.protocols.base import Malformed, Message, ipv4_text
 from medsentry.protocols.dns import read_name
 
 NAME: Final = "dhcp"
 UDP_PORTS: Final = frozenset({67, 68})
 
-_ntoa: Final = socket.inet_ntoa  # bound once: compiled, `socket.inet_ntoa` looks the name up per call
 _HEADER: Final = struct.Struct("!BBBBI4x4s4s4s4s16s")
 _U16: Final = struct.Struct("!H")
 _U32: Final = struct.Struct("!I")
@@ -66,7 +64,7 @@ def _text(value: bytes) -> str:
 
 
 def _ips(value: bytes) -> list[str]:
-    return [_ntoa(value[i : i + 4]) for i in range(0, len(value) - 3, 4)]
+    return [ipv4_text(value[i : i + 4]) for i in range(0, len(value) - 3, 4)]
 
 
 def _fqdn(value: bytes) -> str | None:
@@ -90,8 +88,8 @@ def parse_datagram(payload: bytes) -> list[Message]:
     fields: dict[str, Any] = {
         "op": op, "xid": xid,
         "client_mac": ":".join(f"{b:02x}" for b in chaddr[:hlen]) if hlen else None,
-        "ciaddr": _ntoa(ciaddr), "yiaddr": _ntoa(yiaddr),
-        "siaddr": _ntoa(siaddr), "giaddr": _ntoa(giaddr),
+        "ciaddr": ipv4_text(ciaddr), "yiaddr": ipv4_text(yiaddr),
+        "siaddr": ipv4_text(siaddr), "giaddr": ipv4_text(giaddr),
     }  # fmt: skip
     if payload[236:240] != _COOKIE:
         return [Message("dhcp.bootp", fields)]
@@ -127,11 +125,11 @@ def _decode_options(values: dict[int, bytes], fields: dict[str, Any]) -> None:
         elif code == 57 and len(value) == 2:
             fields["max_msg_size"] = _U16.unpack(value)[0]
         elif code == 50 and len(value) == 4:
-            fields["requested_ip"] = _ntoa(value)
+            fields["requested_ip"] = ipv4_text(value)
         elif code == 54 and len(value) == 4:
-            fields["server_id"] = _ntoa(value)
+            fields["server_id"] = ipv4_text(value)
         elif code == 1 and len(value) == 4:
-            fields["subnet_mask"] = _ntoa(value)
+            fields["subnet_mask"] = ipv4_text(value)
         elif code == 3:
             fields["routers"] = _ips(value)
         elif code == 6:

@@ -25,7 +25,7 @@ import socket
 import struct
 from typing import Any, Final
 
-from medsentry.protocols.base import Malformed, Message
+from medsentry.protocols.base import Malformed, Message, ipv4_text
 
 NAME: Final = "dns"
 UDP_PORTS: Final = frozenset({53, 5353, 5355})
@@ -118,7 +118,7 @@ def _rdata(buf: bytes, rtype: int, start: int, end: int) -> Any:
     if rtype in (1, 28):
         if len(rdata) != (4 if rtype == 1 else 16):
             raise Malformed("address record of the wrong length")
-        return socket.inet_ntoa(rdata) if rtype == 1 else socket.inet_ntop(socket.AF_INET6, rdata)
+        return ipv4_text(rdata) if rtype == 1 else socket.inet_ntop(socket.AF_INET6, rdata)
     # names inside rdata may be compressed, so they are read from the whole message
     if rtype in _NAME_TYPES:
         return read_name(buf, start)[0]

@@ -21,7 +21,7 @@ import socket
 import struct
 from typing import Any, Final
 
-from medsentry.protocols.base import Malformed, Message
+from medsentry.protocols.base import Malformed, Message, ipv4_text
 
 NAME: Final = "lldp"
 ETHERTYPES: Final = frozenset({0x88CC})
@@ -47,7 +47,7 @@ def _mac(value: bytes) -> str:
 def _address(value: bytes) -> str | None:
     """An IANA address family number (1 IPv4, 2 IPv6) then the address."""
     if value[:1] == b"\x01" and len(value) == 5:
-        return socket.inet_ntoa(value[1:])
+        return ipv4_text(value[1:])
     if value[:1] == b"\x02" and len(value) == 17:
         return socket.inet_ntop(socket.AF_INET6, value[1:])
     return None

@@ -15,11 +15,10 @@ A node status response lists every name the host registered and its MAC: it name
 
 from __future__ import annotations
 
-import socket
 import struct
 from typing import Any, Final
 
-from medsentry.protocols.base import Malformed, Message
+from medsentry.protocols.base import Malformed, Message, ipv4_text
 from medsentry.protocols.dns import read_labels
 
 NAME: Final = "nbns"
@@ -106,7 +105,7 @@ def parse_datagram(payload: bytes) -> list[Message]:
         fields.setdefault("suffix", rr["suffix"])
         if rtype == _NB:
             fields["group"] = bool(rdata and rdata[0] & 0x80)
-            ips += [socket.inet_ntoa(rdata[i + 2 : i + 6]) for i in range(0, len(rdata) - 5, 6)]
+            ips += [ipv4_text(rdata[i + 2 : i + 6]) for i in range(0, len(rdata) - 5, 6)]
         elif rtype == _NBSTAT:
             fields["type"] = "NBSTAT"
             _node_status(rdata, fields)

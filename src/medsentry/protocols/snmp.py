@@ -16,10 +16,9 @@ factory default. A v3 engine ID starting with bit 1 carries the vendor's IANA en
 
 from __future__ import annotations
 
-import socket
 from typing import Any, Final
 
-from medsentry.protocols.base import Malformed, Message
+from medsentry.protocols.base import Malformed, Message, ipv4_text
 
 NAME: Final = "snmp"
 UDP_PORTS: Final = frozenset({161, 162})
@@ -155,7 +154,7 @@ def _pdu(buf: bytes, tag: int, off: int, end: int, fields: dict[str, Any]) -> No
         fields["enterprise"] = _oid(buf[estart:off])
         astart, off = _expect(buf, off, end, _IPADDRESS)
         if off - astart == 4:
-            fields["agent_addr"] = socket.inet_ntoa(buf[astart:off])
+            fields["agent_addr"] = ipv4_text(buf[astart:off])
         fields["generic_trap"], off = _integer(buf, off, end)
         fields["specific_trap"], off = _integer(buf, off, end)
         off = _tlv(buf, off, end)[2]  # time-stamp
