@@ -395,3 +395,60 @@ def test_update_run_replaces_end_and_counters(store: SQLiteStore) -> None:
     assert (s.started, s.ended, s.packets, s.flows) == (5.0, 65.0, 7, 3)
     assert latest.stats.malformed == {"hl7": 1}
     assert earlier.id == first and earlier.stats.packets == 10  # the other run untouched
+
+
+def _tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every inventory row but the ones a timestamp or insertion order tells apart."""
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            "devices": conn.execute("SELECT * FROM devices ORDER BY key").fetchall(),
+            "device_ips": conn.execute("SELECT device_key, ip FROM device_ips ORDER BY 1, 2").fetchall(),
+            "services": conn.execute("SELECT * FROM services ORDER BY 1, 2, 3, 4").fetchall(),
+            "evidence": conn.execute(
+                "SELECT device_key, attribute, value, protocol, detail, ts, weight, run_id FROM evidence"
+                " ORDER BY 1, 2, 3, 4, 5"
+            ).fetchall(),
+            "changes": conn.execute(
+                "SELECT device_key, attribute, old, new, run_id FROM device_changes ORDER BY 1, 2, 3, 4"
+            ).fetchall(),
+        }
+    finally:
+        conn.close()
+
+
+def test_one_call_writes_what_one_call_per_device_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_sqlite, "_KEYS_PER_QUERY", 2)  # the stored records come in several queries
+    claims = [
+        Evidence("hostname", f"h{i}", "dhcp", f"option 12 #{i}", 1000.0 + i, i / 100) for i in range(40)
+    ]
+    first = [monitor(evidence=claims[:25]), pump(), Device(mac=None, ips=["192.168.5.5"], first_seen=1.0)]
+    # seen again (one of them twice in the batch: the second merges over the first), and a newcomer
+    second = [
+        monitor(firmware="L.02.00", ips=["10.77.0.112"], evidence=claims[25:]),
+        pump(vendor="Baxter Healthcare", services=[Service("tcp", 80, "http", "offers", 2)]),
+        monitor(hostname="mx450-icu-2", last_seen=2000.0),
+        Device(mac="aa:bb:cc:00:00:01", ips=["10.77.0.200"], first_seen=5.0, last_seen=6.0),
+        replace(first[2], ips=["192.168.5.5", "192.168.5.6"], last_seen=9.0),
+    ]
+    results = []
+    for name, batched in (("batched", True), ("single", False)):
+        with SQLiteStore(tmp_path / f"{name}.db") as s:
+            for devices in (first, second):
+                run_id = run(s)
+                calls = [devices] if batched else [[d] for d in devices]
+                results.append([s.upsert_devices(c, run_id) for c in calls])
+    batched_results, single_results = results[:2], results[2:]
+    totals = [
+        (sum(r.new for r in rs), sum(r.updated for r in rs), sum(r.changes for r in rs))
+        for rs in single_results
+    ]
+    assert [(r[0].new, r[0].updated, r[0].changes) for r in batched_results] == totals
+    batched, single = _tables(tmp_path / "batched.db"), _tables(tmp_path / "single.db")
+    assert batched["evidence"] and batched["changes"]
+    assert len([e for e in batched["evidence"] if e[0] == MAC and e[1] == "hostname"]) == (
+        store_sqlite.EVIDENCE_PER_ATTRIBUTE
+    )
+    assert batched == single

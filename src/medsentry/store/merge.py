@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from medsentry.identify.device import Device, Service
@@ -101,6 +102,11 @@ def _extreme(pick: Callable[[float, float], float], a: float | None, b: float | 
     return pick(a, b) if a is not None and b is not None else (a if b is None else b)
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def canonical_json(value: Any) -> str:
     """Equal values give equal text (the evidence table's uniqueness relies on it); never fails."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    if type(value) is str:  # most evidence values: what the encoder gives a str, without building one
+        return encode_basestring_ascii(value)
+    return _CANONICAL.encode(value)

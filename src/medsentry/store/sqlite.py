@@ -17,7 +17,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -239,6 +239,60 @@ _DEVICE_COLUMNS = (
 _BY_KEY = "key = ?"
 _BY_IP = "key IN (SELECT device_key FROM device_ips WHERE ip = ?)"
 
+# SQLite's default limit is 32,766 parameters a statement (999 before 3.32)
+_KEYS_PER_QUERY = 500
+
+
+class _DeviceRows:
+    """The rows that write a batch of devices, gathered to run one statement per table."""
+
+    def __init__(self) -> None:
+        self.devices: list[dict[str, Any]] = []
+        self.ips: dict[str, list[str]] = {}
+        self.services: list[tuple[Any, ...]] = []
+        self.evidence: list[tuple[Any, ...]] = []
+        self.prune: dict[tuple[str, str], None] = {}
+        self.changes: list[tuple[Any, ...]] = []
+
+    def add(self, device: Device, run_id: int | None, stored: bool) -> None:
+        """`device` replaces its stored record, adding (not replacing) its evidence. `stored`: a record may
+        exist (if not, there is no old evidence to prune beyond what this write exceeds)."""
+        key = device.key
+        ips = list(dict.fromkeys(device.ips))[:MAX_IPS]
+        row = {name: getattr(device, name) for name in _DEVICE_COLUMNS}
+        row |= {
+            "key": key,
+            "ips": json.dumps(ips),
+            "mac_randomized": int(device.mac_randomized),
+            "identities": canonical_json(device.identities),
+            "run_id": run_id,
+        }
+        self.devices.append(row)
+        self.ips[key] = ips
+        self.services += [(key, s.transport, s.port, s.role, s.app, s.peers) for s in device.services]
+        self.evidence += [
+            (key, e.attribute, canonical_json(e.value), e.protocol, e.detail, e.ts, e.weight, run_id)
+            for e in device.evidence
+        ]
+        per_attribute = Counter(e.attribute for e in device.evidence)
+        for attribute, n in per_attribute.items():
+            if stored or n > EVIDENCE_PER_ATTRIBUTE:
+                self.prune[key, attribute] = None
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """Run the gathered rows (the caller has dropped the stored records' addresses)."""
+        conn.executemany(_UPSERT_DEVICE, self.devices)
+        conn.executemany(
+            "INSERT INTO device_ips (device_key, ip) VALUES (?, ?)",
+            [(key, ip) for key, ips in self.ips.items() for ip in ips],
+        )
+        conn.executemany(_UPSERT_SERVICE, self.services)
+        conn.executemany(_UPSERT_EVIDENCE, self.evidence)
+        # pruning once after every insert keeps what pruning after each device would: the best N of a
+        # union are the best N of the best N of one part and the other
+        conn.executemany(_PRUNE_EVIDENCE, [(k, a, k, a, EVIDENCE_PER_ATTRIBUTE) for k, a in self.prune])
+        conn.executemany(_INSERT_CHANGE, self.changes)
+
 
 class OwnsConnection:
     """A store on one SQLite connection (`_conn`): `close()` closes it, and so does leaving a `with` block."""
@@ -315,57 +369,40 @@ class SQLiteStore(OwnsConnection):
             if device.mac is None and not device.ips:
                 raise ValueError(f"device without MAC or IP cannot be stored: {device!r}")
         now = time.time()
-        new = updated = changes = 0
+        new = updated = 0
+        # Statements are gathered and run once per table: one to four statements a device (1,219 devices:
+        # 0.19 -> 0.05 s) cost more than the analysis of a capture's last 100,000 packets.
+        rows = _DeviceRows()
         with transaction(self._conn):
+            keys = [d.key for d in devices]
+            stored = self._stored(keys)
+            before = set(stored)
+            repeated = {key for key, n in Counter(keys).items() if n > 1}
             for device in devices:
-                stored = self._select(_BY_KEY, (device.key,), evidence=False)
-                if stored:
-                    merged, history = merge_device(stored[0], device, run_id, now)
+                old = stored.get(device.key)
+                if old is not None:
+                    merged, history = merge_device(old, device, run_id, now)
                     updated += 1
                 else:
                     merged, history = device, []
                     new += 1
-                self._write(merged, run_id, stored=bool(stored))
-                self._conn.executemany(
-                    _INSERT_CHANGE,
-                    [(c.device_key, c.attribute, c.old, c.new, c.ts, c.run_id) for c in history],
-                )
-                changes += len(history)
-        return UpsertResult(new, updated, changes)
+                rows.add(merged, run_id, stored=old is not None)
+                rows.changes += [(c.device_key, c.attribute, c.old, c.new, c.ts, c.run_id) for c in history]
+                if device.key in repeated:  # the next one merges over this one, as it would in two calls
+                    stored[device.key] = replace(merged, evidence=[])
+            self._conn.executemany("DELETE FROM device_ips WHERE device_key = ?", [(k,) for k in before])
+            rows.write(self._conn)
+        return UpsertResult(new, updated, len(rows.changes))
 
-    def _write(self, device: Device, run_id: int | None, stored: bool = True) -> None:
-        """Replace the stored record with `device`, adding (not replacing) its evidence. `stored`: a record
-        may exist (if not, there are no old addresses to drop, nor old evidence to prune)."""
-        key = device.key
-        ips = list(dict.fromkeys(device.ips))[:MAX_IPS]
-        row = {name: getattr(device, name) for name in _DEVICE_COLUMNS}
-        row |= {
-            "key": key,
-            "ips": json.dumps(ips),
-            "mac_randomized": int(device.mac_randomized),
-            "identities": canonical_json(device.identities),
-            "run_id": run_id,
-        }
-        self._conn.execute(_UPSERT_DEVICE, row)
-        if stored:
-            self._conn.execute("DELETE FROM device_ips WHERE device_key = ?", (key,))
-        self._conn.executemany(
-            "INSERT INTO device_ips (device_key, ip) VALUES (?, ?)", [(key, ip) for ip in ips]
-        )
-        self._conn.executemany(
-            _UPSERT_SERVICE, [(key, s.transport, s.port, s.role, s.app, s.peers) for s in device.services]
-        )
-        self._conn.executemany(
-            _UPSERT_EVIDENCE,
-            [
-                (key, e.attribute, canonical_json(e.value), e.protocol, e.detail, e.ts, e.weight, run_id)
-                for e in device.evidence
-            ],
-        )
-        per_attribute = Counter(e.attribute for e in device.evidence)
-        for attribute, n in per_attribute.items():
-            if stored or n > EVIDENCE_PER_ATTRIBUTE:
-                self._conn.execute(_PRUNE_EVIDENCE, (key, attribute, key, attribute, EVIDENCE_PER_ATTRIBUTE))
+    def _stored(self, keys: Sequence[str]) -> dict[str, Device]:
+        """The stored records (without evidence) of `keys`, a few hundred keys a query."""
+        found: dict[str, Device] = {}
+        for i in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[i : i + _KEYS_PER_QUERY]
+            # only placeholders are formatted into the statement; the keys are its parameters
+            for device in self._select(f"key IN ({','.join('?' * len(chunk))})", chunk, evidence=False):
+                found[device.key] = device
+        return found
 
     def list_devices(self, filters: DeviceFilter | None = None) -> list[Device]:
         f = filters or DeviceFilter()
