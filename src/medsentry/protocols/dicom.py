@@ -74,13 +74,13 @@ PATIENT_KEYWORDS: Final = {
     0x2160: "EthnicGroup", 0x21B0: "AdditionalPatientHistory", 0x4000: "PatientComments",
 }  # fmt: skip
 
-# Equipment attributes of a data set (group, element) -> field: they name the device, never the patient.
-EQUIPMENT_ELEMENTS: Final = {
-    (0x0008, 0x0060): "modality",
-    (0x0008, 0x0070): "manufacturer",
-    (0x0008, 0x1010): "station_name",
-    (0x0008, 0x1090): "manufacturer_model_name",
-    (0x0018, 0x1020): "software_versions",
+# Equipment attributes of a data set, tag -> field: they name the device, never the patient.
+EQUIPMENT_ELEMENTS: Final = {  # tag: (group << 16) | element
+    0x0008_0060: "modality",
+    0x0008_0070: "manufacturer",
+    0x0008_1010: "station_name",
+    0x0008_1090: "manufacturer_model_name",
+    0x0018_1020: "software_versions",
 }
 _MAX_EQUIPMENT_TEXT: Final = 64
 
@@ -202,6 +202,24 @@ def parse_associate(pdu: bytes) -> dict[str, Any]:
     return f
 
 
+_ASSOCIATIONS: Final[dict[bytes, dict[str, Any]]] = {}
+_ASSOCIATIONS_MAX: Final = 1024  # distinct A-ASSOCIATE PDUs remembered (bounded: cleared when full)
+
+
+def _parse_associate_remembered(pdu: bytes) -> dict[str, Any]:
+    """`parse_associate`, remembered per PDU: a modality opens every association with the same
+    A-ASSOCIATE-RQ (AE titles, presentation contexts) and its PACS answers with the same AC, and parsing
+    a hundred presentation contexts takes ≈ 90,000 instructions. Each call gets its own fields dict; the
+    values in it (the context and syntax lists) are shared between repeats, as facts are never changed."""
+    fields = _ASSOCIATIONS.get(pdu)
+    if fields is None:
+        fields = parse_associate(pdu)
+        if len(_ASSOCIATIONS) >= _ASSOCIATIONS_MAX:
+            _ASSOCIATIONS.clear()
+        _ASSOCIATIONS[pdu] = fields
+    return dict(fields)
+
+
 def _presentation_context(itype: int, value: bytes) -> dict[str, Any]:
     """RQ (0x20): id, abstract syntax, proposed transfer syntaxes; AC (0x21): id, result, transfer syntax."""
     if len(value) < 4:
@@ -256,7 +274,8 @@ def parse_command_set(data: bytes) -> dict[str, Any]:
     field = _us(elements, 0x0100)
     if field is None:
         raise Malformed("command set without Command Field")
-    f: dict[str, Any] = {"command": COMMANDS.get(field, f"0x{field:04X}"), "command_field": field}
+    # `or`, not a default argument: the default would be formatted on every call (≈ 3,000 instructions)
+    f: dict[str, Any] = {"command": COMMANDS.get(field) or f"0x{field:04X}", "command_field": field}
     for element, name in _TEXT_ELEMENTS.items():
         if element in elements:
             f[name] = _text(elements[element])
@@ -320,12 +339,12 @@ def _scan(data: bytes, explicit_vr: bool | None) -> tuple[dict[str, Any], bool]:
             depth += 1
             continue
         if group == 0x0010 and length:
-            keyword = PATIENT_KEYWORDS.get(element, f"(0010,{element:04X})")
+            keyword = PATIENT_KEYWORDS.get(element) or f"(0010,{element:04X})"  # formatted only if unnamed
             if keyword not in present:
                 present.append(keyword)
             if element == 0x0020 and depth == 0 and pos + length <= end:
                 f["patient_id_hash"] = phi_hash(data[pos : pos + length].strip(b" \x00"))
-        elif depth == 0 and (name := EQUIPMENT_ELEMENTS.get((group, element))) and pos + length <= end:
+        elif depth == 0 and (name := EQUIPMENT_ELEMENTS.get(group << 16 | element)) and pos + length <= end:
             # Multi-valued strings separate values with a backslash (PS3.5 6.4).
             text = " ".join(data[pos : pos + length].decode("latin-1").replace("\\", " ").split())
             if text:
@@ -501,12 +520,12 @@ class StreamParser(FramedParser["_Direction"]):
     def _control(self, pdu: bytes) -> dict[str, Any]:
         ptype = pdu[0]
         if ptype == A_ASSOCIATE_RQ:
-            f = parse_associate(pdu)
+            f = _parse_associate_remembered(pdu)
             self._abstract = {c["id"]: c["abstract_syntax"] for c in f["presentation_contexts"]}
             self._transfer = {}
             self.state = AWAITING_ASSOCIATION
         elif ptype == A_ASSOCIATE_AC:
-            f = parse_associate(pdu)
+            f = _parse_associate_remembered(pdu)
             accepted = [c for c in f["presentation_contexts"] if c["result"] == 0 and c["transfer_syntax"]]
             self._transfer = {c["id"]: c["transfer_syntax"] for c in accepted}
             # The AC names no abstract syntaxes: they are those of the RQ's contexts it accepted.

@@ -99,7 +99,7 @@ class StreamParser:
             if command == 0 and flags & 1 and not self._negotiated:
                 self._negotiated = True
                 revision = struct.unpack_from("<H", msg, 68)[0]
-                dialect = _DIALECTS.get(revision, f"{revision:#06x}")
+                dialect = _DIALECTS.get(revision) or f"{revision:#06x}"
                 out.append(Message("smb.negotiate", {"smb1": False, "dialect": dialect}, from_client))
         elif msg[:4] not in (_SMB1, _SMB2):
             raise Malformed("not an SMB message")

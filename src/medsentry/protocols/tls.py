@@ -265,7 +265,7 @@ def parse_server_hello(body: bytes | bytearray | memoryview) -> dict[str, Any]:
     ja3s_string = f"{legacy_version},{cipher},{_dashed(ext_types)}"  # salesforce/ja3 keeps GREASE here
     fields.update(
         version=version,
-        version_name=VERSION_NAMES.get(version, f"0x{version:04x}"),
+        version_name=VERSION_NAMES.get(version) or f"0x{version:04x}",
         legacy_version=legacy_version,
         cipher=cipher,
         extensions=ext_types,
