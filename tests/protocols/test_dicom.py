@@ -364,3 +364,34 @@ def test_every_dimse_command_of_every_association_as_wireshark_reads_them(
     assert +theirs == ours and sum(ours.values()) > 250
     stores = [o for o in observations if o.kind == "dicom.command" and o.fields["command"] == "C-STORE-RQ"]
     assert all(o.fields.get("patient_attributes_present") for o in stores)  # each image's data set scanned
+
+
+def _item(itype: int, value: bytes) -> bytes:
+    return struct.pack("!BxH", itype, len(value)) + value
+
+
+def _associate(ptype: int, context: bytes) -> bytes:
+    body = struct.pack("!H2x16s16s32x", 1, b"PACS".ljust(16), b"MODALITY".ljust(16))
+    user_information = _item(0x50, _item(0x51, struct.pack("!I", 16384)))
+    body += _item(0x10, b"1.2.840.10008.3.1.1.1") + context + user_information
+    return struct.pack("!BxI", ptype, len(body)) + body
+
+
+def test_repeated_associate_pdus_keep_each_associations_own_fields() -> None:
+    """The AC is the same bytes in both associations (remembered after the first): what it accepted comes
+    from each association's own RQ, and the first association's message is not changed by the second."""
+    implicit_le = _item(0x40, b"1.2.840.10008.1.2")
+    ac = _associate(0x02, _item(0x21, bytes([1, 0, 0, 0]) + implicit_le))
+    accepted = []
+    for abstract in (b"1.2.840.10008.5.1.4.1.1.2", b"1.2.840.10008.5.1.4.1.1.4"):  # CT, then MR storage
+        rq = _associate(0x01, _item(0x20, bytes([1, 0, 0, 0]) + _item(0x30, abstract) + implicit_le))
+        parser = dicom.StreamParser()
+        (rq_msg,) = parser.feed(rq, True)
+        (ac_msg,) = parser.feed(ac, False)
+        assert rq_msg.kind == "dicom.associate_rq" and ac_msg.kind == "dicom.associate_ac"
+        assert ac_msg.fields["calling_ae"] == "MODALITY" and ac_msg.fields["max_pdu"] == 16384
+        accepted.append(ac_msg)
+    assert [m.fields["abstract_syntaxes"] for m in accepted] == [
+        ["1.2.840.10008.5.1.4.1.1.2"],
+        ["1.2.840.10008.5.1.4.1.1.4"],
+    ]
