@@ -373,3 +373,8 @@ def test_repeated_client_hellos_are_parsed_once_and_returned_as_copies() -> None
         client_hello_body([0x002F], []))  # fmt: skip
     with pytest.raises(Malformed):
         tls._client_hello_fields(body[:20])
+
+
+@given(st.lists(st.integers(min_value=0, max_value=0xFFFF), max_size=60))
+def test_ja4_hex_lists_as_formatted_one_by_one(values: list[int]) -> None:
+    assert tls._hex16(values) == ",".join(f"{v:04x}" for v in values)

@@ -87,7 +87,7 @@ def parse_datagram(payload: bytes) -> list[Message]:
         raise Malformed("bad BOOTP op or hardware address length")
     fields: dict[str, Any] = {
         "op": op, "xid": xid,
-        "client_mac": ":".join(f"{b:02x}" for b in chaddr[:hlen]) if hlen else None,
+        "client_mac": chaddr[:hlen].hex(":") if hlen else None,
         "ciaddr": ipv4_text(ciaddr), "yiaddr": ipv4_text(yiaddr),
         "siaddr": ipv4_text(siaddr), "giaddr": ipv4_text(giaddr),
     }  # fmt: skip

@@ -41,7 +41,7 @@ _MED_INVENTORY: Final = {
 
 
 def _mac(value: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in value)
+    return value.hex(":")
 
 
 def _address(value: bytes) -> str | None:

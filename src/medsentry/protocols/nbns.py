@@ -71,7 +71,7 @@ def _node_status(rdata: bytes, fields: dict[str, Any]) -> None:
         for i in range(1, end, 18)
     ]
     if end + 6 <= len(rdata):
-        fields["unit_id"] = ":".join(f"{b:02x}" for b in rdata[end : end + 6])
+        fields["unit_id"] = rdata[end : end + 6].hex(":")
 
 
 def parse_datagram(payload: bytes) -> list[Message]:

@@ -177,10 +177,16 @@ def _ja4(ciphers: list[int], extensions: list[int], versions: list[int], legacy_
     sni = "d" if EXT_SERVER_NAME in extensions else "i"
     a = (f"{transport}{version}{sni}{min(len(ciphers), 99):02d}{min(len(extensions), 99):02d}"
          f"{_ja4_alpn(alpn[0] if alpn else b'')}")
-    b = _hash12(",".join(f"{c:04x}" for c in sorted(ciphers)))
-    exts = ",".join(f"{e:04x}" for e in sorted(extensions) if e not in (EXT_SERVER_NAME, EXT_ALPN))
-    sigs = ",".join(f"{s:04x}" for s in sig_algs)
+    b = _hash12(_hex16(sorted(ciphers)))
+    exts = _hex16(sorted(e for e in extensions if e not in (EXT_SERVER_NAME, EXT_ALPN)))
+    sigs = _hex16(sig_algs)
     return f"{a}_{b}_{_hash12(f'{exts}_{sigs}' if sigs else exts)}"
+
+
+def _hex16(values: list[int]) -> str:
+    """16-bit values as comma-separated 4-digit hex, as JA4 lists them. Formatted by `bytes.hex`: compiled,
+    an f-string's format spec is a method call per value (≈ 2,600 instructions; a ClientHello has 40)."""
+    return struct.pack(f"!{len(values)}H", *values).hex(",", 2)
 
 
 def _dashed(values: list[int]) -> str:
