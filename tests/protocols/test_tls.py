@@ -375,6 +375,25 @@ def test_repeated_client_hellos_are_parsed_once_and_returned_as_copies() -> None
         tls._client_hello_fields(body[:20])
 
 
+def test_repeated_server_hellos_are_parsed_once_and_returned_as_copies() -> None:
+    exts = [(0xFF01, b"\x00"), (0x0017, b"")]  # renegotiation_info, extended_master_secret
+    body = server_hello_body(0xC02F, exts)
+    other = body[:2] + bytes(range(32)) + vec(1, b"\x07" * 16) + body[35:]  # new random, session id
+    first = tls._server_hello_fields(body)
+    assert first == tls.parse_server_hello(body) and "hello_retry_request" not in first
+    first["extensions"].append(1)
+    again = tls._server_hello_fields(other)
+    assert again == tls.parse_server_hello(other) == tls.parse_server_hello(body)
+    # the same body with the HelloRetryRequest random is not the same answer
+    retry = tls._server_hello_fields(server_hello_body(0xC02F, exts, tls._HRR_RANDOM))
+    assert retry["hello_retry_request"] is True
+    assert "hello_retry_request" not in tls._server_hello_fields(body)
+    assert tls._server_hello_fields(server_hello_body(0x009C, [])) == tls.parse_server_hello(
+        server_hello_body(0x009C, []))  # fmt: skip
+    with pytest.raises(Malformed):
+        tls._server_hello_fields(body[:20])
+
+
 @given(st.lists(st.integers(min_value=0, max_value=0xFFFF), max_size=60))
 def test_ja4_hex_lists_as_formatted_one_by_one(values: list[int]) -> None:
     assert tls._hex16(values) == ",".join(f"{v:04x}" for v in values)

@@ -145,6 +145,12 @@ def _messages(data: bytes | bytearray, from_client: bool | None) -> list[Message
     return [Message(*_message(g, separators, i in interrupted), from_client) for i, g in enumerate(groups)]
 
 
+def _field(msh: list[str], n: int) -> str:
+    """MSH-n (cut to _MAX_MSH_FIELD), "" past the segment's end. A function of the module, not a closure
+    in `_message`: compiled, a closure is an object built for every message."""
+    return msh[n][:_MAX_MSH_FIELD] if n < len(msh) else ""
+
+
 def _message(segments: list[str], separators: str, interrupted: bool) -> tuple[str, dict[str, Any]]:
     """(kind, fields) of one message: segments from its MSH (if any) to the next."""
     f: dict[str, Any] = {"malformed": False}
@@ -200,22 +206,18 @@ def _message(segments: list[str], separators: str, interrupted: bool) -> tuple[s
 
     if msh is not None:
         m = ["", *msh.split(fs)]  # m[n] is MSH-n: MSH-1 is the field separator itself
-
-        def field(n: int) -> str:
-            return m[n][:_MAX_MSH_FIELD] if n < len(m) else ""
-
         if any(len(value) > _MAX_MSH_FIELD for value in m):
             f["suspicious"].append("oversized_msh_field")  # a header overflow attempt; values are cut
 
-        f["sending_application"] = _first(field(3), rs, cs)
-        f["sending_facility"] = _first(field(4), rs, cs)
-        f["receiving_application"] = _first(field(5), rs, cs)
-        f["receiving_facility"] = _first(field(6), rs, cs)
-        message_type = field(9).split(rs, 1)[0].split(cs)
+        f["sending_application"] = _first(_field(m, 3), rs, cs)
+        f["sending_facility"] = _first(_field(m, 4), rs, cs)
+        f["receiving_application"] = _first(_field(m, 5), rs, cs)
+        f["receiving_facility"] = _first(_field(m, 6), rs, cs)
+        message_type = _field(m, 9).split(rs, 1)[0].split(cs)
         f["message_type"] = message_type[0]
         f["trigger_event"] = message_type[1] if len(message_type) > 1 else ""
-        f["control_id"] = field(10)
-        f["processing_id"], f["version"] = _first(field(11), rs, cs), _first(field(12), rs, cs)
+        f["control_id"] = _field(m, 10)
+        f["processing_id"], f["version"] = _first(_field(m, 11), rs, cs), _first(_field(m, 12), rs, cs)
         if not f["message_type"]:
             f["malformed"], f["malformed_reason"] = True, "MSH-9 message type is empty"
     msa = next((s.split(fs) for s in segments if s.startswith("MSA")), None)

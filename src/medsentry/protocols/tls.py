@@ -304,6 +304,26 @@ def _client_hello_fields(body: bytes | bytearray | memoryview) -> dict[str, Any]
     return {k: list(v) if isinstance(v, list) else v for k, v in fields.items()}
 
 
+_SERVER_HELLO_CACHE: Final[dict[bytes, dict[str, Any]]] = {}
+
+
+def _server_hello_fields(body: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """`parse_server_hello`, remembered as ClientHellos are: per body without its random (but whether it
+    is a HelloRetryRequest's) and session id. A TLS 1.2 server answers every client alike; a TLS 1.3 one
+    sends a fresh key share each time, so those are parsed anew."""
+    b = bytes(body)
+    if len(b) < 35 or 35 + b[34] > len(b):
+        return parse_server_hello(b)  # too short: let the parser say how
+    key = b[:2] + (b"R" if b[2:34] == _HRR_RANDOM else b"-") + b[35 + b[34] :]
+    fields = _SERVER_HELLO_CACHE.get(key)
+    if fields is None:
+        fields = parse_server_hello(b)
+        if len(_SERVER_HELLO_CACHE) >= _HELLO_CACHE_MAX:
+            _SERVER_HELLO_CACHE.clear()
+        _SERVER_HELLO_CACHE[key] = fields
+    return {k: list(v) if isinstance(v, list) else v for k, v in fields.items()}
+
+
 _CERT_CACHE: Final[dict[bytes, dict[str, Any]]] = {}
 # distinct leaf certificates remembered (a server sends the same one every time)
 _CERT_CACHE_MAX: Final = 4096
@@ -460,7 +480,7 @@ class StreamParser:
                 fields["record_version"] = record_version
                 out.append(Message("tls.client_hello", fields, from_client))
             elif msg_type == SERVER_HELLO:
-                fields = parse_server_hello(body)
+                fields = _server_hello_fields(body)
                 self._tls13 = fields["version"] == TLS13
                 out.append(Message("tls.server_hello", fields, from_client))
             elif msg_type == CERTIFICATE and not d.certificate_done:
