@@ -710,7 +710,7 @@ def _walk(st: _Stream, side: int) -> tuple[int, int, int] | None:
     if st.budget[side] == 0:
         return dr.next_seq, _SPENT_SKIP, 0
     state = None if st.pdata is None else st.pdata(side == 0)
-    return None if state is None else (dr.next_seq, *state)
+    return None if state is None else (dr.next_seq, state[0], state[1])
 
 
 def _walk_on(

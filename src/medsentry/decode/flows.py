@@ -347,22 +347,30 @@ class FlowTable:
             t = self.timeouts
             self._c.expire(now, force, t.closed_linger, t.tcp_idle, t.udp_idle, t.active)
         done = []
+        flows = self.flows
         for counters in self._c.take_ended():
-            flow = self.flows.pop(counters[0])
-            _fill(flow, *counters[1:])
+            # indexed and deleted rather than dict.pop: compiled, a method call of ≈ 2,500 instructions
+            key = counters[0]
+            flow = flows[key]
+            del flows[key]
+            _fill(flow, counters)
             done.append(flow)
         return done
 
     def so_far(self, flow: Flow) -> FlowRecord:
         """A live flow's record with its counters as they stand, filled in place (its end fills them anew)."""
-        _fill(flow, *self._c.counters(flow.id)[1:])
+        _fill(flow, self._c.counters(flow.id))
         return flow.record
 
 
-def _fill(
-    flow: Flow, p0: int, p1: int, b0: int, b1: int, t0: float, t1: float, state: int, ttl0: int, ttl1: int
-) -> None:
-    """The record's counters from C's, which count by the records' `dir` (0 = TTL unknown)."""
+# C's counters of a flow: id, packets and bytes by `dir`, first and last time, TCP state, TTL by `dir`
+_Counters = tuple[int, int, int, int, int, float, float, int, int, int]
+
+
+def _fill(flow: Flow, counters: _Counters) -> None:
+    """The record's counters from C's, which count by the records' `dir` (0 = TTL unknown). One tuple
+    argument, read by index: unpacked into arguments, each call built a list and a tuple of them."""
+    _, p0, p1, b0, b1, t0, t1, state, ttl0, ttl1 = counters
     r = flow.record
     if flow.client_dir == 0:
         r.packets_c2s, r.packets_s2c, r.bytes_c2s, r.bytes_s2c = p0, p1, b0, b1

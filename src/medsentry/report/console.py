@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -20,7 +21,9 @@ from medsentry.identify.taxonomy import classes
 from medsentry.report.export import iso_time
 from medsentry.store.base import DeviceChange, Run, RunStats, UpsertResult
 from medsentry.store.merge import canonical_json, service_label
-from medsentry.vulns.store import FeedStatus
+
+if TYPE_CHECKING:  # the vulnerability store is 20 ms of imports every device and alert command would pay
+    from medsentry.vulns.store import FeedStatus
 
 _ATTRIBUTES = ("device_class", "vendor", "model", "firmware", "os", "hostname", "label")
 # SSVC Safety Impact values, gravest first (data/taxonomy.yaml)
