@@ -386,6 +386,8 @@ class _Endpoint:
     def _room_for_service(self, key: tuple[str, str, int], ts: float) -> bool:
         """`_room` among the services of the role, ordered by their first flow."""
         services = self.services
+        if len(services) < MAX_SERVICES:  # room in either role, without listing the role's services
+            return True
         mine = [k for k in services if k[0] == key[0]]
         ok, gone = _room(mine, MAX_SERVICES, lambda k: (services[k].first, k), (ts, key))
         if gone is not None:
@@ -416,6 +418,11 @@ def _may_match(v: Any, values: frozenset[str]) -> bool:
     return v is not None and (isinstance(v, (list, dict)) or _text(v) in values)
 
 
+def _address_field(obs: Observation, name: str) -> Any:
+    """One of `_ADDRESS` read as an attribute: compiled, `getattr` with a name is a generic lookup."""
+    return obs.sport if name == "sport" else obs.dport if name == "dport" else obs.transport
+
+
 def _values_key(head: Any, names: tuple[str, ...], obs: Observation) -> tuple[Any, ...] | None:
     """A key of the observation's values of these fields (and address fields), None if one is not a
     plain scalar, a dict of them or a list of either. Types are part of it: 1, 1.0 and True are equal but
@@ -423,7 +430,7 @@ def _values_key(head: Any, names: tuple[str, ...], obs: Observation) -> tuple[An
     key: list[Any] = [head]
     f = obs.fields
     for name in names:
-        v: Any = getattr(obs, name) if name in _ADDRESS else f.get(name)
+        v: Any = f.get(name) if name not in _ADDRESS else _address_field(obs, name)
         # type(), not v.__class__, and identity tests, not `in _SCALARS`: compiled, those are a pointer
         # read and compares, where the attribute and the set are looked up generically for every value
         t = type(v)
@@ -457,8 +464,11 @@ def _detail(rule: Rule, matched: str, obs: Observation) -> str:
     if rule.peers:
         return f"{obs.kind} with {rule.peers}+ peers (rule {rule.id})"
     field = ""
+    f = obs.fields
     for n in rule.fields:
-        if matched in str(obs.fields.get(n, getattr(obs, n, ""))):
+        # not f.get(n, getattr(...)): the default would be looked up every time, failing with an
+        # AttributeError (built and dropped) for every field that is not also an attribute
+        if matched in str(f[n] if n in f else getattr(obs, n, "")):
             field = n
             break
     return f'{obs.kind} {field} "{str(matched)[:MAX_TEXT]}" (rule {rule.id})'
