@@ -23,7 +23,8 @@ FASTPATH = Extension(
 )
 
 # The analysis path: these run per packet, message or observation. Package __init__ files are only
-# registries, except the one defining Observation. Not compiled: the orchestration of a run (analysis.py)
+# registries, except the one defining Observation and the protocols' (which picks a module for every
+# TCP connection and unclaimed UDP flow). Not compiled: the orchestration of a run (analysis.py)
 # and live capture's loop, which run once a batch and whose tests replace their functions, and detection's
 # bounded maps (`Lru` subclasses OrderedDict, which mypyc compiles into a class the garbage collector
 # crashes on).
@@ -31,6 +32,7 @@ COMPILED = [
     "src/medsentry/pipeline.py",
     "src/medsentry/privacy.py",
     "src/medsentry/observe/__init__.py",
+    "src/medsentry/protocols/__init__.py",
     *(
         path
         for package in ("capture", "decode", "protocols", "identify", "detect")

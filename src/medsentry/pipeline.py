@@ -350,11 +350,12 @@ class Analyzer:
 
     def _start(self, st: _Stream, mod: ModuleType, r: FlowRecord) -> None:
         """The connection is `mod`'s: its parser, and which optional methods that has."""
-        st.module, st.parser = mod, mod.StreamParser()
+        parser: Any = mod.StreamParser()  # its optional methods are asked for by name below
+        st.module, st.parser = mod, parser
         st.ends = (_ends(r, True), _ends(r, False))
-        optional = _optional(type(st.parser))
-        st.ignores = st.parser.ignores if "ignores" in optional else None  # type: ignore[attr-defined]
-        st.pdata = st.parser.pdata_state if "pdata_state" in optional else None  # type: ignore[attr-defined]
+        optional = _optional(type(parser))
+        st.ignores = parser.ignores if "ignores" in optional else None
+        st.pdata = parser.pdata_state if "pdata_state" in optional else None
         st.has_done = "done" in optional
         limit = protocols.INSPECT_BYTES[mod.NAME]
         st.budget = [limit, limit]

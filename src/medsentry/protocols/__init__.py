@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from types import ModuleType
+from typing import Final
 
 from medsentry.protocols.base import DEFAULT_INSPECT_BYTES, Message
 
@@ -38,33 +39,37 @@ _MODULES = [
 ]
 
 
-MODULES: list[ModuleType] = [importlib.import_module(f"medsentry.protocols.{name}") for name in _MODULES]
-BY_ETHERTYPE: dict[int, ModuleType] = {t: m for m in MODULES for t in getattr(m, "ETHERTYPES", ())}
-BY_NAME: dict[str, ModuleType] = {m.NAME: m for m in MODULES}
+MODULES: Final[list[ModuleType]] = [
+    importlib.import_module(f"medsentry.protocols.{name}") for name in _MODULES
+]
+BY_ETHERTYPE: Final[dict[int, ModuleType]] = {t: m for m in MODULES for t in getattr(m, "ETHERTYPES", ())}
+BY_NAME: Final[dict[str, ModuleType]] = {m.NAME: m for m in MODULES}
 BY_ETHERTYPE[BY_NAME["cdp"].SNAP_PID] = BY_NAME["cdp"]
-BY_UDP_PORT: dict[int, ModuleType] = {
+BY_UDP_PORT: Final[dict[int, ModuleType]] = {
     p: m for m in MODULES if hasattr(m, "parse_datagram") for p in getattr(m, "UDP_PORTS", ())
 }
-BY_TCP_PORT: dict[int, ModuleType] = {
+BY_TCP_PORT: Final[dict[int, ModuleType]] = {
     p: m for m in MODULES if hasattr(m, "StreamParser") for p in getattr(m, "TCP_PORTS", ())
 }
-CONTENT_TESTS: list[ModuleType] = [
+CONTENT_TESTS: Final[list[ModuleType]] = [
     m for m in MODULES if hasattr(m, "StreamParser") and hasattr(m, "looks_like")
 ]
-DATAGRAM_TESTS: list[ModuleType] = [
+DATAGRAM_TESTS: Final[list[ModuleType]] = [
     m for m in MODULES if hasattr(m, "parse_datagram") and hasattr(m, "looks_like_datagram")
 ]
-MID_STREAM_TESTS: list[ModuleType] = [
+MID_STREAM_TESTS: Final[list[ModuleType]] = [
     m for m in MODULES if hasattr(m, "StreamParser") and hasattr(m, "mid_stream")
 ]
 # Optional module names (base.py), by module NAME, looked up once here: asking a module for a name it lacks
 # raises and catches an AttributeError each time, which per flow and per datagram added up.
-GREETINGS: dict[str, bytes] = {m.NAME: m.GREETING for m in MODULES if hasattr(m, "GREETING")}
-INSPECT_BYTES: dict[str, int] = {m.NAME: getattr(m, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES) for m in MODULES}
-ON_PORTS: dict[str, Callable[[bytes, int, int], list[Message]]] = {
+GREETINGS: Final[dict[str, bytes]] = {m.NAME: m.GREETING for m in MODULES if hasattr(m, "GREETING")}
+INSPECT_BYTES: Final[dict[str, int]] = {
+    m.NAME: getattr(m, "INSPECT_BYTES", DEFAULT_INSPECT_BYTES) for m in MODULES
+}
+ON_PORTS: Final[dict[str, Callable[[bytes, int, int], list[Message]]]] = {
     m.NAME: m.parse_datagram_on for m in MODULES if hasattr(m, "parse_datagram_on")
 }
-_CONTENT_TEST: frozenset[str] = frozenset(m.NAME for m in MODULES if hasattr(m, "looks_like"))
+_CONTENT_TEST: Final[frozenset[str]] = frozenset(m.NAME for m in MODULES if hasattr(m, "looks_like"))
 
 
 def for_stream(server_port: int, client_port: int, head: bytes, before: bytes | None = None,
