@@ -129,8 +129,8 @@ class Stats:
 class _Stream:
     """Inspection state of one TCP connection."""
 
-    __slots__ = ("armed", "budget", "dirs", "ends", "first", "has_done", "ignores", "isn", "joined", "module",
-                 "parser", "pdata", "tries")
+    __slots__ = ("armed", "budget", "dirs", "ends_from_client", "ends_to_client", "first", "has_done",
+                 "ignores", "isn", "joined", "module", "parser", "pdata", "tries")
 
     def __init__(self) -> None:
         self.module: ModuleType | None = None
@@ -139,7 +139,10 @@ class _Stream:
         self.ignores: Callable[[bool], int] | None = None
         self.pdata: Callable[[bool], tuple[int, int] | None] | None = None
         self.has_done = False  # the parser tells when it is `done`
-        self.ends: tuple[Ends, Ends] = (_NO_ENDS, _NO_ENDS)  # the flow's `_ends` from the client, to it
+        # the flow's `_ends` from the client and to it (two attributes: compiled, indexing a pair of tuples
+        # by a variable builds the pair as an object, three tuples for every message)
+        self.ends_from_client: Ends = _NO_ENDS
+        self.ends_to_client: Ends = _NO_ENDS
         self.dirs = (Direction(), Direction())  # index: 0 = client to server, 1 = server to client
         self.budget = [0, 0]
         self.tries = 0
@@ -352,7 +355,7 @@ class Analyzer:
         """The connection is `mod`'s: its parser, and which optional methods that has."""
         parser: Any = mod.StreamParser()  # its optional methods are asked for by name below
         st.module, st.parser = mod, parser
-        st.ends = (_ends(r, True), _ends(r, False))
+        st.ends_from_client, st.ends_to_client = _ends(r, True), _ends(r, False)
         optional = _optional(type(parser))
         st.ignores = parser.ignores if "ignores" in optional else None
         st.pdata = parser.pdata_state if "pdata_state" in optional else None
@@ -487,8 +490,9 @@ class Analyzer:
                 ignored = ignores(side == 0) if ignores is not None else 0
             free = min(ignored, len(in_order))  # skipped at once
             in_order = in_order[: free + budget[side]]
-            budget[side] -= len(in_order) - free
-            if not in_order:
+            # assigned, not `-=`, and len() tested: compiled, those two are generic number and truth calls
+            budget[side] = budget[side] - (len(in_order) - free)
+            if not len(in_order):
                 continue  # nothing left to feed on this side
             if st.joined[side]:
                 st.joined[side] = False
@@ -510,7 +514,8 @@ class Analyzer:
             assert mod is not None  # recognised above
             for msg in msgs:
                 from_client = msg.from_client if msg.from_client is not None else side == 0
-                self._out(msg, mod, rows.row[i], ts, st.ends[0 if from_client else 1], "tcp")
+                ends = st.ends_from_client if from_client else st.ends_to_client
+                self._out(msg, mod, rows.row[i], ts, ends, "tcp")
             if (st.has_done and st.parser.done) or (budget[0] <= 0 and budget[1] <= 0):  # type: ignore[union-attr]
                 self.flows.stop(flow)
                 return None
