@@ -143,7 +143,9 @@ class _Stream:
         # by a variable builds the pair as an object, three tuples for every message)
         self.ends_from_client: Ends = _NO_ENDS
         self.ends_to_client: Ends = _NO_ENDS
-        self.dirs = (Direction(), Direction())  # index: 0 = client to server, 1 = server to client
+        # index: 0 = client to server, 1 = server to client. A list: compiled, a tuple of two indexed by a
+        # variable is built as an object for each read
+        self.dirs = [Direction(), Direction()]
         self.budget = [0, 0]
         self.tries = 0
         self.first: bytes | None = None  # the start of a first payload no module took (a greeting)

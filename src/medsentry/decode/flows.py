@@ -148,7 +148,8 @@ _SERVICE_PORTS: Final = frozenset(
 
 
 _as_tuples: Final = _fastpath.records  # records at some rows as tuples of their fields
-_TCP_STATES: Final = (None, "syn", "established", "closed", "reset")  # the C table's FS_* values
+# the C table's FS_* values; of variable length to mypyc, whose fixed tuples are built as objects to index
+_TCP_STATES: Final[tuple[str | None, ...]] = (None, "syn", "established", "closed", "reset")
 _WINDOW: Final = 4096  # rows converted to Python lists at a time
 # A flow with more rows than this in one batch (a bulk transfer: an image's pixel data) has them converted
 # only as Python reaches them (`Rows.ready`), a few at a time: C walks most of them itself (`walk_run`).

@@ -150,7 +150,9 @@ _D = TypeVar("_D", bound="Framed")
 class FramedParser(Generic[_D]):
     """`ignores`, `skip` and `join` (module docstring) of a stream parser whose `_dirs` are `Framed`."""
 
-    _dirs: tuple[_D, _D]
+    # by from_client; a list, not a pair: compiled, a tuple indexed by a variable is built as an object on
+    # every read (several a segment)
+    _dirs: list[_D]
 
     def ignores(self, from_client: bool) -> int:
         """How many of the direction's next bytes `feed` would only count down."""

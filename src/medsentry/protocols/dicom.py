@@ -382,7 +382,7 @@ class StreamParser(FramedParser["_Direction"]):
         self.state = AWAITING_ASSOCIATION
         self._abstract: dict[int, str | None] = {}  # presentation context id -> abstract syntax (from the RQ)
         self._transfer: dict[int, str] = {}  # presentation context id -> accepted transfer syntax (AC)
-        self._dirs = (_Direction(), _Direction())
+        self._dirs = [_Direction(), _Direction()]
 
     def feed(self, data: bytes, from_client: bool) -> list[Message]:
         d = self._dirs[from_client]

@@ -258,7 +258,7 @@ class StreamParser:
     """MLLP blocks of both directions of one connection, reassembled and bounded."""
 
     def __init__(self) -> None:
-        self._dirs = (_Direction(), _Direction())
+        self._dirs = [_Direction(), _Direction()]
 
     def join(self, from_client: bool) -> None:
         """The direction's bytes start inside the connection: what comes before the first block

@@ -266,7 +266,7 @@ class StreamParser(FramedParser["_Direction"]):
 
     def __init__(self) -> None:
         self.protocol_version: int | None = None
-        self._dirs = (_Direction(), _Direction())
+        self._dirs = [_Direction(), _Direction()]
 
     def feed(self, data: bytes, from_client: bool) -> list[Message]:
         d = self._dirs[from_client]

@@ -58,7 +58,7 @@ class StreamParser:
     __slots__ = ("_dirs", "_negotiated")
 
     def __init__(self) -> None:
-        self._dirs = (_Direction(), _Direction())  # index: from_client
+        self._dirs = [_Direction(), _Direction()]  # index: from_client
         self._negotiated = False
 
     def feed(self, data: bytes, from_client: bool) -> list[Message]:
