@@ -309,7 +309,11 @@ class FlowTable:
         # One conversion of the whole record, in C: reading numpy fields one by one costs several times more,
         # and so does numpy's own conversion of a record.
         first = _as_tuples(recs, [row])[0]
-        flags, sport, dport, proto = first[_F_FLAGS], first[_F_SPORT], first[_F_DPORT], first[_F_PROTO]
+        # typed locals: the record's fields are Any, and compiled, each test or operation on one is generic
+        flags: int = first[_F_FLAGS]
+        sport: int = first[_F_SPORT]
+        dport: int = first[_F_DPORT]
+        proto: int = first[_F_PROTO]
         if proto == TCP and flags & (SYN | ACK) == SYN:
             sender_is_client = True
         elif proto == TCP and flags & (SYN | ACK) == SYN | ACK:
@@ -318,11 +322,11 @@ class FlowTable:
             sender_is_client = not (sport in _SERVICE_PORTS and dport not in _SERVICE_PORTS) and not (
                 sport < 1024 <= dport
             )
-        ipver = first[_F_IPVER]
+        ipver: int = first[_F_IPVER]
         a = (mac_str(first[_F_SRC_MAC]), ip_str(first[_F_SRC_IP], ipver), sport)
         b = (mac_str(first[_F_DST_MAC]), ip_str(first[_F_DST_IP], ipver), dport)
         client, server = (a, b) if sender_is_client else (b, a)
-        ts = first[_F_TS]
+        ts: float = first[_F_TS]
         rec = FlowRecord(
             transport=TRANSPORT.get(proto) or str(proto),
             client_mac=client[0],
@@ -336,7 +340,7 @@ class FlowTable:
             tcp_state="syn" if proto == TCP and flags & SYN else None,
             vlan=first[_F_VLAN] or None,
         )
-        d = first[_F_DIR]
+        d: int = first[_F_DIR]
         flow = Flow(rec, d if sender_is_client else 1 - d, fid, first[_F_HASH])
         self.flows[fid] = flow
         return flow

@@ -363,6 +363,19 @@ def _u32le(data: bytes, pos: int) -> int:
     return data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16 | data[pos + 3] << 24
 
 
+def _pdu_header(buf: bytearray) -> tuple[int, int]:
+    """(PDU type, length) at the start of `buf`. Typed: compiled, the fields of an unpacked struct are Any,
+    and every test and sum on them a generic call."""
+    ptype, length = _HEADER.unpack_from(buf)
+    return ptype, length
+
+
+def _pdv_header(buf: bytearray) -> tuple[int, int, int]:
+    """(item length, presentation context id, message control header) of the PDV item at `buf`'s start."""
+    item_length, context, control = _PDV.unpack_from(buf)
+    return item_length, context, control
+
+
 class _Direction(Framed):
     __slots__ = ("command", "pdu_left", "pending", "pending_context", "scan_tried")
 
@@ -447,7 +460,7 @@ class StreamParser(FramedParser["_Direction"]):
         if len(buf) < 6:
             return False
         if d.pdu_left == 0:
-            ptype, length = _HEADER.unpack_from(buf)
+            ptype, length = _pdu_header(buf)
             if ptype == P_DATA_TF:
                 del buf[:6]
                 d.pdu_left = length
@@ -471,7 +484,7 @@ class StreamParser(FramedParser["_Direction"]):
         if d.pdu_left < 6:
             d.dead = True
             raise Malformed("P-DATA-TF length does not cover its items")
-        item_length, context, control = _PDV.unpack_from(buf)
+        item_length, context, control = _pdv_header(buf)
         if item_length < 2 or item_length + 4 > d.pdu_left:
             d.dead = True
             raise Malformed("PDV item length outside its P-DATA-TF")
