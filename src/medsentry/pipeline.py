@@ -375,7 +375,7 @@ class Analyzer:
             st = flow.state = _Stream()
         client_dir = flow.client_dir
         tcp_dirs = st.dirs
-        for side in (0, 1):
+        for side in range(2):  # range, not (0, 1): compiled, a literal tuple is built to iterate it
             if st.armed[side]:  # the C table moved this side on since: take its state back
                 d = side ^ client_dir  # the records' `dir` of the side (side 0: the client's)
                 next_seq, skip, pdu_left = self.flows.disarm(flow, d)
@@ -385,10 +385,11 @@ class Analyzer:
                 st.armed[side] = _NOT_ARMED
         if not self._run(buf, flow, st, rows) or st.module is None:
             return
-        for side in (0, 1):
+        for side in range(2):
             if (walk := _walk(st, side)) is None:
                 continue
-            d, (next_seq, skip, pdu_left) = side ^ client_dir, walk
+            d = side ^ client_dir
+            next_seq, skip, pdu_left = walk
             if skip == _SPENT_SKIP:
                 self.flows.arm(flow, d, next_seq)
                 st.armed[side] = _SPENT
@@ -729,11 +730,11 @@ def _walk_on(
     (`pdata_state`); a bulk transfer usually starts and ends in one batch, before the C table can take
     the side over. Returns the other side's rows the run passed (None if none) and where it stopped."""
     specs: list[tuple[int, int, int] | None] = [None, None]  # by `dir`
-    for side in (0, 1):
+    for side in range(2):
         if (walk := _walk(st, side)) is not None:
             specs[side ^ client_dir] = walk
     out = _fastpath.walk_run(buf, rows.block, pos, *specs)
-    for side in (0, 1):
+    for side in range(2):
         spec = out[side ^ client_dir]
         if spec is not None:
             st.dirs[side].next_seq = spec[0]

@@ -425,8 +425,8 @@ def _address_field(obs: Observation, name: str) -> Any:
 
 def _values_key(head: Any, names: tuple[str, ...], obs: Observation) -> tuple[Any, ...] | None:
     """A key of the observation's values of these fields (and address fields), None if one is not a
-    plain scalar, a dict of them or a list of either. Types are part of it: 1, 1.0 and True are equal but
-    not equal text; a dict's order is too (rules match its items in order)."""
+    plain scalar, a dict of them or a list of either. Types of numbers are part of it: 1, 1.0 and True
+    are equal but not equal text; a dict's order is too (rules match its items in order)."""
     key: list[Any] = [head]
     f = obs.fields
     for name in names:
@@ -434,7 +434,12 @@ def _values_key(head: Any, names: tuple[str, ...], obs: Observation) -> tuple[An
         # type(), not v.__class__, and identity tests, not `in _SCALARS`: compiled, those are a pointer
         # read and compares, where the attribute and the set are looked up generically for every value
         t = type(v)
-        if t is str or t is int or v is None or t is float or t is bool:
+        if t is str or v is None:
+            # without a type: a text or None equals no value of another type, and no value is a type, so
+            # the key still reads back one way (a type is always the tag of the value after it)
+            key.append(v)
+            continue
+        if t is int or t is float or t is bool:
             pass
         elif t is list:
             if all(type(x) in _SCALARS for x in v):
