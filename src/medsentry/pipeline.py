@@ -36,6 +36,8 @@ from medsentry.observe import FlowRecord, Observation
 from medsentry.protocols.base import Malformed, Message
 
 MAX_PENDING = 65_536  # observations held to be put in packet order, per batch
+_HELD_BITS: Final = 32  # a held observation's place among the held (< MAX_PENDING) in its sort key
+_HELD_MASK: Final = (1 << _HELD_BITS) - 1
 # A message's (source MAC, IP, destination MAC, IP, source port, destination port): `_ends`
 Ends = tuple[str | None, str | None, str | None, str | None, int | None, int | None]
 _NO_ENDS: Final[Ends] = (None, None, None, None, None, None)
@@ -130,10 +132,11 @@ class _Stream:
     """Inspection state of one TCP connection."""
 
     __slots__ = ("armed", "budget", "dirs", "ends_from_client", "ends_to_client", "first", "has_done",
-                 "ignores", "isn", "joined", "module", "parser", "pdata", "tries")
+                 "ignores", "isn", "joined", "module", "name", "parser", "pdata", "tries")
 
     def __init__(self) -> None:
         self.module: ModuleType | None = None
+        self.name = ""  # the module's NAME, read once
         self.parser: protocols.base.StreamParser | None = None
         # the parser's optional methods (protocols.base), None where it has none
         self.ignores: Callable[[bool], int] | None = None
@@ -171,9 +174,10 @@ class Analyzer:
         self.source = source
         self._ttl_seen: set[str] = set()
         self.batches = 0  # fed so far: the first element of `position`
-        # The batch's observations until they go out in packet order: (row, emission number, observation).
-        self._pending: list[tuple[int, int, Observation]] = []
-        self._emitted = 0  # emission numbers given in this batch
+        # The batch's observations until they go out in packet order: (row << _HELD_BITS | place among
+        # the held, observation).
+        self._pending: list[tuple[int, Observation]] = []
+        self._emitted = 0  # emission numbers given in this batch (a held one's: this + its place)
         self._rows: list[int] | None = None  # a shard's rows in the whole batch
         # Where the observation being emitted belongs in the run's order: (batch, phase, ...), see `feed`.
         self.position: tuple[Any, ...] = (0, 0, 0)
@@ -259,9 +263,11 @@ class Analyzer:
         return protocols.for_datagram(_payload(batch.buf, start, int(rec["payload_len"])))
 
     def _hold(self, row: int, obs: Observation) -> None:
-        self._pending.append((row, self._emitted, obs))
-        self._emitted += 1
-        if len(self._pending) >= MAX_PENDING:
+        pending = self._pending
+        # One int, the row above the place among the held: all differ, so the sort compares only ints,
+        # and one row's observations keep the order they came in.
+        pending.append((row << _HELD_BITS | len(pending), obs))
+        if len(pending) >= MAX_PENDING:
             self._emit_pending()
 
     def _emit_pending(self) -> None:
@@ -269,11 +275,13 @@ class Analyzer:
         a segment of 2-byte MQTT pings makes 700 observations) they leave in chunks, each in packet order,
         so memory stays bounded; such a batch's order may then differ between `--workers` runs."""
         pending = self._pending
-        pending.sort()  # by (row, emission number): unique, so the observations are never compared
-        rows, b, emit = self._rows, self.batches, self.emit
-        for row, n, obs in pending:
-            self.position = (b, 0, row if rows is None else rows[row], n)
+        pending.sort()  # by row, then the order held in (`_hold`)
+        rows, b, emit, first = self._rows, self.batches, self.emit, self._emitted
+        for key, obs in pending:
+            row = key >> _HELD_BITS
+            self.position = (b, 0, row if rows is None else rows[row], first + (key & _HELD_MASK))
             emit(obs)
+        self._emitted += len(pending)
         self.stats.observations += len(pending)
         pending.clear()
 
@@ -304,7 +312,7 @@ class Analyzer:
             start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
             for msg in self._parse(mod, _payload(buf, start, rec[_PAYLOAD_LEN])):
                 ends = (mac_str(rec[_SRC_MAC]), None, mac_str(rec[_DST_MAC]), None, None, None)
-                self._out(msg, mod, row, rec[_TS], ends, None)
+                self._out(msg, mod.NAME, row, rec[_TS], ends, None)
 
     def _datagrams(self, batch: Batch, flows: list[tuple[ModuleType, list[int]]]) -> None:
         """The datagrams of the batch's dissected UDP flows (module, rows). Their records are converted
@@ -312,7 +320,8 @@ class Analyzer:
         buf = batch.buf
         records = _records(batch.recs, [row for _, rows in flows for row in rows])
         for mod, rows in flows:
-            on_ports = protocols.ON_PORTS.get(mod.NAME)
+            name = mod.NAME
+            on_ports = protocols.ON_PORTS.get(name)
             for row, rec in zip(rows, records, strict=False):  # `rows` first: takes only this flow's records
                 start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
                 payload = _payload(buf, start, rec[_PAYLOAD_LEN])
@@ -333,7 +342,7 @@ class Analyzer:
                     dport,
                 )
                 for msg in msgs:
-                    self._out(msg, mod, row, rec[_TS], ends, "udp")
+                    self._out(msg, name, row, rec[_TS], ends, "udp")
 
     def _parse(
         self,
@@ -356,7 +365,7 @@ class Analyzer:
     def _start(self, st: _Stream, mod: ModuleType, r: FlowRecord) -> None:
         """The connection is `mod`'s: its parser, and which optional methods that has."""
         parser: Any = mod.StreamParser()  # its optional methods are asked for by name below
-        st.module, st.parser = mod, parser
+        st.module, st.name, st.parser = mod, mod.NAME, parser
         st.ends_from_client, st.ends_to_client = _ends(r, True), _ends(r, False)
         optional = _optional(type(parser))
         st.ignores = parser.ignores if "ignores" in optional else None
@@ -513,12 +522,10 @@ class Analyzer:
                 self.stats.dissector_errors[f"{r.app or '?'}: {type(exc).__name__}"] += 1
                 self.flows.stop(flow)
                 return None
-            mod = st.module
-            assert mod is not None  # recognised above
             for msg in msgs:
                 from_client = msg.from_client if msg.from_client is not None else side == 0
                 ends = st.ends_from_client if from_client else st.ends_to_client
-                self._out(msg, mod, rows.row[i], ts, ends, "tcp")
+                self._out(msg, st.name, rows.row[i], ts, ends, "tcp")
             if (st.has_done and st.parser.done) or (budget[0] <= 0 and budget[1] <= 0):  # type: ignore[union-attr]
                 self.flows.stop(flow)
                 return None
@@ -599,7 +606,7 @@ class Analyzer:
     def _out(
         self,
         msg: Message,
-        mod: ModuleType,
+        protocol: str,
         row: int,
         ts: float,
         ends: Ends,
@@ -608,7 +615,7 @@ class Analyzer:
         src_mac, src_ip, dst_mac, dst_ip, sport, dport = ends
         obs = Observation(
             ts,
-            mod.NAME,
+            protocol,
             msg.kind,
             src_mac,
             src_ip,
