@@ -574,7 +574,8 @@ class SQLiteStore(OwnsConnection):
         return rows[0] if rows else None
 
     def _select(self, where: str, params: Sequence[Any], evidence: bool = True) -> list[Device]:
-        """Devices matching `where`, one of this module's constant fragments, in three queries."""
+        """Devices matching `where`, one of this module's constant fragments (or `key IN` a list of
+        placeholders), in three queries."""
         rows = self._conn.execute(f"SELECT * FROM devices WHERE {where} ORDER BY key", params).fetchall()
         if not rows:
             return []
