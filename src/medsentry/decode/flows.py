@@ -253,6 +253,8 @@ class FlowTable:
         if len(self._rows) < n * 5:
             self._groups = np.empty(n * 4, dtype=np.int64)
             self._rows = np.empty(n * 5, dtype=np.int64)
+        ng: int  # typed: compiled, the loop below over an Any bound compares and multiplies generically
+        nr: int
         ng, nr = self._c.update(recs, n, self._groups, self._rows, buf)
         if not ng:
             return
