@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import lzma
+import gzip
 from importlib import resources
 
 from medsentry.identify.oui import lookup, normalize_mac
@@ -11,8 +11,8 @@ from medsentry.identify.oui import lookup, normalize_mac
 def _registry() -> dict[str, str]:
     """prefix (hex digits) -> organisation, read independently of the module under test; each line is
     "organisation<TAB>prefix prefix ..."."""
-    raw = resources.files("medsentry").joinpath("data/oui.tsv.xz").read_bytes()
-    rows = (line.split("\t") for line in lzma.decompress(raw).decode().splitlines())
+    raw = resources.files("medsentry").joinpath("data/oui.tsv.gz").read_bytes()
+    rows = (line.split("\t") for line in gzip.decompress(raw).decode().splitlines())
     return {prefix.upper(): row[0] for row in rows if len(row) >= 2 for prefix in row[1].split()}
 
 

@@ -6,13 +6,13 @@ Wi-Fi MAC set U/L, so such a MAC names no manufacturer and says nothing about th
 
 Registry blocks come in three sizes: MA-L (24-bit prefix), MA-M (28-bit) and MA-S/IAB (36-bit); the
 longest registered prefix wins (an MA-S block sits inside an MA-L owned by the "IEEE Registration
-Authority"). The table is packaged as `data/oui.tsv.xz` (built by scripts/build_oui.py) and vendor
+Authority"). The table is packaged as `data/oui.tsv.gz` (built by scripts/build_oui.py) and vendor
 names are normalised through `data/vendors.yaml`.
 """
 
 from __future__ import annotations
 
-import lzma
+import gzip
 import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -53,7 +53,7 @@ def normalize_mac(mac: str) -> str | None:
 @cache
 def _registry() -> dict[str, str]:
     table: dict[str, str] = {}
-    text = lzma.decompress(_DATA.joinpath("oui.tsv.xz").read_bytes()).decode("utf-8")
+    text = gzip.decompress(_DATA.joinpath("oui.tsv.gz").read_bytes()).decode("utf-8")
     for line in text.splitlines():
         org, _, prefixes = line.partition("\t")
         for prefix in prefixes.split():
