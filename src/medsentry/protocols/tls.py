@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import warnings
+from collections.abc import Callable
 from typing import Any, Final
 
 from medsentry.protocols.base import Malformed, Message
@@ -283,44 +284,37 @@ def parse_server_hello(body: bytes | bytearray | memoryview) -> dict[str, Any]:
     return fields
 
 
-_HELLO_CACHE: Final[dict[bytes, dict[str, Any]]] = {}
-# distinct ClientHellos remembered (a device repeats its own on every connection)
+# distinct hellos remembered, per kind (a device repeats its own on every connection)
 _HELLO_CACHE_MAX: Final = 4096
+_CLIENT_HELLOS: Final[dict[bytes, dict[str, Any]]] = {}
+_SERVER_HELLOS: Final[dict[bytes, dict[str, Any]]] = {}
 
 
 def _client_hello_fields(body: bytes | bytearray | memoryview) -> dict[str, Any]:
-    """`parse_client_hello`, remembered per body without its random and session id (no field reports
-    them): on big-1of4, 876 ClientHellos are 12 distinct ones. Lists are copied: callers may change them."""
-    b = bytes(body)
-    if len(b) < 35 or 35 + b[34] > len(b):
-        return parse_client_hello(b)  # too short: let the parser say how
-    key = b[:2] + b[35 + b[34] :]
-    fields = _HELLO_CACHE.get(key)
-    if fields is None:
-        fields = parse_client_hello(b)
-        if len(_HELLO_CACHE) >= _HELLO_CACHE_MAX:
-            _HELLO_CACHE.clear()
-        _HELLO_CACHE[key] = fields
-    return {k: list(v) if isinstance(v, list) else v for k, v in fields.items()}
-
-
-_SERVER_HELLO_CACHE: Final[dict[bytes, dict[str, Any]]] = {}
+    """`parse_client_hello`, remembered (`_remembered`): on big-1of4, 876 ClientHellos are 12 distinct."""
+    return _remembered(bytes(body), parse_client_hello, _CLIENT_HELLOS)
 
 
 def _server_hello_fields(body: bytes | bytearray | memoryview) -> dict[str, Any]:
-    """`parse_server_hello`, remembered as ClientHellos are: per body without its random (but whether it
-    is a HelloRetryRequest's) and session id. A TLS 1.2 server answers every client alike; a TLS 1.3 one
-    sends a fresh key share each time, so those are parsed anew."""
-    b = bytes(body)
+    """`parse_server_hello`, remembered (`_remembered`): a TLS 1.2 server answers every client alike; a
+    TLS 1.3 one sends a fresh key share each time, so those are parsed anew."""
+    return _remembered(bytes(body), parse_server_hello, _SERVER_HELLOS)
+
+
+def _remembered(
+    b: bytes, parse: Callable[[bytes], dict[str, Any]], cache: dict[bytes, dict[str, Any]]
+) -> dict[str, Any]:
+    """A hello's fields, remembered per body without its random and session id, which no field reports
+    (only whether the random is a HelloRetryRequest's). Lists are copied: callers may change them."""
     if len(b) < 35 or 35 + b[34] > len(b):
-        return parse_server_hello(b)  # too short: let the parser say how
+        return parse(b)  # too short: let the parser say how
     key = b[:2] + (b"R" if b[2:34] == _HRR_RANDOM else b"-") + b[35 + b[34] :]
-    fields = _SERVER_HELLO_CACHE.get(key)
+    fields = cache.get(key)
     if fields is None:
-        fields = parse_server_hello(b)
-        if len(_SERVER_HELLO_CACHE) >= _HELLO_CACHE_MAX:
-            _SERVER_HELLO_CACHE.clear()
-        _SERVER_HELLO_CACHE[key] = fields
+        fields = parse(b)
+        if len(cache) >= _HELLO_CACHE_MAX:
+            cache.clear()
+        cache[key] = fields
     return {k: list(v) if isinstance(v, list) else v for k, v in fields.items()}
 
 
