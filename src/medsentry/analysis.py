@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import heapq
-import multiprocessing
 import os
 import pickle
 import queue
@@ -29,9 +28,6 @@ from dataclasses import dataclass, field, fields
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from medsentry.capture.files import CAPTURE_SUFFIXES, CaptureError, expand_paths
 from medsentry.identify import oui
@@ -48,6 +44,9 @@ from medsentry.pipeline import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
     from medsentry.identify.inventory import Network
 
 ZEEK_SUFFIXES = (".log", ".log.gz", ".json", ".json.gz")
@@ -238,7 +237,7 @@ def _run_sharded(captures: list[Path], workers: int, ident: Any, detector: Any |
     sees a client IP's first packet of its own flows, so each may report an `ip.ttl` for it: the first in
     that order is kept."""
     oui.preload()  # the parent needs it for the inventory anyway; forked workers share it
-    ctx = multiprocessing.get_context("fork")
+    ctx = _forking()
     inputs = [ctx.Queue(MAX_DEALT) for _ in range(workers)]
     outs = [ctx.Queue(MAX_CHUNKS) for _ in range(workers)]
     read = ctx.Value("q", 0, lock=False)  # capture bytes the reader got through
@@ -400,7 +399,7 @@ def run_live(
     then keeps them even if it never gets to the end). `address_space` as for `run_inputs`."""
     ident = _identifier(fingerprints, address_space)
     deadline = time.monotonic() + duration if duration else None
-    stop = multiprocessing.get_context("fork").Event()
+    stop = _forking().Event()
     due = _Schedule(every if checkpoint is not None else None)
     previous = _interrupt_sets(stop)  # finish what was captured, then report, as at the deadline
     try:
@@ -497,6 +496,13 @@ class _ShardSnapshot:
     stats: Stats
 
 
+def _forking() -> Any:
+    """multiprocessing's fork context, imported where used: analysing files in one process never is."""
+    import multiprocessing
+
+    return multiprocessing.get_context("fork")
+
+
 def _interrupt_sets(stop: Any) -> Any:
     """Ctrl-C sets `stop` instead of raising; returns the previous handler (None off the main thread, where
     handlers cannot be set)."""
@@ -560,7 +566,7 @@ def _run_live_sharded(interface: str, bpf: str | None, deadline: float | None, w
         stats = Stats()
         stats.errors.append(str(exc))
         return stats
-    ctx = multiprocessing.get_context("fork")
+    ctx = _forking()
     out = ctx.Queue(MAX_CHUNKS * workers)
     forward = detector.kinds if detector is not None else frozenset()
     procs = [
@@ -671,20 +677,27 @@ class _progress:
     """A byte-based progress bar on stderr, or nothing without a console."""
 
     def __init__(self, console: Console | None, total: int) -> None:
-        self.bar = (
-            Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=console,
-                transient=True,
-            )
-            if console is not None and console.is_terminal
-            else None
-        )
+        self.bar: Progress | None = None
         self.total = total
+        if console is None or not console.is_terminal:
+            return  # and rich.progress is not imported (~10 ms of a quiet run's start)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
 
     def __enter__(self) -> Callable[[int], None]:
         if self.bar is None:

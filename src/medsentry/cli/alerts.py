@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from medsentry.cli.common import DB_OPTION, JSON_OPTION, accepted_path, err, write
+from medsentry.cli.common import DB_OPTION, JSON_OPTION, accepted_path, err, terminal, write
 
 
 @click.group(invoke_without_command=True)
@@ -63,7 +62,7 @@ def alerts(
         sent = output.post_webhook(report.alert_dicts(rows), webhook)
         err.print(f"posted {sent} alerts to {webhook}", highlight=False, markup=False)
     if json_out is None and fmt is None and syslog_to is None and webhook is None:
-        out = Console()
+        out = terminal()
         out.print(report.fitting_alert_table(rows, out.width))
 
 
@@ -74,7 +73,7 @@ def alerts_show(db: Path | None, alert_id: str) -> None:
     """One alert: explanation, evidence, victims and its state history (an id prefix is enough)."""
     from medsentry import report
 
-    Console().print(report.alert_detail(_stored_alert(db, alert_id)))
+    terminal().print(report.alert_detail(_stored_alert(db, alert_id)))
 
 
 @alerts.command("ack")

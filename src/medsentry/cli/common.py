@@ -4,12 +4,41 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-# Messages, not tables: a long path in an error must stay one piece (the terminal wraps it, not us).
-err = Console(stderr=True, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def terminal() -> Console:
+    """rich's console on stdout, for tables. rich is imported on first use: ~30 ms of every command's
+    start, and `analyze -q --json` shows nothing."""
+    from rich.console import Console
+
+    return Console()
+
+
+class _Errors:
+    """The error console (rich, on stderr), made on first use like `terminal()`."""
+
+    _console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            # Messages, not tables: a long path in an error must stay one piece (the terminal wraps it).
+            self._console = Console(stderr=True, soft_wrap=True)
+        return self._console
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.console.print(*objects, **options)
+
+
+err = _Errors()
 EXIT_INPUT_ERRORS = 1
 
 DB_OPTION = click.option(

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from medsentry import STALE_HINT, __version__, stale_builds
 from medsentry.cli.alerts import alerts
@@ -27,6 +26,7 @@ from medsentry.cli.common import (
     JSON_OPTION,
     accepted_path,
     err,
+    terminal,
     write,
 )
 from medsentry.cli.vulns import feeds, monitor, vulns
@@ -132,7 +132,7 @@ def analyze(
             privacy.set_salt(store.get_or_create_salt())
         started = time.time()
         show = not quiet and json_out != Path("-") and csv_out != Path("-")
-        console = err if show else None
+        console = err.console if show else None
         live_run = None
         if interface:
             checkpoint = None
@@ -168,7 +168,7 @@ def analyze(
     if alerts_out is not None:
         report.write_alerts_json(str(alerts_out), result.alerts)
     if show:
-        out = Console()
+        out = terminal()
         devices, alerts = result.devices, result.alerts
         # A hospital has thousands of devices: the summary shows the head, the lists are a command away
         # (rendering 800 rows took 1.5 s, longer than analysing a 100k-packet capture).
@@ -257,7 +257,7 @@ def devices(
     if csv_out is not None:
         write(csv_out, report.render_csv(found))
     if json_out is None and csv_out is None:
-        out = Console()
+        out = terminal()
         out.print(report.device_table(found, width=out.width))
 
 
@@ -273,7 +273,7 @@ def devices_show(db: Path | None, key: str) -> None:
         device = store.get_device(key)
         if device is None:
             raise click.ClickException(f"no device {key!r} in the inventory")
-        Console().print(report.device_detail(device, store.device_history(device.key)))
+        terminal().print(report.device_detail(device, store.device_history(device.key)))
 
 
 @devices.command("forget")
@@ -311,7 +311,7 @@ def devices_forget(db: Path | None, keys: tuple[str, ...], not_seen_since: datet
             if stale or outside:
                 chosen.setdefault(d.key, d)
         if dry_run:
-            out = Console()
+            out = terminal()
             out.print(report.device_table(chosen.values(), title="Would be forgotten", width=out.width))
             return
         gone = store.forget_devices(list(chosen))
@@ -334,7 +334,7 @@ def runs(json_out: Path | None, limit: int, db: Path | None) -> None:
         document = {"runs": [{"id": r.id, **report.stats_to_dict(r.stats, r.inputs)} for r in found]}
         write(json_out, json.dumps(document, indent=2))
     else:
-        out = Console()
+        out = terminal()
         out.print(report.runs_table(found, width=out.width))
 
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from medsentry.cli.common import (
     CSV_OPTION,
@@ -17,6 +16,7 @@ from medsentry.cli.common import (
     MAX_AGE_OPTION,
     VULN_DB_OPTION,
     err,
+    terminal,
     write,
 )
 
@@ -110,7 +110,7 @@ def vulns_triage(ctx: click.Context, json_out: Path | None, vuln_db: Path | None
     if json_out is not None:
         write(json_out, json.dumps({"decisions": [d.to_json() for d in decisions]}, indent=2, default=str))
     else:
-        out = Console()
+        out = terminal()
         out.print(vulns_report.decisions_table(decisions, width=out.width))
 
 
@@ -206,7 +206,7 @@ def vulns_triage_drafts(vuln_db: Path | None) -> None:
     from medsentry.report import vulns as vulns_report
 
     with _triage_store(vuln_db) as triage:
-        out = Console()
+        out = terminal()
         out.print(vulns_report.drafts_table(triage.drafts(), width=out.width))
 
 
@@ -282,7 +282,7 @@ def monitor(
     if csv_out is not None:
         write(csv_out, vulns_report.monitor_csv(result))
     if json_out != Path("-") and csv_out != Path("-"):
-        out = Console()
+        out = terminal()
         out.print(vulns_report.monitor_table(result, width=out.width))
 
 
@@ -325,7 +325,7 @@ def _findings_out(result, json_out: Path | None, csv_out: Path | None) -> None:
     if csv_out is not None:
         write(csv_out, vulns_report.findings_csv(result.findings))
     if json_out != Path("-") and csv_out != Path("-"):
-        out = Console()
+        out = terminal()
         out.print(vulns_report.findings_table(result.findings, limit=TABLE_ROWS, width=out.width))
 
 
@@ -371,7 +371,7 @@ def feeds_import(
     if json_out is not None:
         write(json_out, json.dumps({"imports": [s.to_json() for s in summaries]}, indent=2))
     else:
-        Console().print(report.feed_table(status))
+        terminal().print(report.feed_table(status))
 
 
 @feeds.command("status")
@@ -389,7 +389,7 @@ def feeds_status(json_out: Path | None, vuln_db: Path | None) -> None:
         document = {"feeds": {f: s.to_json() for f, s in status.items()}, "size_bytes": size}
         write(json_out, json.dumps(document, indent=2))
     else:
-        Console().print(report.feed_table(status))
+        terminal().print(report.feed_table(status))
         err.print(f"store size {size / 1e6:.1f} MB")
 
 
@@ -430,7 +430,7 @@ def feeds_sync(
     if json_out is not None:
         write(json_out, json.dumps(summary.to_json(), indent=2, default=str))
     else:
-        Console().print(report.feed_table(summary.status))
+        terminal().print(report.feed_table(summary.status))
     for source, message in summary.errors.items():
         err.print(f"error: {source}: {message}", highlight=False, markup=False)
     if summary.errors:
