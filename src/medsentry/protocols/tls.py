@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import warnings
 from collections.abc import Callable
 from typing import Any, Final
 
+from medsentry.protocols import x509
 from medsentry.protocols.base import Malformed, Message
 
 NAME: Final = "tls"
@@ -325,44 +325,12 @@ _CERT_CACHE_MAX: Final = 4096
 
 def _certificate_fields(der: bytes) -> dict[str, Any]:
     hit = _CERT_CACHE.get(der)
-    if hit is not None:
-        return {**hit, "san": list(hit["san"])}
-    from cryptography import x509  # imported on the first certificate: 45 ms, TLS 1.3 hides them
-
-    try:
-        with warnings.catch_warnings():  # device certificates break RFC 5280 often; that is not news
-            warnings.simplefilter("ignore")
-            fields = _x509_fields(der)
-    except (ValueError, TypeError, x509.InvalidVersion, x509.DuplicateExtension,
-            x509.UnsupportedGeneralNameType) as e:  # how cryptography reports bad DER
-        raise Malformed(f"certificate: {e}") from e
-    if len(_CERT_CACHE) >= _CERT_CACHE_MAX:
-        _CERT_CACHE.clear()
-    _CERT_CACHE[der] = fields
-    return {**fields, "san": list(fields["san"])}
-
-
-def _x509_fields(der: bytes) -> dict[str, Any]:
-    from cryptography import x509
-
-    cert = x509.load_der_x509_certificate(der)
-    try:
-        san_ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        san = san_ext.get_values_for_type(x509.DNSName) + [
-            str(ip) for ip in san_ext.get_values_for_type(x509.IPAddress)]
-    except x509.ExtensionNotFound:
-        san = []
-    serial = f"{cert.serial_number:X}"
-    return {
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
-        "not_before": int(cert.not_valid_before_utc.timestamp()),
-        "not_after": int(cert.not_valid_after_utc.timestamp()),
-        "self_signed": cert.subject == cert.issuer,
-        "serial": serial.zfill(len(serial) + len(serial) % 2),
-        "sha256": hashlib.sha256(der).hexdigest(),
-        "san": san,
-    }
+    if hit is None:
+        hit = x509.certificate_fields(der)
+        if len(_CERT_CACHE) >= _CERT_CACHE_MAX:
+            _CERT_CACHE.clear()
+        _CERT_CACHE[der] = hit
+    return {**hit, "san": list(hit["san"])}
 
 
 def _first_certificate(body: bytearray) -> bytes | None:
