@@ -10,10 +10,12 @@ from medsentry.identify.oui import lookup, normalize_mac
 
 def _registry() -> dict[str, str]:
     """prefix (hex digits) -> organisation, read independently of the module under test; each line is
-    "organisation<TAB>prefix prefix ..."."""
+    "prefix<TAB>organisation"."""
     raw = resources.files("medsentry").joinpath("data/oui.tsv.gz").read_bytes()
-    rows = (line.split("\t") for line in gzip.decompress(raw).decode().splitlines())
-    return {prefix.upper(): row[0] for row in rows if len(row) >= 2 for prefix in row[1].split()}
+    lines = gzip.decompress(raw).decode().splitlines()
+    assert lines == sorted(lines), "the module bisects them"
+    rows = [line.split("\t", 1) for line in lines]
+    return {prefix.upper(): org for prefix, org in rows}
 
 
 def test_each_assignment_size_is_found_with_its_own_prefix() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib.resources import files
@@ -51,14 +52,17 @@ def normalize_mac(mac: str) -> str | None:
 
 
 @cache
-def _registry() -> dict[str, str]:
-    table: dict[str, str] = {}
-    text = gzip.decompress(_DATA.joinpath("oui.tsv.gz").read_bytes()).decode("utf-8")
-    for line in text.splitlines():
-        org, _, prefixes = line.partition("\t")
-        for prefix in prefixes.split():
-            table[prefix.lower()] = org
-    return table
+def _registry() -> list[str]:
+    """The packaged registry's lines, "prefix<TAB>organisation" in sorted order (scripts/build_oui.py)."""
+    return gzip.decompress(_DATA.joinpath("oui.tsv.gz").read_bytes()).decode("utf-8").splitlines()
+
+
+def _organization(lines: list[str], prefix: str) -> str | None:
+    key = prefix + "\t"  # a tab sorts before any hex digit: the line of exactly this prefix comes first
+    i = bisect_left(lines, key)
+    if i < len(lines) and lines[i].startswith(key):
+        return lines[i][len(key) :]
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +122,9 @@ def lookup(mac: str) -> MacInfo | None:
     multicast, local = bool(first & 0x01), bool(first & 0x02)
     digits = norm.replace(":", "")
     if not (multicast or local):
-        table = _registry()
+        lines = _registry()
         for n in (9, 7, 6):
-            org = table.get(digits[:n])
+            org = _organization(lines, digits[:n])
             if org is not None:
                 head = digits[:n]
                 prefix = ":".join(head[i : i + 2] for i in range(0, n, 2)).upper()
