@@ -36,9 +36,8 @@ def test_empty_database_gets_every_migration(tmp_path: Path) -> None:
         mode = store._conn.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     assert _version(path) == LATEST
-    assert {"meta", "runs", "devices", "services", "evidence", "device_changes", "device_ips"} <= _tables(
-        path
-    )
+    assert {"meta", "runs", "devices", "services", "device_changes", "device_ips"} <= _tables(path)
+    assert "evidence" not in _tables(path)  # 0004 moved it into the devices' rows
     # Holds the PHI-hash salt: owner-only.
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -71,6 +70,49 @@ def test_version_1_database_is_upgraded_with_its_data(tmp_path: Path) -> None:
         found = store.get_device("10.77.0.99")
         assert found is not None and found.key == MAC
     assert _version(path) == LATEST
+
+
+def test_version_3_evidence_moves_into_its_devices_rows_in_id_order(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, load_migrations()[:3]) == 3
+    conn.execute(
+        "INSERT INTO devices (key, mac, ips, device_class, confidence, mac_randomized, identities)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (MAC, MAC, json.dumps(["10.77.0.111"]), "patient_monitor", 0.9, 0, "{}"),
+    )
+    conn.execute(
+        "INSERT INTO devices (key, mac, ips, device_class, confidence, mac_randomized, identities)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ("10.9.9.9", None, json.dumps(["10.9.9.9"]), "unknown", 0.0, 0, "{}"),
+    )
+    rows = [  # ids out of rank order; a time stamp that needs 17 digits; a value of JSON text
+        (7, "vendor", '"Philips"', "oui", "IEEE MA-L", 1796069660.2315419, 0.6),
+        (3, "vendor", '"Philips"', "dhcp", "option 60", None, 0.9),
+        (9, "model", '{"name": "MX450"}', "http", "Server: \"MX450\"", 1000.25, 1.0),
+    ]
+    conn.executemany(
+        "INSERT INTO evidence (id, device_key, attribute, value, protocol, detail, ts, weight, run_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        [(i, MAC, a, v, p, d, ts, w) for i, a, v, p, d, ts, w in rows],
+    )
+    conn.close()
+    with SQLiteStore(path) as store:
+        assert store.schema_version == LATEST
+        text = store._conn.execute("SELECT evidence FROM devices WHERE key = ?", (MAC,)).fetchone()[0]
+        stored = json.loads(text)
+        assert [c[:6] for c in stored] == [[a, v, p, d, ts, w] for _, a, v, p, d, ts, w in sorted(rows)]
+        assert all(isinstance(c[5], float) for c in stored)
+        device = store.get_device(MAC)
+        assert device is not None
+        assert [(e.attribute, e.value, e.ts, e.weight) for e in device.evidence] == [
+            ("model", {"name": "MX450"}, 1000.25, 1.0),
+            ("vendor", "Philips", None, 0.9),
+            ("vendor", "Philips", 1796069660.2315419, 0.6),
+        ]
+        other = store.get_device("10.9.9.9")
+        assert other is not None and other.evidence == []
+    assert "evidence" not in _tables(path)
 
 
 def test_newer_database_is_refused_untouched(tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str
 
 
 def canonical_json(value: Any) -> str:
-    """Equal values give equal text (the evidence table's uniqueness relies on it); never fails."""
+    """Equal values give equal text (a device's claims are told apart by it); never fails."""
     if type(value) is str:  # most evidence values: what the encoder gives a str, without building one
         return encode_basestring_ascii(value)
     return _CANONICAL.encode(value)
