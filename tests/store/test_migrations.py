@@ -50,15 +50,21 @@ def test_reopening_applies_nothing(tmp_path: Path) -> None:
         assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == LATEST
 
 
+def _old_device(conn: sqlite3.Connection, key: str, mac: str | None, ips: list[str], device_class: str,
+                confidence: float) -> None:
+    """A device row as every schema version has the columns."""
+    conn.execute(
+        "INSERT INTO devices (key, mac, ips, device_class, confidence, mac_randomized, identities)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (key, mac, json.dumps(ips), device_class, confidence, 0, "{}"),
+    )
+
+
 def test_version_1_database_is_upgraded_with_its_data(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
     assert migrate(conn, load_migrations()[:1]) == 1
-    conn.execute(
-        "INSERT INTO devices (key, mac, ips, device_class, confidence, mac_randomized, identities)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (MAC, MAC, json.dumps(["10.77.0.111", "10.77.0.99"]), "patient_monitor", 0.9, 0, "{}"),
-    )
+    _old_device(conn, MAC, MAC, ["10.77.0.111", "10.77.0.99"], "patient_monitor", 0.9)
     conn.close()
     assert "device_ips" not in _tables(path)
 
@@ -76,16 +82,8 @@ def test_version_3_evidence_moves_into_its_devices_rows_in_id_order(tmp_path: Pa
     path = tmp_path / "v3.db"
     conn = sqlite3.connect(path, isolation_level=None)
     assert migrate(conn, load_migrations()[:3]) == 3
-    conn.execute(
-        "INSERT INTO devices (key, mac, ips, device_class, confidence, mac_randomized, identities)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (MAC, MAC, json.dumps(["10.77.0.111"]), "patient_monitor", 0.9, 0, "{}"),
-    )
-    conn.execute(
-        "INSERT INTO devices (key, mac, ips, device_class, confidence, mac_randomized, identities)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        ("10.9.9.9", None, json.dumps(["10.9.9.9"]), "unknown", 0.0, 0, "{}"),
-    )
+    _old_device(conn, MAC, MAC, ["10.77.0.111"], "patient_monitor", 0.9)
+    _old_device(conn, "10.9.9.9", None, ["10.9.9.9"], "unknown", 0.0)
     rows = [  # ids out of rank order; a time stamp that needs 17 digits; a value of JSON text
         (7, "vendor", '"Philips"', "oui", "IEEE MA-L", 1796069660.2315419, 0.6),
         (3, "vendor", '"Philips"', "dhcp", "option 60", None, 0.9),
