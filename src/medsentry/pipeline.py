@@ -535,7 +535,7 @@ class Analyzer:
 
     def _first_packet_facts(self, batch: Batch, flow: Flow, row: int) -> None:
         """TTL (and the SYN's window) of a client IP's first packet: the basis of OS guesses."""
-        rec = _as_tuples(batch.recs, [row])[0]
+        rec: tuple[Any, ...] = _as_tuples(batch.recs, [row])[0]
         r = flow.record
         if rec[_DIR] != flow.client_dir:
             return

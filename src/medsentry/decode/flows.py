@@ -310,7 +310,7 @@ class FlowTable:
     def _create(self, fid: int, recs: np.ndarray, row: int) -> Flow:
         # One conversion of the whole record, in C: reading numpy fields one by one costs several times more,
         # and so does numpy's own conversion of a record.
-        first = _as_tuples(recs, [row])[0]
+        first: tuple[Any, ...] = _as_tuples(recs, [row])[0]
         # typed locals: the record's fields are Any, and compiled, each test or operation on one is generic
         flags: int = first[_F_FLAGS]
         sport: int = first[_F_SPORT]
