@@ -179,8 +179,20 @@ class Analyzer:
         self._pending: list[tuple[int, Observation]] = []
         self._emitted = 0  # emission numbers given in this batch (a held one's: this + its place)
         self._rows: list[int] | None = None  # a shard's rows in the whole batch
-        # Where the observation being emitted belongs in the run's order: (batch, phase, ...), see `feed`.
-        self.position: tuple[Any, ...] = (0, 0, 0)
+        # Where the observation being emitted belongs in the run's order (`position`): the held one's sort
+        # key, or the ended flow's (batch, 1, last packet, key). Kept as parts: only `--workers` shards read
+        # the position, and a tuple built for each of a run's observations cost more than the reading.
+        self._held_key = 0
+        self._ended: tuple[Any, ...] | None = None
+
+    @property
+    def position(self) -> tuple[Any, ...]:
+        """Where the observation being emitted belongs in the run's order: (batch, phase, ...), see `feed`."""
+        if self._ended is not None:
+            return self._ended
+        key, rows = self._held_key, self._rows
+        row = key >> _HELD_BITS
+        return self.batches, 0, row if rows is None else rows[row], self._emitted + (key & _HELD_MASK)
 
     # -- batches -------------------------------------------------------------------------------------
     def feed(self, batch: Batch) -> None:
@@ -276,10 +288,10 @@ class Analyzer:
         so memory stays bounded; such a batch's order may then differ between `--workers` runs."""
         pending = self._pending
         pending.sort()  # by row, then the order held in (`_hold`)
-        rows, b, emit, first = self._rows, self.batches, self.emit, self._emitted
+        emit = self.emit
+        self._ended = None
         for key, obs in pending:
-            row = key >> _HELD_BITS
-            self.position = (b, 0, row if rows is None else rows[row], first + (key & _HELD_MASK))
+            self._held_key = key
             emit(obs)
         self._emitted += len(pending)
         self.stats.observations += len(pending)
@@ -289,8 +301,9 @@ class Analyzer:
         ended = self.flows.expire(now, force)
         ended.sort(key=lambda f: (f.record.last_seen, f.key))
         for flow in ended:
-            self.position = (b, 1, flow.record.last_seen, flow.key)
+            self._ended = (b, 1, flow.record.last_seen, flow.key)
             self._flow_ended(flow)
+        self._ended = None
 
     def finish(self) -> Stats:
         self._expire(self.stats.last_ts or 0.0, self.batches + 1, force=True)
@@ -307,22 +320,36 @@ class Analyzer:
         by_type = protocols.BY_ETHERTYPE
         buf = batch.buf
         rows = rows[np.isin(recs["ethertype"][rows], list(by_type))].tolist()
-        for row, rec in zip(rows, _records(recs, rows), strict=True):
-            mod = by_type[rec[_ETHERTYPE]]
-            start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
-            for msg in self._parse(mod, _payload(buf, start, rec[_PAYLOAD_LEN])):
-                ends = (mac_str(rec[_SRC_MAC]), None, mac_str(rec[_DST_MAC]), None, None, None)
-                self._out(msg, mod.NAME, row, rec[_TS], ends, None)
+        for k in range(0, len(rows), _WINDOW):  # converted a window at a time, read by index (`_datagrams`)
+            chunk = rows[k : k + _WINDOW]
+            window = _tuples(recs, chunk)
+            for i in range(len(chunk)):
+                row, rec = chunk[i], window[i]
+                mod = by_type[rec[_ETHERTYPE]]
+                start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
+                for msg in self._parse(mod, _payload(buf, start, rec[_PAYLOAD_LEN])):
+                    ends = (mac_str(rec[_SRC_MAC]), None, mac_str(rec[_DST_MAC]), None, None, None)
+                    self._out(msg, mod.NAME, row, rec[_TS], ends, None)
 
     def _datagrams(self, batch: Batch, flows: list[tuple[ModuleType, list[int]]]) -> None:
         """The datagrams of the batch's dissected UDP flows (module, rows). Their records are converted
         together: one conversion per flow (a DNS flow has one or two rows) cost more than its parse."""
-        buf = batch.buf
-        records = _records(batch.recs, [row for _, rows in flows for row in rows])
+        buf, recs = batch.buf, batch.recs
+        wanted = [row for _, rows in flows for row in rows]
+        # Records are converted to tuples by C a window at a time (a numpy field read costs a microsecond
+        # or more, numpy's own conversion about as much a row; the window bounds the transient memory),
+        # and read by index: a generator's step per datagram cost as much as converting its record.
+        window: list[tuple[Any, ...]] = []
+        at = base = 0
         for mod, rows in flows:
             name = mod.NAME
             on_ports = protocols.ON_PORTS.get(name)
-            for row, rec in zip(rows, records, strict=False):  # `rows` first: takes only this flow's records
+            for row in rows:
+                if at - base == len(window):
+                    base = at
+                    window = _tuples(recs, wanted[at : at + _WINDOW])
+                rec = window[at - base]
+                at += 1
                 start = rec[_FRAME_OFF] + rec[_PAYLOAD_OFF]
                 payload = _payload(buf, start, rec[_PAYLOAD_LEN])
                 sport, dport = rec[_SPORT], rec[_DPORT]
@@ -677,15 +704,12 @@ def _ends(r: FlowRecord, from_client: bool) -> Ends:
     return r.server_mac, r.server_ip, r.client_mac, r.client_ip, r.server_port, r.client_port
 
 
-def _records(recs: np.ndarray, rows: list[int]) -> Iterator[tuple[Any, ...]]:
-    """The records at `rows` as tuples (`recs[rows].tolist()`), converted a window at a time by C: a numpy
-    field read costs a microsecond or more, numpy's own conversion about as much a row (`_fastpath.records`
-    a tenth of it); a window bounds the transient memory."""
-    for k in range(0, len(rows), _WINDOW):
-        yield from _as_tuples(recs, rows[k : k + _WINDOW])
+def _tuples(recs: np.ndarray, rows: list[int]) -> list[tuple[Any, ...]]:
+    """The records at `rows` as tuples of their fields, converted by C."""
+    return _as_tuples(recs, rows)
 
 
-_WINDOW: Final = 4096  # records converted to tuples at a time
+_WINDOW: Final = 4096  # records converted to tuples at a time (`_datagrams`)
 _as_tuples: Final = _fastpath.records
 _tally: Final = _fastpath.tally  # a batch's wire bytes, malformed, fragments, unsupported link
 _payload: Final = _fastpath.payload  # bytes(buf[start:start + length]), without the slice object

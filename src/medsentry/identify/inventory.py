@@ -798,13 +798,17 @@ class Identifier:
         server.service("offers", transport, port, app, _peer(client), start)
         if client is not None:
             client.service("uses", transport, port, app, _peer(server), start)
+        # each side spelled out: compiled, a loop over a pair of them builds the tuples for every flow
         if isinstance(ts, (int, float)):
-            for e in (client, server):
-                if e is not None:
-                    e.seen(float(ts))
-        for e, ttl in ((client, f.get("client_ttl")), (server, f.get("server_ttl"))):
-            if e is not None and isinstance(ttl, int) and 0 < ttl <= 255:
-                e.near(_hops(ttl))
+            if client is not None:
+                client.seen(float(ts))
+            server.seen(float(ts))
+        ttl = f.get("client_ttl")
+        if client is not None and isinstance(ttl, int) and 0 < ttl <= 255:
+            client.near(_hops(ttl))
+        ttl = f.get("server_ttl")
+        if isinstance(ttl, int) and 0 < ttl <= 255:
+            server.near(_hops(ttl))
 
     @staticmethod
     def _http_facts(kind: str, f: dict[str, Any], src: _Endpoint, proto: str, ts: float) -> None:
