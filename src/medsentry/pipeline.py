@@ -538,7 +538,7 @@ class Analyzer:
                 if "join" in _optional(type(st.parser)):
                     st.parser.join(side == 0)  # type: ignore[union-attr]
             try:
-                msgs = st.parser.feed(in_order, side == 0)  # type: ignore[union-attr]
+                msgs: list[Message] = st.parser.feed(in_order, side == 0)  # type: ignore[union-attr]
             except Malformed:
                 self.stats.malformed_by_protocol[r.app or "?"] += 1
                 self.flows.stop(flow)
@@ -764,14 +764,16 @@ def _walk_on(
     for side in range(2):
         if (walk := _walk(st, side)) is not None:
             specs[side ^ client_dir] = walk
-    out = _fastpath.walk_run(buf, rows.block, pos, *specs)
+    # typed: compiled, every read of C's answer would otherwise be a generic item lookup
+    out: tuple[Any, ...] = _fastpath.walk_run(buf, rows.block, pos, *specs)
     for side in range(2):
-        spec = out[side ^ client_dir]
+        spec: tuple[int, int, int] | None = out[side ^ client_dir]
         if spec is not None:
             st.dirs[side].next_seq = spec[0]
             if spec[1] >= 0:
                 st.parser.pdata_resume(side == 0, spec[1], spec[2])  # type: ignore[union-attr]
-    passed, stop = out[2], out[3]
+    passed = out[2]
+    stop: int = out[3]
     if not passed:
         return None, stop
     return Rows.walked(rows.block[passed], rows.recs), stop
