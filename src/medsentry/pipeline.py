@@ -174,9 +174,9 @@ class Analyzer:
         self.source = source
         self._ttl_seen: set[str] = set()
         self.batches = 0  # fed so far: the first element of `position`
-        # The batch's observations until they go out in packet order: (row << _HELD_BITS | place among
-        # the held, observation).
-        self._pending: list[tuple[int, Observation]] = []
+        # The batch's observations until they go out in packet order, by key: row << _HELD_BITS | place
+        # among the held.
+        self._pending: dict[int, Observation] = {}
         self._emitted = 0  # emission numbers given in this batch (a held one's: this + its place)
         self._rows: list[int] | None = None  # a shard's rows in the whole batch
         # Where the observation being emitted belongs in the run's order (`position`): the held one's sort
@@ -276,9 +276,10 @@ class Analyzer:
 
     def _hold(self, row: int, obs: Observation) -> None:
         pending = self._pending
-        # One int, the row above the place among the held: all differ, so the sort compares only ints,
-        # and one row's observations keep the order they came in.
-        pending.append((row << _HELD_BITS | len(pending), obs))
+        # One int, the row above the place among the held: all differ, and one row's observations keep
+        # the order they came in. Sorted alone: (key, observation) pairs sorted as tuples cost each
+        # comparison an equality test and an order test through the generic protocol (2 % of the analysis).
+        pending[row << _HELD_BITS | len(pending)] = obs
         if len(pending) >= MAX_PENDING:
             self._emit_pending()
 
@@ -287,12 +288,11 @@ class Analyzer:
         a segment of 2-byte MQTT pings makes 700 observations) they leave in chunks, each in packet order,
         so memory stays bounded; such a batch's order may then differ between `--workers` runs."""
         pending = self._pending
-        pending.sort()  # by row, then the order held in (`_hold`)
         emit = self.emit
         self._ended = None
-        for key, obs in pending:
+        for key in sorted(pending):  # by row, then the order held in (`_hold`)
             self._held_key = key
-            emit(obs)
+            emit(pending[key])
         self._emitted += len(pending)
         self.stats.observations += len(pending)
         pending.clear()
