@@ -16,4 +16,6 @@ fi
 find src/medsentry -name '*.so' ! -name '_fastpath.*' -delete
 rm -f src/medsentry__mypyc.*.so
 .venv/bin/python -m pip install -q -e '.[dev,live]'
+# An editable install leaves byte-compiling to the first import, which PYTHONDONTWRITEBYTECODE forbids.
+.venv/bin/python -m compileall -q src/medsentry >/dev/null
 echo "medsentry is set up: .venv/bin/medsentry --help"

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_analyze import byte_compile
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CAPTURE = Path("/work/bench-data/big.pcap")
 
@@ -43,6 +45,7 @@ def main() -> int:
     if not args.capture.exists():
         print(f"{args.capture}: missing; build it with bench/make_bench_capture.sh", file=sys.stderr)
         return 2
+    byte_compile()
     runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
     for i in range(args.repeat):
         for detect in (False, True) if i % 2 == 0 else (True, False):
