@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_analyze import byte_compile
+from bench_analyze import byte_compile, warm_page_cache
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CAPTURE = Path("/work/bench-data/big.pcap")
@@ -27,6 +27,7 @@ def run_once(capture: Path, workers: int, detect: bool) -> tuple[float, float]:
     """(wall s, CPU s) of one analyze run."""
     cmd = [str(REPO / ".venv/bin/python"), str(REPO / "bench/run_medsentry.py"), str(capture)]
     cmd += ["--workers", str(workers)] + ([] if detect else ["--no-detect"])
+    warm_page_cache(capture)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
