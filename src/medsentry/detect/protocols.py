@@ -60,9 +60,12 @@ class ProtocolAbuse:
         self.conns: Lru[tuple[Any, ...], str] = Lru(int(lim["connections"]), "dicom.conns", ev)
         self.novel = Novelty(int(lim["novelty_keys"]), "protocols.novelty", ev)
         self.http_4xx: Lru[str, Window] = Lru(int(lim["sources"]), "http.4xx", ev)
+        # kind -> its method, looked up once (as in recon.py) rather than built and looked up by name for
+        # every observation
+        self._handlers = {k: getattr(self, "_" + k.replace(".", "_")) for k in self.KINDS}
 
     def add(self, obs: Observation) -> None:
-        getattr(self, "_" + obs.kind.replace(".", "_"))(obs)
+        self._handlers[obs.kind](obs)
 
     # -- MQTT ----------------------------------------------------------------------------------------------
     def _infra(self, obs: Observation, client_id: str | None = None) -> bool:
