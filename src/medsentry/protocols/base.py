@@ -39,6 +39,7 @@ pipeline counts it per protocol and moves on.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -53,6 +54,22 @@ WHOLE_CONNECTION: Final = 1 << 62
 
 class Malformed(ValueError):
     """The payload does not follow the protocol's wire format."""
+
+
+def remembered(
+    cache: dict[bytes, dict[str, Any]], limit: int, key: bytes, parse: Callable[[bytes], dict[str, Any]],
+    data: bytes,
+) -> dict[str, Any]:
+    """`parse(data)`, kept in `cache` under `key` for the next time: a dissector's memo of units devices
+    send again and again. Emptied when it holds `limit` entries (bounded, and no bookkeeping on a hit).
+    The caller copies what its callers may change."""
+    fields = cache.get(key)
+    if fields is None:
+        fields = parse(data)
+        if len(cache) >= limit:
+            cache.clear()
+        cache[key] = fields
+    return fields
 
 
 _IPV4_TEXTS: Final[dict[bytes, str]] = {}

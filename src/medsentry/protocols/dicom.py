@@ -29,7 +29,15 @@ import struct
 from typing import Any, Final
 
 from medsentry.privacy import phi_hash
-from medsentry.protocols.base import EVERYTHING, WHOLE_CONNECTION, Framed, FramedParser, Malformed, Message
+from medsentry.protocols.base import (
+    EVERYTHING,
+    WHOLE_CONNECTION,
+    Framed,
+    FramedParser,
+    Malformed,
+    Message,
+    remembered,
+)
 
 NAME: Final = "dicom"
 TCP_PORTS: Final = frozenset({104, 11112, 4242, 2761, 2762})
@@ -211,13 +219,7 @@ def _parse_associate_remembered(pdu: bytes) -> dict[str, Any]:
     A-ASSOCIATE-RQ (AE titles, presentation contexts) and its PACS answers with the same AC, and parsing
     a hundred presentation contexts takes ≈ 90,000 instructions. Each call gets its own fields dict; the
     values in it (the context and syntax lists) are shared between repeats, as facts are never changed."""
-    fields = _ASSOCIATIONS.get(pdu)
-    if fields is None:
-        fields = parse_associate(pdu)
-        if len(_ASSOCIATIONS) >= _ASSOCIATIONS_MAX:
-            _ASSOCIATIONS.clear()
-        _ASSOCIATIONS[pdu] = fields
-    return dict(fields)
+    return dict(remembered(_ASSOCIATIONS, _ASSOCIATIONS_MAX, pdu, parse_associate, pdu))
 
 
 def _presentation_context(itype: int, value: bytes) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from medsentry.protocols import x509
-from medsentry.protocols.base import Malformed, Message
+from medsentry.protocols.base import Malformed, Message, remembered
 
 NAME: Final = "tls"
 # HTTPS, SMTPS, NNTPS, LDAPS, DNS over TLS, FTPS, telnets, IMAPS, IRCS, POP3S, DICOM TLS, LDAPS GC,
@@ -309,12 +309,7 @@ def _remembered(
     if len(b) < 35 or 35 + b[34] > len(b):
         return parse(b)  # too short: let the parser say how
     key = b[:2] + (b"R" if b[2:34] == _HRR_RANDOM else b"-") + b[35 + b[34] :]
-    fields = cache.get(key)
-    if fields is None:
-        fields = parse(b)
-        if len(cache) >= _HELLO_CACHE_MAX:
-            cache.clear()
-        cache[key] = fields
+    fields = remembered(cache, _HELLO_CACHE_MAX, key, parse, b)
     return {k: list(v) if isinstance(v, list) else v for k, v in fields.items()}
 
 
@@ -324,13 +319,8 @@ _CERT_CACHE_MAX: Final = 4096
 
 
 def _certificate_fields(der: bytes) -> dict[str, Any]:
-    hit = _CERT_CACHE.get(der)
-    if hit is None:
-        hit = x509.certificate_fields(der)
-        if len(_CERT_CACHE) >= _CERT_CACHE_MAX:
-            _CERT_CACHE.clear()
-        _CERT_CACHE[der] = hit
-    return {**hit, "san": list(hit["san"])}
+    fields = remembered(_CERT_CACHE, _CERT_CACHE_MAX, der, x509.certificate_fields, der)
+    return {**fields, "san": list(fields["san"])}
 
 
 def _first_certificate(body: bytearray) -> bytes | None:
