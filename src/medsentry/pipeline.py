@@ -772,11 +772,11 @@ def _walk_on(
             st.dirs[side].next_seq = spec[0]
             if spec[1] >= 0:
                 st.parser.pdata_resume(side == 0, spec[1], spec[2])  # type: ignore[union-attr]
-    passed = out[2]
+    passed: bytes = out[2]  # the other side's rows, as `rows.block` holds them
     stop: int = out[3]
     if not passed:
         return None, stop
-    return Rows.walked(rows.block[passed], rows.recs), stop
+    return Rows.walked(np.frombuffer(passed, np.int64).reshape(-1, 5), rows.recs), stop
 
 
 GC_THRESHOLD: Final = 50_000  # net container allocations between young-generation collections (Python: 700)

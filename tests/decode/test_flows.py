@@ -306,7 +306,10 @@ def test_walk_run_consumes_each_spent_sides_leading_in_sequence_run() -> None:
         # rows as the flow table gives them: batch row, payload start, length, sequence number, dir
         fields = enumerate(zip(seqs, lens, dirs, strict=True))
         block = np.array([[k, starts[k], n, q, d] for k, (q, n, d) in fields], dtype=np.int64).reshape(-1, 5)
-        return _fastpath.walk_run(b"", block, *rest)
+        side0, side1, kept, stop = _fastpath.walk_run(b"", block, *rest)
+        kept_rows = np.frombuffer(kept, np.int64).reshape(-1, 5)
+        assert (kept_rows == block[kept_rows[:, 0]]).all(), "kept rows are copies of the block's"
+        return side0, side1, kept_rows[:, 0].tolist(), stop
 
     # dir 0 continues at 10: rows 0, 1 in sequence, row 2 a bare ACK/SYN, row 3 the other side's (kept),
     # row 4 out of sequence: the run stops there

@@ -1118,7 +1118,9 @@ static PyTypeObject FlowTableType = {
  * from `begin` on that continue a walked side in sequence, and its rows without payload, are consumed
  * up to its first row that is out of sequence or that the walk cannot take; the side's state moves on.
  * The run stops there (`stop`: that row's position, or the number of rows): Python goes on with the rows
- * before it that it still has to look at (`kept`, the other side's) and everything from `stop` on. Not
+ * before it that it still has to look at (`kept`, the other side's: a copy of those rows, bytes in the
+ * layout of `rows`: indexing the rows by a list of positions cost numpy more than the walk) and
+ * everything from `stop` on. Not
  * going past `stop` keeps each run's cost to the rows it consumes (a DICOM association stops once an
  * image).
  */
@@ -1151,7 +1153,8 @@ static PyObject *walk_run(PyObject *self, PyObject *args) {
         if (walk_side(spec[d], &on[d], &next[d], &skip[d], &left[d]) < 0) goto done;
     walked[0] = on[0];
     walked[1] = on[1];
-    if (!(kept = PyList_New(0))) goto done;
+    int64_t *held = NULL;  /* the kept rows, copied */
+    Py_ssize_t nheld = 0;
     Py_ssize_t i = begin;
     for (; i < n && (on[0] || on[1]); i++) {
         const int64_t *o = rows + i * 5;
@@ -1168,10 +1171,16 @@ static PyObject *walk_run(PyObject *self, PyObject *args) {
             on[d] = 0;
             break;
         }
-        PyObject *pos = PyLong_FromSsize_t(i);
-        if (!pos || PyList_Append(kept, pos) < 0) { Py_XDECREF(pos); goto done; }
-        Py_DECREF(pos);
+        if (!held && !(held = PyMem_Malloc((size_t)(n - i) * 5 * sizeof(int64_t)))) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        memcpy(held + nheld * 5, o, 5 * sizeof(int64_t));
+        nheld++;
     }
+    kept = PyBytes_FromStringAndSize((const char *)held, nheld * 5 * (Py_ssize_t)sizeof(int64_t));
+    PyMem_Free(held);
+    if (!kept) goto done;
     PyObject *out[2];
     for (int d = 0; d < 2; d++) {
         if (walked[d]) out[d] = Py_BuildValue("kLk", (unsigned long)next[d], skip[d], (unsigned long)left[d]);
