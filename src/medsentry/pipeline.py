@@ -35,8 +35,11 @@ from medsentry.decode.streams import Direction
 from medsentry.observe import FlowRecord, Observation
 from medsentry.protocols.base import Malformed, Message
 
-MAX_PENDING = 65_536  # observations held to be put in packet order, per batch
-_HELD_BITS: Final = 32  # a held observation's place among the held (< MAX_PENDING) in its sort key
+MAX_PENDING = 16_384  # observations held to be put in packet order, per batch
+# A held observation's place among the held (< MAX_PENDING) in its sort key, below its row (< BATCH, 2**16):
+# keys under 2**30 are one-digit ints, which a sort compares directly instead of through the generic
+# protocol (sorting 700 keys: 33 instead of 65 us).
+_HELD_BITS: Final = 14
 _HELD_MASK: Final = (1 << _HELD_BITS) - 1
 # A message's (source MAC, IP, destination MAC, IP, source port, destination port): `_ends`
 Ends = tuple[str | None, str | None, str | None, str | None, int | None, int | None]
