@@ -517,8 +517,11 @@ class Identifier:
         self._owner: dict[str, str] = {}  # IP -> its owner's MAC; computed by `devices`
         self._names: dict[str, dict[str, tuple[str, str, float]]] = {}  # IP -> kind -> (name, proto, ts)
         self._addrs: dict[str, _Addr] = {}
-        # (MAC, IP) as an observation gives them -> their endpoint: normalising both every time is costly
-        self._by_raw: dict[tuple[str | None, str | None], _Endpoint] = {}
+        # MAC -> IP as an observation gives them -> their endpoint: normalising both every time is costly.
+        # Nested, not keyed by the pair: a pair built and hashed for each of an observation's two ends cost
+        # more than a second lookup by a string, whose hash is kept.
+        self._by_raw: dict[str | None, dict[str | None, _Endpoint]] = {}
+        self._by_raw_size = 0
         # (MAC, IP) pairs neither of which can be a device's (a group MAC, a broadcast IP): asked once
         self._no_devices: set[tuple[str | None, str | None]] = set()
         self._macs: dict[str, oui.MacInfo | None] = {}
@@ -654,18 +657,22 @@ class Identifier:
         return hit
 
     def _endpoint(self, mac: str | None, ip: str | None, ts: float) -> _Endpoint | None:
+        by_ip = self._by_raw.get(mac)
+        if by_ip is not None:
+            e = by_ip.get(ip)
+            if e is not None:
+                e.seen(ts)
+                return e
         raw = (mac, ip)
-        e = self._by_raw.get(raw)
-        if e is not None:
-            e.seen(ts)
-            return e
         if raw in self._no_devices:
             return None
         e = self._new_endpoint(raw, ts)
         if e is not None:
-            if len(self._by_raw) >= 4 * MAX_ENDPOINTS:
+            if self._by_raw_size >= 4 * MAX_ENDPOINTS:
                 self._by_raw.clear()
-            self._by_raw[raw] = e
+                self._by_raw_size = 0
+            self._by_raw.setdefault(mac, {})[ip] = e
+            self._by_raw_size += 1
         return e
 
     def _new_endpoint(self, raw: tuple[str | None, str | None], ts: float) -> _Endpoint | None:
@@ -936,6 +943,7 @@ class Identifier:
         (evidence counts and first times add up; where a bound keeps the first values seen, a shard's
         come after this identifier's)."""
         self._by_raw.clear()  # it may point at endpoints replaced below
+        self._by_raw_size = 0
         for key, e in state.endpoints.items():
             mine = self._endpoints.get(key)
             if mine is not None:
