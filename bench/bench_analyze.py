@@ -111,6 +111,14 @@ def byte_compile() -> None:
                        check=False, stdout=subprocess.DEVNULL)
 
 
+def interpreter() -> str:
+    """The Python of medsentry's venv: how it was built matters (pyenv's default build, without PGO and
+    with a shared libpython, ran the analysis ~10 % slower than Debian's python3.11)."""
+    probe = "import sys; print(sys.version.split()[0], 'from', sys.base_prefix)"
+    out = subprocess.run([str(REPO / ".venv/bin/python"), "-c", probe], capture_output=True, text=True)
+    return f"Python {out.stdout.strip()}" if out.returncode == 0 else "an unknown Python"
+
+
 def prefix_capture(capture: Path, num: int, den: int, total: int) -> Path:
     """The first num/den of the packets, made once next to the capture."""
     if num == den:
@@ -284,7 +292,8 @@ def main() -> None:
                 results.append(min(done, key=lambda r: r.wall_s or 0) if done else runs[-1])
     compiled = any((REPO / "src" / "medsentry").glob("pipeline.*.so"))  # setup.py: mypyc unless pure
     print(f"load average after the runs: {os.getloadavg()[0]:.2f} (2 cores; best of {args.repeat}); "
-          f"medsentry {'compiled by mypyc' if compiled else 'pure Python (MEDSENTRY_PURE_PYTHON)'}")
+          f"medsentry {'compiled by mypyc' if compiled else 'pure Python (MEDSENTRY_PURE_PYTHON)'}, "
+          f"on {interpreter()}")
     print(table(results))
 
 
