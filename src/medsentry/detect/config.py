@@ -9,8 +9,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from medsentry.yamlload import safe_load
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -130,6 +128,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     """The default configuration, with a user YAML file and then `overrides` merged over it."""
     doc = default_document()
     if path is not None:
+        import yaml  # here, as below: a run without these files never imports it (yamlload)
+
         try:
             user = yaml.safe_load(Path(path).read_text("utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
@@ -152,6 +152,8 @@ def read_accepted(path: Path) -> list[dict[str, Any]]:
     """The "accept as normal" entries recorded by `medsentry alerts accept` (none if the file is absent)."""
     if not path.exists():
         return []
+    import yaml
+
     try:
         entries = yaml.safe_load(path.read_text("utf-8")) or []
     except (OSError, yaml.YAMLError) as exc:
@@ -167,6 +169,8 @@ def add_accepted(path: Path, entry: dict[str, Any]) -> bool:
     entries = read_accepted(path)
     if entry in entries:
         return False
+    import yaml
+
     path.parent.mkdir(parents=True, exist_ok=True)
     header = (
         "# 'Accept as normal' entries from `medsentry alerts accept` (the form of accept: in detect.yaml)\n"

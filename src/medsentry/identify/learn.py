@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from medsentry.observe import Observation
 
 FORMAT: Final = "medsentry-learned/1"
@@ -617,6 +615,8 @@ def _named_class(root: Path, folder: Path) -> str | None:
     for doc_path, key in ((folder / "classes.yaml", None), (root / "classes.yaml", folder.name)):
         if not doc_path.is_file():
             continue
+        import yaml  # here: only `learn` reads these, and every analysis imports this module
+
         try:
             doc = yaml.safe_load(doc_path.read_text("utf-8"))
         except yaml.YAMLError:
