@@ -25,9 +25,7 @@ FASTPATH = Extension(
 # The analysis path: these run per packet, message or observation. Package __init__ files are only
 # registries, except the one defining Observation and the protocols' (which picks a module for every
 # TCP connection and unclaimed UDP flow). Not compiled: the orchestration of a run (analysis.py)
-# and live capture's loop, which run once a batch and whose tests replace their functions, and detection's
-# bounded maps (`Lru` subclasses OrderedDict, which mypyc compiles into a class the garbage collector
-# crashes on).
+# and live capture's loop, which run once a batch and whose tests replace their functions.
 COMPILED = [
     "src/medsentry/pipeline.py",
     "src/medsentry/privacy.py",
@@ -37,7 +35,7 @@ COMPILED = [
         path
         for package in ("capture", "decode", "protocols", "identify", "detect")
         for path in sorted(glob(f"src/medsentry/{package}/*.py"))
-        if not path.endswith(("__init__.py", "capture/live.py", "detect/state.py"))
+        if not path.endswith(("__init__.py", "capture/live.py"))
     ),
 ]
 
