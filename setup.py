@@ -13,8 +13,10 @@ editable install compiles into src/: after changing one of these modules, `pytho
 
 import os
 from glob import glob
+from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 FASTPATH = Extension(
     "medsentry.capture._fastpath",
@@ -53,4 +55,20 @@ def compiled() -> list[Extension]:
     return mypycify([*options, *COMPILED], opt_level="3", group_name="medsentry")
 
 
-setup(ext_modules=[FASTPATH, *compiled()], options={"build_ext": {"parallel": os.cpu_count() or 1}})
+class BuildExt(build_ext):
+    def run(self) -> None:
+        super().run()
+        # mypyc rewrites, and setuptools relinks, only what changed: after an edit that leaves the C as it
+        # was (a comment, a docstring) the libraries would stay older than their sources, and the stale-build
+        # check (medsentry.stale_builds) would ask for a rebuild that never comes.
+        for ext in self.extensions:
+            built = Path(self.get_ext_fullpath(ext.name))
+            if built.exists():
+                built.touch()
+
+
+setup(
+    ext_modules=[FASTPATH, *compiled()],
+    cmdclass={"build_ext": BuildExt},
+    options={"build_ext": {"parallel": os.cpu_count() or 1}},
+)
