@@ -6,9 +6,9 @@ Input: a folder with MA-L `oui.csv` (24-bit prefixes), MA-M `mam.csv` (28-bit), 
 
 Output: `src/medsentry/data/oui.tsv`, one line per assignment, `prefix<TAB>organisation`, sorted, with
 prefixes as 6, 7 or 9 lower-case hex digits (the prefix length says the block size); addresses are
-dropped. Sorted lines are the lookup table itself: `identify.oui` binary-searches its bytes, where
-building a dict of the 46,000 prefixes took 20 ms of every analysis. Uncompressed (1.4 MB): every
-analysis reads the table, and unpacking it (gzip, 490 KB) and splitting its lines cost 15-25 ms.
+dropped. Sorted lines are the lookup table itself: `identify.oui` bisects them (as bytes), where building
+a dict of the 46,000 prefixes took 20 ms of every analysis. Uncompressed (1.4 MB): every analysis reads
+the table, and unpacking it (gzip, 490 KB) and decoding all of it cost 15-25 ms.
 
 Usage: python scripts/build_oui.py [IEEE_DIR] [OUT]
 """
