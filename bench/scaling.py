@@ -3,19 +3,22 @@
 
     .venv/bin/python bench/scaling.py [CAPTURE] [--workers 2,4,8] [--no-detect]
 
-A sharded run is a reader, N workers and the parent, all streaming at once: its wall time on enough cores
-is the slowest of them, plus the parent's work after the last worker ends (merging what they identified,
-building the inventory and the alerts). This machine has two cores, so running N + 2 processes at once
-measures the machine, not the design. Here each part runs alone, one after the other, as `analyze
---workers N` runs it: the reader (`deal_files`, pickling what it deals as the queues do), then every
-worker on what the reader dealt it (the same `_shard` function: unpickling, its flows, identification,
-pickling the chunks it forwards), then the parent's part on the recorded chunks (unpickling, the merge by
-position, detection); each reports its CPU time. The reader reads ahead in a second thread
-(`pipeline.read_ahead`), so its time is the wall time it takes alone on this machine's two cores (it
-wants N + 3 cores in all, then); the one-process run, which reads ahead too, is measured the same way.
-Printed per N: the reader's wall (and CPU) time, each worker's CPU, the parent's streaming and final CPU,
-the projected wall time (max(reader, slowest worker, parent streaming) + parent final), the speedup
-against one process's wall time, and whether the devices and alerts equal the one-process ones.
+A sharded run is R readers (`analysis.readers_for(N)`), N workers and the parent, all streaming at once:
+its wall time on enough cores is the slowest of them, plus the parent's work after the last worker ends
+(merging what they identified, building the inventory and the alerts). This machine has two cores, so
+running N + R + 1 processes at once measures the machine, not the design. Here each part runs alone, one
+after the other, as `analyze --workers N` runs it: each reader (`deal.SegmentReader` on its segments,
+sharing the dealer's tables with the readers before it as they share them at once in a run, pickling what
+it deals as the queues do), then every worker on what the readers dealt it (the same `_shard` function:
+unpickling, its flows, identification, pickling the chunks it forwards), then the parent's part on the
+recorded chunks (unpickling, the merge by position, detection); each reports its CPU time. A reader alone
+does not wait for the reader before it to say where its segment starts: the ends of a first pass are
+given to it (where it would guess and check, a few microseconds a segment). The one-process run reads
+ahead in a second thread (`pipeline.read_ahead`): its time is the wall time it takes alone on this
+machine's two cores.
+Printed per N: the readers' CPU, each worker's CPU, the parent's streaming and final CPU, the projected
+wall time (max(slowest reader, slowest worker, parent streaming) + parent final), the speedup against one
+process's wall time, and whether the devices and alerts equal the one-process ones.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -64,11 +69,11 @@ class _Recorder:
         self.chunks.append(pickle.dumps(item, pickle.HIGHEST_PROTOCOL))
 
 
-def _reader(capture: Path, n: int, where: list[Path], out: Any) -> None:
-    """The reader's part: every batch dealt, each share pickled as a worker's input queue pickles it and
-    written out as it goes (as into a pipe; kept in memory, 230 MB of shares would cost more than the
-    reading)."""
-    from medsentry.pipeline import deal_files
+def _reader(capture: Path, n: int, readers: int, r: int, shared: Any, where: list[Path], out: Any) -> None:
+    """Reader r's part: its segments read and dealt, each share pickled as a worker's input queue pickles
+    it and written out as it goes (as into a pipe; kept in memory, 230 MB of shares would cost more than
+    the reading)."""
+    from medsentry.deal import SegmentReader, plan
 
     files = [open(w, "wb") for w in where]  # noqa: SIM115 - closed below
 
@@ -77,11 +82,11 @@ def _reader(capture: Path, n: int, where: list[Path], out: Any) -> None:
         files[k].write(len(raw).to_bytes(8, "little") + raw)
 
     c, w = time.process_time(), time.perf_counter()
-    deal_files([capture], n, send)
+    SegmentReader(plan([capture]), r, readers, n, send, shared).run()
     wall, cpu = time.perf_counter() - w, time.process_time() - c
     for f in files:
         f.close()
-    out.send((wall, cpu))
+    out.send((cpu, wall))
 
 
 class _Dealt:
@@ -98,13 +103,13 @@ class _Dealt:
         return pickle.loads(self.raw[self.at - size : self.at])
 
 
-def _worker(k: int, dealt: Path, forward: frozenset[str], where: Path, out: Any) -> None:
+def _worker(k: int, dealt: list[Path], segments: int, forward: frozenset[str], where: Path, out: Any) -> None:
     from medsentry.analysis import _shard
 
-    inputs = _Dealt(dealt.read_bytes())  # bytes, as they would sit in the pipe
+    inputs = [_Dealt(d.read_bytes()) for d in dealt]  # bytes, as they would sit in the pipes
     rec = _Recorder()
     c = time.process_time()
-    _shard(k, inputs, rec, None, forward)
+    _shard(k, inputs, segments, rec, None, forward)
     cpu = time.process_time() - c
     where.write_bytes(pickle.dumps(rec.chunks, pickle.HIGHEST_PROTOCOL))
     out.send((cpu,))
@@ -166,7 +171,8 @@ def main() -> None:
     privacy.set_salt(b"bench-scaling")  # one salt for every process, so PHI hashes compare
     # Every part forks from here with the modules imported, the OUI registry and the rules read, as
     # `analyze` has them before its workers fork: neither side pays for them inside its timing.
-    from medsentry.analysis import _identifier
+    from medsentry.analysis import _identifier, readers_for
+    from medsentry.deal import SegmentReader, Shared, plan
 
     oui.preload()
     _identifier(None)
@@ -175,6 +181,12 @@ def main() -> None:
             pass
 
     forward = Detector().kinds if detect else frozenset()
+    # Where every segment ends, from one reader reading them all, for readers run alone (see above).
+    ctx = multiprocessing.get_context("fork")
+    segments = plan([args.capture])
+    first = Shared(ctx, 1, len(segments), 1)
+    SegmentReader(segments, 0, 1, 1, lambda k, share: None, first).run()
+    ends = np.frombuffer(first.ends, np.int64).copy()
     sizes = [int(x) for x in args.workers.split(",")]
     # Rounds: every part once per round, the least CPU of each part kept. This machine's speed drifts
     # by 20 % within minutes; interleaving spreads a slow stretch over all parts instead of one.
@@ -188,28 +200,32 @@ def main() -> None:
         for _ in range(args.repeat):
             keep("one", _run(_one_process, args.capture, detect))
             for n in sizes:
-                dealt = [Path(tmp) / f"{n}-{k}.dealt" for k in range(n)]
+                readers = readers_for(n)
+                dealt = [[Path(tmp) / f"{n}-{r}-{k}.dealt" for k in range(n)] for r in range(readers)]
                 files = [Path(tmp) / f"{n}-{k}.pickle" for k in range(n)]
-                keep((n, "reader"), _run(_reader, args.capture, n, dealt))
+                shared = Shared(ctx, n, len(segments), readers)
+                np.frombuffer(shared.ends, np.int64)[:] = ends
+                for r in range(readers):
+                    keep((n, "reader", r), _run(_reader, args.capture, n, readers, r, shared, dealt[r]))
                 for k in range(n):
-                    keep((n, k), _run(_worker, k, dealt[k], forward, files[k]))
+                    keep((n, k), _run(_worker, k, [d[k] for d in dealt], len(segments), forward, files[k]))
                 keep((n, "parent"), _run(_parent, files, detect))
 
     one, one_cpu, digest, n_dev, n_alerts = best["one"]
     print(f"{args.capture.name}, detection {'on' if detect else 'off'}, least of {args.repeat} interleaved "
           f"rounds: one process {one:.2f} s wall ({one_cpu:.2f} s CPU), {n_dev} devices, {n_alerts} alerts")
     print()
-    print("| workers | reader, wall (CPU) s | each worker, CPU s | parent streaming / final, CPU s | "
+    print("| workers | each reader, CPU s | each worker, CPU s | parent streaming / final, CPU s | "
           "projected wall s | speedup | same devices + alerts |")
-    print("|---:|---:|---|---|---:|---:|---|")
+    print("|---:|---|---|---|---:|---:|---|")
     for n in sizes:
-        reader, reader_cpu = best[(n, "reader")]
+        reading = [best[(n, "reader", r)][0] for r in range(readers_for(n))]
         cpus = [best[(n, k)][0] for k in range(n)]
         _, streaming, final, shard_digest = best[(n, "parent")]
-        wall = max(reader, max(cpus), streaming) + final
+        wall = max(max(reading), max(cpus), streaming) + final
         each = ", ".join(f"{c:.2f}" for c in cpus)
         same = "yes" if shard_digest == digest else "NO"
-        print(f"| {n} | {reader:.2f} ({reader_cpu:.2f}) | {each} | {streaming:.2f} / {final:.2f} | "
+        print(f"| {n} | {', '.join(f'{c:.2f}' for c in reading)} | {each} | {streaming:.2f} / {final:.2f} | "
               f"{wall:.2f} | {one / wall:.2f}x | {same} |")
 
 if __name__ == "__main__":

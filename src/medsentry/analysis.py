@@ -1,13 +1,13 @@
 """One analysis run: inputs -> observations -> identified devices, with statistics.
 
 Used by the CLI (and later the API); file, Zeek and live input all end in the same `Identifier`.
-With `workers > 1` one process reads every capture and deals each batch's records to the workers by host
-(`deal_files`; the frames stay in the file, which each worker maps), which dissect and identify their
-share of the flows; the observations detection reads stream back to this process in bounded
-chunks, are put back in one process's order and judged while the workers go on, so memory does not grow
-with the capture; the workers' identification state is merged at the end. The result is the one-process
-result. Live (`run_live`) with workers: the kernel's AF_PACKET fanout gives each worker its flows, and
-detection takes their observations as they arrive.
+With `workers > 1` reader processes read the captures side by side, each its own byte ranges, and deal
+each batch's records to the workers by host (`deal`; the frames stay in the file, which each worker
+maps), which dissect and identify their share of the flows; the observations detection reads stream back
+to this process in bounded chunks, are put back in one process's order and judged while the workers go
+on, so memory does not grow with the capture; the workers' identification state is merged at the end.
+The result is the one-process result. Live (`run_live`) with workers: the kernel's AF_PACKET fanout gives
+each worker its flows, and detection takes their observations as they arrive.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from medsentry.capture.files import CAPTURE_SUFFIXES, CaptureError, expand_paths
+from medsentry.deal import Segment, SegmentReader, Shared, dealt, plan
 from medsentry.identify import oui
 from medsentry.identify.device import Device
 from medsentry.observe import Observation, Tee
@@ -38,7 +41,6 @@ from medsentry.pipeline import (
     analyze_files,
     analyze_live,
     analyze_shares,
-    deal_files,
     fewer_collections,
 )
 
@@ -101,7 +103,8 @@ CHUNK = 2048  # observations per message from a worker
 _as_tuple = attrgetter(*(f.name for f in fields(Observation)))
 MAX_CHUNKS = 16  # chunks in flight per worker: a worker waits when detection falls behind
 _AFTER_BATCH = 2  # in a position, after a batch's packets (phase 0) and its ended flows (1): `Analyzer.feed`
-MAX_DEALT = 4  # batches dealt ahead to each worker: the reader waits when a worker falls behind
+MAX_DEALT = 4  # shares dealt ahead to each worker by each reader: a reader waits when a worker falls behind
+READER_SHARE = 4  # workers per reader (`readers_for`)
 
 
 @dataclass
@@ -162,43 +165,42 @@ def _worker(ident: Any, forward: frozenset[str], out: Any, **options: Any
     return analyzer, flush, run
 
 
-def _read(paths: list[Path], inputs: list[Any], read: Any) -> None:
-    """The reader of a file run: every capture read once, each batch's records dealt to the workers'
-    `inputs` (`deal_files`), then None to each. An exception goes to each worker instead, which raises it
-    to the parent (this process ends normally: the parent would otherwise see it die before hearing why).
-    `read` (a shared integer) counts the capture bytes read."""
-
-    def progress(n_bytes: int) -> None:
-        read.value += n_bytes
-
-    end: Exception | None = None
+def _read(segments: list[Segment], reader: int, inputs: list[list[Any]], shared: Shared) -> None:
+    """Reader `reader` of a file run (`deal.SegmentReader`): its segments of every capture read and dealt
+    to the workers, `inputs[reader][k]` being worker k's queue from it. An exception goes to every queue
+    (each worker waits on one of them), and the workers raise it to the parent; this process ends
+    normally, or the parent would see it die before hearing why."""
+    mine = inputs[reader]
     try:
-        deal_files(paths, len(inputs), lambda k, share: inputs[k].put(share), progress)
+        SegmentReader(segments, reader, len(inputs), len(mine), lambda k, share: mine[k].put(share),
+                      shared).run()
     except Exception as exc:
-        end = RuntimeError(f"reader: {exc!r}")
-    for q in inputs:
-        q.put(end)
+        failed = RuntimeError(f"reader {reader}: {exc!r}")
+        for queues in inputs:
+            for q in queues:
+                with suppress(queue.Full):
+                    q.put_nowait(failed)
 
 
-def _dealt(inputs: Any) -> Iterator[Any]:
-    while (share := inputs.get()) is not None:
-        if isinstance(share, Exception):
-            raise share
-        yield share
-
-
-def _shard(k: int, inputs: Any, out: Any, fingerprints: Path | None, forward: frozenset[str]) -> None:
-    """One worker of a file run: the share of every batch the reader deals it (its hosts: `Dealer`),
-    identified here; see `_worker` for what it sends."""
+def _shard(k: int, inputs: list[Any], segments: int, out: Any, fingerprints: Path | None,
+           forward: frozenset[str]) -> None:  # fmt: skip
+    """One worker of a file run: the share of every batch the readers deal it (its hosts: `deal.Dealer`),
+    identified here; see `_worker` for what it sends. `inputs`: its queue from each reader."""
     analyzer, flush, run = _worker(_identifier(fingerprints), forward, out)
 
     def between() -> None:
         # What the shard has so far and a mark "nothing more before the next batch", after every batch:
-        # the parent's merge then never waits on a shard with nothing to say while that shard waits on the
-        # reader and the reader on another shard the parent is not reading (the three would wait forever).
+        # the parent's merge then never waits on a shard with nothing to say while that shard waits on a
+        # reader and the reader on another shard the parent is not reading (they would wait forever).
         flush((analyzer.batches, _AFTER_BATCH))
 
-    run(k, lambda: analyze_shares(_dealt(inputs), analyzer, between))
+    run(k, lambda: analyze_shares(dealt(inputs, segments), analyzer, between))
+
+
+def readers_for(workers: int) -> int:
+    """Readers for `workers` workers: a reader deals a byte of capture in a fifth of the time a worker
+    analyses it (bench/scaling.py), so one per READER_SHARE workers keeps them ahead."""
+    return max(1, -(-workers // READER_SHARE))
 
 
 def _next_from(out: Any, procs: list[Any], waiting: Callable[[], None]) -> Any:
@@ -237,31 +239,37 @@ def _run_sharded(captures: list[Path], workers: int, ident: Any, detector: Any |
     that order is kept."""
     oui.preload()  # the parent needs it for the inventory anyway; forked workers share it
     ctx = _forking()
-    inputs = [ctx.Queue(MAX_DEALT) for _ in range(workers)]
+    segments = plan(captures)
+    readers = readers_for(workers)
+    shared = Shared(ctx, workers, len(segments), readers)
+    inputs = [[ctx.Queue(MAX_DEALT) for _ in range(workers)] for _ in range(readers)]
     outs = [ctx.Queue(MAX_CHUNKS) for _ in range(workers)]
-    read = ctx.Value("q", 0, lock=False)  # capture bytes the reader got through
     forward = detector.kinds if detector is not None else frozenset()
-    reader = ctx.Process(target=_read, args=(captures, inputs, read), daemon=True)
+    reading = [ctx.Process(target=_read, args=(segments, r, inputs, shared), daemon=True)
+               for r in range(readers)]
     procs = [
-        ctx.Process(target=_shard, args=(k, inputs[k], outs[k], fingerprints, forward), daemon=True)
+        ctx.Process(target=_shard, args=(k, [q[k] for q in inputs], len(segments), outs[k], fingerprints,
+                                         forward), daemon=True)
         for k in range(workers)
     ]
+    read = np.frombuffer(shared.read, np.int64)  # capture bytes each reader got through
     shown = 0
 
     def tick() -> None:
         nonlocal shown
-        if read.value > shown:
-            advance(read.value - shown)
-            shown = read.value
+        now = int(read.sum())
+        if now > shown:
+            advance(now - shown)
+            shown = now
 
-    for p in (reader, *procs):
+    for p in (*reading, *procs):
         p.start()
     ends: list[_ShardEnd] = []
     try:
-        merged = ShardMerge([_received(outs[k], [procs[k], reader], ends, tick) for k in range(workers)])
+        merged = ShardMerge([_received(outs[k], [procs[k], *reading], ends, tick) for k in range(workers)])
         judge_merged(merged, ident, detector)
     finally:
-        for p in (reader, *procs):
+        for p in (*reading, *procs):
             if p.is_alive():
                 p.terminate()
             p.join()

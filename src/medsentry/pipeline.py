@@ -210,9 +210,9 @@ class Analyzer:
         self.feed_share(batch, None, float(recs["ts"][-1]) if len(recs) else None)
 
     def feed_share(self, batch: Batch, rows: list[int] | None, now: float | None) -> None:
-        """A batch, or one `--workers` shard's share of it (`deal_files`): `rows` are the positions of its
-        records in the whole batch (None: the whole batch), `now` the whole batch's clock (its last packet's
-        time: flows time out by it)."""
+        """A batch, or one `--workers` shard's share of it (`deal.SegmentReader`): `rows` are the positions
+        of its records in the whole batch (None: the whole batch), `now` the whole batch's clock (its last
+        packet's time: flows time out by it)."""
         self.batches += 1
         b = self.batches
         recs = batch.recs
@@ -660,46 +660,6 @@ class Analyzer:
         self._hold(row, obs)
 
 
-class Dealer:
-    """Deals each batch's records to `n` shards by host (`_fastpath.deal_keys`: a flow's client; a non-IP
-    frame's source MAC), so a flow's packets, and all of its client's flows, are always in the same shard.
-    Hosts hash into `BUCKETS` buckets; a bucket met for the first time goes to the shard with the least
-    work so far and stays there. Work is what a worker spends Python on: a message-sized segment (a
-    command, a publish, an HL7 message) counts 1, a datagram 4 (each is parsed), a bulk segment nothing
-    (C walks it), fitted to the workers' CPU on the bench capture (r² 0.88 over 16 shards). Spread by hash
-    alone, one of 8 shards got 39 % more packets than its part there, a few dozen modalities carrying half
-    of them; dealt by packets, one worker took 1.7 times the CPU of another."""
-
-    BUCKETS = 4096
-    BULK = 1200  # payload bytes from which a segment is taken for bulk data
-
-    def __init__(self, n: int) -> None:
-        self.owner: np.ndarray = np.full(self.BUCKETS, -1, np.int64)  # bucket -> shard
-        self.load = np.zeros(n)  # work dealt to each shard so far
-
-    def shares(self, recs: np.ndarray) -> list[np.ndarray]:
-        """The positions of each shard's records in the batch. (`recs.take(positions)` copies them 20 times
-        faster than `recs[positions]`, which copies a structured record field by field.)"""
-        keys: np.ndarray = np.empty(len(recs), np.uint64)
-        _fastpath.deal_keys(recs, keys)
-        bucket = (keys % np.uint64(self.BUCKETS)).astype(np.intp)
-        size = recs["payload_len"]
-        work = np.where(recs["proto"] == 17, 4.0, (size > 0) & (size < self.BULK))
-        shard = self.owner[bucket]
-        new = shard < 0
-        if new.any():
-            met, first, inverse = np.unique(bucket[new], return_index=True, return_inverse=True)
-            met_work = np.bincount(inverse, weights=work[new])
-            for i in np.argsort(first).tolist():  # in the order the batch meets them
-                k = int(self.load.argmin())
-                self.owner[met[i]] = k
-                self.load[k] += met_work[i]
-            shard = self.owner[bucket]
-            work[new] = 0.0  # counted as their buckets were placed
-        self.load += np.bincount(shard, weights=work, minlength=len(self.load))
-        return [np.flatnonzero(shard == k) for k in range(len(self.load))]
-
-
 def _ends(r: FlowRecord, from_client: bool) -> Ends:
     """(source MAC, IP, destination MAC, IP, source port, destination port) of a message on the flow."""
     if from_client:
@@ -918,35 +878,14 @@ def analyze_files(
         return analyzer.finish()
 
 
-Share = tuple[Any, ...]  # what `deal_files` sends a worker: ("file", name), ("batch", ...), ("error", text)
-
-
-def deal_files(paths: Iterable[Path], n: int, send: Callable[[int, Share], None],
-               progress: Callable[[int], None] | None = None) -> None:
-    """Read every capture once and deal each batch's records to `n` workers by host (`Dealer`): worker
-    k gets `send(k, ("batch", where, rows, records, now))` with the records' positions in the whole batch and
-    its clock, `where` being (offset, length) of the file window its frames are in (each worker maps the
-    file: `Windows`), or the frames' bytes when the file is compressed. The other events of
-    `read_captures` go to every worker as they are."""
-    dealer = Dealer(n)
-    with closing(read_captures(paths, progress, _spare_core_ahead())) as events:  # as in `analyze_files`
-        for event in events:
-            if event[0] != "batch":
-                for k in range(n):
-                    send(k, event)
-                continue
-            _, batch, window = event
-            recs = batch.recs
-            where = (window, len(batch.buf)) if window is not None else bytes(batch.buf)
-            now = float(recs["ts"][-1])
-            for k, kept in enumerate(dealer.shares(recs)):
-                send(k, ("batch", where, kept, recs.take(kept), now))
-
-
-def analyze_shares(dealt: Iterable[Share], analyzer: Analyzer, between: Callable[[], None] | None = None
-                   ) -> Stats:  # fmt: skip
-    """`analyze_files` for a worker given its share of every batch by `deal_files`; `between` is called
-    after each."""
+def analyze_shares(
+    dealt: Iterable[tuple[Any, ...]], analyzer: Analyzer, between: Callable[[], None] | None = None
+) -> Stats:
+    """`analyze_files` for a worker given its share of every batch by the readers (`deal.SegmentReader`):
+    ("file", name), ("error", text), and ("batch", where, rows, records, now) with the records' positions
+    in the whole batch and its clock, `where` being (offset, length) of the file window its frames are in
+    (each worker maps the file: `Windows`), or the frames' bytes when the file is compressed; `between`
+    is called after each batch."""
     windows: Windows | None = None
     name = ""
     with fewer_collections():

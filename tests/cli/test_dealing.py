@@ -9,7 +9,7 @@ import pytest
 
 from medsentry.capture import _fastpath
 from medsentry.capture.records import PACKET_DTYPE
-from medsentry.pipeline import Dealer
+from medsentry.deal import Dealer
 
 SERVER = "10.0.0.1"
 
@@ -25,14 +25,16 @@ def _recs(packets: list[tuple[str, int, str, int, int, int]]) -> np.ndarray:
     return recs
 
 
-def _keys(recs: np.ndarray) -> list[int]:
-    keys = np.empty(len(recs), np.uint64)
-    _fastpath.deal_keys(recs, keys)
-    return keys.tolist()
+def _shard_of_each(dealer: Dealer, recs: np.ndarray) -> list[int]:
+    shard = [-1] * len(recs)
+    for k, rows in enumerate(dealer.shares(recs)):
+        for row in rows.tolist():
+            shard[row] = k
+    return shard
 
 
-def test_a_host_s_flows_share_one_key_whatever_the_direction_or_server() -> None:
-    keys = _keys(_recs([
+def test_a_host_s_flows_go_to_one_shard_whatever_the_direction_or_server() -> None:
+    shard = _shard_of_each(Dealer(64), _recs([
         ("10.0.0.5", 40001, SERVER, 11112, 6, 100),  # the modality to the PACS
         (SERVER, 11112, "10.0.0.5", 40001, 6, 0),  # and back
         ("10.0.0.2", 53, "10.0.0.5", 51000, 17, 80),  # a DNS answer to it
@@ -40,20 +42,25 @@ def test_a_host_s_flows_share_one_key_whatever_the_direction_or_server() -> None
         ("10.0.0.6", 40001, SERVER, 11112, 6, 100),  # another modality
         ("10.0.0.7", 123, "10.0.0.6", 123, 17, 48),  # equal ports: the lower address again
     ]))
-    assert keys[0] == keys[1] == keys[2] == keys[3]
-    assert keys[4] != keys[0] and keys[5] == keys[4]
+    assert shard[0] == shard[1] == shard[2] == shard[3]
+    assert shard[4] != shard[0] and shard[5] == shard[4]
 
 
-def test_non_ip_frames_keep_their_sender_s_key() -> None:
-    recs = np.zeros(3, PACKET_DTYPE)
-    recs["flow_hash"] = [11, 12, 11]
-    assert _keys(recs) == [11, 12, 11]
+def test_non_ip_frames_go_by_their_sender() -> None:
+    recs = np.zeros(4, PACKET_DTYPE)
+    recs["flow_hash"] = [11, 12, 11, 12]
+    recs["payload_len"] = 10  # work, so the second sender goes elsewhere
+    shard = _shard_of_each(Dealer(2), recs)
+    assert shard[0] == shard[2] != shard[1] == shard[3]
 
 
-def test_keys_need_one_slot_per_record() -> None:
+def test_the_tables_must_fit_the_records() -> None:
     recs = _recs([("10.0.0.5", 40001, SERVER, 11112, 6, 100)] * 3)
-    with pytest.raises(ValueError, match="deal_keys"):
-        _fastpath.deal_keys(recs, np.empty(2, np.uint64))
+    dealer = Dealer(2)
+    with pytest.raises(ValueError, match="deal"):
+        _fastpath.deal(recs, dealer.owner, dealer.load, np.empty(2, np.int32))
+    with pytest.raises(ValueError, match="deal"):
+        _fastpath.deal(recs, dealer.owner, np.zeros(0, np.int64), np.empty(3, np.int32))
 
 
 def test_hosts_are_dealt_by_the_work_they_make_not_their_packets() -> None:
@@ -73,18 +80,23 @@ def test_hosts_are_dealt_by_the_work_they_make_not_their_packets() -> None:
 def test_a_host_stays_with_its_shard_in_later_batches() -> None:
     dealer = Dealer(4)
     first = _recs([(f"10.0.2.{k}", 40000, SERVER, 2575, 6, 300) for k in range(1, 33)])
-    where = {}
-    for k, rows in enumerate(dealer.shares(first)):
-        for row in rows.tolist():
-            where[row] = k
-    later = first[::-1].copy()  # the same hosts, met in the other order, with the work spread otherwise
-    for k, rows in enumerate(dealer.shares(later)):
-        for row in rows.tolist():
-            assert where[len(first) - 1 - row] == k
-    assert sorted(np.bincount(list(where.values()), minlength=4).tolist()) == [8, 8, 8, 8]
+    where = _shard_of_each(dealer, first)
+    later = first[::-1].copy()  # the same hosts, met in the other order
+    assert _shard_of_each(dealer, later) == where[::-1]
+    assert sorted(np.bincount(where, minlength=4).tolist()) == [8, 8, 8, 8]
+
+
+def test_dealers_sharing_their_tables_deal_a_host_alike() -> None:
+    """Readers in other processes share owners and loads: whoever meets a host first places it."""
+    owner, load = np.full(Dealer.BUCKETS, -1, np.int64), np.zeros(3, np.int64)
+    a, b = Dealer(3, owner, load), Dealer(3, owner, load)
+    hosts = _recs([(f"10.0.3.{k}", 40000, SERVER, 2575, 6, 300) for k in range(1, 31)])
+    first = _shard_of_each(a, hosts[:15])
+    assert _shard_of_each(b, hosts) == first + _shard_of_each(a, hosts[15:])
+    assert load.sum() == 60  # one per message, each time one was dealt
 
 
 def test_an_empty_batch_deals_nothing() -> None:
     dealer = Dealer(3)
     assert [len(rows) for rows in dealer.shares(np.zeros(0, PACKET_DTYPE))] == [0, 0, 0]
-    assert dealer.load.tolist() == [0.0, 0.0, 0.0]
+    assert dealer.load.tolist() == [0, 0, 0]

@@ -73,7 +73,7 @@ def test_small_batches_and_queues_never_stall(capture: Path, monkeypatch: pytest
     assert [a.to_dict() for a in many.alerts] == [a.to_dict() for a in one.alerts]
 
 
-@pytest.mark.parametrize("part", ["analyze_shares", "deal_files"])  # a worker's, the reader's
+@pytest.mark.parametrize("part", ["analyze_shares", "SegmentReader"])  # a worker's, the reader's
 def test_a_failing_process_is_reported(tmp_path: Path, part: str) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")

@@ -2,7 +2,11 @@
 interfaces, EPB/SPB), either of them gzip-compressed, and directories of them.
 
 Files are streamed in fixed-size chunks (memory stays flat whatever the file size); the C fast path walks
-complete records in each chunk and the unread tail is carried into the next one.
+complete records in each chunk and the unread tail is carried into the next one. A plain (uncompressed)
+classic pcap is mapped and read by segments instead: segment i is the records that start in the file's
+bytes [i * SEGMENT, (i + 1) * SEGMENT), so where its batches begin and end depends only on the file, and
+`analyze --workers` readers can each take some segments of one file and deal batches one process would
+have read (`pcap_segment`).
 
 pcap  : 24-byte global header (magic a1b2c3d4 / a1b23c4d in either byte order, version, snaplen, linktype)
 pcapng: blocks of (type u32, total length u32, body, total length u32); SHB 0x0A0D0D0A carries the byte
@@ -15,13 +19,14 @@ import contextlib
 import gzip
 import io
 import mmap
+import os
 import struct
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 
@@ -29,6 +34,8 @@ from medsentry.capture import _fastpath
 from medsentry.capture.records import PACKET_DTYPE, Batch
 
 CHUNK = 8 << 20  # bytes read per step
+SEGMENT = 8 << 20  # bytes of a mapped classic pcap whose records make one segment (`pcap_segment`)
+MAX_RECORD = 16 + (256 << 10)  # a pcap record's header and the longest frame _fastpath reads (MAX_CAPLEN)
 BATCH = 1 << 16  # records decoded per step
 CAPTURE_SUFFIXES: Final = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".cap.gz")
 
@@ -161,19 +168,12 @@ class CaptureFile:
         return Batch(view, recs, self.name)
 
     def _pcap(self, fh: io.BufferedIOBase, head: bytes) -> Iterator[Batch]:
-        if len(head) < 24:
-            raise CaptureError(self.name, 0, "truncated pcap global header")
-        magic = head[:4]
-        forms = {
-            b"\xd4\xc3\xb2\xa1": (False, False),
-            b"\xa1\xb2\xc3\xd4": (True, False),
-            b"\x4d\x3c\xb2\xa1": (False, True),
-            b"\xa1\xb2\x3c\x4d": (True, True),
-        }
-        if magic not in forms:
-            raise CaptureError(self.name, 0, f"not a pcap or pcapng file (magic {magic.hex()})")
-        swapped, nsec = forms[magic]
-        linktype = struct.unpack(">I" if swapped else "<I", head[20:24])[0] & 0x0FFFFFF
+        form = PcapForm.of(head, self.name)
+        swapped, nsec, linktype = form
+        mapped = _map(fh)
+        if mapped is not None:
+            yield from self._segments(mapped, form)
+            return
         off = 0
         for buf, base in self._chunks(fh, b""):
             off = 0
@@ -190,6 +190,27 @@ class CaptureFile:
             self._keep = off
         if off < len(buf):
             raise CaptureError(self.name, 24 + base + off, "truncated record at end of file")
+
+    def _segments(self, mm: mmap.mmap, form: PcapForm) -> Iterator[Batch]:
+        """A mapped classic pcap, segment after segment (`pcap_segment`)."""
+        size = len(mm)
+        windows = Windows(mm, self.behind)
+        try:
+            at = 24
+            while at < size:
+                segment = pcap_segment(windows, form, self.name, at, (at // SEGMENT + 1) * SEGMENT, size,
+                                       self._batch_size)
+                while True:
+                    try:
+                        batch, self.window = next(segment)
+                    except StopIteration as done:
+                        at = done.value
+                        break
+                    self.bytes_read = self.window + len(batch.buf)
+                    yield batch
+            self.bytes_read = size
+        finally:
+            windows.close()
 
     def _pcapng(self, fh: io.BufferedIOBase, head: bytes) -> Iterator[Batch]:
         swapped = False
@@ -273,6 +294,72 @@ class Windows:
         self._whole.release()
         with contextlib.suppress(BufferError):  # batches still hold views; the GC closes it then
             self._map.close()
+
+
+class PcapForm(NamedTuple):
+    """What a classic pcap's global header says about its records."""
+
+    swapped: bool  # written in the other byte order
+    nsec: bool  # fractions of a second are nanoseconds
+    linktype: int
+
+    @classmethod
+    def of(cls, head: bytes, name: str) -> PcapForm:
+        if len(head) < 24:
+            raise CaptureError(name, 0, "truncated pcap global header")
+        forms = {
+            b"\xd4\xc3\xb2\xa1": (False, False),
+            b"\xa1\xb2\xc3\xd4": (True, False),
+            b"\x4d\x3c\xb2\xa1": (False, True),
+            b"\xa1\xb2\x3c\x4d": (True, True),
+        }
+        magic = head[:4]
+        if magic not in forms:
+            raise CaptureError(name, 0, f"not a pcap or pcapng file (magic {magic.hex()})")
+        swapped, nsec = forms[magic]
+        return cls(swapped, nsec, struct.unpack(">I" if swapped else "<I", head[20:24])[0] & 0x0FFFFFF)
+
+
+def pcap_segment(windows: Windows, form: PcapForm, name: str, start: int, stop: int, size: int,
+                 batch_size: int | None = None) -> Generator[tuple[Batch, int], None, int]:  # fmt: skip
+    """The records of a mapped classic pcap (`size` bytes) that start at or after `start` (a record's
+    start) and before `stop`, in batches of at most `batch_size`: yields (batch, file offset of the
+    window its frames are in) and returns where the record after the last starts, the next segment's
+    `start`. A corrupt record header, or a record cut by the end of the file, raises CaptureError with
+    its offset after the batches before it."""
+    batch_size = batch_size or BATCH
+    at = start
+    while at < stop and at < size:
+        view = windows.at(at, min(size, stop + MAX_RECORD) - at)
+        out: np.ndarray = np.empty(batch_size, dtype=PACKET_DTYPE)
+        off, n, ret = _fastpath.scan_pcap(view, 0, *form, out, batch_size, stop - at)
+        if n:
+            yield Batch(view, out[:n], name), at
+        if ret == _CORRUPT:
+            raise CaptureError(name, at + off, "corrupt pcap record header")
+        if ret != _OUT_FULL and at + off < min(stop, size):
+            raise CaptureError(name, at + off, "truncated record at end of file")
+        at += off
+    return at
+
+
+def plain_pcap(path: Path) -> tuple[PcapForm, int, int] | None:
+    """(form, size, first record's seconds) of an uncompressed classic pcap file with records after its
+    header, which can be read by segments; None for anything else (compressed, pcapng, too short, not a
+    regular file)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(28)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return None
+    try:
+        form = PcapForm.of(head, str(path))
+    except CaptureError:
+        return None
+    if size < 28 or not path.is_file():
+        return None
+    return form, size, struct.unpack(">I" if form.swapped else "<I", head[24:28])[0]
 
 
 def _map(fh: io.BufferedIOBase) -> mmap.mmap | None:

@@ -1,0 +1,230 @@
+"""How `analyze --workers` reads captures: readers deal every batch's records to the workers by host.
+
+A run's captures are cut into segments (`plan`): a plain classic pcap into the records starting in each
+SEGMENT bytes of it (`files.pcap_segment`, the batches one process reads too), any other capture (pcapng,
+gzip) is one segment. Reader r of R reads segments r, r + R, r + 2R, ... and deals each batch's records
+to the workers (`Dealer`), ending each segment with END; a worker takes the segments in order, each from
+its reader's queue (`dealt`), so it sees every batch in the order one process reads them while the
+readers read side by side, each ahead of the workers by its queues' depth.
+
+Where a reader's segment starts is the end of the segment before, which another reader is reading at the
+same time: the reader guesses it (`_fastpath.resync_pcap`, the first place a chain of plausible record
+headers begins) and reads on, then checks the guess against the end the other reader publishes in the
+shared `ends`; a wrong guess (a payload that looked like records) is read again from there. A file that
+breaks (a corrupt record header, a cut record) stops there as in one process: the segments after it
+deal nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from medsentry.capture import _fastpath, files
+from medsentry.capture.files import CaptureError, PcapForm, Windows, expand_paths, pcap_segment, plain_pcap
+from medsentry.capture.records import Batch
+from medsentry.pipeline import read_captures
+
+Share = tuple[Any, ...]  # what a worker is sent: ("file", name), ("batch", ...), ("error", text), END
+END: Final[Share] = ("end",)  # a segment's last share
+WHOLE: Final = -1  # Segment.index of a capture read as one segment
+UNKNOWN: Final = -2  # in `ends`: not published yet
+BROKEN: Final = -1  # in `ends`: the file broke in or before the segment
+CHAIN: Final = 8  # record headers in a row that make a guessed segment start (`resync_pcap`)
+Walked = tuple[list[tuple[Batch, int]], int, str | None]  # a segment's (batch, window)s, end, error
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    path: Path
+    index: int  # of the file's segments, or WHOLE
+    form: PcapForm | None = None  # a plain classic pcap's
+    size: int = 0  # a plain classic pcap's bytes
+    first_second: int = 0  # its first record's time (`resync_pcap` takes records near it)
+
+
+def plan(paths: Iterable[Path]) -> list[Segment]:
+    """Every capture's segments, in order."""
+    out: list[Segment] = []
+    for path in expand_paths(list(paths)):
+        plain = plain_pcap(path)
+        if plain is None:
+            out.append(Segment(path, WHOLE))
+            continue
+        form, size, first_second = plain
+        out.extend(Segment(path, i, form, size, first_second) for i in range((size - 1) // files.SEGMENT + 1))
+    return out
+
+
+class Dealer:
+    """Deals each batch's records to `n` shards by host (`_fastpath.deal`: a flow's client, a non-IP
+    frame's source MAC), so a flow's packets, and all of its client's flows, are always in the same
+    shard; a host's bucket goes to the shard with the least work when first met, and stays there.
+    `owner` (bucket -> shard, -1 none) and `load` (work per shard) may be shared by readers in several
+    processes (`Shared`)."""
+
+    BUCKETS = 4096
+
+    def __init__(self, n: int, owner: np.ndarray | None = None, load: np.ndarray | None = None) -> None:
+        self.owner = owner if owner is not None else np.full(self.BUCKETS, -1, np.int64)
+        self.load = load if load is not None else np.zeros(n, np.int64)
+
+    def shares(self, recs: np.ndarray) -> list[np.ndarray]:
+        """The positions of each shard's records in the batch."""
+        shard: np.ndarray = np.empty(len(recs), np.int32)
+        _fastpath.deal(recs, self.owner, self.load, shard)
+        return [np.flatnonzero(shard == k) for k in range(len(self.load))]
+
+
+class Shared:
+    """What a run's readers share, made before they fork: the dealer's owners and loads, each segment's
+    end (`ends`), and the capture bytes each reader got through (`read`, for the progress bar)."""
+
+    def __init__(self, ctx: Any, workers: int, segments: int, readers: int) -> None:
+        self.owner = ctx.RawArray("q", Dealer.BUCKETS)
+        self.load = ctx.RawArray("q", workers)
+        self.ends = ctx.RawArray("q", segments)
+        self.read = ctx.RawArray("q", readers)
+        np.frombuffer(self.owner, np.int64)[:] = -1
+        np.frombuffer(self.ends, np.int64)[:] = UNKNOWN
+
+    def dealer(self) -> Dealer:
+        return Dealer(len(self.load), np.frombuffer(self.owner, np.int64), np.frombuffer(self.load, np.int64))
+
+
+class SegmentReader:
+    """Reader `reader` of `readers`: reads its segments of `segments` and deals them to `workers` workers
+    with `send(k, share)`; each segment ends with END to every worker."""
+
+    def __init__(self, segments: list[Segment], reader: int, readers: int, workers: int,
+                 send: Callable[[int, Share], None], shared: Shared) -> None:  # fmt: skip
+        self.segments, self.reader, self.readers, self.workers = segments, reader, readers, workers
+        self.send = send
+        self.dealer = shared.dealer()
+        self.ends: np.ndarray = np.frombuffer(shared.ends, np.int64)
+        self.read: np.ndarray = np.frombuffer(shared.read, np.int64)
+        self.guessed_wrong = 0  # segments read again from their true start
+        self._windows: Windows | None = None
+        self._mapped: Path | None = None
+
+    def run(self) -> None:
+        try:
+            for g in range(self.reader, len(self.segments), self.readers):
+                seg = self.segments[g]
+                if seg.index == WHOLE:
+                    self._whole(seg)
+                else:
+                    self._pcap(g, seg)
+                self._to_all(END)
+        finally:
+            if self._windows is not None:
+                self._windows.close()
+
+    def _to_all(self, share: Share) -> None:
+        for k in range(self.workers):
+            self.send(k, share)
+
+    def _deal(self, batch: Batch, window: int | None) -> None:
+        recs = batch.recs
+        where = (window, len(batch.buf)) if window is not None else bytes(batch.buf)
+        now = float(recs["ts"][-1])
+        for k, kept in enumerate(self.dealer.shares(recs)):
+            self.send(k, ("batch", where, kept, recs.take(kept), now))
+
+    def _whole(self, seg: Segment) -> None:
+        def progress(n_bytes: int) -> None:
+            self.read[self.reader] += n_bytes
+
+        with closing(read_captures([seg.path], progress)) as events:
+            for event in events:
+                if event[0] == "batch":
+                    self._deal(event[1], event[2])
+                else:
+                    self._to_all(event)
+
+    def _pcap(self, g: int, seg: Segment) -> None:
+        name = str(seg.path)
+        if seg.index == 0:
+            self._to_all(("file", name))
+        windows = self._windows_of(seg.path)
+        start = 24 if seg.index == 0 else int(self.ends[g - 1])
+        guessed = start == UNKNOWN
+        if guessed:
+            start = self._resync(windows, seg)
+            if start == UNKNOWN:
+                start = self._wait(g - 1)
+        walked: Walked = ([], BROKEN, None)
+        if start != BROKEN:
+            walked = self._walk(windows, seg, start)
+        if guessed and start != BROKEN:
+            true = self._wait(g - 1)
+            if true != start:
+                self.guessed_wrong += 1
+                walked = self._walk(windows, seg, true) if true != BROKEN else ([], BROKEN, None)
+        batches, end, error = walked
+        self.ends[g] = end
+        for batch, window in batches:
+            self._deal(batch, window)
+        if error is not None:
+            self._to_all(("error", error))
+        lo = max(24, seg.index * files.SEGMENT)
+        self.read[self.reader] += max(0, min(seg.size, (seg.index + 1) * files.SEGMENT) - lo) + (
+            24 if seg.index == 0 else 0
+        )
+
+    def _windows_of(self, path: Path) -> Windows:
+        if self._mapped != path:
+            if self._windows is not None:
+                self._windows.close()
+            self._windows, self._mapped = Windows.of(path), path
+        assert self._windows is not None
+        return self._windows
+
+    def _resync(self, windows: Windows, seg: Segment) -> int:
+        """A guess of where the segment's first record starts, or UNKNOWN."""
+        assert seg.form is not None
+        lo = seg.index * files.SEGMENT
+        hi = min(seg.size, (seg.index + 1) * files.SEGMENT + files.MAX_RECORD)
+        view = windows.at(lo, hi - lo)
+        found = _fastpath.resync_pcap(view, 0, seg.form.swapped, seg.form.nsec, CHAIN, seg.first_second)
+        return lo + found if found >= 0 else UNKNOWN
+
+    def _wait(self, g: int) -> int:
+        """Segment g's end, once its reader has published it."""
+        while (end := int(self.ends[g])) == UNKNOWN:
+            time.sleep(0.0002)
+        return end
+
+    def _walk(self, windows: Windows, seg: Segment, start: int) -> Walked:
+        """The segment's (batch, window) pairs from `start`, its end (BROKEN if the file broke), the error."""
+        assert seg.form is not None
+        out: list[tuple[Batch, int]] = []
+        stop = (seg.index + 1) * files.SEGMENT
+        walk = pcap_segment(windows, seg.form, str(seg.path), start, stop, seg.size)
+        try:
+            while True:
+                out.append(next(walk))
+        except StopIteration as done:
+            return out, int(done.value), None
+        except CaptureError as exc:
+            return out, BROKEN, str(exc)
+
+
+def dealt(inputs: list[Any], segments: int) -> Iterable[Share]:
+    """A worker's shares: every segment's, in order, each from its reader's queue (`inputs[r]`); an
+    exception a reader sent is raised."""
+    for g in range(segments):
+        source = inputs[g % len(inputs)]
+        while True:
+            share = source.get()
+            if isinstance(share, BaseException):
+                raise share
+            if share[0] == "end":
+                break
+            yield share
