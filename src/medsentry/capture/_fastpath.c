@@ -1267,13 +1267,19 @@ static uint64_t host_key(const packet_rec *r) {
  * deal(recs, owner, load, shards) -> None
  * Each record's shard (`shards`: n x int32) by its host's bucket (host key % len(owner)). `owner`
  * (int64 per bucket, -1 = none yet) and `load` (int64 per shard) may be shared by several reading
- * processes (`--workers` readers, each on its own byte ranges): a bucket met for the first time is given
- * to the shard with the least load, claimed by compare-and-swap so every reader deals it alike whoever
- * met it first. Load is the work a record makes a worker's Python: a datagram 4 (each is parsed), a
- * message-sized segment 1 (a command, an HL7 message), a bulk segment 0 (fitted to the workers' CPU on
- * the bench capture, r^2 0.88 over 16 shards). Dealt by packets, a few dozen modalities sending images
- * made one of 8 workers take 1.7 times the CPU of another.
+ * processes (`--workers` readers, each on its own byte ranges). The buckets a batch meets for the first
+ * time are placed in the order it meets them, each on the shard with the least load, counting the work
+ * its records in the batch make (a host's first batch says much of what it will do: placed blind,
+ * before its work was known, 8 workers' CPU spread 1.21 to 1); a claim is a compare-and-swap, so every
+ * reader deals a bucket alike whoever met it first. Load is the work a record makes a worker's Python:
+ * a datagram 4 (each is parsed), a message-sized segment 1 (a command, an HL7 message), a bulk segment 0
+ * (fitted to the workers' CPU on the bench capture, r^2 0.88 over 16 shards). Dealt by packets, a few
+ * dozen modalities sending images made one of 8 workers take 1.7 times the CPU of another.
  */
+static inline int64_t record_work(const packet_rec *r) {
+    return r->proto == 17 ? 4 : (r->payload_len > 0 && r->payload_len < DEAL_BULK);
+}
+
 static PyObject *deal(PyObject *self, PyObject *args) {
     Py_buffer in, own, ld, out;
     if (!PyArg_ParseTuple(args, "y*w*w*w*", &in, &own, &ld, &out)) return NULL;
@@ -1284,30 +1290,49 @@ static PyObject *deal(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "deal: records, owners, loads and n x int32 shards expected");
         goto done;
     }
+    /* per bucket met unplaced in this batch: its work here (+1, so 0 = not met), and the order met */
+    int64_t *met = calloc((size_t)buckets, sizeof(int64_t));
+    uint32_t *order = malloc((size_t)(n < buckets ? n : buckets) * sizeof(uint32_t) + 1);
+    uint32_t *bucket_of = malloc((size_t)n * sizeof(uint32_t) + 1);
+    if (!met || !order || !bucket_of) {
+        free(met), free(order), free(bucket_of);
+        PyErr_NoMemory();
+        goto done;
+    }
     const packet_rec *recs = in.buf;
     int64_t *owner = own.buf, *load = ld.buf;
     int32_t *shard = out.buf;
     Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t new = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        const packet_rec *r = &recs[i];
-        int64_t *slot = &owner[host_key(r) % (uint64_t)buckets];
-        int64_t k = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-        if (k < 0) {
-            int64_t least = 0;
-            for (Py_ssize_t j = 1; j < shards; j++)
-                if (__atomic_load_n(&load[j], __ATOMIC_RELAXED) < __atomic_load_n(&load[least], __ATOMIC_RELAXED))
-                    least = j;
-            k = -1;
-            if (!__atomic_compare_exchange_n(slot, &k, least, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-                least = k; /* another reader claimed it first */
-            k = least;
-        }
-        if (k >= shards) k %= shards;
+        uint32_t b = (uint32_t)(host_key(&recs[i]) % (uint64_t)buckets);
+        bucket_of[i] = b;
+        if (__atomic_load_n(&owner[b], __ATOMIC_ACQUIRE) >= 0) continue;
+        if (!met[b]) order[new++] = b, met[b] = 1;
+        met[b] += record_work(&recs[i]);
+    }
+    for (Py_ssize_t j = 0; j < new; j++) {
+        uint32_t b = order[j];
+        int64_t least = 0;
+        for (Py_ssize_t k = 1; k < shards; k++)
+            if (__atomic_load_n(&load[k], __ATOMIC_RELAXED) < __atomic_load_n(&load[least], __ATOMIC_RELAXED))
+                least = k;
+        int64_t none = -1;
+        if (__atomic_compare_exchange_n(&owner[b], &none, least, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            __atomic_fetch_add(&load[least], met[b] - 1, __ATOMIC_RELAXED);
+        else
+            met[b] = 0; /* another reader placed it first: its records' work is counted one by one below */
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t b = bucket_of[i];
+        int64_t k = __atomic_load_n(&owner[b], __ATOMIC_ACQUIRE);
+        if (k >= shards || k < 0) k = (k < 0 ? 0 : k % shards);
         shard[i] = (int32_t)k;
-        int64_t work = r->proto == 17 ? 4 : (r->payload_len > 0 && r->payload_len < DEAL_BULK);
-        if (work) __atomic_fetch_add(&load[k], work, __ATOMIC_RELAXED);
+        int64_t work = record_work(&recs[i]);
+        if (work && !met[b]) __atomic_fetch_add(&load[k], work, __ATOMIC_RELAXED);
     }
     Py_END_ALLOW_THREADS
+    free(met), free(order), free(bucket_of);
     result = Py_None;
     Py_INCREF(result);
 done:
