@@ -11,7 +11,9 @@ after the other, as `analyze --workers N` runs it: each reader (`deal.SegmentRea
 sharing the dealer's tables with the readers before it as they share them at once in a run, pickling what
 it deals as the queues do), then every worker on what the readers dealt it (the same `_shard` function:
 unpickling, its flows, identification, pickling the chunks it forwards), then the parent's part on the
-recorded chunks (unpickling, the merge by position, detection); each reports its CPU time. A reader alone
+recorded chunks (unpickling, the merge by position, detection); each reports its CPU time (a reader its
+wall time too: one that reads a capture whole, a pcapng or gzip'd one, walks it in a second thread, as one
+process does, and is counted by its wall time, measured alone on this machine's two cores). A reader alone
 does not wait for the reader before it to say where its segment starts: the ends of a first pass are
 given to it (where it would guess and check, a few microseconds a segment). The one-process run reads
 ahead in a second thread (`pipeline.read_ahead`): its time is the wall time it takes alone on this
@@ -86,7 +88,7 @@ def _reader(capture: Path, n: int, readers: int, r: int, shared: Any, where: lis
     wall, cpu = time.perf_counter() - w, time.process_time() - c
     for f in files:
         f.close()
-    out.send((cpu, wall))
+    out.send((wall, cpu))
 
 
 class _Dealt:
@@ -215,17 +217,18 @@ def main() -> None:
     print(f"{args.capture.name}, detection {'on' if detect else 'off'}, least of {args.repeat} interleaved "
           f"rounds: one process {one:.2f} s wall ({one_cpu:.2f} s CPU), {n_dev} devices, {n_alerts} alerts")
     print()
-    print("| workers | each reader, CPU s | each worker, CPU s | parent streaming / final, CPU s | "
+    print("| workers | each reader, wall (CPU) s | each worker, CPU s | parent streaming / final, CPU s | "
           "projected wall s | speedup | same devices + alerts |")
     print("|---:|---|---|---|---:|---:|---|")
     for n in sizes:
-        reading = [best[(n, "reader", r)][0] for r in range(readers_for(n))]
+        reading = [best[(n, "reader", r)] for r in range(readers_for(n))]
         cpus = [best[(n, k)][0] for k in range(n)]
         _, streaming, final, shard_digest = best[(n, "parent")]
-        wall = max(max(reading), max(cpus), streaming) + final
+        wall = max(max(r[0] for r in reading), max(cpus), streaming) + final
         each = ", ".join(f"{c:.2f}" for c in cpus)
+        readers = ", ".join(f"{w:.2f} ({c:.2f})" for w, c in reading)
         same = "yes" if shard_digest == digest else "NO"
-        print(f"| {n} | {', '.join(f'{c:.2f}' for c in reading)} | {each} | {streaming:.2f} / {final:.2f} | "
+        print(f"| {n} | {readers} | {each} | {streaming:.2f} / {final:.2f} | "
               f"{wall:.2f} | {one / wall:.2f}x | {same} |")
 
 if __name__ == "__main__":

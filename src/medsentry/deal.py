@@ -29,7 +29,7 @@ import numpy as np
 from medsentry.capture import _fastpath, files
 from medsentry.capture.files import CaptureError, PcapForm, Windows, expand_paths, pcap_segment, plain_pcap
 from medsentry.capture.records import Batch
-from medsentry.pipeline import read_captures
+from medsentry.pipeline import read_captures, spare_core_ahead
 
 Share = tuple[Any, ...]  # what a worker is sent: ("file", name), ("batch", ...), ("error", text), END
 END: Final[Share] = ("end",)  # a segment's last share
@@ -141,7 +141,9 @@ class SegmentReader:
         def progress(n_bytes: int) -> None:
             self.read[self.reader] += n_bytes
 
-        with closing(read_captures([seg.path], progress)) as events:
+        # walked ahead by a second thread where there is a core for it, as one process reads (a capture
+        # read whole is not split between readers)
+        with closing(read_captures([seg.path], progress, spare_core_ahead())) as events:
             for event in events:
                 if event[0] == "batch":
                     self._deal(event[1], event[2])

@@ -841,7 +841,7 @@ def read_ahead(events: Generator[tuple[Any, ...], None, None], depth: int
         events.close()
 
 
-def _spare_core_ahead() -> int:
+def spare_core_ahead() -> int:
     """READ_AHEAD where this process may run on more than one core, else 0 (a thread would only take
     turns with the analysis)."""
     try:
@@ -869,7 +869,7 @@ def analyze_files(
         stats = analyzer.stats
         # closed here, not when the last reference goes: compiled, an exception's traceback keeps the
         # generator, and with it the reading thread and its mapping, alive
-        with closing(read_captures(paths, progress, _spare_core_ahead())) as events:
+        with closing(read_captures(paths, progress, spare_core_ahead())) as events:
             for event in events:
                 if event[0] == "batch":
                     analyzer.feed(event[1])
