@@ -175,10 +175,7 @@ class SegmentReader:
             self._deal(batch, window)
         if error is not None:
             self._to_all(("error", error))
-        lo = max(24, seg.index * files.SEGMENT)
-        self.read[self.reader] += max(0, min(seg.size, (seg.index + 1) * files.SEGMENT) - lo) + (
-            24 if seg.index == 0 else 0
-        )
+        self.read[self.reader] += min(seg.size, (seg.index + 1) * files.SEGMENT) - seg.index * files.SEGMENT
 
     def _windows_of(self, path: Path) -> Windows:
         if self._mapped != path:

@@ -1520,6 +1520,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     PyModule_AddIntConstant(m, "RECORD_SIZE", (long)sizeof(packet_rec));
+    PyModule_AddIntConstant(m, "MAX_CAPLEN", (long)MAX_CAPLEN);
     Py_INCREF(&FlowTableType);
     if (PyModule_AddObject(m, "FlowTable", (PyObject *)&FlowTableType) < 0) {
         Py_DECREF(&FlowTableType);

@@ -35,7 +35,7 @@ from medsentry.capture.records import PACKET_DTYPE, Batch
 
 CHUNK = 8 << 20  # bytes read per step
 SEGMENT = 8 << 20  # bytes of a mapped classic pcap whose records make one segment (`pcap_segment`)
-MAX_RECORD = 16 + (256 << 10)  # a pcap record's header and the longest frame _fastpath reads (MAX_CAPLEN)
+MAX_RECORD = 16 + _fastpath.MAX_CAPLEN  # a pcap record's header and the longest frame _fastpath reads
 BATCH = 1 << 16  # records decoded per step
 CAPTURE_SUFFIXES: Final = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".cap.gz")
 
@@ -169,11 +169,11 @@ class CaptureFile:
 
     def _pcap(self, fh: io.BufferedIOBase, head: bytes) -> Iterator[Batch]:
         form = PcapForm.of(head, self.name)
-        swapped, nsec, linktype = form
         mapped = _map(fh)
         if mapped is not None:
             yield from self._segments(mapped, form)
             return
+        swapped, nsec, linktype = form
         off = 0
         for buf, base in self._chunks(fh, b""):
             off = 0
