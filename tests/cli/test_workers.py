@@ -46,10 +46,31 @@ def test_sharded_run_gives_the_inventory_and_alerts_of_one_process(
     assert len(one.alerts) > 5
 
 
-def test_small_batches_and_queues_never_stall(capture: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every shard waits on the reader, the reader on the slowest shard's queue, the parent's merge on
-    whichever shard has the next observation: with a batch of 64 packets and one item in flight per queue
-    they would wait for each other for ever unless every shard marks each batch it finished."""
+def test_several_readers_give_the_inventory_and_alerts_of_one_process(
+    capture: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three reader processes, each guessing where its 256 KB segments start, claiming hosts for the
+    workers in shared tables: one process's devices, alerts and counts."""
+    from medsentry.capture import files
+
+    monkeypatch.setattr(files, "SEGMENT", 256 << 10)  # over a hundred segments, read by one process too
+    one, _ = _run(capture, 1)
+    monkeypatch.setattr(analysis, "READER_SHARE", 1)
+    many, _ = _run(capture, 3)
+    assert [device_to_dict(d) for d in many.devices] == [device_to_dict(d) for d in one.devices]
+    assert [a.to_dict() for a in many.alerts] == [a.to_dict() for a in one.alerts]
+    for key in ("packets", "flows", "observations", "malformed", "errors"):
+        assert many.stats_dict[key] == one.stats_dict[key]
+
+
+@pytest.mark.parametrize("reader_share", [4, 1])  # one reader; a reader per worker
+def test_small_batches_and_queues_never_stall(
+    capture: Path, monkeypatch: pytest.MonkeyPatch, reader_share: int
+) -> None:
+    """Every shard waits on the readers, each reader on the slowest shard's queue (and on the reader before
+    it to say where its segment starts), the parent's merge on whichever shard has the next observation:
+    with a batch of 64 packets and one item in flight per queue they would wait for each other for ever
+    unless every shard marks each batch it finished and shards take segments in order."""
     import signal
 
     from medsentry.capture import files
@@ -60,7 +81,8 @@ def test_small_batches_and_queues_never_stall(capture: Path, monkeypatch: pytest
         raise TimeoutError("the sharded run stalled")
 
     monkeypatch.setattr(files, "BATCH", 64)
-    for name, value in (("MAX_DEALT", 1), ("MAX_CHUNKS", 1), ("CHUNK", 7)):
+    monkeypatch.setattr(files, "SEGMENT", 1 << 20)
+    for name, value in (("MAX_DEALT", 1), ("MAX_CHUNKS", 1), ("CHUNK", 7), ("READER_SHARE", reader_share)):
         monkeypatch.setattr(analysis, name, value)
     previous = signal.signal(signal.SIGALRM, stalled)
     signal.alarm(120)
@@ -85,11 +107,18 @@ def test_a_failing_process_is_reported(tmp_path: Path, part: str) -> None:
             analysis._run_sharded([tmp_path / "x.pcap"], 2, ident, None, None, lambda n: None, 1)
 
 
-def test_sharded_run_reads_broken_and_compressed_captures_as_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reader_share", [4, 1])  # one reader; a reader per worker
+def test_sharded_run_reads_broken_and_compressed_captures_as_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader_share: int
+) -> None:
     """Files, read errors (with their offsets) and what came before a break are reported as one process
     reports them."""
     import gzip
 
+    from medsentry.capture import files
+
+    monkeypatch.setattr(files, "SEGMENT", 64 << 10)
+    monkeypatch.setattr(analysis, "READER_SHARE", reader_share)
     example = Path(__file__).resolve().parents[2] / "examples/hospital-ward.pcap"
     (tmp_path / "a.pcap.gz").write_bytes(gzip.compress(example.read_bytes()))
     (tmp_path / "b.pcap").write_bytes(example.read_bytes()[:300_001])
