@@ -78,8 +78,9 @@ def main() -> None:
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Processes; a file's packets are dealt by host, a flow's client (live: the kernel shares the "
-    "interface's flows, Linux).",
+    help="Worker processes; files are read by one more process per four workers, each its own byte ranges "
+    "of a pcap, and their packets dealt by host, a flow's client (live: the kernel shares the interface's "
+    "flows, Linux).",
 )
 @click.option(
     "--alerts",
