@@ -113,3 +113,46 @@ def segments(path: Path) -> Iterator[Segment]:
             sp, dp = struct.unpack("!HH", l4[:4])
             seq = struct.unpack("!I", l4[4:8])[0]
             yield Segment(ts, "tcp", src, dst, sp, dp, l4[(l4[12] >> 4) * 4 :], mac, l4[13], seq)
+
+
+# -- writing: small captures made in tests ------------------------------------------------------------------
+
+
+def record_starts(pcap: bytes | bytearray) -> list[int]:
+    """Where a little-endian classic pcap's records start."""
+    starts, off = [], 24
+    while off + 16 <= len(pcap):
+        starts.append(off)
+        off += 16 + struct.unpack_from("<I", pcap, off + 8)[0]
+    return starts
+
+
+def shb() -> bytes:
+    """A little-endian pcapng section header block."""
+    body = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+    return struct.pack("<II", 0x0A0D0D0A, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+
+def idb(linktype: int = 1) -> bytes:
+    """An interface description block (microsecond time stamps)."""
+    body = struct.pack("<HHI", linktype, 0, 0)
+    return struct.pack("<II", 1, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+
+def epb(iface: int, ts: float, frame: bytes) -> bytes:
+    """An enhanced packet block of one frame."""
+    micros = int(ts * 1e6)
+    pad = b"\0" * (-len(frame) % 4)
+    head = struct.pack("<IIIII", iface, micros >> 32, micros & 0xFFFFFFFF, len(frame), len(frame))
+    body = head + frame + pad
+    return struct.pack("<II", 6, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+
+def pcapng_of(pcap: bytes, heads: dict[int, bytes] | None = None) -> bytes:
+    """The records of a classic pcap as a pcapng, with `heads` (blocks before record i) put in."""
+    out = [shb(), idb()]
+    for i, off in enumerate(record_starts(pcap)):
+        sec, frac, incl, _ = struct.unpack_from("<IIII", pcap, off)
+        out.append((heads or {}).get(i, b""))
+        out.append(epb(0, sec + frac / 1e6, pcap[off + 16 : off + 16 + incl]))
+    return b"".join(out)

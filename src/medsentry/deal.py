@@ -20,14 +20,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
 from medsentry.capture import _fastpath, files
-from medsentry.capture.files import CaptureError, PcapForm, Windows, expand_paths, pcap_segment, plain_pcap
+from medsentry.capture.files import (
+    CaptureError,
+    PcapForm,
+    PcapngState,
+    PcapngWalk,
+    PcapWalk,
+    SegmentWalk,
+    StateChange,
+    Windows,
+    expand_paths,
+    plain_pcap,
+    plain_pcapng,
+)
 from medsentry.capture.records import Batch
 from medsentry.pipeline import read_captures, spare_core_ahead
 
@@ -36,7 +48,9 @@ END: Final[Share] = ("end",)  # a segment's last share
 WHOLE: Final = -1  # Segment.index of a capture read as one segment
 UNKNOWN: Final = -2  # in `ends`: not published yet
 BROKEN: Final = -1  # in `ends`: the file broke in or before the segment
-CHAIN: Final = 8  # record headers in a row that make a guessed segment start (`resync_pcap`)
+TAKEN: Final = -3  # in `ends`: the reader of a segment before this one read the rest of the file
+CHAIN: Final = 8  # record headers in a row that make a guessed pcap segment start (`resync_pcap`)
+CHAIN_NG: Final = 4  # blocks in a row that make a guessed pcapng segment start (`resync_pcapng`)
 Walked = tuple[list[tuple[Batch, int]], int, str | None]  # a segment's (batch, window)s, end, error
 
 
@@ -44,21 +58,41 @@ Walked = tuple[list[tuple[Batch, int]], int, str | None]  # a segment's (batch, 
 class Segment:
     path: Path
     index: int  # of the file's segments, or WHOLE
-    form: PcapForm | None = None  # a plain classic pcap's
-    size: int = 0  # a plain classic pcap's bytes
-    first_second: int = 0  # its first record's time (`resync_pcap` takes records near it)
+    size: int = 0  # the file's bytes
+    start: int = 0  # where the file's first record (block after its head) starts
+    form: PcapForm | None = None  # a classic pcap's
+    first_second: int = 0  # a classic pcap's first record's time (`resync_pcap` takes records near it)
+    head: PcapngState | None = None  # a pcapng's first section and interfaces
+
+    @property
+    def stop(self) -> int:
+        return min(self.size, (self.index + 1) * files.SEGMENT)
+
+    def walk(self) -> SegmentWalk:
+        """Its records' walk; a pcapng's takes the file's head to hold to the segment (`StateChange`)."""
+        if self.form is not None:
+            return PcapWalk(self.form)
+        assert self.head is not None
+        return PcapngWalk(self.head.copy(), fixed=True)
 
 
 def plan(paths: Iterable[Path]) -> list[Segment]:
-    """Every capture's segments, in order."""
+    """Every capture's segments, in order: a plain pcap or pcapng file's SEGMENT-byte ranges, any other
+    capture whole."""
     out: list[Segment] = []
     for path in expand_paths(list(paths)):
-        plain = plain_pcap(path)
-        if plain is None:
+        pcap, pcapng = plain_pcap(path), None
+        if pcap is not None:
+            form, size, first_second = pcap
+            parts = [Segment(path, 0, size, 24, form=form, first_second=first_second)]
+        elif (pcapng := plain_pcapng(path)) is not None:
+            head, start, size = pcapng
+            parts = [Segment(path, 0, size, start, head=head)]
+        else:
             out.append(Segment(path, WHOLE))
             continue
-        form, size, first_second = plain
-        out.extend(Segment(path, i, form, size, first_second) for i in range((size - 1) // files.SEGMENT + 1))
+        first = parts[0]
+        out.extend(replace(first, index=i) for i in range((first.size - 1) // files.SEGMENT + 1))
     return out
 
 
@@ -120,7 +154,7 @@ class SegmentReader:
                 if seg.index == WHOLE:
                     self._whole(seg)
                 else:
-                    self._pcap(g, seg)
+                    self._ranged(g, seg)
                 self._to_all(END)
         finally:
             if self._windows is not None:
@@ -150,32 +184,61 @@ class SegmentReader:
                 else:
                     self._to_all(event)
 
-    def _pcap(self, g: int, seg: Segment) -> None:
-        name = str(seg.path)
+    def _ranged(self, g: int, seg: Segment) -> None:
+        """A segment of a plain pcap or pcapng: guessed start, walk, check, deal."""
         if seg.index == 0:
-            self._to_all(("file", name))
+            self._to_all(("file", str(seg.path)))
         windows = self._windows_of(seg.path)
-        start = 24 if seg.index == 0 else int(self.ends[g - 1])
+        start = seg.start if seg.index == 0 else int(self.ends[g - 1])
         guessed = start == UNKNOWN
         if guessed:
             start = self._resync(windows, seg)
             if start == UNKNOWN:
                 start = self._wait(g - 1)
-        walked: Walked = ([], BROKEN, None)
-        if start != BROKEN:
-            walked = self._walk(windows, seg, start)
-        if guessed and start != BROKEN:
+        walked: Walked = ([], start, None)
+        changed: int | None = None
+        if start >= 0:
+            walked, changed = self._walk(windows, seg, start)
+        if guessed and start >= 0:
             true = self._wait(g - 1)
             if true != start:
                 self.guessed_wrong += 1
-                walked = self._walk(windows, seg, true) if true != BROKEN else ([], BROKEN, None)
+                walked, changed = self._walk(windows, seg, true) if true >= 0 else (([], true, None), None)
         batches, end, error = walked
-        self.ends[g] = end
+        self.ends[g] = TAKEN if changed is not None else end
         for batch, window in batches:
             self._deal(batch, window)
         if error is not None:
             self._to_all(("error", error))
-        self.read[self.reader] += min(seg.size, (seg.index + 1) * files.SEGMENT) - seg.index * files.SEGMENT
+        if end != TAKEN:  # the reader that took the rest of the file counts its bytes
+            self.read[self.reader] += seg.stop - seg.index * files.SEGMENT
+        if changed is not None:
+            self._rest(windows, seg, changed)
+
+    def _rest(self, windows: Windows, seg: Segment, at: int) -> None:
+        """The rest of a pcapng file from the section header or interface block at `at`, in segment `seg`:
+        read here, segment after segment as one process reads it, with the file's first interfaces (they
+        held up to `at`); the readers of the segments after `seg`, which took them to hold on, deal nothing
+        of theirs (TAKEN)."""
+        assert seg.head is not None
+        walk = PcapngWalk(seg.head.copy())
+        counted = seg.index * files.SEGMENT  # bytes of the file given to the progress bar so far
+        try:
+            while at < seg.size:
+                stop = min(seg.size, (at // files.SEGMENT + 1) * files.SEGMENT)
+                part = walk(windows, str(seg.path), at, stop, seg.size)
+                while True:
+                    try:
+                        batch, window = next(part)
+                    except StopIteration as done:
+                        at = int(done.value)
+                        break
+                    self._deal(batch, window)
+                self.read[self.reader] += stop - counted
+                counted = stop
+        except CaptureError as exc:
+            self._to_all(("error", str(exc)))
+        self.read[self.reader] += seg.size - counted
 
     def _windows_of(self, path: Path) -> Windows:
         if self._mapped != path:
@@ -187,11 +250,13 @@ class SegmentReader:
 
     def _resync(self, windows: Windows, seg: Segment) -> int:
         """A guess of where the segment's first record starts, or UNKNOWN."""
-        assert seg.form is not None
         lo = seg.index * files.SEGMENT
-        hi = min(seg.size, (seg.index + 1) * files.SEGMENT + files.MAX_RECORD)
-        view = windows.at(lo, hi - lo)
-        found = _fastpath.resync_pcap(view, 0, seg.form.swapped, seg.form.nsec, CHAIN, seg.first_second)
+        view = windows.at(lo, min(seg.size, seg.stop + files.MAX_BLOCK) - lo)
+        if seg.form is not None:
+            found = _fastpath.resync_pcap(view, 0, seg.form.swapped, seg.form.nsec, CHAIN, seg.first_second)
+        else:
+            assert seg.head is not None
+            found = _fastpath.resync_pcapng(view, 0, seg.head.swapped, CHAIN_NG)
         return lo + found if found >= 0 else UNKNOWN
 
     def _wait(self, g: int) -> int:
@@ -200,19 +265,20 @@ class SegmentReader:
             time.sleep(0.0002)
         return end
 
-    def _walk(self, windows: Windows, seg: Segment, start: int) -> Walked:
-        """The segment's (batch, window) pairs from `start`, its end (BROKEN if the file broke), the error."""
-        assert seg.form is not None
+    def _walk(self, windows: Windows, seg: Segment, start: int) -> tuple[Walked, int | None]:
+        """The segment's (batch, window) pairs from `start`, its end (BROKEN if the file broke), the error;
+        and where a pcapng's section or interfaces changed, if they did."""
         out: list[tuple[Batch, int]] = []
-        stop = (seg.index + 1) * files.SEGMENT
-        walk = pcap_segment(windows, seg.form, str(seg.path), start, stop, seg.size)
+        walk = seg.walk()(windows, str(seg.path), start, seg.stop, seg.size)
         try:
             while True:
                 out.append(next(walk))
         except StopIteration as done:
-            return out, int(done.value), None
+            return (out, int(done.value), None), None
+        except StateChange as change:
+            return (out, TAKEN, None), change.offset
         except CaptureError as exc:
-            return out, BROKEN, str(exc)
+            return (out, BROKEN, str(exc)), None
 
 
 def dealt(inputs: list[Any], segments: int) -> Iterable[Share]:

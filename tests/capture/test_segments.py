@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from medsentry.capture import _fastpath, files
 from medsentry.capture.files import CaptureError, CaptureFile
-from medsentry.deal import END, WHOLE, SegmentReader, Shared, dealt, plan
+from medsentry.deal import END, TAKEN, WHOLE, SegmentReader, Shared, dealt, plan
+from tests.pcaputil import epb, idb, pcapng_of, record_starts, shb
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples/hospital-ward.pcap"
 
@@ -49,9 +50,10 @@ class _Queue:
             return self.items[self.at - 1]
 
 
-def _read_in_threads(paths: list[Path], readers: int, workers: int) -> tuple[list[list[Any]], int]:
-    """Every worker's shares, as `dealt` gives them, with `readers` readers running side by side, and how
-    many segment starts they guessed wrong."""
+def _read_in_threads(paths: list[Path], readers: int, workers: int
+                     ) -> tuple[list[list[Any]], int, list[int]]:  # fmt: skip
+    """Every worker's shares, as `dealt` gives them, with `readers` readers running side by side, how many
+    segment starts they guessed wrong, and the segments' ends as published."""
     segments = plan(paths)
     shared = Shared(_Context(), workers, len(segments), readers)
     queues = [[_Queue() for _ in range(workers)] for _ in range(readers)]
@@ -63,7 +65,7 @@ def _read_in_threads(paths: list[Path], readers: int, workers: int) -> tuple[lis
     got = [list(dealt([q[k] for q in queues], len(segments))) for k in range(workers)]
     for t in threads:
         t.join()
-    return got, sum(p.guessed_wrong for p in parts)
+    return got, sum(p.guessed_wrong for p in parts), np.frombuffer(shared.ends, np.int64).tolist()
 
 
 def _as_one_process(got: list[list[Any]]) -> list[Any]:
@@ -122,24 +124,22 @@ def _records_in_payload(count: int) -> bytes:
     return b"".join(struct.pack("<IIII", 1_700_000_000, 5, 20, 20) + bytes(20) for _ in range(count))
 
 
-def _record_starts(raw: bytes | bytearray) -> list[int]:
-    starts, off = [], 24
-    while off + 16 <= len(raw):
-        starts.append(off)
-        off += 16 + struct.unpack_from("<I", raw, off + 8)[0]
-    return starts
-
-
 @pytest.fixture
 def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(files, "SEGMENT", 2048)
     monkeypatch.setattr(files, "BATCH", 5)  # several batches in a segment, too
 
 
+@pytest.mark.parametrize("form", ["pcap", "pcapng"])
 @pytest.mark.parametrize("readers", [1, 2, 3])
-def test_readers_deal_the_batches_one_process_reads(small_segments: None, readers: int) -> None:
-    got, _ = _read_in_threads([EXAMPLE], readers, 2)
-    expected = _one_process([EXAMPLE])
+def test_readers_deal_the_batches_one_process_reads(
+    small_segments: None, tmp_path: Path, form: str, readers: int
+) -> None:
+    pcap = EXAMPLE.read_bytes()[:400_000]
+    capture = tmp_path / f"ward.{form}"
+    capture.write_bytes(pcap if form == "pcap" else pcapng_of(pcap))
+    got, _, _ = _read_in_threads([capture], readers, 2)
+    expected = _one_process([capture])
     assert len(expected) > 100
     assert _as_one_process(got) == expected
 
@@ -149,8 +149,31 @@ def test_a_payload_that_looks_like_records_costs_a_reread_not_a_wrong_record(
 ) -> None:
     capture = tmp_path / "copying-a-capture.pcap"
     capture.write_bytes(_pcap([_udp_frame(_records_in_payload(12) + bytes(300)) for _ in range(60)]))
-    got, wrong = _read_in_threads([capture], 3, 2)
+    got, wrong, _ = _read_in_threads([capture], 3, 2)
     assert wrong > 0  # segment starts guessed inside payloads, and read again from where they are
+    assert _as_one_process(got) == _one_process([capture])
+
+
+def test_a_pcapng_whose_interfaces_change_is_read_on_by_the_reader_that_met_the_change(
+    small_segments: None, tmp_path: Path
+) -> None:
+    """A second interface (raw IP) and a new section later in the file: the readers after the change had
+    taken the first interfaces to hold; the one that met it reads the rest, as one process does."""
+    pcap = EXAMPLE.read_bytes()[:300_000]
+    capture = tmp_path / "more-interfaces.pcapng"
+    capture.write_bytes(pcapng_of(pcap, {120: idb(101), 400: shb() + idb() + idb(101)}))
+    got, _, ends = _read_in_threads([capture], 3, 2)
+    assert _as_one_process(got) == _one_process([capture])
+    assert TAKEN in ends
+
+
+def test_a_pcapng_payload_that_looks_like_blocks_costs_a_reread(small_segments: None, tmp_path: Path) -> None:
+    blocks = epb(0, 1.0, bytes(40)) * 6  # what a pcapng being copied looks like inside a packet
+    capture = tmp_path / "copying-a-pcapng.pcapng"
+    frames = [_udp_frame(bytes(2) + blocks + bytes(200)) for _ in range(60)]  # on the blocks' 4-byte grid
+    capture.write_bytes(shb() + idb() + b"".join(epb(0, 1.7e9 + i, f) for i, f in enumerate(frames)))
+    got, wrong, _ = _read_in_threads([capture], 3, 2)
+    assert wrong > 0
     assert _as_one_process(got) == _one_process([capture])
 
 
@@ -159,41 +182,56 @@ def test_a_broken_file_stops_where_one_process_stops(small_segments: None, tmp_p
     raw = bytearray(EXAMPLE.read_bytes())
     if cut == "corrupt":
         # the 40th record's captured length made impossible; the records after it are fine
-        struct.pack_into("<I", raw, _record_starts(raw)[40] + 8, 0x7FFFFFFF)
+        struct.pack_into("<I", raw, record_starts(raw)[40] + 8, 0x7FFFFFFF)
     else:
         raw = raw[: len(raw) // 2 + 7]
     broken = tmp_path / "broken.pcap"
     broken.write_bytes(bytes(raw))
     after = tmp_path / "later.pcap"  # the next file is read as one process reads it
     whole = EXAMPLE.read_bytes()
-    after.write_bytes(whole[: _record_starts(whole)[30]])
-    got, _ = _read_in_threads([broken, after], 3, 2)
+    after.write_bytes(whole[: record_starts(whole)[30]])
+    got, _, _ = _read_in_threads([broken, after], 3, 2)
     merged = _as_one_process(got)
     assert merged == _one_process([broken, after])
     assert [m[0] for m in merged].count("error") == 1
 
 
-def test_captures_other_than_plain_pcap_are_one_segment(tmp_path: Path, small_segments: None) -> None:
+def test_captures_other_than_plain_pcap_or_pcapng_are_one_segment(
+    tmp_path: Path, small_segments: None
+) -> None:
     (tmp_path / "a.pcap.gz").write_bytes(gzip.compress(EXAMPLE.read_bytes()))
     (tmp_path / "b.pcap").write_bytes(EXAMPLE.read_bytes())
     (tmp_path / "c.pcap").write_bytes(b"not a capture at all")
+    (tmp_path / "d.pcapng").write_bytes(shb() + idb())  # no packets
     segments = plan([tmp_path])
-    by_file = {p: [s.index for s in segments if s.path.name == p] for p in ("a.pcap.gz", "b.pcap", "c.pcap")}
-    assert by_file["a.pcap.gz"] == by_file["c.pcap"] == [WHOLE]
+    names = ("a.pcap.gz", "b.pcap", "c.pcap", "d.pcapng")
+    by_file = {p: [s.index for s in segments if s.path.name == p] for p in names}
+    assert by_file["a.pcap.gz"] == by_file["c.pcap"] == by_file["d.pcapng"] == [WHOLE]
     assert by_file["b.pcap"] == list(range((EXAMPLE.stat().st_size - 1) // 2048 + 1))
-    got, _ = _read_in_threads([tmp_path], 2, 3)
+    got, _, _ = _read_in_threads([tmp_path], 2, 3)
     assert _as_one_process(got) == _one_process([tmp_path])
 
 
 def test_resync_finds_the_next_record_after_any_offset() -> None:
     raw = EXAMPLE.read_bytes()[:200_000]
-    starts = _record_starts(raw)
+    starts = record_starts(raw)
     first = struct.unpack_from("<I", raw, 24)[0]
     for at in range(24, 100_000, 997):
         found = _fastpath.resync_pcap(raw, at, False, False, 8, first)
         assert found == min(s for s in starts if s >= at)
     assert _fastpath.resync_pcap(b"\xff" * 5000, 0, False, False, 8, first) == -1
     assert _fastpath.resync_pcap(bytes(5000), 0, False, False, 8, 0) == -1  # zeros are no records
+
+
+def test_resync_finds_the_next_pcapng_block_after_any_offset() -> None:
+    raw = pcapng_of(EXAMPLE.read_bytes()[:100_000])
+    starts, off = [], 0
+    while off + 12 <= len(raw):
+        starts.append(off)
+        off += struct.unpack_from("<I", raw, off + 4)[0]
+    for at in range(0, 90_000, 997):
+        assert _fastpath.resync_pcapng(raw, at, False, 4) == min(s for s in starts if s >= at)
+    assert _fastpath.resync_pcapng(bytes(5000), 0, False, 4) == -1
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -204,22 +242,27 @@ def test_resync_on_any_bytes_answers_an_offset_in_range_or_none(
 ) -> None:
     found = _fastpath.resync_pcap(data, start, False, True, chain, first)
     assert found == -1 or start <= found <= len(data)
+    found = _fastpath.resync_pcapng(data, start, first % 2 == 1, chain)
+    assert found == -1 or (start <= found <= len(data) and found % 4 == 0)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
-@given(flips=st.lists(st.tuples(st.integers(24, 59_999), st.integers(0, 255)), max_size=6))
+@given(flips=st.lists(st.tuples(st.integers(24, 59_999), st.integers(0, 255)), max_size=6),
+       pcapng=st.booleans())
 def test_readers_agree_with_one_process_on_damaged_captures(
-    tmp_path_factory: pytest.TempPathFactory, flips: list[tuple[int, int]]
+    tmp_path_factory: pytest.TempPathFactory, flips: list[tuple[int, int]], pcapng: bool
 ) -> None:
     raw = bytearray(EXAMPLE.read_bytes()[:60_000])
+    if pcapng:
+        raw = bytearray(pcapng_of(bytes(raw)))
     for at, value in flips:
         raw[at] = value
-    path = tmp_path_factory.mktemp("damaged") / "damaged.pcap"
+    path = tmp_path_factory.mktemp("damaged") / ("damaged.pcapng" if pcapng else "damaged.pcap")
     path.write_bytes(bytes(raw))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(files, "SEGMENT", 4096)
-        got, _ = _read_in_threads([path], 3, 2)
+        got, _, _ = _read_in_threads([path], 3, 2)
         assert _as_one_process(got) == _one_process([path])
 
 

@@ -46,13 +46,18 @@ def test_sharded_run_gives_the_inventory_and_alerts_of_one_process(
     assert len(one.alerts) > 5
 
 
+@pytest.mark.parametrize("form", ["pcap", "pcapng"])
 def test_several_readers_give_the_inventory_and_alerts_of_one_process(
-    capture: Path, monkeypatch: pytest.MonkeyPatch
+    capture: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, form: str
 ) -> None:
     """Three reader processes, each guessing where its 256 KB segments start, claiming hosts for the
     workers in shared tables: one process's devices, alerts and counts."""
     from medsentry.capture import files
+    from tests.pcaputil import pcapng_of
 
+    if form == "pcapng":
+        capture, pcap = tmp_path / "capture.pcapng", capture
+        capture.write_bytes(pcapng_of(pcap.read_bytes()))
     monkeypatch.setattr(files, "SEGMENT", 256 << 10)  # over a hundred segments, read by one process too
     one, _ = _run(capture, 1)
     monkeypatch.setattr(analysis, "READER_SHARE", 1)

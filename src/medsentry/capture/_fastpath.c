@@ -514,18 +514,20 @@ static PyObject *scan_frames(PyObject *self, PyObject *args) {
 }
 
 /*
- * scan_pcapng(buf, start, swapped, ifaces, out, max_records) -> (offset, n, ret)
+ * scan_pcapng(buf, start, swapped, ifaces, out, max_records[, stop]) -> (offset, n, ret)
  * ifaces: packed little-endian {uint32 linktype; uint32 pad; double seconds_per_tick} per interface.
- * Stops before an SHB or IDB (RET_NEED_BLOCK) so Python can update endianness / interfaces.
+ * Stops before an SHB or IDB (RET_NEED_BLOCK) so Python can update endianness / interfaces, and before
+ * a block starting at or after `stop` (default: the end of buf).
  */
 static PyObject *scan_pcapng(PyObject *self, PyObject *args) {
     Py_buffer in, ifc, out;
-    Py_ssize_t start, max_records;
+    Py_ssize_t start, max_records, stop = PY_SSIZE_T_MAX;
     int swapped;
-    if (!PyArg_ParseTuple(args, "y*niy*w*n", &in, &start, &swapped, &ifc, &out, &max_records))
+    if (!PyArg_ParseTuple(args, "y*niy*w*n|n", &in, &start, &swapped, &ifc, &out, &max_records, &stop))
         return NULL;
     const uint8_t *buf = in.buf;
     size_t len = (size_t)in.len, off = (size_t)start;
+    size_t until = stop < 0 ? 0 : (size_t)stop;
     size_t n_if = (size_t)ifc.len / 16;
     const uint8_t *ifs = ifc.buf;
     Py_ssize_t cap = out.len / (Py_ssize_t)sizeof(packet_rec);
@@ -536,6 +538,7 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     size_t fetched = off;
     while (1) {
+        if (off >= until) break;
         if (n >= max_records) { ret = RET_OUT_FULL; break; }
         if (len - off < 12) break;
         prefetch_ahead(buf, &fetched, off, len);
@@ -1245,6 +1248,45 @@ static PyObject *resync_pcap(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(found);
 }
 
+/*
+ * resync_pcapng(buf, start, swapped, chain) -> offset, or -1
+ * `resync_pcap` for pcapng: the first offset at or after `start`, on the 4-byte grid blocks keep from the
+ * start of buf, where `chain` blocks follow one another, each of a valid length (12 bytes or more, a
+ * multiple of 4) repeated in its last four bytes; a chain reaching the end of buf counts, if its first
+ * block is whole.
+ */
+static PyObject *resync_pcapng(PyObject *self, PyObject *args) {
+    Py_buffer in;
+    Py_ssize_t start;
+    int swapped, chain;
+    if (!PyArg_ParseTuple(args, "y*nii", &in, &start, &swapped, &chain)) return NULL;
+    const uint8_t *buf = in.buf;
+    size_t len = (size_t)in.len, first = start < 0 ? 0 : ((size_t)start + 3) & ~(size_t)3;
+    size_t last = first + MAX_CAPLEN + 4096 < len ? first + MAX_CAPLEN + 4096 : len;
+    Py_ssize_t found = -1;
+    Py_BEGIN_ALLOW_THREADS
+    for (size_t at = first; at < last && found < 0; at += 4) {
+        size_t off = at;
+        int k = 0;
+        for (; k < chain; k++) {
+            if (off == len) { k = chain; break; }
+            if (len - off < 12) break;
+            uint32_t blen = rd32(buf + off + 4, swapped);
+            if (blen < 12 || (blen & 3) || blen > MAX_CAPLEN + 4096) break;
+            if (len - off < blen) {  /* runs past the buffer: cannot tell more, if one block was whole */
+                if (k > 0) k = chain;
+                break;
+            }
+            if (rd32(buf + off + blen - 4, swapped) != blen) break;
+            off += blen;
+        }
+        if (k == chain) found = (Py_ssize_t)at;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&in);
+    return PyLong_FromSsize_t(found);
+}
+
 /* `analyze --workers` deals a file's records by host, not by flow: all of a device's connections go to
  * one worker, so each worker meets a few devices instead of nearly every one, and identification's
  * per-device work (a new endpoint, its first facts) is neither repeated in every worker nor merged from
@@ -1505,6 +1547,7 @@ static PyMethodDef methods[] = {
     {"scan_frames", scan_frames, METH_VARARGS, "Decode live-capture frames (data + per-frame meta)."},
     {"walk_run", walk_run, METH_VARARGS, "Consume walked TCP sides' in-sequence rows of a batch."},
     {"resync_pcap", resync_pcap, METH_VARARGS, "Where pcap records plausibly start again in a buffer."},
+    {"resync_pcapng", resync_pcapng, METH_VARARGS, "Where pcapng blocks plausibly start again in a buffer."},
     {"deal", deal, METH_VARARGS, "Each record's shard by its host: its flow's client, or its source MAC."},
     {"records", records, METH_VARARGS, "The records at some rows as tuples of their fields."},
     {"payload", (PyCFunction)(void (*)(void))payload, METH_FASTCALL, "bytes(buf[start:start + length])."},

@@ -31,11 +31,13 @@ from typing import Final, NamedTuple
 import numpy as np
 
 from medsentry.capture import _fastpath
-from medsentry.capture.records import PACKET_DTYPE, Batch
+from medsentry.capture.records import PACKET_DTYPE, Batch, Buffer
 
 CHUNK = 8 << 20  # bytes read per step
 SEGMENT = 8 << 20  # bytes of a mapped classic pcap whose records make one segment (`pcap_segment`)
 MAX_RECORD = 16 + _fastpath.MAX_CAPLEN  # a pcap record's header and the longest frame _fastpath reads
+MAX_BLOCK = 4096 + _fastpath.MAX_CAPLEN  # the longest pcapng block _fastpath reads
+MAX_HEAD_BLOCK = 16 << 20  # the longest pcapng section header or interface block
 BATCH = 1 << 16  # records decoded per step
 CAPTURE_SUFFIXES: Final = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".cap.gz")
 
@@ -112,10 +114,6 @@ class CaptureFile:
         """Yields (view, base): a fresh buffer holding the unread tail of the previous one plus the next
         CHUNK bytes, and the stream offset of view[0]. The consumer sets `self._keep` to the offset of
         its first unread byte. Batches keep views of these buffers, so nothing is copied twice."""
-        mapped = _map(fh)
-        if mapped is not None:
-            yield from self._mapped(mapped, fh.tell() - len(first))
-            return
         tail, base = first, 0
         while True:
             buf = bytearray(len(tail) + CHUNK)
@@ -141,27 +139,6 @@ class CaptureFile:
 
     _keep = 0
 
-    def _mapped(self, mm: mmap.mmap, start: int) -> Iterator[tuple[memoryview, int]]:
-        """`_chunks` for a plain file: windows of a read-only mapping starting at file offset `start`,
-        so nothing is copied and no buffer is allocated; resident memory stays at about one window
-        whatever the file size (`Windows`)."""
-        size = len(mm)
-        windows = Windows(mm, self.behind)
-        lo = hi = start
-        try:
-            while True:
-                new_hi = min(size, hi + CHUNK)
-                self.bytes_read += new_hi - hi
-                hi = new_hi
-                self._keep = 0
-                self.window = lo
-                yield windows.at(lo, hi - lo), lo - start
-                if hi >= size:
-                    return
-                lo += self._keep
-        finally:
-            windows.close()
-
     def _batch(self, view: memoryview, n: int) -> Batch:
         # The records stay with the batch and the next scan writes into a new array: no copy.
         recs, self._out = self._out[:n], np.empty(self._batch_size, dtype=PACKET_DTYPE)
@@ -171,7 +148,7 @@ class CaptureFile:
         form = PcapForm.of(head, self.name)
         mapped = _map(fh)
         if mapped is not None:
-            yield from self._segments(mapped, form)
+            yield from self._segments(mapped, 24, PcapWalk(form))
             return
         swapped, nsec, linktype = form
         off = 0
@@ -191,15 +168,14 @@ class CaptureFile:
         if off < len(buf):
             raise CaptureError(self.name, 24 + base + off, "truncated record at end of file")
 
-    def _segments(self, mm: mmap.mmap, form: PcapForm) -> Iterator[Batch]:
-        """A mapped classic pcap, segment after segment (`pcap_segment`)."""
+    def _segments(self, mm: mmap.mmap, start: int, walk: SegmentWalk) -> Iterator[Batch]:
+        """A mapped file, segment after segment (`pcap_segment`, `pcapng_segment`), from `start`."""
         size = len(mm)
         windows = Windows(mm, self.behind)
         try:
-            at = 24
+            at = start
             while at < size:
-                segment = pcap_segment(windows, form, self.name, at, (at // SEGMENT + 1) * SEGMENT, size,
-                                       self._batch_size)
+                segment = walk(windows, self.name, at, (at // SEGMENT + 1) * SEGMENT, size, self._batch_size)
                 while True:
                     try:
                         batch, self.window = next(segment)
@@ -213,46 +189,27 @@ class CaptureFile:
             windows.close()
 
     def _pcapng(self, fh: io.BufferedIOBase, head: bytes) -> Iterator[Batch]:
-        swapped = False
-        ifaces: list[_Interface] = []
-        packed = b""
+        mapped = _map(fh)
+        if mapped is not None:
+            yield from self._segments(mapped, 0, PcapngWalk(PcapngState()))
+            return
+        state = PcapngState()
         off = 0
         for buf, base in self._chunks(fh, head):
             off = 0
             while True:
-                off, n, ret = _fastpath.scan_pcapng(buf, off, swapped, packed, self._out, self._batch_size)
+                off, n, ret = _fastpath.scan_pcapng(
+                    buf, off, state.swapped, state.packed, self._out, self._batch_size
+                )
                 if n:
                     yield self._batch(buf, n)
                 if ret == _CORRUPT:
                     raise CaptureError(self.name, base + off, "corrupt pcapng block")
                 if ret == _NEED_BLOCK:
-                    if len(buf) - off < 12:
+                    taken = state.take(buf, off, self.name, base)
+                    if taken is None:
                         break
-                    endian = ">" if swapped else "<"
-                    btype = struct.unpack_from(endian + "I", buf, off)[0]
-                    if btype == 0x0A0D0D0A:
-                        bom = bytes(buf[off + 8 : off + 12])
-                        if bom == b"\x4d\x3c\x2b\x1a":
-                            swapped = False
-                        elif bom == b"\x1a\x2b\x3c\x4d":
-                            swapped = True
-                        else:
-                            raise CaptureError(
-                                self.name, base + off, "pcapng section header: bad byte-order magic"
-                            )
-                        endian = ">" if swapped else "<"
-                        ifaces = []
-                    blen = struct.unpack_from(endian + "I", buf, off + 4)[0]
-                    if blen < 12 or blen % 4 or blen > (16 << 20):
-                        raise CaptureError(self.name, base + off, f"pcapng block length {blen} is invalid")
-                    if len(buf) - off < blen:
-                        break
-                    if btype == 1:
-                        ifaces.append(_parse_idb(bytes(buf[off + 8 : off + blen - 4]), endian))
-                        packed = b"".join(
-                            struct.pack("<I4xd", i.linktype, i.seconds_per_tick) for i in ifaces
-                        )
-                    off += blen
+                    off += taken
                     continue
                 if ret == _NEED_DATA:
                     break
@@ -341,6 +298,140 @@ def pcap_segment(windows: Windows, form: PcapForm, name: str, start: int, stop: 
             raise CaptureError(name, at + off, "truncated record at end of file")
         at += off
     return at
+
+
+class PcapWalk:
+    """`pcap_segment` for the records of one form."""
+
+    def __init__(self, form: PcapForm) -> None:
+        self.form = form
+
+    def __call__(self, windows: Windows, name: str, start: int, stop: int, size: int,
+                 batch_size: int | None = None) -> Generator[tuple[Batch, int], None, int]:  # fmt: skip
+        return pcap_segment(windows, self.form, name, start, stop, size, batch_size)
+
+
+class PcapngState:
+    """Where a pcapng reader is: the section's byte order and its interfaces (`packed` as `scan_pcapng`
+    takes them)."""
+
+    def __init__(self) -> None:
+        self.swapped = False
+        self.ifaces: list[_Interface] = []
+        self.packed = b""
+
+    def copy(self) -> PcapngState:
+        other = PcapngState()
+        other.swapped, other.ifaces, other.packed = self.swapped, list(self.ifaces), self.packed
+        return other
+
+    def take(self, buf: Buffer, off: int, name: str, base: int) -> int | None:
+        """The section header or interface block at buf[off:] (`base`: the file offset of buf[0]) read into
+        the state; its length, or None when buf does not hold all of it."""
+        if len(buf) - off < 12:
+            return None
+        endian = ">" if self.swapped else "<"
+        btype = struct.unpack_from(endian + "I", buf, off)[0]
+        if btype == 0x0A0D0D0A:
+            bom = bytes(buf[off + 8 : off + 12])
+            if bom == b"\x4d\x3c\x2b\x1a":
+                self.swapped = False
+            elif bom == b"\x1a\x2b\x3c\x4d":
+                self.swapped = True
+            else:
+                raise CaptureError(name, base + off, "pcapng section header: bad byte-order magic")
+            endian = ">" if self.swapped else "<"
+            self.ifaces = []
+        blen = struct.unpack_from(endian + "I", buf, off + 4)[0]
+        if blen < 12 or blen % 4 or blen > MAX_HEAD_BLOCK:
+            raise CaptureError(name, base + off, f"pcapng block length {blen} is invalid")
+        if len(buf) - off < blen:
+            return None
+        if btype == 1:
+            self.ifaces.append(_parse_idb(bytes(buf[off + 8 : off + blen - 4]), endian))
+            self.packed = b"".join(struct.pack("<I4xd", i.linktype, i.seconds_per_tick) for i in self.ifaces)
+        return int(blen)
+
+
+class StateChange(Exception):
+    """A section header or interface block met by a reader that took the ones before its segment to
+    hold (`pcapng_segment(fixed=True)`); `offset` is the block's."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"pcapng section or interfaces change at offset {offset}")
+        self.offset = offset
+
+
+def pcapng_segment(windows: Windows, state: PcapngState, name: str, start: int, stop: int, size: int,
+                   batch_size: int | None = None, fixed: bool = False
+                   ) -> Generator[tuple[Batch, int], None, int]:  # fmt: skip
+    """`pcap_segment` for a mapped pcapng: the blocks that start at or after `start` and before `stop`,
+    section headers and interface blocks read into `state` as they come (`fixed`: raise StateChange
+    instead)."""
+    batch_size = batch_size or BATCH
+    at = start
+    while at < stop and at < size:
+        view = windows.at(at, min(size, stop + MAX_BLOCK) - at)
+        out: np.ndarray = np.empty(batch_size, dtype=PACKET_DTYPE)
+        off, n, ret = _fastpath.scan_pcapng(view, 0, state.swapped, state.packed, out, batch_size, stop - at)
+        if n:
+            yield Batch(view, out[:n], name), at
+        if ret == _CORRUPT:
+            raise CaptureError(name, at + off, "corrupt pcapng block")
+        if ret == _NEED_BLOCK:
+            if fixed:
+                raise StateChange(at + off)
+            at += off
+            taken = state.take(windows.at(at, min(size, at + MAX_HEAD_BLOCK) - at), 0, name, at)
+            if taken is None:
+                raise CaptureError(name, at, "truncated block at end of file")
+            at += taken
+            continue
+        if ret != _OUT_FULL and at + off < min(stop, size):
+            raise CaptureError(name, at + off, "truncated block at end of file")
+        at += off
+    return at
+
+
+class PcapngWalk:
+    """`pcapng_segment` with one state carried from segment to segment."""
+
+    def __init__(self, state: PcapngState, fixed: bool = False) -> None:
+        self.state, self.fixed = state, fixed
+
+    def __call__(self, windows: Windows, name: str, start: int, stop: int, size: int,
+                 batch_size: int | None = None) -> Generator[tuple[Batch, int], None, int]:  # fmt: skip
+        return pcapng_segment(windows, self.state, name, start, stop, size, batch_size, self.fixed)
+
+
+SegmentWalk = PcapWalk | PcapngWalk
+
+
+def plain_pcapng(path: Path) -> tuple[PcapngState, int, int] | None:
+    """(state after the first section header and interface blocks, where the blocks after them start,
+    size) of an uncompressed pcapng file, which can be read by segments; None for anything else."""
+    state = PcapngState()
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(min(size, 1 << 20))
+    except OSError:
+        return None
+    if head[:4] != b"\x0a\x0d\x0d\x0a" or not path.is_file():
+        return None
+    at = 0
+    try:
+        while len(head) - at >= 8:
+            btype = struct.unpack_from(">I" if state.swapped else "<I", head, at)[0]
+            if at and btype not in (0x0A0D0D0A, 1):
+                return state, at, size
+            taken = state.take(head, at, str(path), 0)
+            if taken is None:
+                return None
+            at += taken
+    except CaptureError:
+        return None
+    return None
 
 
 def plain_pcap(path: Path) -> tuple[PcapForm, int, int] | None:
