@@ -3,10 +3,10 @@ interfaces, EPB/SPB), either of them gzip-compressed, and directories of them.
 
 Files are streamed in fixed-size chunks (memory stays flat whatever the file size); the C fast path walks
 complete records in each chunk and the unread tail is carried into the next one. A plain (uncompressed)
-classic pcap is mapped and read by segments instead: segment i is the records that start in the file's
-bytes [i * SEGMENT, (i + 1) * SEGMENT), so where its batches begin and end depends only on the file, and
-`analyze --workers` readers can each take some segments of one file and deal batches one process would
-have read (`pcap_segment`).
+pcap or pcapng file is mapped and read by segments instead: segment i is the records that start in the
+file's bytes [i * SEGMENT, (i + 1) * SEGMENT), so where its batches begin and end depends only on the
+file, and `analyze --workers` readers can each take some segments of one file and deal batches one
+process would have read (`pcap_segment`, `pcapng_segment`).
 
 pcap  : 24-byte global header (magic a1b2c3d4 / a1b23c4d in either byte order, version, snaplen, linktype)
 pcapng: blocks of (type u32, total length u32, body, total length u32); SHB 0x0A0D0D0A carries the byte
@@ -34,7 +34,7 @@ from medsentry.capture import _fastpath
 from medsentry.capture.records import PACKET_DTYPE, Batch, Buffer
 
 CHUNK = 8 << 20  # bytes read per step
-SEGMENT = 8 << 20  # bytes of a mapped classic pcap whose records make one segment (`pcap_segment`)
+SEGMENT = 8 << 20  # bytes of a mapped capture whose records make one segment (`pcap_segment`)
 MAX_RECORD = 16 + _fastpath.MAX_CAPLEN  # a pcap record's header and the longest frame _fastpath reads
 MAX_BLOCK = 4096 + _fastpath.MAX_CAPLEN  # the longest pcapng block _fastpath reads
 MAX_HEAD_BLOCK = 16 << 20  # the longest pcapng section header or interface block
