@@ -1,18 +1,20 @@
 """How `analyze --workers` reads captures: readers deal every batch's records to the workers by host.
 
-A run's captures are cut into segments (`plan`): a plain classic pcap into the records starting in each
-SEGMENT bytes of it (`files.pcap_segment`, the batches one process reads too), any other capture (pcapng,
-gzip) is one segment. Reader r of R reads segments r, r + R, r + 2R, ... and deals each batch's records
-to the workers (`Dealer`), ending each segment with END; a worker takes the segments in order, each from
-its reader's queue (`dealt`), so it sees every batch in the order one process reads them while the
-readers read side by side, each ahead of the workers by its queues' depth.
+A run's captures are cut into segments (`plan`): a plain pcap or pcapng file into the records starting in
+each SEGMENT bytes of it (`files.pcap_segment`, `files.pcapng_segment`: the batches one process reads
+too), any other capture (gzip'd) is one segment. Reader r of R reads segments r, r + R, r + 2R, ... and
+deals each batch's records to the workers (`Dealer`), ending each segment with END; a worker takes the
+segments in order, each from its reader's queue (`dealt`), so it sees every batch in the order one
+process reads them while the readers read side by side, each ahead of the workers by its queues' depth.
 
 Where a reader's segment starts is the end of the segment before, which another reader is reading at the
-same time: the reader guesses it (`_fastpath.resync_pcap`, the first place a chain of plausible record
-headers begins) and reads on, then checks the guess against the end the other reader publishes in the
-shared `ends`; a wrong guess (a payload that looked like records) is read again from there. A file that
-breaks (a corrupt record header, a cut record) stops there as in one process: the segments after it
-deal nothing.
+same time: the reader guesses it (`_fastpath.resync_pcap`, `resync_pcapng`: the first place a chain of
+plausible record headers or blocks begins) and reads on, then checks the guess against the end the other
+reader publishes in the shared `ends`; a wrong guess (a payload that looked like records) is read again
+from there. A file that breaks (a corrupt record header, a cut record) stops there as in one process:
+the segments after it deal nothing (BROKEN). A pcapng's readers take its first section and interfaces to
+hold; the reader that meets another section header or interface block reads the rest of the file itself,
+and the segments after it deal nothing (TAKEN).
 """
 
 from __future__ import annotations
