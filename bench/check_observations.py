@@ -46,7 +46,7 @@ STAT_KEYS = ("packets", "bytes", "malformed", "fragments", "unsupported_link", "
 def summarise(capture: Path, workers: int) -> dict[str, object]:
     from medsentry import privacy
     from medsentry.observe import Observation
-    from medsentry.pipeline import Analyzer, Stats, analyze_files, analyze_shares, deal_files
+    from medsentry.pipeline import Analyzer, Stats, analyze_files, analyze_shares
 
     privacy.set_salt(b"check-observations")
     obs: list[Observation] = []
@@ -54,15 +54,22 @@ def summarise(capture: Path, workers: int) -> dict[str, object]:
     if workers == 1:
         stats = analyze_files([capture], obs.append)
     else:  # put together as `analyze --workers` does
-        from medsentry.analysis import ShardMerge, _as_tuple
+        import multiprocessing
+        from types import SimpleNamespace
 
-        dealt: list[list[Any]] = [[] for _ in range(workers)]
-        deal_files([capture], workers, lambda k, share: dealt[k].append(share))
+        from medsentry.analysis import ShardMerge, _as_tuple
+        from medsentry.deal import SegmentReader, Shared, dealt, plan
+
+        segments = plan([capture])
+        shared = Shared(multiprocessing.get_context("fork"), workers, len(segments), 1)
+        shares: list[list[Any]] = [[] for _ in range(workers)]
+        SegmentReader(segments, 0, 1, workers, lambda k, share: shares[k].append(share), shared).run()
 
         def shard(k: int) -> list[tuple[Any, tuple[Any, ...]]]:
             pairs: list[tuple[Any, tuple[Any, ...]]] = []
             an = Analyzer(lambda o: pairs.append((an.position, _as_tuple(o))))
-            stats.merge(analyze_shares(dealt[k], an))
+            queue = SimpleNamespace(get=iter(shares[k]).__next__)  # what one reader's queue would give
+            stats.merge(analyze_shares(dealt([queue], len(segments)), an))
             return pairs
 
         merged = ShardMerge([shard(k) for k in range(workers)])
