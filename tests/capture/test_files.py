@@ -142,7 +142,7 @@ def test_flow_hash_spreads_structured_addresses_over_shards() -> None:
 
 def test_link_layer_frames_are_keyed_by_their_sender() -> None:
     # ARP and other non-IP frames have no flow; keyed by the source MAC they spread over `--workers` shards
-    # (`_fastpath.deal_keys` keeps this key for them; all in shard 0 made it the slowest worker), one
+    # (`_fastpath.deal` deals them by this key; all in shard 0 made it the slowest worker), one
     # sender's frames in one shard.
     def arp(k: int) -> bytes:
         return bytes.fromhex("ffffffffffff") + bytes([0, 0x09, 0xFB, 0, 0, k]) + b"\x08\x06" + b"\x00" * 28

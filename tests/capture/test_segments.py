@@ -272,3 +272,16 @@ def test_every_segment_ends_with_its_end_mark(small_segments: None) -> None:
     sent: list[Any] = []
     SegmentReader(segments, 0, 1, 1, lambda k, s: sent.append(s), shared).run()
     assert sent.count(END) == len(segments) and sent[-1] == END
+
+
+@pytest.mark.parametrize("start", [-5, 0, 10, 5000])
+def test_scanning_from_anywhere_in_or_past_a_buffer_reads_nothing_outside_it(start: int) -> None:
+    buf = EXAMPLE.read_bytes()[24:4024]  # records from the first, cut mid-record
+    out = np.empty(64, dtype=files.PACKET_DTYPE)
+    off, n, _ = _fastpath.scan_pcap(buf, start, False, False, 1, out, 64, 3000)
+    assert 0 <= off <= len(buf) and 0 <= n <= 64
+    if start >= len(buf):
+        assert (off, n) == (len(buf), 0)
+    ng = pcapng_of(EXAMPLE.read_bytes()[:4024])
+    off, n, _ = _fastpath.scan_pcapng(ng, start, False, b"", out, 64)
+    assert 0 <= off <= len(ng) and 0 <= n <= 64

@@ -447,7 +447,8 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args) {
                           &stop))
         return NULL;
     const uint8_t *buf = in.buf;
-    size_t len = (size_t)in.len, off = (size_t)start;
+    size_t len = (size_t)in.len, off = start < 0 ? 0 : (size_t)start;
+    if (off > len) off = len;
     size_t until = stop < 0 ? 0 : (size_t)stop;
     Py_ssize_t cap = out.len / (Py_ssize_t)sizeof(packet_rec);
     if (max_records > cap) max_records = cap;
@@ -526,7 +527,8 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*niy*w*n|n", &in, &start, &swapped, &ifc, &out, &max_records, &stop))
         return NULL;
     const uint8_t *buf = in.buf;
-    size_t len = (size_t)in.len, off = (size_t)start;
+    size_t len = (size_t)in.len, off = start < 0 ? 0 : (size_t)start;
+    if (off > len) off = len;
     size_t until = stop < 0 ? 0 : (size_t)stop;
     size_t n_if = (size_t)ifc.len / 16;
     const uint8_t *ifs = ifc.buf;
