@@ -45,6 +45,9 @@ _HELD_MASK: Final = (1 << _HELD_BITS) - 1
 Ends = tuple[str | None, str | None, str | None, str | None, int | None, int | None]
 _NO_ENDS: Final[Ends] = (None, None, None, None, None, None)
 
+# The ethertypes link-layer dissectors read, as `_fastpath.link_rows` takes them.
+_LINK_TYPES: Final = np.array(sorted(protocols.BY_ETHERTYPE), np.uint16).tobytes()
+
 # Positions of a record's fields in the tuples `_fastpath.records` gives (numpy's `tolist` order).
 _TS: Final = FIELDS.index("ts")
 _FRAME_OFF: Final = FIELDS.index("frame_off")
@@ -317,12 +320,11 @@ class Analyzer:
     # -- per protocol family -------------------------------------------------------------------------
     def _link_layer(self, batch: Batch) -> None:
         recs = batch.recs
-        rows = np.flatnonzero((recs["ipver"] == 0) & (recs["status"] == 0))
-        if not len(rows):
+        rows: list[int] = _fastpath.link_rows(recs, _LINK_TYPES)
+        if not rows:
             return
         by_type = protocols.BY_ETHERTYPE
         buf = batch.buf
-        rows = rows[np.isin(recs["ethertype"][rows], list(by_type))].tolist()
         for k in range(0, len(rows), _WINDOW):  # converted a window at a time, read by index (`_datagrams`)
             chunk = rows[k : k + _WINDOW]
             window = _tuples(recs, chunk)

@@ -1518,6 +1518,43 @@ done:
 }
 
 /*
+ * link_rows(recs, ethertypes) -> [row, ...]: the rows of well-formed non-IP frames whose ethertype is one
+ * of `ethertypes` (native uint16s): what link-layer dissectors read. (numpy took two masks, a
+ * flatnonzero and an isin: 43 us a batch, 22 us for a `--workers` share of one eighth.)
+ */
+static PyObject *link_rows(PyObject *self, PyObject *args) {
+    Py_buffer in, types;
+    if (!PyArg_ParseTuple(args, "y*y*", &in, &types)) return NULL;
+    PyObject *out = NULL;
+    if (in.len % (Py_ssize_t)sizeof(packet_rec) || types.len % 2) {
+        PyErr_SetString(PyExc_ValueError, "link_rows: packet records and uint16 ethertypes expected");
+        goto done;
+    }
+    const packet_rec *recs = in.buf;
+    const uint16_t *wanted = types.buf;
+    Py_ssize_t n = in.len / (Py_ssize_t)sizeof(packet_rec), n_types = types.len / 2;
+    if (!(out = PyList_New(0))) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (recs[i].ipver != 0 || recs[i].status != ST_OK) continue;
+        for (Py_ssize_t t = 0; t < n_types; t++) {
+            if (recs[i].ethertype != wanted[t]) continue;
+            PyObject *row = PyLong_FromSsize_t(i);
+            if (!row || PyList_Append(out, row) < 0) {
+                Py_XDECREF(row);
+                Py_CLEAR(out);
+                goto done;
+            }
+            Py_DECREF(row);
+            break;
+        }
+    }
+done:
+    PyBuffer_Release(&in);
+    PyBuffer_Release(&types);
+    return out;
+}
+
+/*
  * tally(recs) -> (wire bytes, malformed, fragments, unsupported link): a batch's counters for the run's
  * statistics, in one pass (numpy needed three over strided fields, casting each).
  */
@@ -1554,6 +1591,7 @@ static PyMethodDef methods[] = {
     {"records", records, METH_VARARGS, "The records at some rows as tuples of their fields."},
     {"payload", (PyCFunction)(void (*)(void))payload, METH_FASTCALL, "bytes(buf[start:start + length])."},
     {"row_lists", row_lists, METH_VARARGS, "Rows of the flow table's output as six lists, time stamps too."},
+    {"link_rows", link_rows, METH_VARARGS, "Rows of well-formed non-IP frames of some ethertypes."},
     {"tally", tally, METH_VARARGS, "A batch's wire bytes and malformed / fragment / unsupported-link counts."},
     {NULL, NULL, 0, NULL},
 };
