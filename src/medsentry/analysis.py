@@ -104,7 +104,7 @@ _as_tuple = attrgetter(*(f.name for f in fields(Observation)))
 MAX_CHUNKS = 16  # chunks in flight per worker: a worker waits when detection falls behind
 _AFTER_BATCH = 2  # in a position, after a batch's packets (phase 0) and its ended flows (1): `Analyzer.feed`
 MAX_DEALT = 4  # shares dealt ahead to each worker by each reader: a reader waits when a worker falls behind
-READER_SHARE = 4  # workers per reader (`readers_for`)
+READER_SHARE = 3  # workers per reader (`readers_for`)
 
 
 @dataclass
@@ -198,8 +198,9 @@ def _shard(k: int, inputs: list[Any], segments: int, out: Any, fingerprints: Pat
 
 
 def readers_for(workers: int) -> int:
-    """Readers for `workers` workers: a reader deals a byte of capture in a fifth of the time a worker
-    analyses it (bench/scaling.py), so one per READER_SHARE workers keeps them ahead."""
+    """Readers for `workers` workers: reading and dealing a capture takes a quarter of the CPU the workers
+    spend on it (bench/scaling.py: 0.6 s against 2.4 s for the bench capture), so with one reader per
+    three workers the readers keep ahead rather than set the pace."""
     return max(1, -(-workers // READER_SHARE))
 
 

@@ -78,7 +78,7 @@ def main() -> None:
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Worker processes; files are read by one more process per four workers, each its own byte ranges "
+    help="Worker processes; files are read by one more process per three workers, each its own byte ranges "
     "of a pcap, and their packets dealt by host, a flow's client (live: the kernel shares the interface's "
     "flows, Linux).",
 )
