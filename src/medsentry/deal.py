@@ -41,6 +41,7 @@ from medsentry.capture.files import (
     expand_paths,
     plain_pcap,
     plain_pcapng,
+    segments_from,
 )
 from medsentry.capture.records import Batch
 from medsentry.pipeline import read_captures, spare_core_ahead
@@ -226,18 +227,11 @@ class SegmentReader:
         walk = PcapngWalk(seg.head.copy())
         counted = seg.index * files.SEGMENT  # bytes of the file given to the progress bar so far
         try:
-            while at < seg.size:
-                stop = min(seg.size, (at // files.SEGMENT + 1) * files.SEGMENT)
-                part = walk(windows, str(seg.path), at, stop, seg.size)
-                while True:
-                    try:
-                        batch, window = next(part)
-                    except StopIteration as done:
-                        at = int(done.value)
-                        break
-                    self._deal(batch, window)
-                self.read[self.reader] += stop - counted
-                counted = stop
+            for batch, window in segments_from(walk, windows, str(seg.path), at, seg.size):
+                self._deal(batch, window)
+                reached = min(seg.size, window + len(batch.buf))
+                self.read[self.reader] += max(0, reached - counted)
+                counted = max(counted, reached)
         except CaptureError as exc:
             self._to_all(("error", str(exc)))
         self.read[self.reader] += seg.size - counted

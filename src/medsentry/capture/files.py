@@ -173,17 +173,9 @@ class CaptureFile:
         size = len(mm)
         windows = Windows(mm, self.behind)
         try:
-            at = start
-            while at < size:
-                segment = walk(windows, self.name, at, (at // SEGMENT + 1) * SEGMENT, size, self._batch_size)
-                while True:
-                    try:
-                        batch, self.window = next(segment)
-                    except StopIteration as done:
-                        at = done.value
-                        break
-                    self.bytes_read = self.window + len(batch.buf)
-                    yield batch
+            for batch, window in segments_from(walk, windows, self.name, start, size, self._batch_size):
+                self.window, self.bytes_read = window, window + len(batch.buf)
+                yield batch
             self.bytes_read = size
         finally:
             windows.close()
@@ -405,6 +397,15 @@ class PcapngWalk:
 
 
 SegmentWalk = PcapWalk | PcapngWalk
+
+
+def segments_from(walk: SegmentWalk, windows: Windows, name: str, start: int, size: int,
+                  batch_size: int | None = None) -> Iterator[tuple[Batch, int]]:  # fmt: skip
+    """(batch, window offset) of every segment of a mapped file from the record at `start` to its end, as
+    `walk` reads each one."""
+    at = start
+    while at < size:
+        at = yield from walk(windows, name, at, (at // SEGMENT + 1) * SEGMENT, size, batch_size)
 
 
 def plain_pcapng(path: Path) -> tuple[PcapngState, int, int] | None:
