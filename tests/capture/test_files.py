@@ -6,6 +6,7 @@ import gzip
 import ipaddress
 import struct
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -289,6 +290,35 @@ def test_another_process_finds_a_batch_by_its_window(tmp_path: Path) -> None:
     compressed = CaptureFile(packed)
     assert sum(len(batch.recs) for batch in compressed) == sum(len(b.recs) for b in CaptureFile(plain))
     assert compressed.window is None
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_batches_held_or_dropped_read_the_same_records(tmp_path: Path, gzipped: bool) -> None:
+    """Record arrays are used again once nothing holds a batch's records (`RecordArrays`): records held
+    while later batches are read stay as they were, a view of a field holds its array too, and an array
+    nothing holds is the one taken next."""
+    from medsentry.capture.files import RecordArrays
+
+    example = (Path(__file__).resolve().parents[2] / "examples/hospital-ward.pcap").read_bytes()
+    path = tmp_path / ("ward.pcap.gz" if gzipped else "ward.pcap")
+    path.write_bytes(gzip.compress(example) if gzipped else example)
+    held = [b.recs for b in CaptureFile(path, batch_size=64)]
+    copies = [recs.copy() for recs in held]
+    assert len(held) > 20
+    stamps = [recs["ts"] for recs in held]  # views of the arrays' fields, their arrays dropped
+    del held
+    dropped = [b.recs.copy() for b in CaptureFile(path, batch_size=64)]
+    assert all(np.array_equal(a, b) for a, b in zip(copies, dropped, strict=True))
+    assert all(np.array_equal(ts, c["ts"]) for ts, c in zip(stamps, copies, strict=True))
+
+    arrays = RecordArrays(8)
+    first = arrays.take()[:3]
+    was = weakref.ref(first.base)
+    second = arrays.take()
+    assert second is not was()  # the first one's records are held
+    del first
+    assert arrays.take() is was()
+    assert arrays.take() is was()  # nothing holds it since
 
 
 def _resident_kb(path: Path) -> int:

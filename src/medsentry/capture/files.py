@@ -21,6 +21,7 @@ import io
 import mmap
 import os
 import struct
+import sys
 import zlib
 from collections import deque
 from collections.abc import Generator, Iterator
@@ -57,6 +58,30 @@ class CaptureError(Exception):
         self.path, self.offset, self.reason = path, offset, reason
 
 
+class RecordArrays:
+    """Arrays of `size` records for scans to write into, each taken again once nothing holds records of it
+    (no batch, no view of its fields). A fresh array a batch cost more than filling it: numpy asks for
+    huge pages above 4 MB, so the kernel zeroed 2 MB pages at the array's first touch and took them back
+    when it was freed, from the analysing thread too."""
+
+    KEEP: Final = 6  # the batches read ahead (`pipeline.READ_AHEAD`), the one analysed, the one read, spare
+
+    def __init__(self, size: int | None = None) -> None:
+        self.size = size or BATCH  # read now: tests make batches small by setting BATCH
+        self._arrays: list[np.ndarray] = []
+        self._free_refs = 0  # an array's references when only the list holds it (and the taking frame)
+
+    def take(self) -> np.ndarray:
+        for out in self._arrays:
+            if sys.getrefcount(out) == self._free_refs:
+                return out
+        out = np.empty(self.size, dtype=PACKET_DTYPE)
+        if len(self._arrays) < self.KEEP:
+            self._arrays.append(out)
+            self._free_refs = sys.getrefcount(out)
+        return out
+
+
 @dataclass(slots=True)
 class _Interface:
     linktype: int
@@ -89,13 +114,12 @@ class CaptureFile:
     """Iterate `Batch`es of one capture file. `bytes_read` tracks progress for progress bars."""
 
     def __init__(self, path: Path, batch_size: int | None = None, behind: int = 0) -> None:
-        batch_size = batch_size or BATCH  # read now: tests make batches small by setting BATCH
         self.behind = behind  # windows of a mapped file kept mapped behind the one being read (`Windows`)
         self.path = path
         self.name = str(path)
         self.bytes_read = 0
-        self._out: np.ndarray = np.empty(batch_size, dtype=PACKET_DTYPE)
-        self._batch_size = batch_size
+        self._arrays = RecordArrays(batch_size)
+        self._out = self._arrays.take()
         # The file offset of the buffer the last batch's frames are in, when it is a window of the file
         # mapped (`Windows` gives another process that buffer); None for a compressed or streamed file.
         self.window: int | None = None
@@ -140,8 +164,9 @@ class CaptureFile:
     _keep = 0
 
     def _batch(self, view: memoryview, n: int) -> Batch:
-        # The records stay with the batch and the next scan writes into a new array: no copy.
-        recs, self._out = self._out[:n], np.empty(self._batch_size, dtype=PACKET_DTYPE)
+        # The records stay with the batch and the next scan writes into another array: no copy.
+        recs = self._out[:n]
+        self._out = self._arrays.take()
         return Batch(view, recs, self.name)
 
     def _pcap(self, fh: io.BufferedIOBase, head: bytes) -> Iterator[Batch]:
@@ -156,7 +181,7 @@ class CaptureFile:
             off = 0
             while True:
                 off, n, ret = _fastpath.scan_pcap(
-                    buf, off, swapped, nsec, linktype, self._out, self._batch_size
+                    buf, off, swapped, nsec, linktype, self._out, self._arrays.size
                 )
                 if n:
                     yield self._batch(buf, n)
@@ -173,7 +198,7 @@ class CaptureFile:
         size = len(mm)
         windows = Windows(mm, self.behind)
         try:
-            for batch, window in segments_from(walk, windows, self.name, start, size, self._batch_size):
+            for batch, window in segments_from(walk, windows, self.name, start, size, self._arrays):
                 self.window, self.bytes_read = window, window + len(batch.buf)
                 yield batch
             self.bytes_read = size
@@ -191,7 +216,7 @@ class CaptureFile:
             off = 0
             while True:
                 off, n, ret = _fastpath.scan_pcapng(
-                    buf, off, state.swapped, state.packed, self._out, self._batch_size
+                    buf, off, state.swapped, state.packed, self._out, self._arrays.size
                 )
                 if n:
                     yield self._batch(buf, n)
@@ -270,18 +295,17 @@ class PcapForm(NamedTuple):
 
 
 def pcap_segment(windows: Windows, form: PcapForm, name: str, start: int, stop: int, size: int,
-                 batch_size: int | None = None) -> Generator[tuple[Batch, int], None, int]:  # fmt: skip
+                 arrays: RecordArrays) -> Generator[tuple[Batch, int], None, int]:  # fmt: skip
     """The records of a mapped classic pcap (`size` bytes) that start at or after `start` (a record's
-    start) and before `stop`, in batches of at most `batch_size`: yields (batch, file offset of the
-    window its frames are in) and returns where the record after the last starts, the next segment's
-    `start`. A corrupt record header, or a record cut by the end of the file, raises CaptureError with
-    its offset after the batches before it."""
-    batch_size = batch_size or BATCH
+    start) and before `stop`, in batches written into `arrays`: yields (batch, file offset of the window
+    its frames are in) and returns where the record after the last starts, the next segment's `start`.
+    A corrupt record header, or a record cut by the end of the file, raises CaptureError with its offset
+    after the batches before it."""
     at = start
     while at < stop and at < size:
         view = windows.at(at, min(size, stop + MAX_RECORD) - at)
-        out: np.ndarray = np.empty(batch_size, dtype=PACKET_DTYPE)
-        off, n, ret = _fastpath.scan_pcap(view, 0, *form, out, batch_size, stop - at)
+        out = arrays.take()
+        off, n, ret = _fastpath.scan_pcap(view, 0, *form, out, arrays.size, stop - at)
         if n:
             yield Batch(view, out[:n], name), at
         if ret == _CORRUPT:
@@ -299,8 +323,8 @@ class PcapWalk:
         self.form = form
 
     def __call__(self, windows: Windows, name: str, start: int, stop: int, size: int,
-                 batch_size: int | None = None) -> Generator[tuple[Batch, int], None, int]:  # fmt: skip
-        return pcap_segment(windows, self.form, name, start, stop, size, batch_size)
+                 arrays: RecordArrays) -> Generator[tuple[Batch, int], None, int]:  # fmt: skip
+        return pcap_segment(windows, self.form, name, start, stop, size, arrays)
 
 
 class PcapngState:
@@ -355,17 +379,16 @@ class StateChange(Exception):
 
 
 def pcapng_segment(windows: Windows, state: PcapngState, name: str, start: int, stop: int, size: int,
-                   batch_size: int | None = None, fixed: bool = False
+                   arrays: RecordArrays, fixed: bool = False
                    ) -> Generator[tuple[Batch, int], None, int]:  # fmt: skip
     """`pcap_segment` for a mapped pcapng: the blocks that start at or after `start` and before `stop`,
     section headers and interface blocks read into `state` as they come (`fixed`: raise StateChange
     instead)."""
-    batch_size = batch_size or BATCH
     at = start
     while at < stop and at < size:
         view = windows.at(at, min(size, stop + MAX_BLOCK) - at)
-        out: np.ndarray = np.empty(batch_size, dtype=PACKET_DTYPE)
-        off, n, ret = _fastpath.scan_pcapng(view, 0, state.swapped, state.packed, out, batch_size, stop - at)
+        out = arrays.take()
+        off, n, ret = _fastpath.scan_pcapng(view, 0, state.swapped, state.packed, out, arrays.size, stop - at)
         if n:
             yield Batch(view, out[:n], name), at
         if ret == _CORRUPT:
@@ -392,20 +415,20 @@ class PcapngWalk:
         self.state, self.fixed = state, fixed
 
     def __call__(self, windows: Windows, name: str, start: int, stop: int, size: int,
-                 batch_size: int | None = None) -> Generator[tuple[Batch, int], None, int]:  # fmt: skip
-        return pcapng_segment(windows, self.state, name, start, stop, size, batch_size, self.fixed)
+                 arrays: RecordArrays) -> Generator[tuple[Batch, int], None, int]:  # fmt: skip
+        return pcapng_segment(windows, self.state, name, start, stop, size, arrays, self.fixed)
 
 
 SegmentWalk = PcapWalk | PcapngWalk
 
 
 def segments_from(walk: SegmentWalk, windows: Windows, name: str, start: int, size: int,
-                  batch_size: int | None = None) -> Iterator[tuple[Batch, int]]:  # fmt: skip
+                  arrays: RecordArrays) -> Iterator[tuple[Batch, int]]:  # fmt: skip
     """(batch, window offset) of every segment of a mapped file from the record at `start` to its end, as
     `walk` reads each one."""
     at = start
     while at < size:
-        at = yield from walk(windows, name, at, (at // SEGMENT + 1) * SEGMENT, size, batch_size)
+        at = yield from walk(windows, name, at, (at // SEGMENT + 1) * SEGMENT, size, arrays)
 
 
 def plain_pcapng(path: Path) -> tuple[PcapngState, int, int] | None:
