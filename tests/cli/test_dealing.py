@@ -14,9 +14,13 @@ from medsentry.deal import Dealer
 SERVER = "10.0.0.1"
 
 
-def _recs(packets: list[tuple[str, int, str, int, int, int]]) -> np.ndarray:
+SYN = 0x02
+
+
+def _recs(packets: list[tuple[str, int, str, int, int, int]], tcp_flags: int = 0) -> np.ndarray:
     """Records of (source, source port, destination, destination port, IP protocol, payload length)."""
     recs = np.zeros(len(packets), PACKET_DTYPE)
+    recs["tcp_flags"] = tcp_flags
     for i, (src, sport, dst, dport, proto, size) in enumerate(packets):
         r = recs[i]
         r["ipver"], r["proto"], r["sport"], r["dport"], r["payload_len"] = 4, proto, sport, dport, size
@@ -93,7 +97,20 @@ def test_dealers_sharing_their_tables_deal_a_host_alike() -> None:
     hosts = _recs([(f"10.0.3.{k}", 40000, SERVER, 2575, 6, 300) for k in range(1, 31)])
     first = _shard_of_each(a, hosts[:15])
     assert _shard_of_each(b, hosts) == first + _shard_of_each(a, hosts[15:])
-    assert load.sum() == 60  # one per message, each time one was dealt
+    alone = Dealer(3)
+    alone.shares(hosts)
+    assert load.sum() == 2 * alone.load.sum()  # a message's work each time one was dealt
+
+
+def test_a_scanners_connection_attempts_are_work() -> None:
+    """A port scan's SYNs carry no payload, yet each makes a flow for a worker to make, end and identify:
+    the scanner's shard takes fewer of the hosts met after it."""
+    scan = _recs([("10.0.4.1", 40000 + port, SERVER, port, 6, 0) for port in range(1, 201)], tcp_flags=SYN)
+    pumps = _recs([(f"10.0.1.{k}", 41000, SERVER, 2575, 6, 300) for _ in range(25) for k in range(1, 9)])
+    dealer = Dealer(2)
+    scanner = set(_shard_of_each(dealer, scan))
+    assert len(scanner) == 1
+    assert scanner.isdisjoint(_shard_of_each(dealer, pumps))
 
 
 def test_an_empty_batch_deals_nothing() -> None:
