@@ -33,6 +33,11 @@ OWN_FILES = (
     "src/medsentry/capture/_fastpath.c",
     "src/medsentry/capture/records.py",
     "src/medsentry/capture/files.py",
+    "src/medsentry/capture/errors.py",
+    "src/medsentry/capture/windows.py",
+    "src/medsentry/capture/pcap.py",
+    "src/medsentry/capture/pcapng.py",
+    "src/medsentry/capture/live.py",
     "src/medsentry/decode/flows.py",
     "src/medsentry/pipeline.py",
     "src/medsentry/decode/streams.py",
@@ -90,9 +95,11 @@ def reference_tree(ref: str, tmp: Path) -> Path:
     src = tmp / "src"
     shutil.copytree(REPO / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     for rel in OWN_FILES:
-        text = subprocess.run(["git", "-C", str(REPO), "show", f"{ref}:{rel}"], check=True,
-                              capture_output=True).stdout
-        (tmp / rel).write_bytes(text)
+        shown = subprocess.run(["git", "-C", str(REPO), "show", f"{ref}:{rel}"], capture_output=True)
+        if shown.returncode:  # not at `ref` (capture/files.py was split into pcap, pcapng, ... later)
+            (tmp / rel).unlink(missing_ok=True)
+            continue
+        (tmp / rel).write_bytes(shown.stdout)
     c = tmp / OWN_FILES[0]
     so = c.with_name("_fastpath" + sysconfig.get_config_var("EXT_SUFFIX"))
     subprocess.run(["cc", "-O2", "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}", str(c), "-o",

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medsentry.capture.files import CAPTURE_SUFFIXES, CaptureError, expand_paths
+from medsentry.capture.errors import CaptureError
+from medsentry.capture.files import CAPTURE_SUFFIXES, expand_paths
 from medsentry.deal import Segment, SegmentReader, Shared, dealt, plan
 from medsentry.identify import oui
 from medsentry.identify.device import Device

@@ -1,7 +1,7 @@
 """How `analyze --workers` reads captures: readers deal every batch's records to the workers by host.
 
 A run's captures are cut into segments (`plan`): a plain pcap or pcapng file into the records starting in
-each SEGMENT bytes of it (`files.pcap_segment`, `files.pcapng_segment`: the batches one process reads
+each SEGMENT bytes of it (`pcap.pcap_segment`, `pcapng.pcapng_segment`: the batches one process reads
 too), any other capture (gzip'd) is one segment. Reader r of R reads segments r, r + R, r + 2R, ... and
 deals each batch's records to the workers (`Dealer`), ending each segment with END; a worker takes the
 segments in order, each from its reader's queue (`dealt`), so it sees every batch in the order one
@@ -29,22 +29,12 @@ from typing import Any, Final
 import numpy as np
 
 from medsentry.capture import _fastpath, files
-from medsentry.capture.files import (
-    CaptureError,
-    PcapForm,
-    PcapngState,
-    PcapngWalk,
-    PcapWalk,
-    RecordArrays,
-    SegmentWalk,
-    StateChange,
-    Windows,
-    expand_paths,
-    plain_pcap,
-    plain_pcapng,
-    segments_from,
-)
-from medsentry.capture.records import Batch
+from medsentry.capture.errors import CaptureError
+from medsentry.capture.files import SegmentWalk, expand_paths, segments_from
+from medsentry.capture.pcap import PcapForm, PcapWalk, plain_pcap
+from medsentry.capture.pcapng import MAX_BLOCK, PcapngState, PcapngWalk, StateChange, plain_pcapng
+from medsentry.capture.records import Batch, RecordArrays
+from medsentry.capture.windows import Windows
 from medsentry.pipeline import read_captures, spare_core_ahead
 
 Share = tuple[Any, ...]  # what a worker is sent: ("file", name), ("batch", ...), ("error", text), END
@@ -249,7 +239,7 @@ class SegmentReader:
     def _resync(self, windows: Windows, seg: Segment) -> int:
         """A guess of where the segment's first record starts, or UNKNOWN."""
         lo = seg.index * files.SEGMENT
-        view = windows.at(lo, min(seg.size, seg.stop + files.MAX_BLOCK) - lo)
+        view = windows.at(lo, min(seg.size, seg.stop + MAX_BLOCK) - lo)
         if seg.form is not None:
             found = _fastpath.resync_pcap(view, 0, seg.form.swapped, seg.form.nsec, CHAIN, seg.first_second)
         else:

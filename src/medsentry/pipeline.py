@@ -27,9 +27,11 @@ import numpy as np
 
 from medsentry import protocols
 from medsentry.capture import _fastpath
-from medsentry.capture.files import CaptureError, CaptureFile, Windows, expand_paths
+from medsentry.capture.errors import CaptureError
+from medsentry.capture.files import CaptureFile, expand_paths
 from medsentry.capture.live import LiveCapture
 from medsentry.capture.records import FIELDS, Batch, Buffer
+from medsentry.capture.windows import Windows
 from medsentry.decode.flows import SYN, TCP, Flow, FlowTable, Rows, Timeouts, ip_str, mac_str
 from medsentry.decode.streams import Direction
 from medsentry.observe import FlowRecord, Observation

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medsentry.capture.files import CaptureError, CaptureFile, expand_paths
+from medsentry.capture.errors import CaptureError
+from medsentry.capture.files import CaptureFile, expand_paths
 from medsentry.capture.records import ST_FRAGMENT, ST_MALFORMED, ST_OK, Batch
 from tests import pcaputil
 
@@ -266,7 +267,7 @@ def test_fuzz_random_files_error_cleanly(blob: bytes, ng: bool) -> None:
 def test_another_process_finds_a_batch_by_its_window(tmp_path: Path) -> None:
     """`analyze --workers`: a worker given a batch's records and `CaptureFile.window` maps the file and
     reads the same frames; a compressed file has no window (its frames travel as bytes)."""
-    from medsentry.capture.files import Windows
+    from medsentry.capture.windows import Windows
 
     example = Path(__file__).resolve().parents[2] / "examples/hospital-ward.pcap"
     plain, packed = tmp_path / "ward.pcap", tmp_path / "ward.pcap.gz"
@@ -297,7 +298,7 @@ def test_batches_held_or_dropped_read_the_same_records(tmp_path: Path, gzipped: 
     """Record arrays are used again once nothing holds a batch's records (`RecordArrays`): records held
     while later batches are read stay as they were, a view of a field holds its array too, and an array
     nothing holds is the one taken next."""
-    from medsentry.capture.files import RecordArrays
+    from medsentry.capture.records import RecordArrays
 
     example = (Path(__file__).resolve().parents[2] / "examples/hospital-ward.pcap").read_bytes()
     path = tmp_path / ("ward.pcap.gz" if gzipped else "ward.pcap")
@@ -338,7 +339,7 @@ def test_windows_stay_mapped_only_as_far_behind_as_asked(tmp_path: Path) -> None
     with `behind` (batches read ahead of their analysis still in use) only those windows stay."""
     import mmap
 
-    from medsentry.capture.files import Windows
+    from medsentry.capture.windows import Windows
 
     page = mmap.PAGESIZE
     window = 4 << 20

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from medsentry.capture import files
+from medsentry.capture import records
 from medsentry.pipeline import READ_AHEAD, read_ahead, read_captures
 from tests.decode.test_flows import tcp, udp, write_pcap
 
@@ -32,7 +32,7 @@ def _readers() -> list[threading.Thread]:
 
 
 def test_the_same_events_in_the_same_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(files, "BATCH", 7)  # many batches per file
+    monkeypatch.setattr(records, "BATCH", 7)  # many batches per file
     client, server = ("10.1.0.5", 40000), ("10.1.0.9", 104)
     frames = [tcp(client, server, 0x18, 1000 + 10 * i, b"x" * 10) for i in range(60)]
     good = write_pcap(tmp_path / "a.pcap", frames)
@@ -79,7 +79,7 @@ def test_an_analysis_that_fails_leaves_no_reading_thread(tmp_path: Path, monkeyp
                                                           ) -> None:  # fmt: skip
     from medsentry import pipeline
 
-    monkeypatch.setattr(files, "BATCH", 3)
+    monkeypatch.setattr(records, "BATCH", 3)
     client = ("10.1.0.5", 40000)
     query = bytes.fromhex("abcd01000001000000000000") + b"\x04pacs\x08hospital\x00\x00\x01\x00\x01"
     capture = write_pcap(tmp_path / "dns.pcap", [udp(client, ("10.1.0.1", 53), query)] * 200)

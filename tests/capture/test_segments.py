@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medsentry.capture import _fastpath, files
-from medsentry.capture.files import CaptureError, CaptureFile
+from medsentry.capture import _fastpath, files, records
+from medsentry.capture.errors import CaptureError
+from medsentry.capture.files import CaptureFile
 from medsentry.deal import END, TAKEN, WHOLE, SegmentReader, Shared, dealt, plan
 from tests.pcaputil import epb, idb, pcapng_of, record_starts, shb
 
@@ -127,7 +128,7 @@ def _records_in_payload(count: int) -> bytes:
 @pytest.fixture
 def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(files, "SEGMENT", 2048)
-    monkeypatch.setattr(files, "BATCH", 5)  # several batches in a segment, too
+    monkeypatch.setattr(records, "BATCH", 5)  # several batches in a segment, too
 
 
 @pytest.mark.parametrize("form", ["pcap", "pcapng"])
@@ -277,7 +278,7 @@ def test_every_segment_ends_with_its_end_mark(small_segments: None) -> None:
 @pytest.mark.parametrize("start", [-5, 0, 10, 5000])
 def test_scanning_from_anywhere_in_or_past_a_buffer_reads_nothing_outside_it(start: int) -> None:
     buf = EXAMPLE.read_bytes()[24:4024]  # records from the first, cut mid-record
-    out = np.empty(64, dtype=files.PACKET_DTYPE)
+    out = np.empty(64, dtype=records.PACKET_DTYPE)
     off, n, _ = _fastpath.scan_pcap(buf, start, False, False, 1, out, 64, 3000)
     assert 0 <= off <= len(buf) and 0 <= n <= 64
     if start >= len(buf):

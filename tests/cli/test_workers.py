@@ -78,14 +78,14 @@ def test_small_batches_and_queues_never_stall(
     unless every shard marks each batch it finished and shards take segments in order."""
     import signal
 
-    from medsentry.capture import files
+    from medsentry.capture import files, records
 
     one, _ = _run(capture, 1)
 
     def stalled(_signum: int, _frame: object) -> None:
         raise TimeoutError("the sharded run stalled")
 
-    monkeypatch.setattr(files, "BATCH", 64)
+    monkeypatch.setattr(records, "BATCH", 64)
     monkeypatch.setattr(files, "SEGMENT", 1 << 20)
     for name, value in (("MAX_DEALT", 1), ("MAX_CHUNKS", 1), ("CHUNK", 7), ("READER_SHARE", reader_share)):
         monkeypatch.setattr(analysis, name, value)

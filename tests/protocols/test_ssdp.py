@@ -141,7 +141,7 @@ def test_answers_from_ephemeral_ports_are_recognised_by_content(tmp_path: Path) 
     """A device may answer an M-SEARCH from an ephemeral port: the flow is SSDP by its first datagram,
     in every batch; other datagrams between ephemeral ports are left alone."""
     from medsentry import pipeline
-    from medsentry.capture import files
+    from medsentry.capture import files, records
     from tests.decode.test_flows import pcap_records, udp
 
     answer = (b"HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=1800\r\nST: upnp:rootdevice\r\n"
@@ -153,7 +153,7 @@ def test_answers_from_ephemeral_ports_are_recognised_by_content(tmp_path: Path) 
     pcap = tmp_path / "answers.pcap"
     pcap.write_bytes(header + pcap_records([(1_700_000_000 + i, f) for i, f in enumerate(frames)]))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(files, "BATCH", 1)  # one packet a batch: the flow is found again in the next one
+        mp.setattr(records, "BATCH", 1)  # one packet a batch: the flow is found again in the next one
         assert [len(batch.recs) for batch in files.CaptureFile(pcap)] == [1, 1, 1]
         observations, _ = pipeline.observe_files([pcap])
     answers = [o for o in observations if o.kind == "ssdp.response"]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from medsentry.capture import _fastpath
-from medsentry.capture.files import CaptureError
+from medsentry.capture.errors import CaptureError
 from medsentry.capture.records import PACKET_DTYPE, Batch
 
 BATCH_PACKETS = 8192  # at most this many frames per batch

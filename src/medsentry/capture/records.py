@@ -6,6 +6,7 @@ downstream code slices payloads out of the buffer only for the packets it choose
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Final
 
@@ -59,3 +60,37 @@ class Batch:
     buf: Buffer  # frames live here, at rec["frame_off"]
     recs: np.ndarray  # PACKET_DTYPE
     source: str  # file name or interface, for evidence and error messages
+
+
+# What `_fastpath`'s scans return: the buffer holds no further complete record, `out` is full, a record or
+# block header is corrupt, a pcapng section header or interface block comes next (the caller reads it).
+NEED_DATA: Final = 0
+OUT_FULL: Final = 1
+CORRUPT: Final = 2
+NEED_BLOCK: Final = 3
+
+BATCH = 1 << 16  # records decoded per step
+
+
+class RecordArrays:
+    """Arrays of `size` records for scans to write into, each taken again once nothing holds records of it
+    (no batch, no view of its fields). A fresh array a batch cost more than filling it: numpy asks for
+    huge pages above 4 MB, so the kernel zeroed 2 MB pages at the array's first touch and took them back
+    when it was freed, from the analysing thread too."""
+
+    KEEP: Final = 6  # the batches read ahead (`pipeline.READ_AHEAD`), the one analysed, the one read, spare
+
+    def __init__(self, size: int | None = None) -> None:
+        self.size = size or BATCH  # read now: tests make batches small by setting BATCH
+        self._arrays: list[np.ndarray] = []
+        self._free_refs = 0  # an array's references when only the list holds it (and the taking frame)
+
+    def take(self) -> np.ndarray:
+        for out in self._arrays:
+            if sys.getrefcount(out) == self._free_refs:
+                return out
+        out = np.empty(self.size, dtype=PACKET_DTYPE)
+        if len(self._arrays) < self.KEEP:
+            self._arrays.append(out)
+            self._free_refs = sys.getrefcount(out)
+        return out
