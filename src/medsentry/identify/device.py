@@ -49,6 +49,10 @@ class Service:
     role: str  # "offers" | "uses"
     peers: int = 0
 
+    # Written by hand, as `Evidence.__init__`: the dataclass's generated one stays interpreted under mypyc.
+    def __init__(self, transport: str, port: int, app: str | None, role: str, peers: int = 0) -> None:
+        self.transport, self.port, self.app, self.role, self.peers = transport, port, app, role, peers
+
     def as_dict(self) -> dict[str, Any]:
         """Its fields, as `Evidence.as_dict`."""
         return {"transport": self.transport, "port": self.port, "app": self.app, "role": self.role,
@@ -73,6 +77,36 @@ class Device:
     services: list[Service] = field(default_factory=list)
     identities: dict[str, Any] = field(default_factory=dict)  # AE titles, HL7 apps, MQTT client ids...
     evidence: list[Evidence] = field(default_factory=list)
+
+    # Written by hand, as `Evidence.__init__`: the dataclass's generated one stays interpreted under mypyc
+    # (6,400 instructions a device; `Identifier.devices` makes every one).
+    def __init__(
+        self,
+        mac: str | None,
+        ips: list[str] | None = None,
+        device_class: str = "unknown",
+        vendor: str | None = None,
+        model: str | None = None,
+        firmware: str | None = None,
+        os: str | None = None,
+        hostname: str | None = None,
+        label: str | None = None,
+        confidence: float = 0.0,
+        first_seen: float | None = None,
+        last_seen: float | None = None,
+        mac_randomized: bool = False,
+        services: list[Service] | None = None,
+        identities: dict[str, Any] | None = None,
+        evidence: list[Evidence] | None = None,
+    ) -> None:
+        self.mac, self.ips = mac, ips if ips is not None else []
+        self.device_class, self.vendor, self.model = device_class, vendor, model
+        self.firmware, self.os = firmware, os
+        self.hostname, self.label, self.confidence = hostname, label, confidence
+        self.first_seen, self.last_seen, self.mac_randomized = first_seen, last_seen, mac_randomized
+        self.services = services if services is not None else []
+        self.identities = identities if identities is not None else {}
+        self.evidence = evidence if evidence is not None else []
 
     @property
     def key(self) -> str:

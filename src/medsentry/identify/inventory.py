@@ -1305,8 +1305,18 @@ def _ntlm_names(f: dict[str, Any], src: _Endpoint, proto: str, ts: float) -> Non
             src.hostname("nbns", f[key], proto, detail, ts)
 
 
+# Value -> `_squash`ed, remembered: an inventory's values repeat (one model name on hundreds of devices).
+_SQUASHED: Final[dict[str, str]] = {}
+_MAX_SQUASHED: Final = 20_000
+
+
 def _squash(text: str) -> str:
-    return "".join(ch for ch in text.casefold() if ch.isalnum())
+    out = _SQUASHED.get(text)
+    if out is None:
+        if len(_SQUASHED) >= _MAX_SQUASHED:
+            _SQUASHED.clear()
+        out = _SQUASHED[text] = "".join(ch for ch in text.casefold() if ch.isalnum())
+    return out
 
 
 def _decide(attribute: str, claims: list[_Claim]) -> tuple[str | None, list[_Claim]]:
