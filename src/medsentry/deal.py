@@ -140,7 +140,7 @@ class SegmentReader:
         self.guessed_wrong = 0  # segments read again from their true start
         self._windows: Windows | None = None
         self._mapped: Path | None = None
-        self.arrays = RecordArrays()
+        self._arrays = RecordArrays()
 
     def run(self) -> None:
         try:
@@ -219,7 +219,7 @@ class SegmentReader:
         walk = PcapngWalk(seg.head.copy())
         counted = seg.index * files.SEGMENT  # bytes of the file given to the progress bar so far
         try:
-            for batch, window in segments_from(walk, windows, str(seg.path), at, seg.size, self.arrays):
+            for batch, window in segments_from(walk, windows, str(seg.path), at, seg.size, self._arrays):
                 self._deal(batch, window)
                 reached = min(seg.size, window + len(batch.buf))
                 self.read[self.reader] += max(0, reached - counted)
@@ -257,7 +257,7 @@ class SegmentReader:
         """The segment's (batch, window) pairs from `start`, its end (BROKEN if the file broke), the error;
         and where a pcapng's section or interfaces changed, if they did."""
         out: list[tuple[Batch, int]] = []
-        walk = seg.walk()(windows, str(seg.path), start, seg.stop, seg.size, self.arrays)
+        walk = seg.walk()(windows, str(seg.path), start, seg.stop, seg.size, self._arrays)
         try:
             while True:
                 out.append(next(walk))

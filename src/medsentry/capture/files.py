@@ -62,7 +62,6 @@ class CaptureFile:
         self.name = str(path)
         self.bytes_read = 0
         self._arrays = RecordArrays(batch_size)
-        self._out = self._arrays.take()
         # The file offset of the buffer the last batch's frames are in, when it is a window of the file
         # mapped (`Windows` gives another process that buffer); None for a compressed or streamed file.
         self.window: int | None = None
@@ -106,12 +105,6 @@ class CaptureFile:
 
     _keep = 0
 
-    def _batch(self, view: memoryview, n: int) -> Batch:
-        # The records stay with the batch and the next scan writes into another array: no copy.
-        recs = self._out[:n]
-        self._out = self._arrays.take()
-        return Batch(view, recs, self.name)
-
     def _pcap(self, fh: io.BufferedIOBase, head: bytes) -> Iterator[Batch]:
         form = PcapForm.of(head, self.name)
         mapped = _map(fh)
@@ -120,14 +113,14 @@ class CaptureFile:
             return
         swapped, nsec, linktype = form
         off = 0
+        out, size = self._arrays.take(), self._arrays.size
         for buf, base in self._chunks(fh, b""):
             off = 0
             while True:
-                off, n, ret = _fastpath.scan_pcap(
-                    buf, off, swapped, nsec, linktype, self._out, self._arrays.size
-                )
-                if n:
-                    yield self._batch(buf, n)
+                off, n, ret = _fastpath.scan_pcap(buf, off, swapped, nsec, linktype, out, size)
+                if n:  # the records stay with the batch, the next scan writes into another array
+                    yield Batch(buf, out[:n], self.name)
+                    out = self._arrays.take()
                 if ret == CORRUPT:
                     raise CaptureError(self.name, 24 + base + off, "corrupt pcap record header")
                 if ret == NEED_DATA:
@@ -155,14 +148,14 @@ class CaptureFile:
             return
         state = PcapngState()
         off = 0
+        out, size = self._arrays.take(), self._arrays.size
         for buf, base in self._chunks(fh, head):
             off = 0
             while True:
-                off, n, ret = _fastpath.scan_pcapng(
-                    buf, off, state.swapped, state.packed, self._out, self._arrays.size
-                )
+                off, n, ret = _fastpath.scan_pcapng(buf, off, state.swapped, state.packed, out, size)
                 if n:
-                    yield self._batch(buf, n)
+                    yield Batch(buf, out[:n], self.name)
+                    out = self._arrays.take()
                 if ret == CORRUPT:
                     raise CaptureError(self.name, base + off, "corrupt pcapng block")
                 if ret == NEED_BLOCK:
