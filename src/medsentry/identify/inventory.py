@@ -1078,8 +1078,15 @@ class Identifier:
                 ROUTER_WEIGHT,
             )
         by_attr: dict[str, list[_Claim]] = {}
-        # earliest first, whatever order the observations came in (ties between values go to the earlier)
-        for c in sorted(claims.values(), key=lambda c: (_sighting(c), c.attribute)):
+        # earliest first, whatever order the observations came in (ties between values go to the earlier):
+        # `_sighting` and the attribute, spelled out in one tuple with the claim's place last, so the sort
+        # compares plain tuples and never calls a key function (a lambda a claim was a fifth of `devices`)
+        ordered = list(claims.values())
+        places = [(c.ts is None, c.ts or 0.0, c.protocol, c.detail, c.value, c.attribute, i)
+                  for i, c in enumerate(ordered)]  # fmt: skip
+        places.sort()
+        for place in places:
+            c = ordered[place[6]]
             by_attr.setdefault(c.attribute, []).append(c)
 
         evidence: list[_Claim] = []
@@ -1146,7 +1153,8 @@ class Identifier:
                 m.app = _app(m.app, s.app)
                 m.count += s.count
                 m.peers.update(s.peers)
-        for (role, transport, port), s in sorted(merged.items(), key=lambda kv: kv[0]):
+        for role, transport, port in sorted(merged):
+            s = merged[role, transport, port]
             peers = s.peers.count()
             d.services.append(Service(transport, port, s.app, role, peers))
             if role == "offers":
@@ -1326,7 +1334,10 @@ def _decide(attribute: str, claims: list[_Claim]) -> tuple[str | None, list[_Cla
         families: dict[str, list[_Claim]] = {}
         for c in claims:
             families.setdefault(oui.vendor_family(c.value), []).append(c)
-        family = max(families, key=lambda f: (_by_protocol(families[f]), len(families[f])))
+        if len(families) == 1:  # the usual case: no key function to call
+            family = next(iter(families))
+        else:
+            family = max(families, key=lambda f: (_by_protocol(families[f]), len(families[f])))
         support = families[family]
         if _by_protocol(support) < ATTR_MIN_SCORE:
             return None, []
@@ -1335,6 +1346,8 @@ def _decide(attribute: str, claims: list[_Claim]) -> tuple[str | None, list[_Cla
             names.setdefault(c.value, []).append(c)
         # A division ("Siemens Healthineers") is more specific than its family name ("Siemens").
         specific = [n for n in names if n != family] or list(names)
+        if len(specific) == 1:
+            return specific[0], support
         return max(specific, key=lambda n: _by_protocol(names[n])), support
     squashed_claims = [(_squash(c.value), c) for c in claims]
     values: dict[str, str] = {}
