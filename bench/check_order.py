@@ -27,10 +27,12 @@ import check_observations as co
 
 def sequence(capture: Path, batch: int) -> list[str]:
     from medsentry import privacy
-    from medsentry.capture.files import CaptureFile
+    from medsentry.capture import files, records
     from medsentry.pipeline import analyze_files
 
-    CaptureFile.__init__.__defaults__ = (batch,)  # type: ignore[attr-defined]
+    for module in (files, records):  # BATCH moved from files to records (0fef399); a reference may predate it
+        if hasattr(module, "BATCH"):
+            module.BATCH = batch  # type: ignore[attr-defined]
     privacy.set_salt(b"check-order")
     out: list[str] = []
     analyze_files([capture], lambda o: out.append(json.dumps(
