@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import socket
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -400,7 +401,22 @@ class _Addr:
 
     __slots__ = ("family", "link_local", "local", "order", "usable")
 
-    def __init__(self, ip: str, networks: Iterable[Network]) -> None:
+    def __init__(self, ip: str, networks: Iterable[Network], v4_ranges: tuple[tuple[int, int], ...]) -> None:
+        """`v4_ranges`: the IPv4 ones of `networks` as (first, last) address numbers."""
+        try:
+            packed = socket.inet_pton(socket.AF_INET, ip)  # dotted quads as strictly as ipaddress reads them
+        except (OSError, ValueError, UnicodeError):
+            packed = b""
+        if packed:
+            # Most addresses: their facts from the number. ipaddress's objects and properties run
+            # interpreted (≈ 30,000 instructions an address), and every `--workers` worker meets the
+            # servers all the others meet too.
+            n = int.from_bytes(packed, "big")
+            self.family, self.order = 4, (4, n)
+            self.link_local = n >> 16 == 0xA9FE  # 169.254.0.0/16
+            self.local = self.link_local or any(lo <= n <= hi for lo, hi in v4_ranges)
+            self.usable = not (n >> 28 == 0xE or n == 0 or ip in _NO_ADDRESS)  # multicast: 224.0.0.0/4
+            return
         try:
             a = ipaddress.ip_address(ip)
         except ValueError:
@@ -502,6 +518,9 @@ class Identifier:
     ) -> None:
         self.fingerprints = fingerprints if fingerprints is not None else Fingerprints.load()
         self._networks = LOCAL_NETWORKS if address_space is None else tuple(address_space)
+        self._v4_ranges = tuple(
+            (int(n.network_address), int(n.broadcast_address)) for n in self._networks if n.version == 4
+        )
         self._classes = classes()
         self._model: Any = None
         self._profile_type: Any = None
@@ -719,7 +738,7 @@ class Identifier:
         if a is None:
             if len(self._addrs) > 4 * MAX_ENDPOINTS:
                 self._addrs.clear()
-            a = self._addrs[ip] = _Addr(ip, self._networks)
+            a = self._addrs[ip] = _Addr(ip, self._networks, self._v4_ranges)
         return a
 
     def _bind(self, mac: Any, ip: Any, ts: float, lease: bool) -> None:
