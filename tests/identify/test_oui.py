@@ -8,6 +8,8 @@ from collections.abc import Callable
 from importlib import resources
 
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medsentry.identify.oui import (
     _organization,
@@ -99,3 +101,26 @@ def test_every_registered_prefix_and_no_other_is_found_in_the_table() -> None:
         if prefix not in lower:
             assert _organization(table, prefix) is None, prefix
     assert _organization([b"00000a\tA", b"00000a0\tB"], "00000a0") == "B"
+
+
+def _normalized(mac: str) -> str | None:
+    """normalize_mac's answer spelled out the long way (its fast path for normal MACs must agree)."""
+    digits = "".join(c for c in mac.lower() if c not in ":-. ")
+    if len(digits) != 12 or any(c not in "0123456789abcdef" for c in digits):
+        return None
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.binary(min_size=6, max_size=6).map(lambda b: ":".join(f"{x:02x}" for x in b)),
+    st.binary(min_size=6, max_size=6).map(lambda b: ":".join(f"{x:02X}" for x in b)),
+    st.text(alphabet="0123456789abcdefABCDEFg:-. ", min_size=12, max_size=19),
+    st.text(max_size=20),
+))  # fmt: skip
+def test_normalize_mac_agrees_with_the_long_way(mac: str) -> None:
+    assert normalize_mac(mac) == _normalized(mac)
+    info = lookup(mac)
+    assert (info is None) == (_normalized(mac) is None)
+    if info is not None:
+        assert info.mac == _normalized(mac)

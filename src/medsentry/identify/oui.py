@@ -41,9 +41,23 @@ class MacInfo:
     organization: str | None  # IEEE organisation name as registered
     vendor: str | None  # normalised vendor name ("Philips"), None for placeholders
 
+    # Written by hand, as `device.Evidence.__init__`: a frozen dataclass's generated one stays interpreted
+    # under mypyc (8,000 instructions a lookup; every `--workers` worker looks up the MACs it meets).
+    def __init__(self, mac: str, multicast: bool, locally_administered: bool, prefix: str | None,
+                 prefix_bits: int, organization: str | None, vendor: str | None) -> None:  # fmt: skip
+        object.__setattr__(self, "mac", mac)
+        object.__setattr__(self, "multicast", multicast)
+        object.__setattr__(self, "locally_administered", locally_administered)
+        object.__setattr__(self, "prefix", prefix)
+        object.__setattr__(self, "prefix_bits", prefix_bits)
+        object.__setattr__(self, "organization", organization)
+        object.__setattr__(self, "vendor", vendor)
+
 
 def normalize_mac(mac: str) -> str | None:
     """"00-09-FB-72-00-FF", "0009.fb72.00ff", "0009fb7200ff" -> "00:09:fb:72:00:ff"; None if not a MAC."""
+    if len(mac) == 17 and mac[2::3] == ":::::" and _HEX.issuperset(mac.replace(":", "")):
+        return mac  # already normal, as the decoder writes MACs: no walk over its characters
     digits = "".join(c for c in mac.lower() if c not in ":-. ")
     if len(digits) != 12 or not _HEX.issuperset(digits):
         return None
