@@ -1098,14 +1098,14 @@ class Identifier:
             )
         by_attr: dict[str, list[_Claim]] = {}
         # earliest first, whatever order the observations came in (ties between values go to the earlier):
-        # `_sighting` and the attribute, spelled out in one tuple with the claim's place last, so the sort
-        # compares plain tuples and never calls a key function (a lambda a claim was a fifth of `devices`)
+        # `_sighting` and the attribute in one flat tuple with the claim's place last, so the sort compares
+        # plain tuples and never calls a key function (a lambda a claim was a fifth of `devices`)
         ordered = list(claims.values())
-        places = [(c.ts is None, c.ts or 0.0, c.protocol, c.detail, c.value, c.attribute, i)
-                  for i, c in enumerate(ordered)]  # fmt: skip
+        places = [(*_sighting(c), c.attribute, i) for i, c in enumerate(ordered)]
         places.sort()
         for place in places:
-            c = ordered[place[6]]
+            at: int = place[-1]
+            c = ordered[at]
             by_attr.setdefault(c.attribute, []).append(c)
 
         evidence: list[_Claim] = []
