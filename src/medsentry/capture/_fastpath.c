@@ -58,6 +58,10 @@ enum { ST_OK = 0, ST_MALFORMED = 1, ST_FRAGMENT = 2, ST_UNSUPPORTED = 3 };
 enum { RET_NEED_DATA = 0, RET_OUT_FULL = 1, RET_CORRUPT = 2, RET_NEED_BLOCK = 3 };
 
 #define MAX_CAPLEN (256u * 1024u)
+#define MAX_BLOCK (MAX_CAPLEN + 4096u) /* the longest pcapng block read: a frame and its block's options */
+
+/* A pcapng block length `scan_pcapng` reads, and `resync_pcapng` takes for one. */
+static inline int block_len_ok(uint32_t blen) { return blen >= 12 && !(blen & 3) && blen <= MAX_BLOCK; }
 #define MAX_TUNNELS 3
 #define VXLAN_PORT 4789
 #define CAPWAP_DATA_PORT 5247
@@ -547,7 +551,7 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args) {
         const uint8_t *b = buf + off;
         uint32_t type = rd32(b, swapped), blen = rd32(b + 4, swapped);
         if (type == 0x0A0D0D0A || type == 1) { ret = RET_NEED_BLOCK; break; }
-        if (blen < 12 || (blen & 3) || blen > MAX_CAPLEN + 4096) { ret = RET_CORRUPT; break; }
+        if (!block_len_ok(blen)) { ret = RET_CORRUPT; break; }
         if (len - off < blen) break;
         if (type == 6 || type == 3) {
             uint32_t iface = 0, incl, orig, hdr;
@@ -1264,7 +1268,7 @@ static PyObject *resync_pcapng(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*nii", &in, &start, &swapped, &chain)) return NULL;
     const uint8_t *buf = in.buf;
     size_t len = (size_t)in.len, first = start < 0 ? 0 : ((size_t)start + 3) & ~(size_t)3;
-    size_t last = first + MAX_CAPLEN + 4096 < len ? first + MAX_CAPLEN + 4096 : len;
+    size_t last = first + MAX_BLOCK < len ? first + MAX_BLOCK : len;
     Py_ssize_t found = -1;
     Py_BEGIN_ALLOW_THREADS
     for (size_t at = first; at < last && found < 0; at += 4) {
@@ -1274,7 +1278,7 @@ static PyObject *resync_pcapng(PyObject *self, PyObject *args) {
             if (off == len) { k = chain; break; }
             if (len - off < 12) break;
             uint32_t blen = rd32(buf + off + 4, swapped);
-            if (blen < 12 || (blen & 3) || blen > MAX_CAPLEN + 4096) break;
+            if (!block_len_ok(blen)) break;
             if (len - off < blen) {  /* runs past the buffer: cannot tell more, if one block was whole */
                 if (k > 0) k = chain;
                 break;
@@ -1608,6 +1612,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     if (!m) return NULL;
     PyModule_AddIntConstant(m, "RECORD_SIZE", (long)sizeof(packet_rec));
     PyModule_AddIntConstant(m, "MAX_CAPLEN", (long)MAX_CAPLEN);
+    PyModule_AddIntConstant(m, "MAX_BLOCK", (long)MAX_BLOCK);
     Py_INCREF(&FlowTableType);
     if (PyModule_AddObject(m, "FlowTable", (PyObject *)&FlowTableType) < 0) {
         Py_DECREF(&FlowTableType);

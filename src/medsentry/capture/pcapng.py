@@ -25,7 +25,7 @@ from medsentry.capture.errors import CaptureError
 from medsentry.capture.records import CORRUPT, NEED_BLOCK, OUT_FULL, Batch, Buffer, RecordArrays
 from medsentry.capture.windows import Windows
 
-MAX_BLOCK = 4096 + _fastpath.MAX_CAPLEN  # the longest packet block _fastpath reads
+MAX_BLOCK = _fastpath.MAX_BLOCK  # the longest packet block _fastpath reads
 MAX_HEAD_BLOCK = 16 << 20  # the longest section header or interface block
 
 
