@@ -32,7 +32,7 @@ from medsentry.capture.files import CaptureFile, expand_paths
 from medsentry.capture.live import LiveCapture
 from medsentry.capture.records import FIELDS, Batch, Buffer
 from medsentry.capture.windows import Windows
-from medsentry.decode.flows import SYN, TCP, Flow, FlowTable, Rows, Timeouts, ip_str, mac_str
+from medsentry.decode.flows import SYN, TCP, Flow, FlowTable, Rows, Timeouts, mac_str
 from medsentry.decode.streams import Direction
 from medsentry.observe import FlowRecord, Observation
 from medsentry.protocols.base import Malformed, Message
@@ -59,15 +59,12 @@ _ETHERTYPE: Final = FIELDS.index("ethertype")
 _SPORT: Final = FIELDS.index("sport")
 _DPORT: Final = FIELDS.index("dport")
 _TCP_WIN: Final = FIELDS.index("tcp_win")
-_IPVER: Final = FIELDS.index("ipver")
 _PROTO: Final = FIELDS.index("proto")
 _TCP_FLAGS: Final = FIELDS.index("tcp_flags")
 _TTL: Final = FIELDS.index("ttl")
 _DIR: Final = FIELDS.index("dir")
 _SRC_MAC: Final = FIELDS.index("src_mac")
 _DST_MAC: Final = FIELDS.index("dst_mac")
-_SRC_IP: Final = FIELDS.index("src_ip")
-_DST_IP: Final = FIELDS.index("dst_ip")
 
 
 @dataclass
@@ -242,7 +239,7 @@ class Analyzer:
         table = self.flows
         ttl_seen = self._ttl_seen
         firsts: list[tuple[int, Flow]] = []
-        datagrams: list[tuple[ModuleType, list[int]]] = []
+        datagrams: list[tuple[ModuleType, Flow, list[int]]] = []
         for flow, new, first, flow_rows in table.update(recs, batch.buf):
             r = flow.record
             if new and r.client_ip not in ttl_seen:
@@ -257,7 +254,7 @@ class Analyzer:
                         table.stop(flow)
                         continue
                 r.app = mod.NAME
-                datagrams.append((mod, flow_rows.row))
+                datagrams.append((mod, flow, flow_rows.row))
             elif r.transport == "tcp":
                 self._stream(batch.buf, flow, flow_rows)
             else:
@@ -338,19 +335,20 @@ class Analyzer:
                     ends = (mac_str(rec[_SRC_MAC]), None, mac_str(rec[_DST_MAC]), None, None, None)
                     self._out(msg, mod.NAME, row, rec[_TS], ends, None)
 
-    def _datagrams(self, batch: Batch, flows: list[tuple[ModuleType, list[int]]]) -> None:
-        """The datagrams of the batch's dissected UDP flows (module, rows). Their records are converted
+    def _datagrams(self, batch: Batch, flows: list[tuple[ModuleType, Flow, list[int]]]) -> None:
+        """The datagrams of the batch's dissected UDP flows (module, flow, rows). Their records are converted
         together: one conversion per flow (a DNS flow has one or two rows) cost more than its parse."""
         buf, recs = batch.buf, batch.recs
-        wanted = [row for _, rows in flows for row in rows]
+        wanted = [row for _, _, rows in flows for row in rows]
         # Records are converted to tuples by C a window at a time (a numpy field read costs a microsecond
         # or more, numpy's own conversion about as much a row; the window bounds the transient memory),
         # and read by index: a generator's step per datagram cost as much as converting its record.
         window: list[tuple[Any, ...]] = []
         at = base = 0
-        for mod, rows in flows:
+        for mod, flow, rows in flows:
             name = mod.NAME
             on_ports = protocols.ON_PORTS.get(name)
+            r, client_dir = flow.record, flow.client_dir
             for row in rows:
                 if at - base == len(window):
                     base = at
@@ -366,15 +364,11 @@ class Analyzer:
                     msgs = self._parse(mod, payload, on_ports, sport, dport)
                 if not msgs:
                     continue
-                v = rec[_IPVER]
-                ends = (
-                    mac_str(rec[_SRC_MAC]),
-                    ip_str(rec[_SRC_IP], v),
-                    mac_str(rec[_DST_MAC]),
-                    ip_str(rec[_DST_IP], v),
-                    sport,
-                    dport,
-                )
+                # The flow's addresses as text are the datagram's (one flow, one pair of addresses); its
+                # MACs are read from each datagram, as they may change under a flow (a spoofed gateway).
+                from_client = rec[_DIR] == client_dir
+                src_ip, dst_ip = (r.client_ip, r.server_ip) if from_client else (r.server_ip, r.client_ip)
+                ends = (mac_str(rec[_SRC_MAC]), src_ip, mac_str(rec[_DST_MAC]), dst_ip, sport, dport)
                 for msg in msgs:
                     self._out(msg, name, row, rec[_TS], ends, "udp")
 
