@@ -742,10 +742,13 @@ def _walk_on(
 
 
 # Net container allocations between young-generation collections (Python: 700). An analysis keeps some
-# 120,000 containers a million packets (flows, evidence, parser state) and each collection traverses the
-# young ones, costing more per object the more often it runs: 200,000 took half the collector's time of
-# 50,000 (2 million packets: 37 against 72 ms; 6 million: 90-105 against 140-200 ms), peak RSS the same.
-GC_THRESHOLD: Final = 200_000
+# 90,000 containers a million packets (flows, evidence, parser state) and each collection traverses the
+# young ones: 200,000 took half the collector's time of 50,000 (2 million packets: 37 against 72 ms), and a
+# million none at all up to 6 million packets (the one collection at 200,000 traversed 173,000 live
+# containers, 39 ms; when it fell in the device decisions of a sharded run's parent it doubled them, 72 ->
+# 33 ms at 8 workers). The analysis path makes no reference cycles (tests/test_reference_cycles.py), so the
+# threshold only bounds garbage of cycles nobody knows of (peak RSS 118 and 144 MB at 2 and 6 million).
+GC_THRESHOLD: Final = 1_000_000
 
 
 @contextmanager
@@ -753,7 +756,7 @@ def fewer_collections() -> Iterator[None]:
     """Collect cyclic garbage less often while analysing. Every observation allocates a handful of
     containers that are freed right away (no cycles); at the default threshold the collector still ran
     some 700 times on the bench capture and traversed the growing inventory, 6-7% of the CPU time. Cyclic
-    garbage stays bounded by the threshold."""
+    garbage, which the analysis does not make, stays bounded by the threshold."""
     old = gc.get_threshold()
     gc.set_threshold(max(old[0], GC_THRESHOLD), *old[1:])
     try:

@@ -347,26 +347,37 @@ class StreamParser:
     (the first payload seen being a response) still yields requests from the side that sent them.
     """
 
-    __slots__ = ("_client", "_methods", "_server")
+    __slots__ = ("_client", "_server")
 
     def __init__(self) -> None:
-        self._methods: deque[str] = deque(maxlen=_MAX_PIPELINED)  # requests still awaiting a response
-        self._client = HeadReader(b"HTTP/", self._body_length)
-        self._server = HeadReader(b"HTTP/", self._body_length)
+        exchange = _Exchange()
+        self._client = HeadReader(b"HTTP/", exchange.body_length)
+        self._server = HeadReader(b"HTTP/", exchange.body_length)
 
     def feed(self, data: bytes, from_client: bool) -> list[Message]:
         heads = (self._client if from_client else self._server).feed(data)
         return [Message("http.response", response_fields(h), from_client) if h.is_response
                 else Message("http.request", request_fields(h), from_client) for h in heads]
 
-    def _body_length(self, head: Head) -> int:
+
+class _Exchange:
+    """A connection's requests still awaiting a response, which tell how long each response's body is.
+    Its own object: readers given a method of their parser would hold the parser that holds them, a cycle
+    that only the cyclic collector frees (two of them, a reader's list and the method, per connection)."""
+
+    __slots__ = ("methods",)
+
+    def __init__(self) -> None:
+        self.methods: deque[str] = deque(maxlen=_MAX_PIPELINED)
+
+    def body_length(self, head: Head) -> int:
         if not head.is_response:
-            self._methods.append(head.start[0])
+            self.methods.append(head.start[0])
             return message_body_length(head.headers, 0)
         status = head.start[1]
         if status.startswith("1") and status != "101":  # interim: the final response is still to come
             return 0
-        method = self._methods.popleft() if self._methods else ""
+        method = self.methods.popleft() if self.methods else ""
         if status == "101" or (method == "CONNECT" and status.startswith("2")):
             return UNTIL_CLOSE  # another protocol from here on
         if method == "HEAD" or status in ("204", "304"):
