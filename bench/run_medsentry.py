@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from medsentry.cli.main import main as cli
+from medsentry.cli.entry import main as cli
 
 
 def main() -> int:

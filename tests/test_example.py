@@ -25,7 +25,7 @@ def _medsentry() -> list[str]:
     script = Path(sys.executable).with_name("medsentry")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from medsentry.cli.main import main; main()"]
+    return [sys.executable, "-c", "from medsentry.cli.entry import main; main()"]
 
 
 @pytest.fixture(scope="module")

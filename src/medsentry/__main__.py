@@ -1,5 +1,5 @@
 """`python -m medsentry` is the `medsentry` command."""
 
-from medsentry.cli.main import main
+from medsentry.cli.entry import main
 
 main(prog_name="medsentry")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from medsentry.cli import entry
 from medsentry.cli.main import main
 from medsentry.store import open_store
 from tests import pcaputil
@@ -235,3 +237,15 @@ def test_a_gateway_is_not_given_the_remote_servers_address(shared_data: Path, tm
     said = " ".join(run("analyze", capture, "--no-store").output.split())
     assert "1 host seen only by IP outside the hospital's address space (10.0.0.0/8," in said
     assert "fc00::/7) is not in the inventory" in said
+
+
+def test_the_command_starts_with_the_collector_held_off_then_on(capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        with pytest.raises(SystemExit) as done:
+            entry.main(["--version"])
+        assert done.value.code == 0
+        assert "medsentry, version" in capsys.readouterr().out
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # what the imports made is left out of later collections
+    finally:
+        gc.unfreeze()
