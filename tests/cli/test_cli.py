@@ -249,3 +249,22 @@ def test_the_command_starts_with_the_collector_held_off_then_on(capsys: pytest.C
         assert gc.get_freeze_count() > 0  # what the imports made is left out of later collections
     finally:
         gc.unfreeze()
+
+
+def test_analyze_holds_the_raised_threshold_throughout_and_freezes_what_it_leaves(
+    hl7_pcap: Path, tmp_path: Path
+) -> None:
+    before = gc.get_threshold()
+    try:
+        result = run("analyze", hl7_pcap, "--db", tmp_path / "inv.db", "--json", tmp_path / "out.json", "-q")
+        assert result.exit_code == 0
+        assert gc.get_threshold() == before and gc.isenabled()  # Python's again after the command
+        assert gc.get_freeze_count() > 0
+        # not a bad input: the errors path (exit 1) freezes too
+        bogus = tmp_path / "notes.pcap"
+        bogus.write_text("not a capture")
+        gc.unfreeze()
+        assert run("analyze", bogus, "--db", tmp_path / "inv.db", "-q").exit_code == 1
+        assert gc.get_freeze_count() > 0 and gc.get_threshold() == before
+    finally:
+        gc.unfreeze()

@@ -6,7 +6,6 @@ the errors are printed and listed in the JSON stats); 2 usage error (bad option,
 
 from __future__ import annotations
 
-import gc
 import json
 import sys
 import time
@@ -28,7 +27,7 @@ from medsentry.cli.common import (
     terminal,
     write,
 )
-from medsentry.cli.entry import collector_held
+from medsentry.cli.entry import collector_held, one_collection_regime
 from medsentry.cli.vulns import feeds, monitor, vulns
 
 if TYPE_CHECKING:
@@ -93,6 +92,7 @@ def main() -> None:
 @click.option("--no-store", is_flag=True, help="Do not merge the result into the inventory database.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no tables.")
 @DB_OPTION
+@one_collection_regime
 def analyze(
     inputs: tuple[Path, ...],
     interface: str | None,
@@ -115,100 +115,91 @@ def analyze(
     with collector_held():  # the analysis path's modules, imported here to keep other commands quick
         from medsentry import analysis, privacy, report
         from medsentry.detect import Detector
-        from medsentry.pipeline import fewer_collections
         from medsentry.store import open_store
 
     if not inputs and not interface:
         raise click.UsageError("give capture files / Zeek logs, or --interface for live capture")
     if no_detect and alerts_out is not None:
         raise click.UsageError("--alerts needs detection: drop --no-detect")
-    # The collector's threshold raised for the whole command, not only the analysis: back at Python's
-    # after it, the next allocation walked all the analysis left (15-30 ms on the bench capture), and
-    # the inventory's thousands of devices' evidence again in the store (0.32 -> 0.2 s on big-1of4).
-    with fewer_collections():
-        config = _config(rules, db, accepted=not no_detect)
-        detector = None if no_detect else Detector(config, live=interface is not None)
-        # The hospital's networks, from the rules file as detection reads them: hosts outside them are not
-        # inventoried (a cloud service is not a device of the hospital).
-        address_space = config.networks
-        store = None if no_store else open_store(db)
-        try:
+    config = _config(rules, db, accepted=not no_detect)
+    detector = None if no_detect else Detector(config, live=interface is not None)
+    # The hospital's networks, from the rules file as detection reads them: hosts outside them are not
+    # inventoried (a cloud service is not a device of the hospital).
+    address_space = config.networks
+    store = None if no_store else open_store(db)
+    try:
+        if store is not None:
+            # PHI hashes must be comparable across runs of one installation, so the salt lives in the store.
+            privacy.set_salt(store.get_or_create_salt())
+        started = time.time()
+        show = not quiet and json_out != Path("-") and csv_out != Path("-")
+        console = err.console if show else None
+        live_run = None
+        if interface:
+            checkpoint = None
             if store is not None:
-                # PHI hashes must be comparable across runs of one installation: the salt lives in the store.
-                privacy.set_salt(store.get_or_create_salt())
-            started = time.time()
-            show = not quiet and json_out != Path("-") and csv_out != Path("-")
-            console = err.console if show else None
-            live_run = None
-            if interface:
-                checkpoint = None
-                if store is not None:
-                    # A live run is recorded when it starts and saved as it goes: a capture that never gets
-                    # to its end (power cut, kill -9) still leaves its inventory up to the last checkpoint.
-                    nothing_yet = analysis.run_stats_of(analysis.Stats(), started)
-                    live_run = store.record_run(nothing_yet, [f"live:{interface}"])
-                    checkpoint = _saver(db, live_run, started)
-                result = analysis.run_live(interface, bpf, duration, fingerprints, console, detector, workers,
-                                           checkpoint, every, address_space)  # fmt: skip
+                # A live run is recorded when it starts and saved as it goes: a capture that never gets
+                # to its end (power cut, kill -9) still leaves its inventory up to the last checkpoint.
+                nothing_yet = analysis.run_stats_of(analysis.Stats(), started)
+                live_run = store.record_run(nothing_yet, [f"live:{interface}"])
+                checkpoint = _saver(db, live_run, started)
+            result = analysis.run_live(interface, bpf, duration, fingerprints, console, detector, workers,
+                                       checkpoint, every, address_space)  # fmt: skip
+        else:
+            result = analysis.run_inputs(list(inputs), fingerprints, workers, console, detector,
+                                         address_space)  # fmt: skip
+        run = analysis.run_stats(result, started)
+        merged = None
+        if store is not None:
+            if live_run is None:
+                run_id = store.record_run(run, result.inputs)
             else:
-                result = analysis.run_inputs(list(inputs), fingerprints, workers, console, detector,
-                                             address_space)  # fmt: skip
-            run = analysis.run_stats(result, started)
-            merged = None
-            if store is not None:
-                if live_run is None:
-                    run_id = store.record_run(run, result.inputs)
-                else:
-                    run_id = live_run
-                    store.update_run(run_id, run)
-                merged = store.upsert_devices(result.devices, run_id)
-                store.upsert_alerts(result.alerts, run_id)
-        finally:
-            if store is not None:
-                store.close()
-        if json_out is not None:
-            write(json_out, report.render_json(result.devices, run, result.inputs, details=result.stats_dict))
-        if csv_out is not None:
-            write(csv_out, report.render_csv(result.devices))
-        if alerts_out is not None:
-            report.write_alerts_json(str(alerts_out), result.alerts)
-        if show:
-            out = terminal()
-            devices, alerts = result.devices, result.alerts
-            # A hospital has thousands of devices: the summary shows the head, the lists are a command away
-            # (rendering 800 rows took 1.5 s, longer than analysing a 100k-packet capture).
-            shown = report.most_relevant(devices, SUMMARY_ROWS)
-            caption = _more(len(devices) - len(shown), "devices", "medical first", store, "devices",
-                            "--json/--csv")  # fmt: skip
-            out.print(report.device_table(shown, width=out.width, caption=caption))
-            if alerts:
-                shown_alerts = report.most_severe(alerts, SUMMARY_ROWS)
-                caption = _more(len(alerts) - len(shown_alerts), "alerts", "gravest first", store, "alerts",
-                                "--alerts FILE")  # fmt: skip
-                out.print(report.fitting_alert_table(shown_alerts, out.width, caption=caption))
-            out.print(report.run_summary(run, devices, merged))
-            if remote := result.stats_dict.get("remote_hosts"):
-                networks = ", ".join(str(n) for n in address_space)
-                hosts, verb = ("1 host", "is") if remote == 1 else (f"{remote:,} hosts", "are")
-                out.print(f"{hosts} seen only by IP outside the hospital's address space ({networks}) {verb}"
-                          " not in the inventory; if some are the hospital's, list its networks under"
-                          " address_space in a --rules file", highlight=False, markup=False)  # fmt: skip
-        if result.stats.capture_dropped:
-            err.print(
-                f"warning: {result.stats.capture_dropped:,} frames were dropped before analysis (it fell"
-                " behind the interface); more --workers or a narrower --bpf help",
-                highlight=False,
-                markup=False,
-            )
-        errors = result.stats.errors
-        for e in errors:
-            err.print(f"error: {e}", highlight=False, markup=False)
-        # Written and shown: what the analysis left lives until the process ends (or reference counting
-        # frees it). Frozen, the collector never walks it again: not at the next allocation once the
-        # threshold is back at Python's (15-36 ms after the bench capture), nor at the interpreter's exit.
-        gc.freeze()
-        if errors:
-            sys.exit(EXIT_INPUT_ERRORS)
+                run_id = live_run
+                store.update_run(run_id, run)
+            merged = store.upsert_devices(result.devices, run_id)
+            store.upsert_alerts(result.alerts, run_id)
+    finally:
+        if store is not None:
+            store.close()
+    if json_out is not None:
+        write(json_out, report.render_json(result.devices, run, result.inputs, details=result.stats_dict))
+    if csv_out is not None:
+        write(csv_out, report.render_csv(result.devices))
+    if alerts_out is not None:
+        report.write_alerts_json(str(alerts_out), result.alerts)
+    if show:
+        out = terminal()
+        devices, alerts = result.devices, result.alerts
+        # A hospital has thousands of devices: the summary shows the head, the lists are a command away
+        # (rendering 800 rows took 1.5 s, longer than analysing a 100k-packet capture).
+        shown = report.most_relevant(devices, SUMMARY_ROWS)
+        caption = _more(len(devices) - len(shown), "devices", "medical first", store, "devices",
+                        "--json/--csv")  # fmt: skip
+        out.print(report.device_table(shown, width=out.width, caption=caption))
+        if alerts:
+            shown_alerts = report.most_severe(alerts, SUMMARY_ROWS)
+            caption = _more(len(alerts) - len(shown_alerts), "alerts", "gravest first", store, "alerts",
+                            "--alerts FILE")  # fmt: skip
+            out.print(report.fitting_alert_table(shown_alerts, out.width, caption=caption))
+        out.print(report.run_summary(run, devices, merged))
+        if remote := result.stats_dict.get("remote_hosts"):
+            networks = ", ".join(str(n) for n in address_space)
+            hosts, verb = ("1 host", "is") if remote == 1 else (f"{remote:,} hosts", "are")
+            out.print(f"{hosts} seen only by IP outside the hospital's address space ({networks}) {verb}"
+                      " not in the inventory; if some are the hospital's, list its networks under"
+                      " address_space in a --rules file", highlight=False, markup=False)  # fmt: skip
+    if result.stats.capture_dropped:
+        err.print(
+            f"warning: {result.stats.capture_dropped:,} frames were dropped before analysis (it fell behind"
+            " the interface); more --workers or a narrower --bpf help",
+            highlight=False,
+            markup=False,
+        )
+    errors = result.stats.errors
+    for e in errors:
+        err.print(f"error: {e}", highlight=False, markup=False)
+    if errors:
+        sys.exit(EXIT_INPUT_ERRORS)
 
 
 def _more(hidden: int, what: str, order: str, store: Any, command: str, option: str) -> str | None:
