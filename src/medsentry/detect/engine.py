@@ -91,6 +91,27 @@ class Alert:
     count: int = 1
     id_bucket_s: int = 3600
 
+    # Written by hand, as `Observation.__init__`: a dataclass's generated one stays interpreted under mypyc.
+    def __init__(
+        self,
+        rule: str,
+        technique: dict[str, str],
+        severity: str,
+        attacker: dict[str, str | None],
+        victims: list[dict[str, Any]],
+        first_seen: float,
+        last_seen: float,
+        evidence: list[dict[str, Any]],
+        explanation: str,
+        count: int = 1,
+        id_bucket_s: int = 3600,
+    ) -> None:
+        self.rule, self.technique, self.severity = rule, technique, severity
+        self.attacker, self.victims = attacker, victims
+        self.first_seen, self.last_seen = first_seen, last_seen
+        self.evidence, self.explanation = evidence, explanation
+        self.count, self.id_bucket_s = count, id_bucket_s
+
     @property
     def id(self) -> str:
         victims = sorted(f"{v.get('mac') or ''}/{v.get('ip') or ''}" for v in self.victims)
@@ -123,6 +144,13 @@ class _Open:
     victims_dropped: int = 0
     evidence_dropped: int = 0
     text: Callable[[], str] | None = None  # the latest hit's explanation, not yet formatted
+
+    # Written by hand: the dataclass's generated one (and its default factories) stays interpreted.
+    def __init__(self, alert: Alert, text: Callable[[], str] | None = None) -> None:
+        self.alert, self.text = alert, text
+        self.victims: dict[str, dict[str, Any]] = {}
+        self.evidence: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.victims_dropped = self.evidence_dropped = 0
 
 
 class AlertStore:

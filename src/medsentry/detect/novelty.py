@@ -25,6 +25,28 @@ class Seen:
     port: int | None = None
     device_class_key: Any = None  # what a device of the same class having learned makes normal
 
+    # Written by hand, as `Observation.__init__`: a dataclass's generated one stays interpreted under mypyc
+    # (with its default factories' lambdas, ≈ 2 us a key; a capture's baseline makes tens of thousands).
+    def __init__(
+        self,
+        first: float,
+        last: float,
+        count: int = 1,
+        attacker: dict[str, str | None] | None = None,
+        victims: list[dict[str, Any]] | None = None,
+        evidence: dict[str, Any] | None = None,
+        explanation: str = "",
+        rule: str = "",
+        group: Any = None,
+        port: int | None = None,
+        device_class_key: Any = None,
+    ) -> None:
+        self.first, self.last, self.count = first, last, count
+        self.attacker = {} if attacker is None else attacker
+        self.victims = [] if victims is None else victims
+        self.evidence, self.explanation, self.rule = evidence, explanation, rule
+        self.group, self.port, self.device_class_key = group, port, device_class_key
+
 
 class Novelty:
     def __init__(self, cap: int, name: str, evictions: Counter[str]) -> None:

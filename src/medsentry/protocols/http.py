@@ -24,7 +24,7 @@ from __future__ import annotations
 import binascii
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from medsentry.privacy import phi_hash
 from medsentry.protocols import ntlmssp
@@ -106,10 +106,16 @@ def mid_stream(head: bytes) -> bool:
     return head[:9] in (b"HTTP/1.0 ", b"HTTP/1.1 ") and head[9:12].isdigit()
 
 
-class Head(NamedTuple):
-    start: tuple[str, str, str]  # request: method, target, version; response: version, status, reason
-    headers: dict[str, str]  # lower-case field name -> first value
-    is_response: bool
+class Head:
+    """A message head. A plain class: a NamedTuple's constructor is generated Python, interpreted under
+    mypyc for every head."""
+
+    __slots__ = ("headers", "is_response", "start")
+
+    def __init__(self, start: tuple[str, str, str], headers: dict[str, str], is_response: bool) -> None:
+        self.start = start  # request: method, target, version; response: version, status, reason
+        self.headers = headers  # lower-case field name -> first value
+        self.is_response = is_response
 
 
 class HeadReader:
