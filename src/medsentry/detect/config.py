@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-import socket
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from medsentry.observe import ipv4_number, ipv4_ranges
 from medsentry.yamlload import safe_load
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -43,10 +43,7 @@ class Config:
             self.networks = [ipaddress.ip_network(n, strict=False) for n in self.doc["address_space"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"address_space: {exc}") from exc
-        # the IPv4 networks as (first, last) address numbers: `is_local`'s fast path
-        self._v4_ranges: tuple[tuple[int, int], ...] = tuple(
-            (int(n.network_address), int(n.broadcast_address)) for n in self.networks if n.version == 4
-        )
+        self._v4_ranges = ipv4_ranges(self.networks)  # `is_local`'s fast path
         self._local_cache: dict[str, bool] = {}
         self._enabled: dict[str, bool] = {}
 
@@ -63,15 +60,9 @@ class Config:
         hit = self._local_cache.get(ip)
         if hit is not None:
             return hit
-        try:
-            packed = socket.inet_pton(socket.AF_INET, ip)  # dotted quads as strictly as ipaddress reads them
-        except (OSError, ValueError, UnicodeError):
-            packed = b""
-        if packed:
-            # IPv4, from the number: ipaddress's objects and properties run interpreted (some 20 us an
-            # address, a few thousand addresses a capture). Multicast 224/4, loopback 127/8, link-local
-            # 169.254/16, unspecified, the limited broadcast.
-            n = int.from_bytes(packed, "big")
+        n = ipv4_number(ip)
+        if n is not None:
+            # multicast 224/4, loopback 127/8, link-local 169.254/16, unspecified, the limited broadcast
             local = (
                 n >> 28 == 0xE
                 or n >> 24 == 127

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import socket
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,7 @@ from medsentry.identify import oui
 from medsentry.identify.device import Device, Evidence, Service
 from medsentry.identify.rules import Fingerprints, Rule
 from medsentry.identify.taxonomy import UNKNOWN, classes
-from medsentry.observe import Observation
+from medsentry.observe import Observation, ipv4_number, ipv4_ranges
 
 # Bounds per endpoint: a long capture or a hostile peer cannot grow the state without limit.
 MAX_CLAIMS: Final = 128  # distinct (attribute, value, protocol, rule) claims
@@ -403,15 +402,10 @@ class _Addr:
 
     def __init__(self, ip: str, networks: Iterable[Network], v4_ranges: tuple[tuple[int, int], ...]) -> None:
         """`v4_ranges`: the IPv4 ones of `networks` as (first, last) address numbers."""
-        try:
-            packed = socket.inet_pton(socket.AF_INET, ip)  # dotted quads as strictly as ipaddress reads them
-        except (OSError, ValueError, UnicodeError):
-            packed = b""
-        if packed:
-            # Most addresses: their facts from the number. ipaddress's objects and properties run
-            # interpreted (≈ 30,000 instructions an address), and every `--workers` worker meets the
-            # servers all the others meet too.
-            n = int.from_bytes(packed, "big")
+        n = ipv4_number(ip)
+        if n is not None:
+            # Most addresses: their facts from the number (≈ 30,000 instructions an address through
+            # ipaddress), and every `--workers` worker meets the servers all the others meet too.
             self.family, self.order = 4, (4, n)
             self.link_local = n >> 16 == 0xA9FE  # 169.254.0.0/16
             self.local = self.link_local or any(lo <= n <= hi for lo, hi in v4_ranges)
@@ -518,9 +512,7 @@ class Identifier:
     ) -> None:
         self.fingerprints = fingerprints if fingerprints is not None else Fingerprints.load()
         self._networks = LOCAL_NETWORKS if address_space is None else tuple(address_space)
-        self._v4_ranges = tuple(
-            (int(n.network_address), int(n.broadcast_address)) for n in self._networks if n.version == 4
-        )
+        self._v4_ranges = ipv4_ranges(self._networks)
         self._classes = classes()
         self._model: Any = None
         self._profile_type: Any = None

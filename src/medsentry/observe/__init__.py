@@ -6,7 +6,8 @@ over which flow. Zeek logs produce the same observations directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -133,3 +134,19 @@ class Tee:
     def __call__(self, obs: Observation) -> None:
         for sink in self.sinks:
             sink(obs)
+
+
+def ipv4_number(ip: str) -> int | None:
+    """An observation's IPv4 address as its number (dotted quads read as strictly as ipaddress reads them),
+    None for anything else (IPv6, garbage). Identification and detection judge addresses by it: ipaddress's
+    objects and properties run interpreted, tens of microseconds an address."""
+    try:
+        packed = socket.inet_pton(socket.AF_INET, ip)
+    except (OSError, ValueError, UnicodeError):
+        return None
+    return int.from_bytes(packed, "big")
+
+
+def ipv4_ranges(networks: Iterable[Any]) -> tuple[tuple[int, int], ...]:
+    """The IPv4 ones of `networks` (ipaddress networks) as (first, last) address numbers."""
+    return tuple((int(n.network_address), int(n.broadcast_address)) for n in networks if n.version == 4)
